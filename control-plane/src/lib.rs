@@ -1,0 +1,1 @@
+//! gw control plane.

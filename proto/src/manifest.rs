@@ -1,0 +1,250 @@
+//! Manifests: Kubernetes-style multi-document YAML (`apiVersion: gw/v1`, camelCase).
+//!
+//! Parsing is strict — unknown fields are errors — and every error names the document, the object
+//! and the field, so a typo never silently becomes a default.
+
+use crate::model::{Kind, Meta, Object, Spec};
+use serde::{Deserialize, Serialize};
+
+/// The one API version manifests use.
+pub const API_VERSION: &str = "gw/v1";
+
+/// A manifest that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("document {doc}{}: {message}", object.as_ref().map(|o| format!(" ({o})")).unwrap_or_default())]
+pub struct ManifestError {
+    /// 1-based index of the document in the file.
+    pub doc: usize,
+    /// `Kind tenant/name` when known.
+    pub object: Option<String>,
+    /// What is wrong, starting with the field path.
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawDocument {
+    api_version: String,
+    kind: String,
+    metadata: Meta,
+    #[serde(default)]
+    spec: Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutDocument<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: &'a Meta,
+    spec: serde_json::Value,
+}
+
+/// A parsed document with its position in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// 1-based index in the file.
+    pub index: usize,
+    /// The object it defines.
+    pub object: Object,
+}
+
+/// Parses every document of a multi-document YAML text. Empty documents are skipped.
+pub fn parse(text: &str) -> Result<Vec<Document>, ManifestError> {
+    let mut out = Vec::new();
+    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let doc = i + 1;
+        let err = |object: Option<String>, message: String| ManifestError {
+            doc,
+            object,
+            message,
+        };
+        let value = serde_yaml::Value::deserialize(de)
+            .map_err(|e| err(None, format!("invalid YAML: {e}")))?;
+        if value.is_null() {
+            continue;
+        }
+        let json = serde_json::to_value(&value).map_err(|e| err(None, e.to_string()))?;
+        let raw: RawDocument = serde_path_to_error::deserialize(json)
+            .map_err(|e| err(None, format!("{}: {}", e.path(), e.inner())))?;
+        if raw.api_version != API_VERSION {
+            return Err(err(
+                None,
+                format!(
+                    "apiVersion: {:?} is not supported (use {API_VERSION})",
+                    raw.api_version
+                ),
+            ));
+        }
+        let Some(kind) = Kind::ALL
+            .into_iter()
+            .find(|k| k.manifest_name() == raw.kind)
+        else {
+            let known: Vec<_> = Kind::ALL.iter().map(|k| k.manifest_name()).collect();
+            return Err(err(
+                None,
+                format!("kind: {:?} is not one of {}", raw.kind, known.join(", ")),
+            ));
+        };
+        let label = Some(describe(kind, &raw.metadata));
+        let spec_value = raw
+            .spec
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+        let spec = spec_from_value(kind, spec_value).map_err(|m| err(label.clone(), m))?;
+        out.push(Document {
+            index: doc,
+            object: Object {
+                meta: raw.metadata,
+                spec,
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn spec_from_value(kind: Kind, v: serde_json::Value) -> Result<Spec, String> {
+    fn de<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+        serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                format!("spec: {}", e.inner())
+            } else {
+                format!("spec.{path}: {}", e.inner())
+            }
+        })
+    }
+    Ok(match kind {
+        Kind::Tenant => Spec::Tenant(de(v)?),
+        Kind::Listener => Spec::Listener(de(v)?),
+        Kind::Cluster => Spec::Cluster(Box::new(de(v)?)),
+        Kind::Route => Spec::Route(Box::new(de(v)?)),
+    })
+}
+
+/// `Route acme/users`, as used in messages.
+pub fn describe(kind: Kind, meta: &Meta) -> String {
+    if meta.tenant.is_empty() {
+        format!("{} {}", kind.manifest_name(), meta.name)
+    } else {
+        format!("{} {}/{}", kind.manifest_name(), meta.tenant, meta.name)
+    }
+}
+
+/// One object as a manifest document value (for `-o json`).
+pub fn to_value(o: &Object) -> serde_json::Value {
+    let doc = OutDocument {
+        api_version: API_VERSION,
+        kind: o.spec.kind().manifest_name(),
+        metadata: &o.meta,
+        spec: o.spec.to_value(),
+    };
+    serde_json::to_value(doc).unwrap_or(serde_json::Value::Null)
+}
+
+/// Objects as multi-document YAML (for `-o yaml`); the output parses back with [`parse`].
+pub fn to_yaml(objects: &[Object]) -> String {
+    let mut out = String::new();
+    for (i, o) in objects.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_yaml::to_string(&to_value(o)).unwrap_or_default());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QUICK: &str = r#"
+apiVersion: gw/v1
+kind: Tenant
+metadata: {name: acme}
+---
+apiVersion: gw/v1
+kind: Cluster
+metadata: {name: users-svc, tenant: acme}
+spec:
+  lb: least_conn
+  connectTimeout: 1s
+  endpoints:
+    - {address: 127.0.0.1, port: 18081, weight: 2}
+  healthCheck: {path: /health, interval: 5s}
+  circuitBreaker: {consecutiveFailures: 7}
+---
+apiVersion: gw/v1
+kind: Route
+metadata: {name: users, tenant: acme}
+spec:
+  match:
+    hosts: [api.acme.test]
+    pathPrefix: /users
+    headers: [{name: x-tenant-id, exact: acme}]
+    methods: [GET, POST]
+  cluster: users-svc
+  timeout: 15s
+  retry: {attempts: 2, on: [5xx, connect-failure, reset], perTryTimeout: 2s}
+  hashOn: source_ip
+"#;
+
+    #[test]
+    fn parses_design_example_with_defaults() {
+        let docs = parse(QUICK).unwrap();
+        assert_eq!(docs.len(), 3);
+        let Spec::Cluster(c) = &docs[1].object.spec else {
+            panic!("not a cluster")
+        };
+        assert_eq!(c.lb, crate::model::LbPolicy::LeastConn);
+        assert_eq!(c.circuit_breaker.consecutive_failures, 7);
+        assert_eq!(c.circuit_breaker.half_open_successes, 3);
+        assert_eq!(c.health_check.as_ref().unwrap().unhealthy_threshold, 3);
+        for d in &docs {
+            let mut o = d.object.clone();
+            o.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn yaml_round_trip() {
+        let objs: Vec<Object> = parse(QUICK)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.object)
+            .collect();
+        let again: Vec<Object> = parse(&to_yaml(&objs))
+            .unwrap()
+            .into_iter()
+            .map(|d| d.object)
+            .collect();
+        assert_eq!(objs, again);
+    }
+
+    #[test]
+    fn errors_name_document_object_and_field() {
+        let bad = QUICK.replace("perTryTimeout: 2s", "perTryTimeout: soon");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.doc, 3);
+        assert_eq!(e.object.as_deref(), Some("Route acme/users"));
+        assert!(
+            e.message
+                .starts_with("spec.retry.perTryTimeout: invalid duration"),
+            "{e}"
+        );
+        let typo = QUICK.replace("connectTimeout", "conectTimeout");
+        let e = parse(&typo).unwrap_err();
+        assert!(e.message.contains("unknown field `conectTimeout`"), "{e}");
+        assert!(parse("apiVersion: gw/v2\nkind: Tenant\nmetadata: {name: a}\n").is_err());
+        assert!(parse("apiVersion: gw/v1\nkind: Widget\nmetadata: {name: a}\n").is_err());
+    }
+
+    #[test]
+    fn validation_names_field() {
+        let bad = QUICK.replace("perTryTimeout: 2s", "perTryTimeout: 0s");
+        let mut o = parse(&bad).unwrap().remove(2).object;
+        assert_eq!(
+            o.validate().unwrap_err().to_string(),
+            "spec.retry.perTryTimeout: must be > 0"
+        );
+    }
+}

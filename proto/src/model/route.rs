@@ -1,0 +1,364 @@
+//! `kind: Route`: a request match and where matching requests go.
+
+use super::serde_duration;
+use super::validate::{positive, validate_name};
+use super::FieldError;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Matches one request header. Exactly one of `exact`, `prefix`, `regex`, `present` (default: present).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderMatch {
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// Value equals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// Value starts with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Value matches the RE2-compatible regex (whole value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// Header is present (any value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present: Option<bool>,
+}
+
+/// What a request must look like. Path: one of `path`, `pathPrefix`, `pathRegex` (default prefix `/`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RouteMatch {
+    /// Virtual hosts (`*.example.com` allowed); empty means any host.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Exact path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Path prefix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// Path regex (whole path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_regex: Option<String>,
+    /// Header matches, all must hold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatch>,
+    /// Allowed methods; empty means any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+}
+
+impl Default for RouteMatch {
+    fn default() -> Self {
+        RouteMatch {
+            hosts: Vec::new(),
+            path: None,
+            path_prefix: None,
+            path_regex: None,
+            headers: Vec::new(),
+            methods: Vec::new(),
+        }
+    }
+}
+
+/// One target of a weighted split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WeightedCluster {
+    /// Cluster name (same tenant).
+    pub cluster: String,
+    /// Relative weight.
+    pub weight: u32,
+}
+
+/// Retry policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Retries after the first try.
+    pub attempts: u32,
+    /// Conditions: `5xx`, `gateway-error`, `connect-failure`, `reset`, `retriable-4xx`.
+    pub on: Vec<String>,
+    /// Timeout of each try; `None` uses the route timeout.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "serde_duration::option"
+    )]
+    pub per_try_timeout: Option<Duration>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 1,
+            on: vec!["5xx".into(), "connect-failure".into(), "reset".into()],
+            per_try_timeout: None,
+        }
+    }
+}
+
+/// Retry conditions a route may name.
+pub const RETRY_ON: [&str; 5] = [
+    "5xx",
+    "gateway-error",
+    "connect-failure",
+    "reset",
+    "retriable-4xx",
+];
+
+/// Hash key for `ip_hash` clusters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// The downstream address.
+    SourceIp,
+    /// A request header.
+    Header(String),
+    /// A cookie.
+    Cookie(String),
+}
+
+impl HashOn {
+    /// Parses `source_ip`, `header:<name>`, `cookie:<name>`.
+    pub fn parse(s: &str) -> Option<HashOn> {
+        if s == "source_ip" {
+            return Some(HashOn::SourceIp);
+        }
+        let (kind, name) = s.split_once(':')?;
+        if name.is_empty() {
+            return None;
+        }
+        match kind {
+            "header" => Some(HashOn::Header(name.to_ascii_lowercase())),
+            "cookie" => Some(HashOn::Cookie(name.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+/// `kind: Route` spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RouteSpec {
+    /// What requests this route takes.
+    #[serde(rename = "match")]
+    pub match_: RouteMatch,
+    /// Single target cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Weighted split over clusters.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub weighted_clusters: Vec<WeightedCluster>,
+    /// Whole-request timeout (default 15 s, as Envoy).
+    #[serde(with = "serde_duration")]
+    pub timeout: Duration,
+    /// Retry policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// Hash key for `ip_hash` clusters: `source_ip | header:<name> | cookie:<name>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_on: Option<String>,
+    /// Lower first; ties are broken by specificity, then name.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub priority: i32,
+}
+
+fn is_zero(v: &i32) -> bool {
+    *v == 0
+}
+
+impl Default for RouteSpec {
+    fn default() -> Self {
+        RouteSpec {
+            match_: RouteMatch::default(),
+            cluster: None,
+            weighted_clusters: Vec::new(),
+            timeout: Duration::from_secs(15),
+            retry: None,
+            hash_on: None,
+            priority: 0,
+        }
+    }
+}
+
+impl RouteSpec {
+    /// The clusters this route sends to.
+    pub fn clusters(&self) -> impl Iterator<Item = &str> {
+        self.cluster
+            .as_deref()
+            .into_iter()
+            .chain(self.weighted_clusters.iter().map(|w| w.cluster.as_str()))
+    }
+
+    /// Canonical order for set-like lists; no path means prefix `/`.
+    pub fn normalize(&mut self) {
+        let m = &mut self.match_;
+        for h in &mut m.hosts {
+            *h = h.to_ascii_lowercase();
+        }
+        m.hosts.sort();
+        m.hosts.dedup();
+        for x in &mut m.methods {
+            *x = x.to_ascii_uppercase();
+        }
+        m.methods.sort();
+        m.methods.dedup();
+        for h in &mut m.headers {
+            h.name = h.name.to_ascii_lowercase();
+            if h.exact.is_none() && h.prefix.is_none() && h.regex.is_none() && h.present.is_none() {
+                h.present = Some(true);
+            }
+        }
+        m.headers.sort();
+        if m.path.is_none() && m.path_prefix.is_none() && m.path_regex.is_none() {
+            m.path_prefix = Some("/".into());
+        }
+        if m.hosts.iter().any(|h| h == "*") {
+            m.hosts.clear();
+        }
+        if let Some(r) = &mut self.retry {
+            r.on.sort();
+            r.on.dedup();
+        }
+    }
+
+    /// Validates every field (references to clusters are checked by the store).
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let m = &self.match_;
+        for (i, h) in m.hosts.iter().enumerate() {
+            let bare = h.strip_prefix("*.").unwrap_or(h);
+            let bare = bare.split(':').next().unwrap_or(bare);
+            super::validate::host_or_ip(&format!("spec.match.hosts[{i}]"), bare)?;
+        }
+        let set = [
+            m.path.is_some(),
+            m.path_prefix.is_some(),
+            m.path_regex.is_some(),
+        ];
+        if set.iter().filter(|b| **b).count() > 1 {
+            return Err(FieldError::new(
+                "spec.match",
+                "only one of path, pathPrefix and pathRegex may be set",
+            ));
+        }
+        for (field, p) in [
+            ("spec.match.path", &m.path),
+            ("spec.match.pathPrefix", &m.path_prefix),
+        ] {
+            if let Some(p) = p {
+                if !p.starts_with('/') {
+                    return Err(FieldError::new(field, "must start with '/'"));
+                }
+            }
+        }
+        if let Some(r) = &m.path_regex {
+            regex::Regex::new(r).map_err(|e| {
+                FieldError::new("spec.match.pathRegex", format!("invalid regex: {e}"))
+            })?;
+        }
+        for (i, h) in m.headers.iter().enumerate() {
+            let f = format!("spec.match.headers[{i}]");
+            if h.name.is_empty()
+                || !h
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
+            {
+                return Err(FieldError::new(
+                    format!("{f}.name"),
+                    format!("{:?} is not a header name", h.name),
+                ));
+            }
+            let n = [
+                h.exact.is_some(),
+                h.prefix.is_some(),
+                h.regex.is_some(),
+                h.present.is_some(),
+            ];
+            if n.iter().filter(|b| **b).count() != 1 {
+                return Err(FieldError::new(
+                    f,
+                    "exactly one of exact, prefix, regex and present must be set",
+                ));
+            }
+            if let Some(r) = &h.regex {
+                regex::Regex::new(r).map_err(|e| {
+                    FieldError::new(format!("{f}.regex"), format!("invalid regex: {e}"))
+                })?;
+            }
+        }
+        const METHODS: [&str; 9] = [
+            "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE",
+        ];
+        for (i, x) in m.methods.iter().enumerate() {
+            if !METHODS.contains(&x.as_str()) {
+                return Err(FieldError::new(
+                    format!("spec.match.methods[{i}]"),
+                    format!("{x:?} is not an HTTP method"),
+                ));
+            }
+        }
+        match (&self.cluster, self.weighted_clusters.is_empty()) {
+            (Some(_), false) => {
+                return Err(FieldError::new(
+                    "spec.weightedClusters",
+                    "cannot be set together with spec.cluster",
+                ))
+            }
+            (None, true) => {
+                return Err(FieldError::new(
+                    "spec.cluster",
+                    "is required (or spec.weightedClusters)",
+                ))
+            }
+            (Some(c), true) => validate_name("spec.cluster", c)?,
+            (None, false) => {
+                let mut total = 0u64;
+                let mut seen = std::collections::HashSet::new();
+                for (i, w) in self.weighted_clusters.iter().enumerate() {
+                    validate_name(&format!("spec.weightedClusters[{i}].cluster"), &w.cluster)?;
+                    if !seen.insert(&w.cluster) {
+                        return Err(FieldError::new(
+                            format!("spec.weightedClusters[{i}].cluster"),
+                            "appears twice",
+                        ));
+                    }
+                    total += u64::from(w.weight);
+                }
+                if total == 0 {
+                    return Err(FieldError::new(
+                        "spec.weightedClusters",
+                        "weights must add up to more than 0",
+                    ));
+                }
+            }
+        }
+        positive("spec.timeout", self.timeout)?;
+        if let Some(r) = &self.retry {
+            if r.attempts > 10 {
+                return Err(FieldError::new("spec.retry.attempts", "must be at most 10"));
+            }
+            for (i, on) in r.on.iter().enumerate() {
+                if !RETRY_ON.contains(&on.as_str()) {
+                    return Err(FieldError::new(
+                        format!("spec.retry.on[{i}]"),
+                        format!("{on:?} is not one of {}", RETRY_ON.join(", ")),
+                    ));
+                }
+            }
+            if let Some(t) = r.per_try_timeout {
+                positive("spec.retry.perTryTimeout", t)?;
+            }
+        }
+        if let Some(h) = &self.hash_on {
+            if HashOn::parse(h).is_none() {
+                return Err(FieldError::new(
+                    "spec.hashOn",
+                    format!("{h:?} is not source_ip, header:<name> or cookie:<name>"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
