@@ -1,0 +1,1 @@
+//! The `gateway.v1` gRPC services.
