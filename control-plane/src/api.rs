@@ -1,1 +1,14 @@
-//! The `gateway.v1` gRPC services.
+//! The `gateway.v1` gRPC services: validation at the edge, store errors mapped to gRPC codes.
+//!
+//! Each service is a thin shell over [`Store`](crate::store::Store); the four object kinds share
+//! one implementation ([`objects`]) and differ only in their message types.
+
+mod config;
+mod endpoints;
+mod objects;
+mod status;
+
+pub use config::ConfigApi;
+pub use endpoints::EndpointsApi;
+pub use objects::{ClustersApi, ListenersApi, RoutesApi, TenantsApi};
+pub use status::store_status;

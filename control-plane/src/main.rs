@@ -1,1 +1,78 @@
-fn main() {}
+//! `gw-control-plane`: userdb + gateway.v1 API + xDS for the proxy fleet.
+
+use clap::Parser;
+use gw_control_plane::server::{Config, ControlPlane};
+use std::net::SocketAddr;
+
+/// gw control plane: keeps config in userdb and streams it to proxies as Envoy xDS.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// userdb URL: sqlite://PATH (created and migrated on first start) or postgres://…
+    #[arg(long, env = "GW_DB", default_value = "sqlite://userdb.sqlite")]
+    db: String,
+    /// gRPC listen address: management API, xDS and telemetry.
+    #[arg(long, env = "GW_GRPC", default_value = "127.0.0.1:18000")]
+    grpc: SocketAddr,
+    /// HTTP listen address: /metrics and /healthz.
+    #[arg(long, env = "GW_HTTP", default_value = "127.0.0.1:18001")]
+    http: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "GW_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(&args.log_format);
+    let cfg = Config {
+        grpc: args.grpc,
+        http: args.http,
+        ..Config::new(args.db)
+    };
+    let cp = ControlPlane::start(cfg).await?;
+    println!(
+        "gw-control-plane: gRPC on {} (API, xDS), HTTP on {} (/metrics, /healthz)",
+        cp.grpc_addr(),
+        cp.http_addr()
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    cp.shutdown().await;
+    Ok(())
+}

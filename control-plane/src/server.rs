@@ -1,1 +1,202 @@
-//! Wiring.
+//! Wiring: the gRPC listener (API, reflection, xDS), the HTTP listener (`/metrics`, `/healthz`) and
+//! background tasks (lease reaper). [`ControlPlane`] is what `main` runs and what tests start
+//! in-process on `127.0.0.1:0`.
+
+mod http;
+
+use crate::api::{ClustersApi, ConfigApi, EndpointsApi, ListenersApi, RoutesApi, TenantsApi};
+use crate::store::{Store, StoreOptions};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// How to run a control plane.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// userdb URL: `sqlite://userdb.sqlite`, `sqlite::memory:` or `postgres://…`.
+    pub db: String,
+    /// gRPC listen address (API, xDS, telemetry).
+    pub grpc: SocketAddr,
+    /// HTTP listen address (`/metrics`, `/healthz`).
+    pub http: SocketAddr,
+    /// How often expired endpoint leases are reaped.
+    pub reap_interval: Duration,
+}
+
+impl Config {
+    /// The documented defaults with `db`.
+    pub fn new(db: impl Into<String>) -> Config {
+        Config {
+            db: db.into(),
+            grpc: SocketAddr::from(([127, 0, 0, 1], 18000)),
+            http: SocketAddr::from(([127, 0, 0, 1], 18001)),
+            reap_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// `db` on ephemeral loopback ports, for tests.
+    pub fn for_tests(db: impl Into<String>) -> Config {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Config {
+            grpc: any,
+            http: any,
+            ..Config::new(db)
+        }
+    }
+}
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct ControlPlane {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    store: Store,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl ControlPlane {
+    /// Connects and migrates userdb, binds both listeners and starts serving.
+    pub async fn start(cfg: Config) -> anyhow::Result<ControlPlane> {
+        let store = Store::connect(StoreOptions::new(&cfg.db))
+            .await
+            .with_context(|| format!("opening userdb {}", redact(&cfg.db)))?;
+        Self::start_with_store(cfg, store).await
+    }
+
+    /// Like [`start`](Self::start) with an already connected store (e.g. one with a manual clock).
+    pub async fn start_with_store(cfg: Config, store: Store) -> anyhow::Result<ControlPlane> {
+        let grpc = TcpListener::bind(cfg.grpc)
+            .await
+            .with_context(|| format!("binding gRPC {}", cfg.grpc))?;
+        let http = TcpListener::bind(cfg.http)
+            .await
+            .with_context(|| format!("binding HTTP {}", cfg.http))?;
+        let grpc_addr = grpc.local_addr()?;
+        let http_addr = http.local_addr()?;
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(gw_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building gRPC reflection")?;
+        #[allow(unused_mut)]
+        let mut router = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_service(reflection)
+            .add_service(TenantsApi::new(store.clone()).into_service())
+            .add_service(ListenersApi::new(store.clone()).into_service())
+            .add_service(ClustersApi::new(store.clone()).into_service())
+            .add_service(RoutesApi::new(store.clone()).into_service())
+            .add_service(EndpointsApi::new(store.clone()).into_service())
+            .add_service(ConfigApi::new(store.clone()).into_service());
+        // xds services are added here
+
+        let mut stop = shutdown.subscribe();
+        tasks.spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+            let signal = async move { stopped(&mut stop).await };
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        });
+        tasks.spawn(http::serve(http, store.clone(), shutdown.subscribe()));
+        tasks.spawn(reap_leases(
+            store.clone(),
+            cfg.reap_interval,
+            shutdown.subscribe(),
+        ));
+
+        tracing::info!(grpc = %grpc_addr, http = %http_addr, db = %redact(&cfg.db), "control plane listening");
+        Ok(ControlPlane {
+            grpc_addr,
+            http_addr,
+            store,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Where the gRPC API listens.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// Where `/metrics` and `/healthz` listen.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The store this control plane serves.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops accepting, lets in-flight calls finish, stops background tasks.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        let drained = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: tasks still running after 10s; aborting them");
+            self.tasks.abort_all();
+        }
+    }
+}
+
+/// Deletes expired endpoint leases, so proxies drop them.
+async fn reap_leases(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => return,
+            _ = tick.tick() => match store.reap_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "endpoint leases expired"),
+                Err(e) => tracing::warn!(error = %e, "reaping endpoint leases"),
+            },
+        }
+    }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// The database URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://u:pw@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            super::redact("sqlite://userdb.sqlite"),
+            "sqlite://userdb.sqlite"
+        );
+    }
+}

@@ -467,6 +467,19 @@ pub fn route_from_pb(r: &pb::Route) -> Result<Object, FieldError> {
     })
 }
 
+/// The metadata of a protobuf `Object`, whatever its kind.
+pub fn object_to_pb_meta(o: &pb::Object) -> Meta {
+    use pb::object::Kind as K;
+    let m = match &o.kind {
+        Some(K::Tenant(x)) => x.metadata.as_ref(),
+        Some(K::Listener(x)) => x.metadata.as_ref(),
+        Some(K::Cluster(x)) => x.metadata.as_ref(),
+        Some(K::Route(x)) => x.metadata.as_ref(),
+        None => None,
+    };
+    meta_from_pb(m)
+}
+
 /// Kind of a protobuf `Object`.
 pub fn object_kind(o: &pb::Object) -> Option<Kind> {
     use pb::object::Kind as K;

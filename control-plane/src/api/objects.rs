@@ -1,0 +1,274 @@
+//! Tenants, Listeners, Clusters and Routes services: create / update / get / list / delete.
+
+use super::store_status;
+use crate::store::Store;
+use gw_proto::convert::{self, object_to_pb};
+use gw_proto::gateway::v1 as pb;
+use gw_proto::model::{FieldError, Kind, Object, ObjectKey};
+use tonic::{Request, Response, Status};
+
+fn invalid(e: FieldError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn key(kind: Kind, tenant: String, name: String) -> Result<ObjectKey, Status> {
+    gw_proto::model::validate_name("name", &name).map_err(invalid)?;
+    if kind.is_tenant_scoped() {
+        gw_proto::model::validate_name("tenant", &tenant).map_err(invalid)?;
+    }
+    Ok(ObjectKey { kind, tenant, name })
+}
+
+/// What the four object services share.
+#[derive(Clone, Debug)]
+struct Objects {
+    store: Store,
+    kind: Kind,
+}
+
+impl Objects {
+    async fn create(
+        &self,
+        o: Result<Object, FieldError>,
+    ) -> Result<(pb::Object, pb::WriteResult), Status> {
+        let (o, rev) = self
+            .store
+            .create(o.map_err(invalid)?)
+            .await
+            .map_err(store_status)?;
+        Ok((
+            object_to_pb(&o),
+            pb::WriteResult {
+                revision: rev,
+                resource_version: o.meta.resource_version,
+            },
+        ))
+    }
+
+    async fn update(
+        &self,
+        o: Result<Object, FieldError>,
+    ) -> Result<(pb::Object, pb::WriteResult), Status> {
+        let (o, rev) = self
+            .store
+            .update(o.map_err(invalid)?)
+            .await
+            .map_err(store_status)?;
+        Ok((
+            object_to_pb(&o),
+            pb::WriteResult {
+                revision: rev,
+                resource_version: o.meta.resource_version,
+            },
+        ))
+    }
+
+    async fn get(&self, req: pb::GetRequest) -> Result<pb::Object, Status> {
+        let key = key(self.kind, req.tenant, req.name)?;
+        match self.store.get(&key).await.map_err(store_status)? {
+            Some(o) => Ok(object_to_pb(&o)),
+            None => Err(Status::not_found(format!("{key} not found"))),
+        }
+    }
+
+    async fn list(&self, req: pb::ListRequest) -> Result<(Vec<pb::Object>, String, u64), Status> {
+        let page = req.page.unwrap_or_default();
+        let tenant = (!req.tenant.is_empty()).then_some(req.tenant.as_str());
+        let p = self
+            .store
+            .list(self.kind, tenant, page.page_size, &page.page_token)
+            .await
+            .map_err(store_status)?;
+        Ok((
+            p.items.iter().map(object_to_pb).collect(),
+            p.next_page_token.unwrap_or_default(),
+            p.revision,
+        ))
+    }
+
+    async fn delete(&self, req: pb::DeleteRequest) -> Result<pb::DeleteResponse, Status> {
+        let key = key(self.kind, req.tenant, req.name)?;
+        let revision = self
+            .store
+            .delete(&key, req.resource_version)
+            .await
+            .map_err(store_status)?;
+        Ok(pb::DeleteResponse { revision })
+    }
+}
+
+/// Generates one object service: its struct, constructor and tonic trait impl.
+macro_rules! object_service {
+    (
+        $api:ident, $kind:expr, $server_mod:ident :: $trait_:ident, $server:ident, $msg:ident, $resp:ident, $field:ident,
+        $list_resp:ident, $list_field:ident, $from_pb:path, $variant:ident,
+        $create:ident, $update:ident, $get:ident, $list:ident, $delete:ident
+    ) => {
+        #[doc = concat!("The `", stringify!($trait_), "` service.")]
+        #[derive(Clone, Debug)]
+        pub struct $api(Objects);
+
+        impl $api {
+            /// Serves objects from `store`.
+            pub fn new(store: Store) -> Self {
+                $api(Objects { store, kind: $kind })
+            }
+
+            /// The tonic service.
+            pub fn into_service(self) -> pb::$server_mod::$server<Self> {
+                pb::$server_mod::$server::new(self)
+            }
+        }
+
+        fn unwrap_variant(o: pb::Object) -> Result<pb::$msg, Status> {
+            match o.kind {
+                Some(pb::object::Kind::$variant(x)) => Ok(x),
+                _ => Err(Status::internal("store returned another kind")),
+            }
+        }
+
+        #[tonic::async_trait]
+        impl pb::$server_mod::$trait_ for $api {
+            async fn $create(&self, req: Request<pb::$msg>) -> Result<Response<pb::$resp>, Status> {
+                let (o, result) = self.0.create($from_pb(req.get_ref())).await?;
+                Ok(Response::new(pb::$resp {
+                    $field: Some(unwrap_variant(o)?),
+                    result: Some(result),
+                }))
+            }
+
+            async fn $update(&self, req: Request<pb::$msg>) -> Result<Response<pb::$resp>, Status> {
+                let (o, result) = self.0.update($from_pb(req.get_ref())).await?;
+                Ok(Response::new(pb::$resp {
+                    $field: Some(unwrap_variant(o)?),
+                    result: Some(result),
+                }))
+            }
+
+            async fn $get(
+                &self,
+                req: Request<pb::GetRequest>,
+            ) -> Result<Response<pb::$msg>, Status> {
+                Ok(Response::new(unwrap_variant(
+                    self.0.get(req.into_inner()).await?,
+                )?))
+            }
+
+            async fn $list(
+                &self,
+                req: Request<pb::ListRequest>,
+            ) -> Result<Response<pb::$list_resp>, Status> {
+                let (items, next_page_token, revision) = self.0.list(req.into_inner()).await?;
+                let $list_field = items
+                    .into_iter()
+                    .map(unwrap_variant)
+                    .collect::<Result<_, _>>()?;
+                Ok(Response::new(pb::$list_resp {
+                    $list_field,
+                    next_page_token,
+                    revision,
+                }))
+            }
+
+            async fn $delete(
+                &self,
+                req: Request<pb::DeleteRequest>,
+            ) -> Result<Response<pb::DeleteResponse>, Status> {
+                Ok(Response::new(self.0.delete(req.into_inner()).await?))
+            }
+        }
+    };
+}
+
+mod tenants {
+    use super::*;
+    object_service!(
+        TenantsApi,
+        Kind::Tenant,
+        tenants_server::Tenants,
+        TenantsServer,
+        Tenant,
+        TenantResponse,
+        tenant,
+        ListTenantsResponse,
+        tenants,
+        convert::tenant_from_pb,
+        Tenant,
+        create_tenant,
+        update_tenant,
+        get_tenant,
+        list_tenants,
+        delete_tenant
+    );
+}
+
+mod listeners {
+    use super::*;
+    object_service!(
+        ListenersApi,
+        Kind::Listener,
+        listeners_server::Listeners,
+        ListenersServer,
+        Listener,
+        ListenerResponse,
+        listener,
+        ListListenersResponse,
+        listeners,
+        convert::listener_from_pb,
+        Listener,
+        create_listener,
+        update_listener,
+        get_listener,
+        list_listeners,
+        delete_listener
+    );
+}
+
+mod clusters {
+    use super::*;
+    object_service!(
+        ClustersApi,
+        Kind::Cluster,
+        clusters_server::Clusters,
+        ClustersServer,
+        Cluster,
+        ClusterResponse,
+        cluster,
+        ListClustersResponse,
+        clusters,
+        convert::cluster_from_pb,
+        Cluster,
+        create_cluster,
+        update_cluster,
+        get_cluster,
+        list_clusters,
+        delete_cluster
+    );
+}
+
+mod routes {
+    use super::*;
+    object_service!(
+        RoutesApi,
+        Kind::Route,
+        routes_server::Routes,
+        RoutesServer,
+        Route,
+        RouteResponse,
+        route,
+        ListRoutesResponse,
+        routes,
+        convert::route_from_pb,
+        Route,
+        create_route,
+        update_route,
+        get_route,
+        list_routes,
+        delete_route
+    );
+}
+
+pub use clusters::ClustersApi;
+pub use listeners::ListenersApi;
+pub use routes::RoutesApi;
+pub use tenants::TenantsApi;
