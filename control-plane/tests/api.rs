@@ -1,5 +1,7 @@
 //! The gateway.v1 API over real gRPC: status codes, field-named errors, paging, reflection.
 
+#![allow(clippy::unwrap_used)]
+
 use gw_control_plane::server::{Config, ControlPlane};
 use gw_proto::gateway::v1 as pb;
 use gw_proto::gateway::v1::clusters_client::ClustersClient;

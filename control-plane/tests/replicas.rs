@@ -1,5 +1,7 @@
 //! Several control planes on one PostgreSQL database, and many concurrent writers.
 
+#![allow(clippy::unwrap_used)]
+
 use gw_control_plane::server::{Config, ControlPlane};
 use gw_control_plane::store::{Store, StoreError, StoreOptions};
 use gw_control_plane::testing::PgTestDb;

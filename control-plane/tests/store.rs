@@ -1,5 +1,7 @@
 //! The store suite: every test runs against real SQLite and real PostgreSQL (fresh database each).
 
+#![allow(clippy::unwrap_used)]
+
 use gw_control_plane::clock::ManualClock;
 use gw_control_plane::store::{ApplyOutcome, Store, StoreError, StoreOptions};
 use gw_control_plane::testing::PgTestDb;

@@ -27,7 +27,7 @@ pub struct HeaderMatch {
 }
 
 /// What a request must look like. Path: one of `path`, `pathPrefix`, `pathRegex` (default prefix `/`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RouteMatch {
     /// Virtual hosts (`*.example.com` allowed); empty means any host.
@@ -48,19 +48,6 @@ pub struct RouteMatch {
     /// Allowed methods; empty means any.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<String>,
-}
-
-impl Default for RouteMatch {
-    fn default() -> Self {
-        RouteMatch {
-            hosts: Vec::new(),
-            path: None,
-            path_prefix: None,
-            path_regex: None,
-            headers: Vec::new(),
-            methods: Vec::new(),
-        }
-    }
 }
 
 /// One target of a weighted split.
