@@ -1,7 +1,7 @@
 //! Generates the gateway.v1 API with a vendored `protoc`, so a fresh machine needs nothing installed.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
-    // SAFETY-free: build scripts are single-threaded; set_var is how prost-build finds protoc.
+    // prost-build finds protoc through this variable; build scripts are single-threaded.
     std::env::set_var("PROTOC", protoc);
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let files = [
@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "gateway/v1/routes.proto",
         "gateway/v1/endpoints.proto",
         "gateway/v1/config.proto",
+        "gateway/v1/monitoring.proto",
     ];
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("gateway_v1_descriptor.bin"))

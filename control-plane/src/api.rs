@@ -10,5 +10,5 @@ mod status;
 
 pub use config::ConfigApi;
 pub use endpoints::EndpointsApi;
-pub use objects::{ClustersApi, ListenersApi, RoutesApi, TenantsApi};
+pub use objects::{AlertRulesApi, ClustersApi, ListenersApi, RoutesApi, TenantsApi};
 pub use status::store_status;

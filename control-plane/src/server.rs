@@ -4,7 +4,9 @@
 
 mod http;
 
-use crate::api::{ClustersApi, ConfigApi, EndpointsApi, ListenersApi, RoutesApi, TenantsApi};
+use crate::api::{
+    AlertRulesApi, ClustersApi, ConfigApi, EndpointsApi, ListenersApi, RoutesApi, TenantsApi,
+};
 use crate::store::{Store, StoreOptions};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -93,7 +95,8 @@ impl ControlPlane {
             .add_service(ClustersApi::new(store.clone()).into_service())
             .add_service(RoutesApi::new(store.clone()).into_service())
             .add_service(EndpointsApi::new(store.clone()).into_service())
-            .add_service(ConfigApi::new(store.clone()).into_service());
+            .add_service(ConfigApi::new(store.clone()).into_service())
+            .add_service(AlertRulesApi::new(store.clone()).into_service());
         // xds services are added here
 
         let mut stop = shutdown.subscribe();

@@ -407,3 +407,30 @@ impl NowForTest for ManualClock {
         self.now_ms()
     }
 }
+
+#[tokio::test]
+async fn alert_rules_are_stored_objects_with_checked_references() {
+    on_both("alert_rules", None, |store| async move {
+        store.apply(objects(QUICKSTART), false).await.unwrap();
+        let rule = |scope: &str, threshold: &str| {
+            format!(
+                "apiVersion: gw/v1\nkind: AlertRule\nmetadata: {{name: users-errors, tenant: acme}}\n\
+                 spec: {{metric: error_rate, scope: {scope}, threshold: {threshold}, window: 1m, for: 30s, \
+                 webhook: {{url: 'http://127.0.0.1:9999/hook', secret: s3cr3t}}}}\n"
+            )
+        };
+        let r = store.apply(objects(&rule("{route: users}", "0.05")), false).await.unwrap();
+        assert_eq!(r.results[0].1, ApplyOutcome::Created);
+        let again = store.apply(objects(&rule("{route: users, tenant: acme}", "0.05")), false).await.unwrap();
+        assert_eq!(again.results[0].1, ApplyOutcome::Unchanged, "own tenant in scope is the default");
+        let e = store.apply(objects(&rule("{route: nope}", "0.05")), false).await.unwrap_err();
+        assert_eq!(e.to_string(), "AlertRule acme/users-errors: spec.scope.route: route \"nope\" does not exist in tenant \"acme\"");
+        let e = store.apply(objects(&rule("{route: users}", "1.5")), false).await.unwrap_err();
+        assert!(e.to_string().ends_with("spec.threshold: is a fraction of requests: must be in [0, 1]"), "{e}");
+        let e = store.apply(objects(&rule("{route: users}", "250ms")), false).await.unwrap_err();
+        assert!(e.to_string().ends_with("spec.threshold: must be a number for error_rate"), "{e}");
+        let listed = store.list(Kind::AlertRule, Some("acme"), 0, "").await.unwrap();
+        assert_eq!(listed.items.len(), 1);
+    })
+    .await;
+}

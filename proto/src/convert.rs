@@ -412,6 +412,10 @@ pub fn object_to_pb(o: &Object) -> pb::Object {
             metadata,
             spec: Some(route_spec_to_pb(r)),
         }),
+        Spec::AlertRule(a) => K::AlertRule(pb::AlertRule {
+            metadata,
+            spec: Some(alert_rule_spec_to_pb(a)),
+        }),
     };
     pb::Object { kind: Some(kind) }
 }
@@ -425,6 +429,7 @@ pub fn object_from_pb(o: &pb::Object) -> Result<Object, FieldError> {
         Some(K::Listener(l)) => listener_from_pb(l),
         Some(K::Cluster(c)) => cluster_from_pb(c),
         Some(K::Route(r)) => route_from_pb(r),
+        Some(K::AlertRule(a)) => alert_rule_from_pb(a),
     }
 }
 
@@ -475,6 +480,7 @@ pub fn object_to_pb_meta(o: &pb::Object) -> Meta {
         Some(K::Listener(x)) => x.metadata.as_ref(),
         Some(K::Cluster(x)) => x.metadata.as_ref(),
         Some(K::Route(x)) => x.metadata.as_ref(),
+        Some(K::AlertRule(x)) => x.metadata.as_ref(),
         None => None,
     };
     meta_from_pb(m)
@@ -488,6 +494,68 @@ pub fn object_kind(o: &pb::Object) -> Option<Kind> {
         K::Listener(_) => Kind::Listener,
         K::Cluster(_) => Kind::Cluster,
         K::Route(_) => Kind::Route,
+        K::AlertRule(_) => Kind::AlertRule,
+    })
+}
+
+/// Alert rule spec → protobuf.
+pub fn alert_rule_spec_to_pb(a: &model::AlertRuleSpec) -> pb::AlertRuleSpec {
+    let (threshold, threshold_duration) = match a.threshold {
+        model::Threshold::Number(n) => (n, None),
+        model::Threshold::Duration(d) => (0.0, Some(duration_to_pb(d))),
+    };
+    pb::AlertRuleSpec {
+        metric: a.metric.as_str().into(),
+        scope: Some(pb::AlertScope {
+            route: a.scope.route.clone().unwrap_or_default(),
+            cluster: a.scope.cluster.clone().unwrap_or_default(),
+            tenant: a.scope.tenant.clone().unwrap_or_default(),
+        }),
+        threshold,
+        threshold_duration,
+        window: Some(duration_to_pb(a.window)),
+        r#for: Some(duration_to_pb(a.for_)),
+        webhook: a.webhook.as_ref().map(|w| pb::Webhook {
+            url: w.url.clone(),
+            secret: w.secret.clone().unwrap_or_default(),
+        }),
+    }
+}
+
+/// Protobuf alert rule → domain.
+pub fn alert_rule_from_pb(a: &pb::AlertRule) -> Result<Object, FieldError> {
+    let s = a.spec.clone().unwrap_or_default();
+    let metric = model::AlertMetric::parse(&s.metric).ok_or_else(|| {
+        FieldError::new(
+            "spec.metric",
+            format!("{:?} is not a known metric", s.metric),
+        )
+    })?;
+    let threshold = match duration_from_pb("spec.threshold", s.threshold_duration.as_ref())? {
+        Some(d) => model::Threshold::Duration(d),
+        None => model::Threshold::Number(s.threshold),
+    };
+    let scope = s.scope.unwrap_or_default();
+    let some = |v: String| (!v.is_empty()).then_some(v);
+    let spec = model::AlertRuleSpec {
+        metric,
+        scope: model::AlertScope {
+            route: some(scope.route),
+            cluster: some(scope.cluster),
+            tenant: some(scope.tenant),
+        },
+        threshold,
+        window: duration_from_pb("spec.window", s.window.as_ref())?
+            .unwrap_or(Duration::from_secs(60)),
+        for_: duration_from_pb("spec.for", s.r#for.as_ref())?.unwrap_or_default(),
+        webhook: s.webhook.map(|w| model::Webhook {
+            url: w.url,
+            secret: some(w.secret),
+        }),
+    };
+    Ok(Object {
+        meta: meta_from_pb(a.metadata.as_ref()),
+        spec: Spec::AlertRule(Box::new(spec)),
     })
 }
 

@@ -118,6 +118,7 @@ fn spec_from_value(kind: Kind, v: serde_json::Value) -> Result<Spec, String> {
         Kind::Listener => Spec::Listener(de(v)?),
         Kind::Cluster => Spec::Cluster(Box::new(de(v)?)),
         Kind::Route => Spec::Route(Box::new(de(v)?)),
+        Kind::AlertRule => Spec::AlertRule(Box::new(de(v)?)),
     })
 }
 

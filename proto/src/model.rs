@@ -5,12 +5,14 @@
 //! thing compare equal after [`Spec::normalize`] — that is what makes `apply` idempotent and `diff`
 //! free of false drift.
 
+mod alert;
 mod cluster;
 mod duration;
 mod endpoint;
 mod route;
 mod validate;
 
+pub use alert::{AlertMetric, AlertRuleSpec, AlertScope, Threshold, Webhook};
 pub use cluster::{
     CircuitBreaker, ClusterSpec, HealthCheck, KubernetesDiscovery, LbPolicy, Limits, StaticEndpoint,
 };
@@ -33,11 +35,19 @@ pub enum Kind {
     Cluster,
     /// A request match and where matching requests go.
     Route,
+    /// A condition that fires and resolves alerts.
+    AlertRule,
 }
 
 impl Kind {
     /// All kinds, in dependency order (a kind only references kinds before it).
-    pub const ALL: [Kind; 4] = [Kind::Tenant, Kind::Listener, Kind::Cluster, Kind::Route];
+    pub const ALL: [Kind; 5] = [
+        Kind::Tenant,
+        Kind::Listener,
+        Kind::Cluster,
+        Kind::Route,
+        Kind::AlertRule,
+    ];
 
     /// Lower-case name, as stored and as used by `gwctl get KIND`.
     pub fn as_str(self) -> &'static str {
@@ -46,6 +56,7 @@ impl Kind {
             Kind::Listener => "listener",
             Kind::Cluster => "cluster",
             Kind::Route => "route",
+            Kind::AlertRule => "alertrule",
         }
     }
 
@@ -56,12 +67,13 @@ impl Kind {
             Kind::Listener => "Listener",
             Kind::Cluster => "Cluster",
             Kind::Route => "Route",
+            Kind::AlertRule => "AlertRule",
         }
     }
 
     /// Whether objects of this kind belong to a tenant.
     pub fn is_tenant_scoped(self) -> bool {
-        matches!(self, Kind::Cluster | Kind::Route)
+        matches!(self, Kind::Cluster | Kind::Route | Kind::AlertRule)
     }
 
     /// Parses `tenant`, `tenants`, `Tenant`, `cluster`, `clusters`, … .
@@ -171,6 +183,8 @@ pub enum Spec {
     Cluster(Box<ClusterSpec>),
     /// A route.
     Route(Box<RouteSpec>),
+    /// An alert rule.
+    AlertRule(Box<AlertRuleSpec>),
 }
 
 impl Spec {
@@ -181,13 +195,14 @@ impl Spec {
             Spec::Listener(_) => Kind::Listener,
             Spec::Cluster(_) => Kind::Cluster,
             Spec::Route(_) => Kind::Route,
+            Spec::AlertRule(_) => Kind::AlertRule,
         }
     }
 
     /// Puts set-like lists into canonical order so equal meaning gives equal values.
     pub fn normalize(&mut self) {
         match self {
-            Spec::Tenant(_) | Spec::Listener(_) => {}
+            Spec::Tenant(_) | Spec::Listener(_) | Spec::AlertRule(_) => {}
             Spec::Cluster(c) => c.normalize(),
             Spec::Route(r) => r.normalize(),
         }
@@ -200,6 +215,7 @@ impl Spec {
             Spec::Listener(l) => validate::listener(l),
             Spec::Cluster(c) => c.validate(),
             Spec::Route(r) => r.validate(),
+            Spec::AlertRule(a) => a.validate(),
         }
     }
 
@@ -210,6 +226,7 @@ impl Spec {
             Spec::Listener(s) => serde_json::to_string(s),
             Spec::Cluster(s) => serde_json::to_string(s),
             Spec::Route(s) => serde_json::to_string(s),
+            Spec::AlertRule(s) => serde_json::to_string(s),
         }
     }
 
@@ -220,6 +237,7 @@ impl Spec {
             Kind::Listener => Spec::Listener(serde_json::from_value(v)?),
             Kind::Cluster => Spec::Cluster(Box::new(serde_json::from_value(v)?)),
             Kind::Route => Spec::Route(Box::new(serde_json::from_value(v)?)),
+            Kind::AlertRule => Spec::AlertRule(Box::new(serde_json::from_value(v)?)),
         })
     }
 
@@ -235,6 +253,7 @@ impl Spec {
             Spec::Listener(s) => serde_json::to_value(s),
             Spec::Cluster(s) => serde_json::to_value(s),
             Spec::Route(s) => serde_json::to_value(s),
+            Spec::AlertRule(s) => serde_json::to_value(s),
         };
         v.unwrap_or(serde_json::Value::Null)
     }
@@ -242,7 +261,7 @@ impl Spec {
     /// Names of clusters this spec references within its tenant.
     pub fn cluster_refs(&self) -> Vec<&str> {
         match self {
-            Spec::Tenant(_) | Spec::Listener(_) => Vec::new(),
+            Spec::Tenant(_) | Spec::Listener(_) | Spec::AlertRule(_) => Vec::new(),
             Spec::Cluster(c) => c.fallback_cluster.as_deref().into_iter().collect(),
             Spec::Route(r) => r.clusters().collect(),
         }
@@ -287,6 +306,9 @@ impl Object {
             ));
         }
         self.spec.normalize();
+        if let Spec::AlertRule(a) = &mut self.spec {
+            a.normalize(&self.meta.tenant);
+        }
         self.spec.validate()
     }
 }

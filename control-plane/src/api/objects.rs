@@ -268,6 +268,29 @@ mod routes {
     );
 }
 
+mod alert_rules {
+    use super::*;
+    object_service!(
+        AlertRulesApi,
+        Kind::AlertRule,
+        alert_rules_server::AlertRules,
+        AlertRulesServer,
+        AlertRule,
+        AlertRuleResponse,
+        alert_rule,
+        ListAlertRulesResponse,
+        alert_rules,
+        convert::alert_rule_from_pb,
+        AlertRule,
+        create_alert_rule,
+        update_alert_rule,
+        get_alert_rule,
+        list_alert_rules,
+        delete_alert_rule
+    );
+}
+
+pub use alert_rules::AlertRulesApi;
 pub use clusters::ClustersApi;
 pub use listeners::ListenersApi;
 pub use routes::RoutesApi;

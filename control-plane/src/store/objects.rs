@@ -145,7 +145,9 @@ impl Store {
                     .kind()
                     .is_tenant_scoped()
                     .then(|| (Kind::Cluster, o.meta.tenant.clone()));
-                std::iter::once(own).chain(clusters)
+                let routes = (o.spec.kind() == Kind::AlertRule)
+                    .then(|| (Kind::Route, o.meta.tenant.clone()));
+                std::iter::once(own).chain(clusters).chain(routes)
             })
             .chain(std::iter::once((Kind::Tenant, String::new())))
             .collect();
@@ -220,6 +222,23 @@ impl Store {
                                 format!("cluster {fb:?} does not exist in tenant {tenant:?}"),
                             );
                             return Err(err_for(&o, e));
+                        }
+                    }
+                }
+                Spec::AlertRule(a) => {
+                    let refs = [
+                        ("spec.scope.route", Kind::Route, &a.scope.route),
+                        ("spec.scope.cluster", Kind::Cluster, &a.scope.cluster),
+                    ];
+                    for (field, k, name) in refs {
+                        if let Some(n) = name {
+                            if !exists(&groups, k, &tenant, n) {
+                                let e = FieldError::new(
+                                    field,
+                                    format!("{k} {n:?} does not exist in tenant {tenant:?}"),
+                                );
+                                return Err(err_for(&o, e));
+                            }
                         }
                     }
                 }
@@ -491,7 +510,7 @@ impl Store {
                     )));
                 }
             }
-            Kind::Route | Kind::Listener => {}
+            Kind::Route | Kind::Listener | Kind::AlertRule => {}
         }
         sqlx::query("DELETE FROM gw_objects WHERE kind = $1 AND tenant = $2 AND name = $3")
             .bind(key.kind.as_str())
