@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "gateway/v1/routes.proto",
         "gateway/v1/endpoints.proto",
         "gateway/v1/config.proto",
+        "gateway/v1/fleet.proto",
         "gateway/v1/monitoring.proto",
     ];
     tonic_prost_build::configure()

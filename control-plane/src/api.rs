@@ -5,10 +5,12 @@
 
 mod config;
 mod endpoints;
+mod monitoring;
 mod objects;
 mod status;
 
 pub use config::ConfigApi;
 pub use endpoints::EndpointsApi;
+pub use monitoring::{AlertsApi, EventsApi, StatsApi};
 pub use objects::{AlertRulesApi, ClustersApi, ListenersApi, RoutesApi, TenantsApi};
 pub use status::store_status;

@@ -11,8 +11,10 @@
 
 pub mod api;
 pub mod clock;
+pub mod monitoring;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod xds;
 
 #[cfg(any(test, feature = "test-util"))]

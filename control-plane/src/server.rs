@@ -5,9 +5,14 @@
 mod http;
 
 use crate::api::{
-    AlertRulesApi, ClustersApi, ConfigApi, EndpointsApi, ListenersApi, RoutesApi, TenantsApi,
+    AlertRulesApi, AlertsApi, ClustersApi, ConfigApi, EndpointsApi, EventsApi, ListenersApi,
+    RoutesApi, StatsApi, TenantsApi,
 };
+use crate::monitoring::{evaluator::NoFleet, MonitoringConfig};
 use crate::store::{Store, StoreOptions};
+use crate::telemetry::access_logs::AccessLogIngest;
+use crate::telemetry::metrics::MetricsIngest;
+use crate::telemetry::{Buffer, IngestConfig};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,6 +31,10 @@ pub struct Config {
     pub http: SocketAddr,
     /// How often expired endpoint leases are reaped.
     pub reap_interval: Duration,
+    /// Telemetry ingest (rollup resolution, flush interval, buffer bounds).
+    pub ingest: IngestConfig,
+    /// Alert evaluation and retention.
+    pub monitoring: MonitoringConfig,
 }
 
 impl Config {
@@ -36,10 +45,13 @@ impl Config {
             grpc: SocketAddr::from(([127, 0, 0, 1], 18000)),
             http: SocketAddr::from(([127, 0, 0, 1], 18001)),
             reap_interval: Duration::from_secs(1),
+            ingest: IngestConfig::default(),
+            monitoring: MonitoringConfig::default(),
         }
     }
 
-    /// `db` on ephemeral loopback ports, for tests.
+    /// `db` on ephemeral loopback ports with fast ingest and evaluation (1 s rollups, 100 ms
+    /// flushes, 200 ms evaluation), for tests.
     pub fn for_tests(db: impl Into<String>) -> Config {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         Config {
@@ -56,6 +68,7 @@ pub struct ControlPlane {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     store: Store,
+    buffer: Buffer,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -81,6 +94,7 @@ impl ControlPlane {
         let http_addr = http.local_addr()?;
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let buffer = Buffer::new(store.clone(), cfg.ingest.clone());
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(gw_proto::FILE_DESCRIPTOR_SET)
@@ -96,8 +110,24 @@ impl ControlPlane {
             .add_service(RoutesApi::new(store.clone()).into_service())
             .add_service(EndpointsApi::new(store.clone()).into_service())
             .add_service(ConfigApi::new(store.clone()).into_service())
-            .add_service(AlertRulesApi::new(store.clone()).into_service());
+            .add_service(AlertRulesApi::new(store.clone()).into_service())
+            .add_service(AlertsApi::new(store.clone()).into_service())
+            .add_service(EventsApi::new(store.clone()).into_service())
+            .add_service(StatsApi::new(store.clone()).into_service())
+            .add_service(MetricsIngest::new(buffer.clone()).into_service())
+            .add_service(AccessLogIngest::new(buffer.clone()).into_service());
         // xds services are added here
+        let (xds, xds_task) = crate::xds::Xds::start(
+            store.clone(),
+            crate::xds::PublishOptions::default(),
+            shutdown.subscribe(),
+        );
+        router = router
+            .add_service(xds.ads().into_service())
+            .add_service(xds.fleet_api().into_service());
+        tasks.spawn(async move {
+            let _ = xds_task.await;
+        });
 
         let mut stop = shutdown.subscribe();
         tasks.spawn(async move {
@@ -113,12 +143,22 @@ impl ControlPlane {
             cfg.reap_interval,
             shutdown.subscribe(),
         ));
+        tasks.spawn(buffer.clone().run(shutdown.subscribe()));
+        let fleet = std::sync::Arc::new(NoFleet);
+        tasks.spawn(crate::monitoring::run(
+            store.clone(),
+            cfg.db.clone(),
+            fleet,
+            cfg.monitoring.clone(),
+            shutdown.subscribe(),
+        ));
 
         tracing::info!(grpc = %grpc_addr, http = %http_addr, db = %redact(&cfg.db), "control plane listening");
         Ok(ControlPlane {
             grpc_addr,
             http_addr,
             store,
+            buffer,
             shutdown,
             tasks,
         })
@@ -137,6 +177,11 @@ impl ControlPlane {
     /// The store this control plane serves.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The telemetry ingest buffer (tests flush it to make ingested data visible at once).
+    pub fn ingest(&self) -> &Buffer {
+        &self.buffer
     }
 
     /// Stops accepting, lets in-flight calls finish, stops background tasks.

@@ -10,13 +10,23 @@
 //! Replicas learn of writes through [`Store::subscribe`]: PostgreSQL `LISTEN/NOTIFY` on channel
 //! `gw_changes` (see [`notify`]), or the in-process broadcast for SQLite.
 
+mod access_logs;
+mod alerts;
+mod endpoint_state;
 mod endpoints;
 mod error;
+mod events;
 mod notify;
 mod objects;
+mod rollups;
 mod sql;
 
+pub use access_logs::{parse_status_filter, AccessLog, LogFilter};
+pub use alerts::{AlertRecord, Delivery};
+pub use endpoint_state::EndpointState;
 pub use error::StoreError;
+pub use events::{new_id, EventFilter, EventRecord};
+pub use rollups::{bucket_of, Rollup, RollupKey, BUCKETS, LATENCY_BOUNDS_MS};
 pub use sql::{Backend, Store, StoreOptions};
 
 use gw_proto::model::{Endpoint, Object, ObjectKey};

@@ -6,11 +6,13 @@
 //!   their defaults and validation (errors name the field), independent of gRPC and SQL.
 //! - [`convert`]: lossless conversion between [`model`] and the protobuf messages.
 //! - [`manifest`]: Kubernetes-style multi-document YAML (`apiVersion: gw/v1`) to and from the model.
+//! - [`telemetry`]: metric names and latency buckets proxies report to the control plane.
 //! - [`envoy`]: the Envoy v3 API (re-exported `envoy-types`), used by the xDS server and the proxy.
 
 pub mod convert;
 pub mod manifest;
 pub mod model;
+pub mod telemetry;
 
 /// Generated protobuf code.
 pub mod gateway {

@@ -53,6 +53,7 @@ pub struct Store {
     pub(super) backend: Backend,
     pub(super) clock: Arc<dyn Clock>,
     revision_tx: Arc<watch::Sender<u64>>,
+    pub(super) events_tx: tokio::sync::broadcast::Sender<super::EventRecord>,
     _listener: Option<Arc<notify::ListenerTask>>,
 }
 
@@ -129,11 +130,13 @@ impl Store {
             )),
             Backend::Sqlite => None,
         };
+        let (events_tx, _) = tokio::sync::broadcast::channel(1024);
         Ok(Store {
             pool,
             backend,
             clock: opts.clock,
             revision_tx,
+            events_tx,
             _listener: listener,
         })
     }
@@ -215,7 +218,7 @@ impl Store {
     }
 
     /// Milliseconds since the epoch, per the store's clock.
-    pub(super) fn now_ms(&self) -> i64 {
+    pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
 }
