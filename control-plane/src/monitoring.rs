@@ -40,12 +40,13 @@ pub async fn run(
     store: Store,
     db_url: String,
     fleet: Arc<dyn FleetView>,
+    metrics: crate::metrics::ControlPlaneMetrics,
     cfg: MonitoringConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut leader = leader::Leadership::new(store.backend(), db_url);
     let evaluator = Evaluator::new(store.clone(), fleet);
-    let sender = webhook::Sender::new(store.clone());
+    let sender = webhook::Sender::new(store.clone()).with_metrics(metrics.clone());
     let mut tick = tokio::time::interval(cfg.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_prune = 0i64;
@@ -59,6 +60,11 @@ pub async fn run(
         }
         if let Err(e) = evaluator.tick().await {
             tracing::warn!(error = %e, "evaluating alert rules");
+        }
+        if let Ok(open) = store.open_alerts().await {
+            metrics
+                .alerts_firing
+                .set(open.iter().filter(|a| a.state == "firing").count() as i64);
         }
         if let Err(e) = sender.deliver_due().await {
             tracing::warn!(error = %e, "delivering webhooks");

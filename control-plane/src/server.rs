@@ -8,6 +8,7 @@ use crate::api::{
     AlertRulesApi, AlertsApi, ClustersApi, ConfigApi, EndpointsApi, EventsApi, ListenersApi,
     RoutesApi, StatsApi, TenantsApi,
 };
+use crate::metrics::ControlPlaneMetrics;
 use crate::monitoring::{evaluator::NoFleet, MonitoringConfig};
 use crate::store::{Store, StoreOptions};
 use crate::telemetry::access_logs::AccessLogIngest;
@@ -69,6 +70,7 @@ pub struct ControlPlane {
     http_addr: SocketAddr,
     store: Store,
     buffer: Buffer,
+    metrics: ControlPlaneMetrics,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -94,7 +96,8 @@ impl ControlPlane {
         let http_addr = http.local_addr()?;
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let buffer = Buffer::new(store.clone(), cfg.ingest.clone());
+        let metrics = ControlPlaneMetrics::new().context("registering metrics")?;
+        let buffer = Buffer::new(store.clone(), cfg.ingest.clone(), metrics.clone());
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(gw_proto::FILE_DESCRIPTOR_SET)
@@ -137,7 +140,12 @@ impl ControlPlane {
                 tracing::error!(error = %e, "gRPC server failed");
             }
         });
-        tasks.spawn(http::serve(http, store.clone(), shutdown.subscribe()));
+        tasks.spawn(http::serve(
+            http,
+            store.clone(),
+            metrics.clone(),
+            shutdown.subscribe(),
+        ));
         tasks.spawn(reap_leases(
             store.clone(),
             cfg.reap_interval,
@@ -149,6 +157,7 @@ impl ControlPlane {
             store.clone(),
             cfg.db.clone(),
             fleet,
+            metrics.clone(),
             cfg.monitoring.clone(),
             shutdown.subscribe(),
         ));
@@ -159,6 +168,7 @@ impl ControlPlane {
             http_addr,
             store,
             buffer,
+            metrics,
             shutdown,
             tasks,
         })
@@ -177,6 +187,11 @@ impl ControlPlane {
     /// The store this control plane serves.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The control plane's metrics (the xDS server records pushes and ACKs here).
+    pub fn metrics(&self) -> &ControlPlaneMetrics {
+        &self.metrics
     }
 
     /// The telemetry ingest buffer (tests flush it to make ingested data visible at once).

@@ -209,6 +209,16 @@ async fn metrics_stream_becomes_rollups_and_endpoint_state() {
         (states[0].node.as_str(), states[0].breaker.as_str()),
         ("edge-1", "open")
     );
+    let metrics = http_get(cp.http_addr(), "/metrics").await;
+    assert!(
+        metrics.contains(
+            r#"gw_fleet_requests_total{kind="route",tenant="acme",name="users",class="5xx"} 50"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        r#"gw_fleet_request_duration_ms_count{kind="route",tenant="acme",name="users"} 200"#
+    ));
     let bad = stats.get_stats(req("widget")).await.unwrap_err();
     assert_eq!(
         bad.message(),
@@ -346,4 +356,15 @@ async fn access_logs_are_stored_and_filtered() {
         .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     cp.shutdown().await;
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body
 }

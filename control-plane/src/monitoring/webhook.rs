@@ -35,6 +35,7 @@ pub fn backoff(failures: u32) -> Duration {
 /// Sends due deliveries.
 pub struct Sender {
     store: Store,
+    metrics: Option<crate::metrics::ControlPlaneMetrics>,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
@@ -43,8 +44,15 @@ impl Sender {
     pub fn new(store: Store) -> Self {
         Sender {
             store,
+            metrics: None,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
+    }
+
+    /// Counts attempts in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::ControlPlaneMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Attempts every due delivery once.
@@ -56,6 +64,14 @@ impl Sender {
             let failures = d.attempts + 1;
             let retry_at = (!ok && failures < MAX_ATTEMPTS)
                 .then(|| self.store.now_ms() + backoff(failures - 1).as_millis() as i64);
+            if let Some(m) = &self.metrics {
+                let result = match (ok, retry_at) {
+                    (true, _) => "delivered",
+                    (false, Some(_)) => "retry",
+                    (false, None) => "failed",
+                };
+                m.webhook_attempts.with_label_values(&[result]).inc();
+            }
             if !ok {
                 tracing::warn!(url = %d.url, attempt = failures, error = %error, "webhook delivery failed");
             }

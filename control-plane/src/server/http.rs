@@ -1,37 +1,23 @@
 //! The control plane's HTTP listener: `/healthz` and Prometheus `/metrics`.
 
 use super::stopped;
+use crate::metrics::ControlPlaneMetrics;
 use crate::store::Store;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-struct Metrics {
-    registry: Registry,
-    revision: IntGauge,
-}
-
-impl Metrics {
-    fn new() -> Option<Metrics> {
-        let registry = Registry::new();
-        let revision = IntGauge::new(
-            "gw_store_revision",
-            "Latest userdb revision this control plane knows of",
-        )
-        .ok()?;
-        registry.register(Box::new(revision.clone())).ok()?;
-        Some(Metrics { registry, revision })
-    }
-}
-
 /// Serves until `stop` turns true.
-pub async fn serve(listener: TcpListener, store: Store, mut stop: watch::Receiver<bool>) {
-    let metrics = std::sync::Arc::new(Metrics::new());
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    metrics: ControlPlaneMetrics,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let (stream, _) = tokio::select! {
             _ = stopped(&mut stop) => return,
@@ -49,11 +35,7 @@ pub async fn serve(listener: TcpListener, store: Store, mut stop: watch::Receive
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let store = store.clone();
                 let metrics = metrics.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        handle(req, &store, metrics.as_ref().as_ref()).await,
-                    )
-                }
+                async move { Ok::<_, std::convert::Infallible>(handle(req, &store, &metrics).await) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -71,7 +53,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 async fn handle(
     req: Request<Incoming>,
     store: &Store,
-    metrics: Option<&Metrics>,
+    metrics: &ControlPlaneMetrics,
 ) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/healthz" => match store.revision().await {
@@ -82,13 +64,8 @@ async fn handle(
             ),
         },
         "/metrics" => {
-            let Some(m) = metrics else {
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n");
-            };
-            m.revision.set(*store.subscribe().borrow() as i64);
-            let mut buf = Vec::new();
-            let _ = TextEncoder::new().encode(&m.registry.gather(), &mut buf);
-            let mut r = text(StatusCode::OK, buf);
+            metrics.revision.set(*store.subscribe().borrow() as i64);
+            let mut r = text(StatusCode::OK, metrics.render());
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -1,6 +1,7 @@
 //! The ingest buffer: bounded, merged in memory, flushed to userdb in batches.
 
 use super::names::Names;
+use crate::metrics::ControlPlaneMetrics;
 use crate::store::{AccessLog, EndpointState, Rollup, RollupKey, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,11 +47,12 @@ pub struct Buffer {
     store: Store,
     dropped_logs: Arc<AtomicU64>,
     flushed_logs: Arc<AtomicU64>,
+    metrics: ControlPlaneMetrics,
 }
 
 impl Buffer {
     /// A buffer writing to `store`.
-    pub fn new(store: Store, cfg: IngestConfig) -> Self {
+    pub fn new(store: Store, cfg: IngestConfig, metrics: ControlPlaneMetrics) -> Self {
         Buffer {
             pending: Arc::default(),
             names: Names::default(),
@@ -58,6 +60,7 @@ impl Buffer {
             store,
             dropped_logs: Arc::default(),
             flushed_logs: Arc::default(),
+            metrics,
         }
     }
 
@@ -77,6 +80,8 @@ impl Buffer {
         if delta.is_empty() {
             return;
         }
+        self.metrics
+            .add_fleet(&key.kind, &key.tenant, &key.name, delta);
         if let Ok(mut p) = self.pending.lock() {
             p.rollups.entry(key).or_default().add(delta);
         }
@@ -88,6 +93,7 @@ impl Buffer {
             for l in logs {
                 if p.logs.len() >= self.cfg.max_buffered_logs {
                     self.dropped_logs.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.ingest_dropped_logs.inc();
                 } else {
                     p.logs.push(l);
                 }
@@ -136,6 +142,7 @@ impl Buffer {
             }
             Err(e) => {
                 self.dropped_logs.fetch_add(n, Ordering::Relaxed);
+                self.metrics.ingest_dropped_logs.inc_by(n);
                 tracing::warn!(error = %e, rows = n, "writing access logs");
             }
         }
