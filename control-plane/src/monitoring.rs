@@ -7,6 +7,7 @@
 //! and another replica takes over at its next tick; state lives in userdb, so nothing is lost.
 
 pub mod evaluator;
+pub mod fleet_bridge;
 pub mod leader;
 pub mod webhook;
 

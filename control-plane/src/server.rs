@@ -9,7 +9,7 @@ use crate::api::{
     RoutesApi, StatsApi, TenantsApi,
 };
 use crate::metrics::ControlPlaneMetrics;
-use crate::monitoring::{evaluator::NoFleet, MonitoringConfig};
+use crate::monitoring::{fleet_bridge::FleetBridge, MonitoringConfig};
 use crate::store::{Store, StoreOptions};
 use crate::telemetry::access_logs::AccessLogIngest;
 use crate::telemetry::metrics::MetricsIngest;
@@ -71,6 +71,7 @@ pub struct ControlPlane {
     store: Store,
     buffer: Buffer,
     metrics: ControlPlaneMetrics,
+    xds: crate::xds::Xds,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -152,7 +153,12 @@ impl ControlPlane {
             shutdown.subscribe(),
         ));
         tasks.spawn(buffer.clone().run(shutdown.subscribe()));
-        let fleet = std::sync::Arc::new(NoFleet);
+        tasks.spawn(crate::monitoring::fleet_bridge::persist_events(
+            store.clone(),
+            xds.events().follow(),
+            shutdown.subscribe(),
+        ));
+        let fleet = std::sync::Arc::new(FleetBridge::new(xds.fleet().clone(), store.clone()));
         tasks.spawn(crate::monitoring::run(
             store.clone(),
             cfg.db.clone(),
@@ -169,6 +175,7 @@ impl ControlPlane {
             store,
             buffer,
             metrics,
+            xds,
             shutdown,
             tasks,
         })
@@ -192,6 +199,11 @@ impl ControlPlane {
     /// The control plane's metrics (the xDS server records pushes and ACKs here).
     pub fn metrics(&self) -> &ControlPlaneMetrics {
         &self.metrics
+    }
+
+    /// The xDS server: snapshots, fleet registry, xDS events.
+    pub fn xds(&self) -> &crate::xds::Xds {
+        &self.xds
     }
 
     /// The telemetry ingest buffer (tests flush it to make ingested data visible at once).
