@@ -18,6 +18,8 @@ pub mod ads;
 pub mod delta;
 pub mod events;
 mod fingerprint;
+#[cfg(test)]
+mod fixtures;
 pub mod fleet;
 pub mod publish;
 pub mod session;

@@ -49,7 +49,9 @@ pub async fn send(
         for (n, v) in headers {
             req = req.header(*n, *v);
         }
-        let resp = sender.send_request(req.body(Empty::<Bytes>::new())?).await?;
+        let resp = sender
+            .send_request(req.body(Empty::<Bytes>::new())?)
+            .await?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()

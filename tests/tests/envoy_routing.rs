@@ -2,6 +2,8 @@
 //! path, header and method; weighted split; round robin; a route change and an endpoint change
 //! followed without restart; the proxy shown as SYNCED by the Fleet API.
 
+#![allow(clippy::unwrap_used)]
+
 use gw_e2e::envoy::{self, Envoy, Mode};
 use gw_e2e::upstream::Upstream;
 use gw_e2e::{control, free_port, http, wait};
@@ -103,9 +105,13 @@ async fn routing_scenario(mode: Mode) {
         Upstream::start("d").await.unwrap(),
     );
     let port = free_port();
-    control::apply(&cp, &manifest(port, &a, &b, &c, &d)).await.unwrap();
+    control::apply(&cp, &manifest(port, &a, &b, &c, &d))
+        .await
+        .unwrap();
     let node = format!("edge-{mode:?}").to_lowercase();
-    let envoy = Envoy::start(&bin, cp.grpc_addr(), &node, "edge", mode).await.unwrap();
+    let envoy = Envoy::start(&bin, cp.grpc_addr(), &node, "edge", mode)
+        .await
+        .unwrap();
     envoy.wait_ready().await.unwrap();
     let proxy = SocketAddr::from(([127, 0, 0, 1], port));
 
@@ -118,31 +124,68 @@ async fn routing_scenario(mode: Mode) {
     .unwrap_or_else(|e| panic!("{e}\n{}", envoy.log()));
     assert!(["a", "b"].contains(&first.body.as_str()), "{first:?}");
     let rr = spread(proxy, "api.acme.test", "/users", 20).await;
-    assert_eq!(rr.keys().collect::<Vec<_>>(), ["a", "b"], "round robin over both: {rr:?}");
+    assert_eq!(
+        rr.keys().collect::<Vec<_>>(),
+        ["a", "b"],
+        "round robin over both: {rr:?}"
+    );
     assert!(rr.values().all(|n| *n >= 5), "round robin spreads: {rr:?}");
-    assert_eq!(http::get(proxy, "other.test", "/users").await.unwrap().status, 404);
-    let post = http::send(proxy, "POST", "api.acme.test", "/users", &[]).await.unwrap();
+    assert_eq!(
+        http::get(proxy, "other.test", "/users")
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    let post = http::send(proxy, "POST", "api.acme.test", "/users", &[])
+        .await
+        .unwrap();
     assert_eq!((post.status, post.body.as_str()), (200, "c"));
-    let del = http::send(proxy, "DELETE", "api.acme.test", "/users", &[]).await.unwrap();
+    let del = http::send(proxy, "DELETE", "api.acme.test", "/users", &[])
+        .await
+        .unwrap();
     assert_eq!(del.status, 404, "no route for DELETE");
 
     // Header match.
     let hdr = [("x-tenant-id", "acme")];
-    let o = http::send(proxy, "GET", "any.test", "/orders", &hdr).await.unwrap();
+    let o = http::send(proxy, "GET", "any.test", "/orders", &hdr)
+        .await
+        .unwrap();
     assert_eq!((o.status, o.body.as_str()), (200, "c"));
-    assert_eq!(http::get(proxy, "any.test", "/orders").await.unwrap().status, 404);
+    assert_eq!(
+        http::get(proxy, "any.test", "/orders")
+            .await
+            .unwrap()
+            .status,
+        404
+    );
 
     // Weighted split 50/50 between users-svc (a, b) and canary (d).
     let split = spread(proxy, "any.test", "/split", 200).await;
     let canary = split.get("d").copied().unwrap_or(0);
-    eprintln!("{mode:?}: split {split:?}, round robin {rr:?}, envoy admin {}", envoy.admin);
-    assert!((60..=140).contains(&canary), "about half to canary: {split:?}");
+    eprintln!(
+        "{mode:?}: split {split:?}, round robin {rr:?}, envoy admin {}",
+        envoy.admin
+    );
+    assert!(
+        (60..=140).contains(&canary),
+        "about half to canary: {split:?}"
+    );
 
     // Timeout and retry policy made it into Envoy's route.
     let dump = envoy.config_dump().await.unwrap().to_string();
-    assert!(dump.contains(r#""num_retries":2"#), "retry policy in config_dump");
-    assert!(dump.contains(r#""per_try_timeout":"1s""#), "per-try timeout in config_dump");
-    assert!(dump.contains(r#""timeout":"5s""#), "route timeout in config_dump");
+    assert!(
+        dump.contains(r#""num_retries":2"#),
+        "retry policy in config_dump"
+    );
+    assert!(
+        dump.contains(r#""per_try_timeout":"1s""#),
+        "per-try timeout in config_dump"
+    );
+    assert!(
+        dump.contains(r#""timeout":"5s""#),
+        "route timeout in config_dump"
+    );
 
     // Route change: users → canary, followed without restart.
     control::apply(
@@ -167,16 +210,22 @@ spec:
 
     // Endpoint change: register a second orders endpoint; traffic reaches it.
     let e = Upstream::start("e").await.unwrap();
-    control::register(&cp, "acme", "orders-svc", e.port(), 1).await.unwrap();
+    control::register(&cp, "acme", "orders-svc", e.port(), 1)
+        .await
+        .unwrap();
     wait::until("registered endpoint receives traffic", LIMIT, || async {
-        let r = http::send(proxy, "GET", "any.test", "/orders", &hdr).await.ok()?;
+        let r = http::send(proxy, "GET", "any.test", "/orders", &hdr)
+            .await
+            .ok()?;
         (r.body == "e").then_some(())
     })
     .await
     .unwrap();
 
     // Fleet: the proxy is listed, SYNCED, with every type ACKed.
-    let mut fleet = FleetClient::connect(format!("http://{}", cp.grpc_addr())).await.unwrap();
+    let mut fleet = FleetClient::connect(format!("http://{}", cp.grpc_addr()))
+        .await
+        .unwrap();
     let proxy_status = wait::until("proxy SYNCED in Fleet", LIMIT, || {
         let mut fleet = fleet.clone();
         let node = node.clone();
@@ -195,11 +244,27 @@ spec:
     assert_eq!(proxy_status.node_cluster, "edge");
     let expected = if mode == Mode::Delta { "delta" } else { "sotw" };
     assert_eq!(proxy_status.protocol, expected);
-    let types: Vec<_> = proxy_status.types.iter().map(|t| t.r#type.as_str()).collect();
+    let types: Vec<_> = proxy_status
+        .types
+        .iter()
+        .map(|t| t.r#type.as_str())
+        .collect();
     assert_eq!(types, ["CDS", "EDS", "LDS", "RDS"]);
-    assert!(proxy_status.types.iter().all(|t| !t.acked_version.is_empty() && t.nack.is_none()));
-    assert!(proxy_status.user_agent.starts_with("envoy"), "{}", proxy_status.user_agent);
-    let _ = fleet.get_proxy(gw_proto::gateway::v1::GetProxyRequest { node_id: node.clone() }).await.unwrap();
+    assert!(proxy_status
+        .types
+        .iter()
+        .all(|t| !t.acked_version.is_empty() && t.nack.is_none()));
+    assert!(
+        proxy_status.user_agent.starts_with("envoy"),
+        "{}",
+        proxy_status.user_agent
+    );
+    let _ = fleet
+        .get_proxy(gw_proto::gateway::v1::GetProxyRequest {
+            node_id: node.clone(),
+        })
+        .await
+        .unwrap();
 
     drop(envoy);
     cp.shutdown().await;

@@ -60,10 +60,7 @@ impl AdsServer {
         &self,
         req: Request<Streaming<P::Req>>,
     ) -> Response<ReceiverStream<Result<P::Resp, Status>>> {
-        let peer = req
-            .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let stream = Stream_ {
             incoming: req.into_inner(),
@@ -124,7 +121,11 @@ impl Protocol for Sotw {
     fn node(req: &DiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()
     }
-    fn handle(s: &mut Session, r: &DiscoveryRequest, ms: i64) -> Result<(ResourceType, AckOutcome), String> {
+    fn handle(
+        s: &mut Session,
+        r: &DiscoveryRequest,
+        ms: i64,
+    ) -> Result<(ResourceType, AckOutcome), String> {
         sotw::handle(s, r, ms)
     }
     fn responses(s: &mut Session, snap: &Snapshot, now: Instant) -> Vec<DiscoveryResponse> {
@@ -140,7 +141,11 @@ impl Protocol for Delta {
     fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()
     }
-    fn handle(s: &mut Session, r: &DeltaDiscoveryRequest, ms: i64) -> Result<(ResourceType, AckOutcome), String> {
+    fn handle(
+        s: &mut Session,
+        r: &DeltaDiscoveryRequest,
+        ms: i64,
+    ) -> Result<(ResourceType, AckOutcome), String> {
         delta::handle(s, r, ms)
     }
     fn responses(s: &mut Session, snap: &Snapshot, now: Instant) -> Vec<DeltaDiscoveryResponse> {

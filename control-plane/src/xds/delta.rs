@@ -17,7 +17,7 @@ pub fn handle(
     let t = ResourceType::from_type_url(&req.type_url)
         .ok_or_else(|| format!("unsupported type_url {:?}", req.type_url))?;
     let error = req.error_detail.as_ref().map(|s| s.message.as_str());
-    let outcome = session.acknowledge(t, &req.response_nonce, error, now_ms);
+    let outcome = session.acknowledge(t, &req.response_nonce, error, now_ms, false);
     let state = session.ty_mut(t);
     if !state.requested {
         state.requested = true;
@@ -113,3 +113,6 @@ pub fn responses(
     session.finish_push(snap.revision);
     out
 }
+
+#[cfg(test)]
+mod tests;

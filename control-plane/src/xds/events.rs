@@ -30,7 +30,12 @@ pub struct XdsEvent {
 
 impl XdsEvent {
     /// An event about `object` stamped now.
-    pub fn new(kind: &'static str, severity: &'static str, object: String, message: String) -> Self {
+    pub fn new(
+        kind: &'static str,
+        severity: &'static str,
+        object: String,
+        message: String,
+    ) -> Self {
         let tenant = object
             .split('/')
             .nth(1)

@@ -195,12 +195,11 @@ impl Fleet {
 
     /// The newest stream of `node_id`.
     pub fn get(&self, node_id: &str) -> Option<ProxyRecord> {
-        self.inner.proxies.read().ok().and_then(|p| {
-            p.values()
-                .rev()
-                .find(|r| r.node_id == node_id)
-                .cloned()
-        })
+        self.inner
+            .proxies
+            .read()
+            .ok()
+            .and_then(|p| p.values().rev().find(|r| r.node_id == node_id).cloned())
     }
 
     fn update(&self, id: u64, f: impl FnOnce(&mut ProxyRecord)) {
@@ -221,7 +220,10 @@ impl Fleet {
                 .filter(|(_, r)| r.disconnected_at_ms.is_some())
                 .map(|(id, _)| *id)
                 .collect();
-            for id in gone.iter().take(gone.len().saturating_sub(KEEP_DISCONNECTED)) {
+            for id in gone
+                .iter()
+                .take(gone.len().saturating_sub(KEEP_DISCONNECTED))
+            {
                 p.remove(id);
             }
         }

@@ -101,7 +101,9 @@ pub fn publish(
                 SnapshotError::MissingCluster { origin, .. } => {
                     origin.split(", ").next().unwrap_or_default().to_owned()
                 }
-                SnapshotError::MissingRouteConfig { listener, .. } => format!("listener/{listener}"),
+                SnapshotError::MissingRouteConfig { listener, .. } => {
+                    format!("listener/{listener}")
+                }
                 SnapshotError::MissingEndpoints { cluster } => format!("cluster/{cluster}"),
                 SnapshotError::Duplicate { name, .. } => name.clone(),
             };

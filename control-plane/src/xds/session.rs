@@ -147,13 +147,15 @@ impl Session {
         self.held_since.map(|t| t + GATE_TIMEOUT)
     }
 
-    /// Takes `response_nonce` and `error_detail` of a request for `t`.
+    /// Takes `response_nonce` and `error_detail` of a request for `t`. With `latest_only` (SotW)
+    /// only the newest response of the type can be answered; Delta answers each response.
     pub fn acknowledge(
         &mut self,
         t: ResourceType,
         nonce: &str,
         error: Option<&str>,
         now_ms: i64,
+        latest_only: bool,
     ) -> AckOutcome {
         if nonce.is_empty() {
             return AckOutcome::Initial;
@@ -165,6 +167,9 @@ impl Session {
         else {
             return AckOutcome::Stale;
         };
+        if latest_only && self.pending.iter().skip(pos + 1).any(|p| p.ty == t) {
+            return AckOutcome::Stale;
+        }
         // Responses of this type sent before the answered one are superseded.
         let mut i = 0;
         let mut answered = None;
@@ -264,7 +269,9 @@ impl Session {
                     .listeners_for(&self.node_cluster)
                     .flat_map(|l| l.refs.iter())
                     .collect();
-                pick(snap.of(t), |n| mine.contains(&n.to_owned()) || state.names.contains(n))
+                pick(snap.of(t), |n| {
+                    mine.contains(&n.to_owned()) || state.names.contains(n)
+                })
             }
             _ => pick(snap.of(t), |n| state.subscribed(n)),
         };
@@ -379,10 +386,7 @@ fn blame(error: &str, content: &[(String, Option<Arc<Resource>>)]) -> Vec<String
         let routes_named: Vec<&String> = r
             .origin
             .iter()
-            .filter(|o| {
-                o.strip_prefix("route/")
-                    .is_some_and(|n| error.contains(n))
-            })
+            .filter(|o| o.strip_prefix("route/").is_some_and(|n| error.contains(n)))
             .collect();
         if routes_named.is_empty() {
             objects.extend(r.origin.iter().cloned());

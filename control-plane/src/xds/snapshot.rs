@@ -137,15 +137,15 @@ pub enum SnapshotError {
 
 impl Snapshot {
     /// Builds a snapshot and checks it: every reference resolves, no name appears twice.
-    pub fn new(
-        revision: u64,
-        by_type: [Vec<Resource>; 4],
-    ) -> Result<Snapshot, SnapshotError> {
+    pub fn new(revision: u64, by_type: [Vec<Resource>; 4]) -> Result<Snapshot, SnapshotError> {
         let mut resources: [ResourceMap; 4] = Default::default();
         for (t, list) in ResourceType::ORDER.into_iter().zip(by_type) {
             for r in list {
                 let name = r.name.clone();
-                if resources[t.index()].insert(name.clone(), Arc::new(r)).is_some() {
+                if resources[t.index()]
+                    .insert(name.clone(), Arc::new(r))
+                    .is_some()
+                {
                     return Err(SnapshotError::Duplicate {
                         kind: t.short(),
                         name,

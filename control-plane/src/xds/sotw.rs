@@ -18,7 +18,7 @@ pub fn handle(
     let t = ResourceType::from_type_url(&req.type_url)
         .ok_or_else(|| format!("unsupported type_url {:?}", req.type_url))?;
     let error = req.error_detail.as_ref().map(|s| s.message.as_str());
-    let outcome = session.acknowledge(t, &req.response_nonce, error, now_ms);
+    let outcome = session.acknowledge(t, &req.response_nonce, error, now_ms, true);
     if outcome == AckOutcome::Stale {
         return Ok((t, outcome));
     }
@@ -51,7 +51,8 @@ pub fn responses(session: &mut Session, snap: &Snapshot, now: Instant) -> Vec<Di
                 .any(|(n, r)| state.known.get(n).map(|k| &k.version) != Some(&r.version));
         // Named subscriptions to resources that do not exist get no answer (the client times
         // out on them); wildcard ones always get a first answer, even an empty one.
-        if !(changed && (!first || state.wildcard || !target.is_empty())) {
+        let answer = changed && (!first || state.wildcard || !target.is_empty());
+        if !answer {
             continue;
         }
         let resources = target.values().map(|r| r.body.clone()).collect();
@@ -68,3 +69,6 @@ pub fn responses(session: &mut Session, snap: &Snapshot, now: Instant) -> Vec<Di
     session.finish_push(snap.revision);
     out
 }
+
+#[cfg(test)]
+mod tests;

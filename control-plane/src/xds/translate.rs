@@ -124,7 +124,12 @@ pub(crate) fn duration(d: Duration) -> PbDuration {
 
 /// Builds a [`Resource`] versioned by its encoding. Only for messages without `map` fields set:
 /// prost encodes maps in `HashMap` order, which differs between processes.
-pub(crate) fn resource(name: String, body: Any, origin: Vec<String>, refs: Vec<String>) -> Resource {
+pub(crate) fn resource(
+    name: String,
+    body: Any,
+    origin: Vec<String>,
+    refs: Vec<String>,
+) -> Resource {
     let version = Fingerprint::new()
         .str(&body.type_url)
         .bytes(&body.value)

@@ -42,7 +42,11 @@ pub fn cluster(tenant: &str, name: &str, spec: &ClusterSpec) -> Resource {
         lb_config,
         circuit_breakers: Some(circuit_breakers_of(spec)),
         outlier_detection: Some(outlier_detection(spec)),
-        health_checks: spec.health_check.iter().map(|h| health_check_of(h, &full)).collect(),
+        health_checks: spec
+            .health_check
+            .iter()
+            .map(|h| health_check_of(h, &full))
+            .collect(),
         ..Default::default()
     };
     // Version over the metadata-free encoding plus the canonical JSON of the metadata (see
@@ -118,7 +122,9 @@ fn circuit_breakers_of(spec: &ClusterSpec) -> CircuitBreakers {
 /// `openTimeout`.
 fn outlier_detection(spec: &ClusterSpec) -> OutlierDetection {
     let cb = &spec.circuit_breaker;
-    let percent = (cb.failure_rate_threshold * 100.0).round().clamp(1.0, 100.0) as u32;
+    let percent = (cb.failure_rate_threshold * 100.0)
+        .round()
+        .clamp(1.0, 100.0) as u32;
     OutlierDetection {
         consecutive_5xx: u32v(cb.consecutive_failures),
         enforcing_consecutive_5xx: u32v(100),
@@ -147,7 +153,9 @@ fn health_check_of(h: &HealthCheck, cluster: &str) -> EnvoyHealthCheck {
                 .collect(),
             ..Default::default()
         }),
-        None => health_check::HealthChecker::TcpHealthCheck(health_check::TcpHealthCheck::default()),
+        None => {
+            health_check::HealthChecker::TcpHealthCheck(health_check::TcpHealthCheck::default())
+        }
     };
     EnvoyHealthCheck {
         timeout: Some(duration(h.timeout)),

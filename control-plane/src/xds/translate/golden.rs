@@ -15,7 +15,10 @@ use prost::Message;
 use std::fmt::Write;
 
 fn load(name: &str) -> StoreSnapshot {
-    let path = format!("{}/src/xds/translate/testdata/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/src/xds/translate/testdata/{name}.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(path).unwrap();
     let objects = gw_proto::manifest::parse(&text)
         .unwrap()
@@ -69,14 +72,27 @@ fn render(snap: &crate::xds::Snapshot) -> String {
     let mut out = String::new();
     for t in ResourceType::ORDER {
         for r in snap.of(t).values() {
-            writeln!(out, "=== {} {} (from {:?}, refs {:?})", t.short(), r.name, r.origin, r.refs).unwrap();
+            writeln!(
+                out,
+                "=== {} {} (from {:?}, refs {:?})",
+                t.short(),
+                r.name,
+                r.origin,
+                r.refs
+            )
+            .unwrap();
             let b = &r.body.value[..];
             match t {
                 ResourceType::Cluster => {
                     let mut c = Cluster::decode(b).unwrap();
                     let meta = c.metadata.take().unwrap();
                     let gw = struct_json(&meta.filter_metadata["gw"]);
-                    writeln!(out, "{c:#?}\nmetadata.gw = {}", serde_json::to_string_pretty(&gw).unwrap()).unwrap();
+                    writeln!(
+                        out,
+                        "{c:#?}\nmetadata.gw = {}",
+                        serde_json::to_string_pretty(&gw).unwrap()
+                    )
+                    .unwrap();
                 }
                 ResourceType::Endpoints => {
                     writeln!(out, "{:#?}", ClusterLoadAssignment::decode(b).unwrap()).unwrap();
@@ -103,12 +119,18 @@ fn render(snap: &crate::xds::Snapshot) -> String {
 fn golden_basic() {
     let snap = translate(&load("basic")).unwrap();
     let got = render(&snap);
-    let path = format!("{}/src/xds/translate/testdata/basic.golden", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/src/xds/translate/testdata/basic.golden",
+        env!("CARGO_MANIFEST_DIR")
+    );
     if std::env::var("UPDATE_GOLDEN").is_ok() {
         std::fs::write(&path, &got).unwrap();
     }
     let want = std::fs::read_to_string(&path).expect("golden file; run with UPDATE_GOLDEN=1");
-    assert!(got == want, "translation differs from {path}; rerun with UPDATE_GOLDEN=1 and review the diff");
+    assert!(
+        got == want,
+        "translation differs from {path}; rerun with UPDATE_GOLDEN=1 and review the diff"
+    );
 }
 
 #[test]
@@ -129,8 +151,14 @@ fn versions_are_stable_and_content_addressed() {
         }
     }
     let c = translate(&s).unwrap();
-    assert_ne!(a.of(ResourceType::Route)["ingress"].version, c.of(ResourceType::Route)["ingress"].version);
-    assert_eq!(a.of(ResourceType::Cluster)["acme/users-svc"].version, c.of(ResourceType::Cluster)["acme/users-svc"].version);
+    assert_ne!(
+        a.of(ResourceType::Route)["ingress"].version,
+        c.of(ResourceType::Route)["ingress"].version
+    );
+    assert_eq!(
+        a.of(ResourceType::Cluster)["acme/users-svc"].version,
+        c.of(ResourceType::Cluster)["acme/users-svc"].version
+    );
 }
 
 #[test]
@@ -145,7 +173,12 @@ fn default_listener_for_every_node_and_listener_objects_by_node_cluster() {
     .unwrap();
     s.objects.push(listener[0].object.clone());
     let b = translate(&s).unwrap();
-    assert_eq!(b.listeners_for("edge").map(|l| l.name.as_str()).collect::<Vec<_>>(), ["edge"]);
+    assert_eq!(
+        b.listeners_for("edge")
+            .map(|l| l.name.as_str())
+            .collect::<Vec<_>>(),
+        ["edge"]
+    );
     assert_eq!(b.listeners_for("").count(), 0);
     assert!(b.of(ResourceType::Route).contains_key("edge"));
 }
@@ -153,7 +186,9 @@ fn default_listener_for_every_node_and_listener_objects_by_node_cluster() {
 #[test]
 fn consistency_check_refuses_missing_cluster() {
     let mut s = load("basic");
-    s.objects.retain(|o| o.meta.name != "maintenance" || o.spec.kind() != gw_proto::model::Kind::Cluster);
+    s.objects.retain(|o| {
+        o.meta.name != "maintenance" || o.spec.kind() != gw_proto::model::Kind::Cluster
+    });
     let err = translate(&s).unwrap_err();
     assert!(err.to_string().contains("acme/maintenance"), "{err}");
 }

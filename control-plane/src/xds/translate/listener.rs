@@ -30,7 +30,11 @@ pub fn listeners(model: &Model<'_>) -> (Vec<Resource>, Vec<Resource>) {
     let defined: Vec<(&str, &ListenerSpec, bool)> = if model.listeners.is_empty() {
         vec![(DEFAULT_LISTENER, &default, false)]
     } else {
-        model.listeners.iter().map(|(n, l)| (*n, *l, true)).collect()
+        model
+            .listeners
+            .iter()
+            .map(|(n, l)| (*n, *l, true))
+            .collect()
     };
     let mut listeners = Vec::new();
     let mut configs = Vec::new();
@@ -57,7 +61,9 @@ fn listener(name: &str, spec: &ListenerSpec) -> Resource {
         })),
         http_filters: vec![HttpFilter {
             name: "envoy.filters.http.router".into(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(any(&Router::default()))),
+            config_type: Some(http_filter::ConfigType::TypedConfig(
+                any(&Router::default()),
+            )),
             ..Default::default()
         }],
         ..Default::default()

@@ -9,7 +9,9 @@ use gw_proto::envoy::pb::envoy::config::route::v3::{
     RetryPolicy as EnvoyRetry, Route, RouteAction, RouteConfiguration, RouteMatch as EnvoyMatch,
     VirtualHost, WeightedCluster,
 };
-use gw_proto::envoy::pb::envoy::r#type::matcher::v3::{string_matcher, RegexMatcher, StringMatcher};
+use gw_proto::envoy::pb::envoy::r#type::matcher::v3::{
+    string_matcher, RegexMatcher, StringMatcher,
+};
 use gw_proto::envoy::pb::google::protobuf::UInt32Value;
 use gw_proto::model::{HashOn, HeaderMatch, LbPolicy, RouteSpec};
 use std::collections::BTreeSet;
@@ -46,7 +48,12 @@ pub fn route_configuration(name: &str, model: &Model<'_>) -> Resource {
         virtual_hosts,
         ..Default::default()
     };
-    resource(name.to_owned(), any(&rc), origin, refs.into_iter().collect())
+    resource(
+        name.to_owned(),
+        any(&rc),
+        origin,
+        refs.into_iter().collect(),
+    )
 }
 
 /// Lower priority first, then exact path, regex, longest prefix; more header/method conditions
