@@ -7,12 +7,14 @@
 //! - [`http`]: a minimal HTTP/1.1 client (requests through a proxy, admin calls).
 //! - [`wait`]: bounded polling instead of sleeps.
 //! - [`control`]: an in-process control plane plus manifest helpers.
+//! - [`xds_client`]: a scripted SotW / Delta ADS client (NACK tests, the benchmark).
 
 pub mod control;
 pub mod envoy;
 pub mod http;
 pub mod upstream;
 pub mod wait;
+pub mod xds_client;
 
 /// Whether this run must not skip tests for missing dependencies (`CI=true`).
 pub fn in_ci() -> bool {

@@ -62,6 +62,8 @@ pub struct TypeState {
     pub responded: bool,
     /// Version of the last response.
     pub sent_version: String,
+    /// Nonce of the last response.
+    pub last_nonce: String,
     /// Version of the last ACKed response.
     pub acked_version: String,
     /// The last NACK, cleared by a later ACK.
@@ -165,6 +167,11 @@ impl Session {
             .iter()
             .position(|p| p.ty == t && p.nonce == nonce)
         else {
+            // Answered already: a request that only changes the subscription (SotW clients
+            // repeat the last nonce, e.g. Envoy asking EDS for a new cluster).
+            if self.types[t.index()].last_nonce == nonce {
+                return AckOutcome::Initial;
+            }
             return AckOutcome::Stale;
         };
         if latest_only && self.pending.iter().skip(pos + 1).any(|p| p.ty == t) {
@@ -241,6 +248,7 @@ impl Session {
         }
         state.responded = true;
         state.sent_version = version.clone();
+        state.last_nonce = nonce.clone();
         if self.pending.len() == MAX_PENDING {
             self.pending.pop_front();
         }

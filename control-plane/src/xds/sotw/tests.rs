@@ -185,3 +185,25 @@ fn removed_cluster_stays_until_routes_moved_away() {
     assert_eq!(out[0].type_url, Cluster.type_url());
     assert_eq!(names(&s, Cluster), ["acme/b"]);
 }
+
+#[test]
+fn subscription_change_repeating_an_acked_nonce_is_served() {
+    let now = Instant::now();
+    let mut s = Session::new(String::new());
+    connect(&mut s, &snapshot(1, &["a"], &[("r", "a")]), now);
+    let eds_nonce = s.ty(Endpoints).last_nonce.clone();
+    let next = snapshot(2, &["a", "b"], &[("r", "b")]);
+    let out = responses(&mut s, &next, now);
+    handle(&mut s, &ack(&out[0], &[]), 0).unwrap();
+    // Envoy asks EDS for the new cluster with the nonce of its last (ACKed) EDS response.
+    let (_, o) = handle(
+        &mut s,
+        &req(Endpoints, &["acme/a", "acme/b"], &eds_nonce, "v"),
+        0,
+    )
+    .unwrap();
+    assert_eq!(o, AckOutcome::Initial);
+    let out = responses(&mut s, &next, now);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].resources.len(), 2);
+}
