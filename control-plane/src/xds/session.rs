@@ -379,28 +379,39 @@ pub fn set_version(set: &ResourceMap) -> String {
     f.version()
 }
 
-/// The gw objects a NACK is about: resources named in the message, else every sent one; route
-/// objects narrowed to routes named in the message when any is.
+/// The gw objects a NACK is about: those whose hints (route names, regexes) the message
+/// contains; else the origins of resources named in the message; else of every sent resource.
 fn blame(error: &str, content: &[(String, Option<Arc<Resource>>)]) -> Vec<String> {
     let sent: Vec<&Arc<Resource>> = content.iter().filter_map(|(_, r)| r.as_ref()).collect();
+    let hinted: BTreeSet<String> = sent
+        .iter()
+        .flat_map(|r| r.hints.iter())
+        .filter(|(needle, _)| mentions(error, needle))
+        .map(|(_, object)| object.clone())
+        .collect();
+    if !hinted.is_empty() {
+        return hinted.into_iter().collect();
+    }
     let named: Vec<&Arc<Resource>> = sent
         .iter()
         .copied()
-        .filter(|r| error.contains(&r.name))
+        .filter(|r| mentions(error, &r.name))
         .collect();
     let suspects = if named.is_empty() { sent } else { named };
-    let mut objects: BTreeSet<String> = BTreeSet::new();
-    for r in suspects {
-        let routes_named: Vec<&String> = r
-            .origin
-            .iter()
-            .filter(|o| o.strip_prefix("route/").is_some_and(|n| error.contains(n)))
-            .collect();
-        if routes_named.is_empty() {
-            objects.extend(r.origin.iter().cloned());
-        } else {
-            objects.extend(routes_named.into_iter().cloned());
-        }
-    }
+    let objects: BTreeSet<String> = suspects
+        .into_iter()
+        .flat_map(|r| r.origin.iter().cloned())
+        .collect();
     objects.into_iter().collect()
+}
+
+/// Whether `text` contains `needle` as a whole name (`acme/users` is not in `acme/users-write`).
+fn mentions(text: &str, needle: &str) -> bool {
+    let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    !needle.is_empty()
+        && text.match_indices(needle).any(|(i, _)| {
+            let before = text[..i].chars().next_back();
+            let after = text[i + needle.len()..].chars().next();
+            !before.is_some_and(name_char) && !after.is_some_and(name_char)
+        })
 }

@@ -85,6 +85,9 @@ pub struct Resource {
     pub refs: Vec<String>,
     /// For listeners: the node cluster whose proxies get it.
     pub node_cluster: Option<String>,
+    /// `(needle, object)`: when a NACK's message contains the needle (a route name, a regex, a
+    /// cluster name), the object is to blame. Also names the routes using a missing cluster.
+    pub hints: Vec<(String, String)>,
 }
 
 /// Resources of one type by name.
@@ -168,9 +171,20 @@ impl Snapshot {
         let routes = self.of(ResourceType::Route);
         for r in routes.values() {
             if let Some(c) = r.refs.iter().find(|c| !clusters.contains_key(*c)) {
+                let users: Vec<&str> = r
+                    .hints
+                    .iter()
+                    .filter(|(needle, _)| needle == c)
+                    .map(|(_, o)| o.as_str())
+                    .collect();
+                let origin = if users.is_empty() {
+                    r.origin.join(", ")
+                } else {
+                    users.join(", ")
+                };
                 return Err(SnapshotError::MissingCluster {
                     route_config: r.name.clone(),
-                    origin: r.origin.join(", "),
+                    origin,
                     cluster: c.clone(),
                 });
             }

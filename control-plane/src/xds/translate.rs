@@ -152,6 +152,7 @@ pub(crate) fn versioned(
         origin,
         refs,
         node_cluster: None,
+        hints: Vec::new(),
     }
 }
 

@@ -191,4 +191,10 @@ fn consistency_check_refuses_missing_cluster() {
     });
     let err = translate(&s).unwrap_err();
     assert!(err.to_string().contains("acme/maintenance"), "{err}");
+    // Names the route that uses it, not every route of the configuration.
+    let crate::xds::SnapshotError::MissingCluster { origin, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(origin.contains("route/acme/split"), "{origin}");
+    assert!(!origin.contains("route/acme/users"), "{origin}");
 }

@@ -39,21 +39,30 @@ pub fn route_configuration(name: &str, model: &Model<'_>) -> Resource {
 
     let mut refs: BTreeSet<String> = BTreeSet::new();
     let mut origin = Vec::new();
+    let mut hints = Vec::new();
     for (t, n, r) in &routes {
+        let object = format!("route/{t}/{n}");
         refs.extend(r.clusters().map(|c| cluster_name(t, c)));
-        origin.push(format!("route/{t}/{n}"));
+        hints.push((route_name(t, n), object.clone()));
+        hints.extend(r.clusters().map(|c| (cluster_name(t, c), object.clone())));
+        let regexes = r.match_.path_regex.iter();
+        let regexes = regexes.chain(r.match_.headers.iter().filter_map(|h| h.regex.as_ref()));
+        hints.extend(regexes.map(|re| (re.clone(), object.clone())));
+        origin.push(object);
     }
     let rc = RouteConfiguration {
         name: name.to_owned(),
         virtual_hosts,
         ..Default::default()
     };
-    resource(
+    let mut res = resource(
         name.to_owned(),
         any(&rc),
         origin,
         refs.into_iter().collect(),
-    )
+    );
+    res.hints = hints;
+    res
 }
 
 /// Lower priority first, then exact path, regex, longest prefix; more header/method conditions
