@@ -50,7 +50,10 @@ struct Args {
 }
 
 fn lp(k: &str, v: &str) -> LabelPair {
-    LabelPair { name: Some(k.into()), value: Some(v.into()) }
+    LabelPair {
+        name: Some(k.into()),
+        value: Some(v.into()),
+    }
 }
 
 fn families(routes: u64, per_route: &[(u64, u64)]) -> Vec<MetricFamily> {
@@ -59,13 +62,25 @@ fn families(routes: u64, per_route: &[(u64, u64)]) -> Vec<MetricFamily> {
         let (ok, failed) = per_route[r as usize];
         for (class, v) in [("2xx", ok), ("5xx", failed)] {
             metric.push(Metric {
-                label: vec![lp("kind", "route"), lp("tenant", "bench"), lp("name", &format!("r{r}")), lp("class", class)],
-                counter: Some(Counter { value: Some(v as f64), ..Default::default() }),
+                label: vec![
+                    lp("kind", "route"),
+                    lp("tenant", "bench"),
+                    lp("name", &format!("r{r}")),
+                    lp("class", class),
+                ],
+                counter: Some(Counter {
+                    value: Some(v as f64),
+                    ..Default::default()
+                }),
                 ..Default::default()
             });
         }
     }
-    vec![MetricFamily { name: Some(t::REQUESTS.into()), metric, ..Default::default() }]
+    vec![MetricFamily {
+        name: Some(t::REQUESTS.into()),
+        metric,
+        ..Default::default()
+    }]
 }
 
 fn log(i: u64, status: u32) -> HttpAccessLogEntry {
@@ -81,21 +96,34 @@ fn log(i: u64, status: u32) -> HttpAccessLogEntry {
             request_id: format!("req-{i}"),
             ..Default::default()
         }),
-        response: Some(HttpResponseProperties { response_code: Some(UInt32Value { value: status }), ..Default::default() }),
+        response: Some(HttpResponseProperties {
+            response_code: Some(UInt32Value { value: status }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
 
 async fn proxy(url: String, id: u64, a: std::sync::Arc<Args>) -> anyhow::Result<(u64, u64)> {
-    let node = Some(Node { id: format!("bench-{id}"), ..Default::default() });
+    let node = Some(Node {
+        id: format!("bench-{id}"),
+        ..Default::default()
+    });
     let rate = a.rate / a.proxies;
     let mut per_route = vec![(0u64, 0u64); a.routes as usize];
     let (mtx, mrx) = tokio::sync::mpsc::channel(16);
     let (ltx, lrx) = tokio::sync::mpsc::channel(16);
     let mut metrics = MetricsServiceClient::connect(url.clone()).await?;
     let mut logs = AccessLogServiceClient::connect(url).await?;
-    let m = tokio::spawn(async move { metrics.stream_metrics(tokio_stream::wrappers::ReceiverStream::new(mrx)).await });
-    let l = tokio::spawn(async move { logs.stream_access_logs(tokio_stream::wrappers::ReceiverStream::new(lrx)).await });
+    let m = tokio::spawn(async move {
+        metrics
+            .stream_metrics(tokio_stream::wrappers::ReceiverStream::new(mrx))
+            .await
+    });
+    let l = tokio::spawn(async move {
+        logs.stream_access_logs(tokio_stream::wrappers::ReceiverStream::new(lrx))
+            .await
+    });
     let (mut sent_logs, mut requests) = (0u64, 0u64);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     for step in 0..a.seconds * 10 {
@@ -115,15 +143,24 @@ async fn proxy(url: String, id: u64, a: std::sync::Arc<Args>) -> anyhow::Result<
             requests += 1;
         }
         sent_logs += batch.len() as u64;
-        let identifier = (step == 0).then(|| LogId { node: node.clone(), log_name: "bench".into() });
+        let identifier = (step == 0).then(|| LogId {
+            node: node.clone(),
+            log_name: "bench".into(),
+        });
         ltx.send(StreamAccessLogsMessage {
             identifier,
-            log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries { log_entry: batch })),
+            log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries {
+                log_entry: batch,
+            })),
         })
         .await?;
         if step % 10 == 9 {
             let identifier = (step == 9).then(|| Identifier { node: node.clone() });
-            mtx.send(StreamMetricsMessage { identifier, envoy_metrics: families(a.routes, &per_route) }).await?;
+            mtx.send(StreamMetricsMessage {
+                identifier,
+                envoy_metrics: families(a.routes, &per_route),
+            })
+            .await?;
         }
     }
     drop((mtx, ltx));
@@ -137,7 +174,11 @@ async fn main() -> anyhow::Result<()> {
     let args = std::sync::Arc::new(Args::parse());
     let dir = std::env::temp_dir().join(format!("gw-bench-ingest-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let pg = if args.db == "postgres" { PgTestDb::create("bench_ingest").await } else { None };
+    let pg = if args.db == "postgres" {
+        PgTestDb::create("bench_ingest").await
+    } else {
+        None
+    };
     let url = match &pg {
         Some(db) => db.url.clone(),
         None => format!("sqlite://{}", dir.join("userdb.sqlite").display()),
@@ -170,11 +211,30 @@ async fn main() -> anyhow::Result<()> {
     let dropped = buffer.dropped_logs();
     let counted: u64 = stats.iter().map(|(_, _, r)| r.requests).sum();
     println!("backend            {}", args.db);
-    println!("fleet rate         {} req/s for {} s over {} proxies, {} routes", args.rate, args.seconds, args.proxies, args.routes);
-    println!("requests simulated {requests} ({:.0} req/s achieved)", requests as f64 / sending.as_secs_f64());
-    println!("requests in rollups {counted} ({})", if counted == requests { "all counted" } else { "MISMATCH" });
-    println!("access logs sent   {logs} ({:.0}/s), stored {stored}, dropped {dropped}", logs as f64 / sending.as_secs_f64());
-    println!("final flush        {:.1} ms (backlog after the run)", final_flush.as_secs_f64() * 1000.0);
+    println!(
+        "fleet rate         {} req/s for {} s over {} proxies, {} routes",
+        args.rate, args.seconds, args.proxies, args.routes
+    );
+    println!(
+        "requests simulated {requests} ({:.0} req/s achieved)",
+        requests as f64 / sending.as_secs_f64()
+    );
+    println!(
+        "requests in rollups {counted} ({})",
+        if counted == requests {
+            "all counted"
+        } else {
+            "MISMATCH"
+        }
+    );
+    println!(
+        "access logs sent   {logs} ({:.0}/s), stored {stored}, dropped {dropped}",
+        logs as f64 / sending.as_secs_f64()
+    );
+    println!(
+        "final flush        {:.1} ms (backlog after the run)",
+        final_flush.as_secs_f64() * 1000.0
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
