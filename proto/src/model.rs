@@ -16,7 +16,7 @@ pub use alert::{AlertMetric, AlertRuleSpec, AlertScope, Threshold, Webhook};
 pub use cluster::{
     CircuitBreaker, ClusterSpec, HealthCheck, KubernetesDiscovery, LbPolicy, Limits, StaticEndpoint,
 };
-pub use duration::serde_duration;
+pub use duration::{format as format_duration, parse as parse_duration, serde_duration};
 pub use endpoint::{metadata_json, Endpoint, EndpointKey, EndpointSource};
 pub use route::{HashOn, HeaderMatch, RetryPolicy, RouteMatch, RouteSpec, WeightedCluster};
 pub use validate::{validate_name, FieldError};

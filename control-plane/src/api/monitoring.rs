@@ -358,4 +358,27 @@ impl pb::stats_server::Stats for StatsApi {
             records: logs.into_iter().map(log_pb).collect(),
         }))
     }
+
+    async fn get_endpoint_states(
+        &self,
+        req: Request<pb::EndpointStatesRequest>,
+    ) -> Result<Response<pb::EndpointStatesResponse>, Status> {
+        let r = req.into_inner();
+        let since = self.store.now_ms() - 120_000;
+        let states = self.store.endpoint_states(since).await.map_err(store_status)?;
+        let states = states
+            .into_iter()
+            .filter(|s| (r.tenant.is_empty() || s.tenant == r.tenant) && (r.cluster.is_empty() || s.cluster == r.cluster))
+            .map(|s| pb::EndpointState {
+                node: s.node,
+                tenant: s.tenant,
+                cluster: s.cluster,
+                endpoint: s.endpoint,
+                breaker: s.breaker,
+                healthy: s.healthy,
+                updated_at: ts_to_pb(s.updated_at_ms),
+            })
+            .collect();
+        Ok(Response::new(pb::EndpointStatesResponse { states }))
+    }
 }

@@ -1,0 +1,92 @@
+//! Command dispatch and what commands share: server resolution, fetching live objects.
+
+mod apply;
+mod config;
+mod delete;
+mod describe;
+mod diff;
+mod endpoints;
+mod fleet;
+mod get;
+mod objects;
+mod telemetry;
+
+use crate::cli::{Cli, Command};
+use crate::client::{Client, DEFAULT_SERVER};
+use crate::error::{CliError, CliResult};
+use gw_proto::model::Kind;
+
+/// Global options every command sees.
+pub struct Ctx {
+    /// Output format.
+    pub output: crate::cli::Format,
+    /// `--tenant`.
+    pub tenant: Option<String>,
+    server: String,
+    token: Option<String>,
+}
+
+impl Ctx {
+    /// Connects to the control plane.
+    pub async fn client(&self) -> CliResult<Client> {
+        Client::connect(&self.server, self.token.as_deref()).await
+    }
+
+    /// `--tenant`, or an error saying the command needs it.
+    pub fn require_tenant(&self, what: &str) -> CliResult<&str> {
+        self.tenant
+            .as_deref()
+            .ok_or_else(|| CliError::other(format!("{what} needs --tenant")))
+    }
+}
+
+/// Parses a kind as typed on the command line (`route`, `routes`, `alertrules`…).
+pub fn parse_kind(s: &str) -> CliResult<Kind> {
+    Kind::parse(s).ok_or_else(|| {
+        let kinds: Vec<_> = Kind::ALL.iter().map(|k| format!("{k}s")).collect();
+        CliError::other(format!(
+            "unknown kind {s:?}: use one of {}",
+            kinds.join(", ")
+        ))
+    })
+}
+
+/// Parses `15m`, `1h`, `30s`.
+pub fn parse_duration(flag: &str, s: &str) -> CliResult<prost_types::Duration> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| CliError::other(format!("--{flag} {s:?}: {e}")))?;
+    Ok(gw_proto::convert::duration_to_pb(d))
+}
+
+/// Runs the command; the result is the exit code.
+pub async fn run(cli: Cli) -> CliResult<u8> {
+    let file = crate::config::load()?;
+    let ctx = Ctx {
+        output: cli.output,
+        tenant: cli.tenant,
+        server: cli
+            .server
+            .or(file.server)
+            .unwrap_or_else(|| DEFAULT_SERVER.into()),
+        token: cli.token.or(file.token),
+    };
+    match cli.command {
+        Command::Apply(a) => apply::run(&ctx, a).await,
+        Command::Diff(a) => diff::run(&ctx, a).await,
+        Command::Get(a) => get::run(&ctx, a).await,
+        Command::Describe(a) => describe::run(&ctx, a).await,
+        Command::Delete(a) => delete::run(&ctx, a).await,
+        Command::Endpoints(c) => endpoints::run(&ctx, c).await,
+        Command::Proxies(a) => fleet::proxies(&ctx, a).await,
+        Command::Stats(a) => telemetry::stats(&ctx, a).await,
+        Command::Logs(a) => telemetry::logs(&ctx, a).await,
+        Command::Events(a) => telemetry::events(&ctx, a).await,
+        Command::Alerts(a) => telemetry::alerts(&ctx, a).await,
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "gwctl", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Config(c) => config::run(c),
+    }
+}

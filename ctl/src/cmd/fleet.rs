@@ -1,0 +1,181 @@
+//! `gwctl proxies` and `gwctl describe proxy`: fleet sync status, like `istioctl proxy-status`.
+
+use super::Ctx;
+use crate::cli::{Format, ProxiesArgs};
+use crate::error::{CliResult, StatusContext};
+use crate::output::{age, paint, print, table, time, ts_ms};
+use gw_proto::gateway::v1 as pb;
+
+fn status(s: i32) -> &'static str {
+    match pb::SyncStatus::try_from(s) {
+        Ok(pb::SyncStatus::Synced) => "SYNCED",
+        Ok(pb::SyncStatus::Stale) => "STALE",
+        Ok(pb::SyncStatus::Nacked) => "NACKED",
+        Ok(pb::SyncStatus::Disconnected) => "DISCONNECTED",
+        _ => "UNKNOWN",
+    }
+}
+
+fn short(v: &str) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else if v.len() > 12 {
+        format!("{}…", &v[..12])
+    } else {
+        v.to_owned()
+    }
+}
+
+fn acked(p: &pb::Proxy, ty: &str) -> String {
+    p.types
+        .iter()
+        .find(|t| t.r#type == ty)
+        .map_or_else(|| "-".into(), |t| short(&t.acked_version))
+}
+
+fn proxy_json(p: &pb::Proxy) -> serde_json::Value {
+    serde_json::json!({
+        "nodeId": p.node_id, "nodeCluster": p.node_cluster, "address": p.address, "protocol": p.protocol,
+        "status": status(p.status), "connectedSince": time(p.connected_since.as_ref()),
+        "syncedRevision": p.synced_revision, "currentRevision": p.current_revision,
+        "types": p.types.iter().map(|t| serde_json::json!({
+            "type": t.r#type, "sentVersion": t.sent_version, "ackedVersion": t.acked_version, "resources": t.resources,
+            "nack": t.nack.as_ref().map(|n| serde_json::json!({"errorDetail": n.error_detail, "objects": n.objects})),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Runs `proxies`.
+pub async fn proxies(ctx: &Ctx, a: ProxiesArgs) -> CliResult<u8> {
+    let c = ctx.client().await?;
+    let req = pb::ListProxiesRequest {
+        node_cluster: a.node_cluster.unwrap_or_default(),
+        include_disconnected: a.all,
+    };
+    let r = c
+        .fleet()
+        .list_proxies(c.req(req))
+        .await
+        .context("listing proxies")?;
+    match ctx.output {
+        Format::Json => {
+            let v: Vec<_> = r.proxies.iter().map(proxy_json).collect();
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Format::Yaml => print!(
+            "{}",
+            serde_yaml::to_string(&r.proxies.iter().map(proxy_json).collect::<Vec<_>>())
+                .unwrap_or_default()
+        ),
+        Format::Table | Format::Wide => {
+            if r.proxies.is_empty() {
+                eprintln!("No proxies connected.");
+                return Ok(0);
+            }
+            let mut t = table(&[
+                "NODE",
+                "CLUSTER",
+                "ADDRESS",
+                "PROTOCOL",
+                "CONNECTED",
+                "STATUS",
+                "CDS",
+                "EDS",
+                "LDS",
+                "RDS",
+            ]);
+            for p in &r.proxies {
+                t.add_row(vec![
+                    p.node_id.clone(),
+                    p.node_cluster.clone(),
+                    p.address.clone(),
+                    p.protocol.clone(),
+                    age(ts_ms(p.connected_since.as_ref())),
+                    paint(status(p.status)),
+                    acked(p, "CDS"),
+                    acked(p, "EDS"),
+                    acked(p, "LDS"),
+                    acked(p, "RDS"),
+                ]);
+            }
+            print(&t);
+            for p in &r.proxies {
+                if let Some(n) = &p.last_nack {
+                    println!(
+                        "\n{} NACKed {} version {}: {}",
+                        p.node_id,
+                        n.r#type,
+                        short(&n.version),
+                        n.error_detail
+                    );
+                    if !n.objects.is_empty() {
+                        println!("  caused by: {}", n.objects.join(", "));
+                    }
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `describe proxy NODE`.
+pub async fn describe(ctx: &Ctx, node: &str) -> CliResult<u8> {
+    let c = ctx.client().await?;
+    let p = c
+        .fleet()
+        .get_proxy(c.req(pb::GetProxyRequest {
+            node_id: node.into(),
+        }))
+        .await
+        .context(format!("proxy {node}"))?;
+    if matches!(ctx.output, Format::Json | Format::Yaml) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&proxy_json(&p)).unwrap_or_default()
+        );
+        return Ok(0);
+    }
+    println!("Node:          {}", p.node_id);
+    println!("Node cluster:  {}", p.node_cluster);
+    println!("Address:       {}", p.address);
+    println!("User agent:    {}", p.user_agent);
+    println!("Protocol:      {}", p.protocol);
+    println!(
+        "Connected:     {} ({} ago)",
+        time(p.connected_since.as_ref()),
+        age(ts_ms(p.connected_since.as_ref()))
+    );
+    println!("Status:        {}", paint(status(p.status)));
+    println!(
+        "Revision:      synced {} of {}",
+        p.synced_revision, p.current_revision
+    );
+    println!();
+    let mut t = table(&["TYPE", "SENT", "ACKED", "RESOURCES", "NACK"]);
+    for ty in &p.types {
+        let nack = ty
+            .nack
+            .as_ref()
+            .map_or_else(|| "-".into(), |n| n.error_detail.clone());
+        t.add_row(vec![
+            ty.r#type.clone(),
+            short(&ty.sent_version),
+            short(&ty.acked_version),
+            ty.resources.to_string(),
+            nack,
+        ]);
+    }
+    print(&t);
+    if let Some(n) = &p.last_nack {
+        println!(
+            "\nLast NACK ({} at {}): {}",
+            n.r#type,
+            time(n.at.as_ref()),
+            n.error_detail
+        );
+        if !n.objects.is_empty() {
+            println!("Blamed objects: {}", n.objects.join(", "));
+        }
+    }
+    Ok(0)
+}
