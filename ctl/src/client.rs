@@ -31,14 +31,26 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
+/// `--server` as a URL: `host:port` means `http://host:port`.
+pub fn url(server: &str) -> String {
+    if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    }
+}
+
 impl Client {
     /// Connects to `server` (scheme optional), failing fast with the address in the message.
     pub async fn connect(server: &str, token: Option<&str>) -> CliResult<Client> {
-        let server = if server.contains("://") {
-            server.to_owned()
-        } else {
-            format!("http://{server}")
-        };
+        let server = url(server);
+        if server.starts_with("https://") {
+            // Sending the token in clear text to a server the user expects TLS from would be worse
+            // than failing.
+            return Err(CliError::other(format!(
+                "--server {server}: this gwctl speaks plaintext gRPC only; TLS is not supported yet (use http://)"
+            )));
+        }
         let endpoint = Endpoint::from_shared(server.clone())
             .map_err(|e| CliError::other(format!("--server {server:?} is not a URL: {e}")))?
             .connect_timeout(Duration::from_secs(5))

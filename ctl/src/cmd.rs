@@ -58,8 +58,25 @@ pub fn parse_duration(flag: &str, s: &str) -> CliResult<prost_types::Duration> {
     Ok(gw_proto::convert::duration_to_pb(d))
 }
 
-/// Runs the command; the result is the exit code.
-pub async fn run(cli: Cli) -> CliResult<u8> {
+/// Runs the command and returns the process exit code; errors are printed as one line.
+/// Errors exit with 1, except `diff`'s, which exit with 2 (1 means "different"), like `kubectl diff`.
+pub async fn main(cli: Cli) -> u8 {
+    let verbose = cli.verbose;
+    let error_code = if matches!(cli.command, Command::Diff(_)) {
+        2
+    } else {
+        1
+    };
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", e.render(verbose));
+            error_code
+        }
+    }
+}
+
+async fn run(cli: Cli) -> CliResult<u8> {
     let file = crate::config::load()?;
     let ctx = Ctx {
         output: cli.output,
@@ -70,18 +87,25 @@ pub async fn run(cli: Cli) -> CliResult<u8> {
             .unwrap_or_else(|| DEFAULT_SERVER.into()),
         token: cli.token.or(file.token),
     };
-    match cli.command {
-        Command::Apply(a) => apply::run(&ctx, a).await,
-        Command::Diff(a) => diff::run(&ctx, a).await,
-        Command::Get(a) => get::run(&ctx, a).await,
-        Command::Describe(a) => describe::run(&ctx, a).await,
-        Command::Delete(a) => delete::run(&ctx, a).await,
-        Command::Endpoints(c) => endpoints::run(&ctx, c).await,
-        Command::Proxies(a) => fleet::proxies(&ctx, a).await,
-        Command::Stats(a) => telemetry::stats(&ctx, a).await,
-        Command::Logs(a) => telemetry::logs(&ctx, a).await,
-        Command::Events(a) => telemetry::events(&ctx, a).await,
-        Command::Alerts(a) => telemetry::alerts(&ctx, a).await,
+    let server = crate::client::url(&ctx.server);
+    dispatch(&ctx, cli.command)
+        .await
+        .map_err(|e| e.at_server(&server))
+}
+
+async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<u8> {
+    match command {
+        Command::Apply(a) => apply::run(ctx, a).await,
+        Command::Diff(a) => diff::run(ctx, a).await,
+        Command::Get(a) => get::run(ctx, a).await,
+        Command::Describe(a) => describe::run(ctx, a).await,
+        Command::Delete(a) => delete::run(ctx, a).await,
+        Command::Endpoints(c) => endpoints::run(ctx, c).await,
+        Command::Proxies(a) => fleet::proxies(ctx, a).await,
+        Command::Stats(a) => telemetry::stats(ctx, a).await,
+        Command::Logs(a) => telemetry::logs(ctx, a).await,
+        Command::Events(a) => telemetry::events(ctx, a).await,
+        Command::Alerts(a) => telemetry::alerts(ctx, a).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "gwctl", &mut std::io::stdout());

@@ -12,13 +12,5 @@ use clap::Parser;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
-    let verbose = cli.verbose;
-    match cmd::run(cli).await {
-        Ok(code) => std::process::ExitCode::from(code),
-        Err(e) => {
-            eprintln!("error: {}", e.render(verbose));
-            std::process::ExitCode::from(e.exit_code())
-        }
-    }
+    std::process::ExitCode::from(cmd::main(cli::Cli::parse()).await)
 }

@@ -13,11 +13,19 @@ pub fn table(headers: &[&str]) -> Table {
     t
 }
 
-/// Prints a table without the leading padding comfy-table adds.
-pub fn print(t: &Table) {
+/// A table as text, without the leading padding and trailing blanks comfy-table adds.
+pub fn text(t: &Table) -> String {
+    let mut out = String::new();
     for line in t.to_string().lines() {
-        println!("{}", line.strip_prefix(' ').unwrap_or(line).trim_end());
+        out.push_str(line.strip_prefix(' ').unwrap_or(line).trim_end());
+        out.push('\n');
     }
+    out
+}
+
+/// Prints a table.
+pub fn print(t: &Table) {
+    print!("{}", text(t));
 }
 
 /// Whether to colour stdout.

@@ -8,7 +8,7 @@ use crate::output::{paint, Progress};
 use gw_proto::convert::object_to_pb;
 use gw_proto::gateway::v1 as pb;
 use gw_proto::model::{Kind, ObjectKey};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 fn outcome(o: i32) -> &'static str {
     match pb::ApplyOutcome::try_from(o) {
@@ -69,10 +69,24 @@ pub async fn run(ctx: &Ctx, a: ApplyArgs) -> CliResult<u8> {
             .await
             .map_err(|s| server_error(&docs, "apply", s))?
             .into_inner();
-        for (j, r) in resp.results.iter().enumerate() {
-            if let Some(&i) = chunk.get(j) {
-                outcomes[i] = outcome(r.outcome);
-            }
+        let by_key: HashMap<(&str, &str, &str), i32> = resp
+            .results
+            .iter()
+            .map(|r| {
+                (
+                    (r.kind.as_str(), r.tenant.as_str(), r.name.as_str()),
+                    r.outcome,
+                )
+            })
+            .collect();
+        for &i in chunk {
+            let o = &docs[i].object;
+            let key = (
+                o.spec.kind().as_str(),
+                o.meta.tenant.as_str(),
+                o.meta.name.as_str(),
+            );
+            outcomes[i] = by_key.get(&key).map_or("applied", |&x| outcome(x));
         }
         done += chunk.len();
         if let Some(p) = &progress {

@@ -80,58 +80,85 @@ fn key_of(c: &Change) -> &str {
     }
 }
 
-/// Runs `diff`; errors print and exit 2.
-pub async fn run(ctx: &Ctx, a: DiffArgs) -> CliResult<u8> {
-    match diff(ctx, a).await {
-        Ok(code) => Ok(code),
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(2)
-        }
-    }
+/// What `diff` found for one object.
+#[derive(Debug, PartialEq)]
+pub enum ObjectDiff {
+    /// In the files, not live.
+    New(ObjectKey),
+    /// Live and in the files, with different fields.
+    Changed(ObjectKey, Vec<Change>),
+    /// Live, not in the files (`--prune`).
+    Gone(ObjectKey),
 }
 
-async fn diff(ctx: &Ctx, a: DiffArgs) -> CliResult<u8> {
+/// The diff as text, one line per object and one per changed field; coloured on request.
+pub fn render(diffs: &[ObjectDiff], color: bool) -> String {
+    let paint = |code: &str, s: String| {
+        if color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s
+        }
+    };
+    let (green, red, yellow) = ("32", "31", "33");
+    let mut out = String::new();
+    for d in diffs {
+        let line = match d {
+            ObjectDiff::New(k) => paint(green, format!("+ {k} (new)")),
+            ObjectDiff::Gone(k) => paint(red, format!("- {k} (not in the files)")),
+            ObjectDiff::Changed(k, changes) => {
+                let mut s = paint(yellow, format!("~ {k}"));
+                for c in changes {
+                    s.push('\n');
+                    s.push_str(&match c {
+                        Change::Added(f, v) => paint(green, format!("    + {f}: {v}")),
+                        Change::Removed(f, v) => paint(red, format!("    - {f}: {v}")),
+                        Change::Changed(f, old, new) => {
+                            paint(yellow, format!("    ~ {f}: {old} -> {new}"))
+                        }
+                    });
+                }
+                s
+            }
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Runs `diff`: exit 0 when the live config equals the files, 1 when it differs.
+pub async fn run(ctx: &Ctx, a: DiffArgs) -> CliResult<u8> {
     let docs = manifests::read(&a.files)?;
     let c = ctx.client().await?;
-    let mut differs = false;
+    let keys: Vec<ObjectKey> = docs.iter().map(|d| d.object.key()).collect();
+    let live = objects::fetch(&c, &keys).await?;
+    let mut diffs = Vec::new();
     for d in &docs {
         let key = d.object.key();
-        match objects::get(&c, &key).await? {
-            None => {
-                differs = true;
-                println!("+ {key} (new)");
-            }
-            Some(live) => {
-                let ch = changes(&live, &d.object);
-                if ch.is_empty() {
-                    continue;
-                }
-                differs = true;
-                println!("~ {key}");
-                for c in ch {
-                    match c {
-                        Change::Added(k, v) => println!("    + {k}: {v}"),
-                        Change::Removed(k, v) => println!("    - {k}: {v}"),
-                        Change::Changed(k, old, new) => println!("    ~ {k}: {old} -> {new}"),
-                    }
+        match live.get(&key) {
+            None => diffs.push(ObjectDiff::New(key)),
+            Some(l) => {
+                let ch = changes(l, &d.object);
+                if !ch.is_empty() {
+                    diffs.push(ObjectDiff::Changed(key, ch));
                 }
             }
         }
     }
     if a.prune {
         let tenant = ctx.require_tenant("--prune")?;
-        let keep: HashSet<ObjectKey> = docs.iter().map(|d| d.object.key()).collect();
+        let keep: HashSet<&ObjectKey> = keys.iter().collect();
         for kind in [Kind::Cluster, Kind::Route, Kind::AlertRule] {
             for o in objects::list(&c, kind, Some(tenant)).await? {
                 if !keep.contains(&o.key()) {
-                    differs = true;
-                    println!("- {} (not in the files)", o.key());
+                    diffs.push(ObjectDiff::Gone(o.key()));
                 }
             }
         }
     }
-    Ok(u8::from(differs))
+    print!("{}", render(&diffs, crate::output::color()));
+    Ok(u8::from(!diffs.is_empty()))
 }
 
 #[cfg(test)]
@@ -168,5 +195,58 @@ mod tests {
         )));
         assert!(ch.contains(&Change::Added("spec.retry.attempts".into(), "2".into())));
         assert!(ch.contains(&Change::Removed("spec.hashOn".into(), "source_ip".into())));
+    }
+
+    #[test]
+    fn cluster_endpoint_order_and_defaults_are_not_drift() {
+        let a = obj("apiVersion: gw/v1\nkind: Cluster\nmetadata: {name: c, tenant: t}\nspec:\n  endpoints: [{address: 10.0.0.2, port: 80}, {address: 10.0.0.1, port: 80}]\n");
+        let b = obj("apiVersion: gw/v1\nkind: Cluster\nmetadata: {name: c, tenant: t}\nspec:\n  lb: round_robin\n  endpoints: [{address: 10.0.0.1, port: 80, weight: 1}, {address: 10.0.0.2, port: 80}]\n  circuitBreaker: {consecutiveFailures: 5}\n");
+        assert_eq!(changes(&a, &b), vec![]);
+    }
+
+    #[test]
+    fn labels_are_compared() {
+        let a = obj("apiVersion: gw/v1\nkind: Tenant\nmetadata: {name: t, labels: {team: a}}\n");
+        let b = obj(
+            "apiVersion: gw/v1\nkind: Tenant\nmetadata: {name: t, labels: {team: b, tier: gold}}\n",
+        );
+        assert_eq!(
+            changes(&a, &b),
+            vec![
+                Change::Changed("metadata.labels.team".into(), "a".into(), "b".into()),
+                Change::Added("metadata.labels.tier".into(), "gold".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn renders_objects_and_fields() {
+        let key = |n: &str| ObjectKey {
+            kind: Kind::Route,
+            tenant: "acme".into(),
+            name: n.into(),
+        };
+        let diffs = vec![
+            ObjectDiff::New(key("a")),
+            ObjectDiff::Changed(
+                key("b"),
+                vec![
+                    Change::Added("spec.retry.attempts".into(), "2".into()),
+                    Change::Changed("spec.timeout".into(), "5s".into(), "7s".into()),
+                    Change::Removed("spec.hashOn".into(), "source_ip".into()),
+                ],
+            ),
+            ObjectDiff::Gone(key("c")),
+        ];
+        assert_eq!(
+            render(&diffs, false),
+            "+ route/acme/a (new)\n\
+             ~ route/acme/b\n\
+             \x20   + spec.retry.attempts: 2\n\
+             \x20   ~ spec.timeout: 5s -> 7s\n\
+             \x20   - spec.hashOn: source_ip\n\
+             - route/acme/c (not in the files)\n"
+        );
+        assert!(render(&diffs, true).contains("\x1b[32m+ route/acme/a (new)\x1b[0m"));
     }
 }

@@ -97,16 +97,18 @@ async fn register(ctx: &Ctx, a: EndpointArgs) -> CliResult<u8> {
     Ok(0)
 }
 
-/// Lists endpoints of `--tenant` (optionally one cluster).
-pub async fn list(ctx: &Ctx, cluster: Option<String>) -> CliResult<u8> {
-    let tenant = ctx.require_tenant("listing endpoints")?.to_owned();
-    let c = ctx.client().await?;
+/// Every endpoint of `tenant` (of one cluster when given), following pages.
+async fn discover(
+    c: &crate::client::Client,
+    tenant: &str,
+    cluster: Option<&str>,
+) -> CliResult<Vec<pb::Endpoint>> {
     let mut all = Vec::new();
     let mut token = String::new();
     loop {
         let req = pb::DiscoverRequest {
-            tenant: tenant.clone(),
-            cluster: cluster.clone().unwrap_or_default(),
+            tenant: tenant.to_owned(),
+            cluster: cluster.unwrap_or_default().to_owned(),
             page: Some(pb::PageRequest {
                 page_size: 1000,
                 page_token: token,
@@ -116,13 +118,31 @@ pub async fn list(ctx: &Ctx, cluster: Option<String>) -> CliResult<u8> {
             .endpoints()
             .discover(c.req(req))
             .await
-            .context("listing endpoints")?;
+            .context(format!("listing endpoints of tenant {tenant}"))?;
         all.extend(r.endpoints);
         if r.next_page_token.is_empty() {
-            break;
+            return Ok(all);
         }
         token = r.next_page_token;
     }
+}
+
+/// Lists endpoints of `--tenant` (optionally one cluster), or of every tenant.
+pub async fn list(ctx: &Ctx, cluster: Option<String>) -> CliResult<u8> {
+    let c = ctx.client().await?;
+    let all = match ctx.tenant.as_deref() {
+        Some(t) => discover(&c, t, cluster.as_deref()).await?,
+        None => {
+            if cluster.is_some() {
+                ctx.require_tenant("--cluster")?;
+            }
+            let mut all = Vec::new();
+            for t in super::objects::list(&c, gw_proto::model::Kind::Tenant, None).await? {
+                all.extend(discover(&c, &t.meta.name, None).await?);
+            }
+            all
+        }
+    };
     match ctx.output {
         Format::Json | Format::Yaml => {
             let v: Vec<serde_json::Value> = all

@@ -3,7 +3,7 @@
 use super::{objects, parse_kind, Ctx};
 use crate::cli::{Format, GetArgs};
 use crate::error::{CliError, CliResult};
-use crate::output::{age, print, table};
+use crate::output::{self, age, table};
 use gw_proto::manifest;
 use gw_proto::model::{self, Kind, Object, Spec};
 
@@ -40,8 +40,17 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> CliResult<u8> {
 
 /// Prints objects in `format`.
 pub fn render(format: Format, kind: Kind, objs: &[Object], single: bool) {
+    if objs.is_empty() && matches!(format, Format::Table | Format::Wide) {
+        eprintln!("No {kind}s found.");
+        return;
+    }
+    print!("{}", text(format, kind, objs, single));
+}
+
+/// Objects as text in `format`: `-o yaml` is a multi-document manifest `apply` takes back.
+pub fn text(format: Format, kind: Kind, objs: &[Object], single: bool) -> String {
     match format {
-        Format::Yaml => print!("{}", manifest::to_yaml(objs)),
+        Format::Yaml => manifest::to_yaml(objs),
         Format::Json => {
             let values: Vec<_> = objs.iter().map(manifest::to_value).collect();
             let v = if single && values.len() == 1 {
@@ -49,15 +58,11 @@ pub fn render(format: Format, kind: Kind, objs: &[Object], single: bool) {
             } else {
                 serde_json::Value::Array(values)
             };
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+            s.push('\n');
+            s
         }
-        Format::Table | Format::Wide => {
-            if objs.is_empty() {
-                eprintln!("No {kind}s found.");
-                return;
-            }
-            print(&rows(kind, objs, format == Format::Wide));
-        }
+        Format::Table | Format::Wide => output::text(&rows(kind, objs, format == Format::Wide)),
     }
 }
 
@@ -231,4 +236,131 @@ fn rows(kind: Kind, objs: &[Object], wide: bool) -> comfy_table::Table {
         t.add_row(row);
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quickstart() -> Vec<Object> {
+        let text = include_str!("../../../examples/quickstart.yaml");
+        manifest::parse(text)
+            .unwrap()
+            .into_iter()
+            .map(|d| {
+                let mut o = d.object;
+                o.validate().unwrap();
+                o
+            })
+            .collect()
+    }
+
+    fn of(kind: Kind) -> Vec<Object> {
+        quickstart()
+            .into_iter()
+            .filter(|o| o.spec.kind() == kind)
+            .collect()
+    }
+
+    #[test]
+    fn route_tables() {
+        assert_eq!(
+            text(Format::Table, Kind::Route, &of(Kind::Route), false),
+            "\
+TENANT  NAME      HOSTS          MATCH           CLUSTERS                    AGE
+acme    users     *              prefix /users   users-svc                   -
+acme    orders    *              prefix /orders  orders-svc=90,users-svc=10  -
+acme    api-host  api.acme.test  path /status    users-svc                   -
+"
+        );
+        assert_eq!(
+            text(Format::Wide, Kind::Route, &of(Kind::Route), false),
+            "\
+TENANT  NAME      HOSTS          MATCH           METHODS   CLUSTERS                    TIMEOUT  RETRY                            VERSION  AGE
+acme    users     *              prefix /users   GET,POST  users-svc                   15s      2x on 5xx,connect-failure,reset  0        -
+acme    orders    *              prefix /orders  *         orders-svc=90,users-svc=10  5s       -                                0        -
+acme    api-host  api.acme.test  path /status    *         users-svc                   15s      -                                0        -
+"
+        );
+    }
+
+    #[test]
+    fn cluster_and_tenant_tables() {
+        assert_eq!(
+            text(Format::Table, Kind::Cluster, &of(Kind::Cluster), false),
+            "\
+TENANT  NAME        LB           ENDPOINTS  AGE
+acme    users-svc   round_robin  2          -
+acme    orders-svc  least_conn   1          -
+"
+        );
+        assert_eq!(
+            text(Format::Wide, Kind::Cluster, &of(Kind::Cluster), false),
+            "\
+TENANT  NAME        LB           ENDPOINTS  CONNECT TIMEOUT  HEALTH CHECK      BREAKER     FALLBACK   VERSION  AGE
+acme    users-svc   round_robin  2          1s               /health every 5s  5x/50%/30s  -          0        -
+acme    orders-svc  least_conn   1          5s               -                 5x/50%/30s  users-svc  0        -
+"
+        );
+        assert_eq!(
+            text(Format::Table, Kind::Tenant, &of(Kind::Tenant), false),
+            "NAME  DISPLAY NAME  VERSION  AGE\nacme  ACME Corp     0        -\n"
+        );
+    }
+
+    #[test]
+    fn yaml_is_a_manifest_that_reads_back_the_same() {
+        let objs = quickstart();
+        let yaml = text(Format::Yaml, Kind::Route, &objs, false);
+        assert_eq!(
+            yaml.split("---\n").nth(3).unwrap(),
+            "\
+apiVersion: gw/v1
+kind: Route
+metadata:
+  name: users
+  tenant: acme
+spec:
+  cluster: users-svc
+  match:
+    headers:
+    - exact: acme
+      name: x-tenant-id
+    methods:
+    - GET
+    - POST
+    pathPrefix: /users
+  retry:
+    attempts: 2
+    on:
+    - 5xx
+    - connect-failure
+    - reset
+    perTryTimeout: 2s
+  timeout: 15s
+"
+        );
+        let back: Vec<Object> = manifest::parse(&yaml)
+            .unwrap()
+            .into_iter()
+            .map(|d| {
+                let mut o = d.object;
+                o.validate().unwrap();
+                o
+            })
+            .collect();
+        assert_eq!(back, objs);
+    }
+
+    #[test]
+    fn json_is_one_object_for_one_name_and_a_list_otherwise() {
+        let routes = of(Kind::Route);
+        let one: serde_json::Value =
+            serde_json::from_str(&text(Format::Json, Kind::Route, &routes[..1], true)).unwrap();
+        assert_eq!(one["metadata"]["name"], "users");
+        assert_eq!(one["spec"]["retry"]["perTryTimeout"], "2s");
+        let all: serde_json::Value =
+            serde_json::from_str(&text(Format::Json, Kind::Route, &routes, false)).unwrap();
+        assert_eq!(all.as_array().map(Vec::len), Some(3));
+    }
 }

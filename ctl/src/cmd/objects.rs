@@ -5,6 +5,10 @@ use crate::error::{CliError, CliResult, StatusContext};
 use gw_proto::convert;
 use gw_proto::gateway::v1 as pb;
 use gw_proto::model::{FieldError, Kind, Object, ObjectKey};
+use std::collections::{BTreeMap, HashMap};
+
+/// Above this many objects of one kind in one tenant, listing them is cheaper than one get each.
+const LIST_THRESHOLD: usize = 16;
 
 fn conv(r: Result<Object, FieldError>) -> CliResult<Object> {
     r.map_err(|e| {
@@ -125,6 +129,34 @@ pub async fn list(c: &Client, kind: Kind, tenant: Option<&str>) -> CliResult<Vec
         }
         token = next;
     }
+}
+
+/// The live versions of `keys` (missing ones are absent from the map): one list call per kind
+/// and tenant with many objects, one get per object otherwise.
+pub async fn fetch(c: &Client, keys: &[ObjectKey]) -> CliResult<HashMap<ObjectKey, Object>> {
+    let mut groups: BTreeMap<(Kind, &str), Vec<&ObjectKey>> = BTreeMap::new();
+    for k in keys {
+        groups
+            .entry((k.kind, k.tenant.as_str()))
+            .or_default()
+            .push(k);
+    }
+    let mut out = HashMap::new();
+    for ((kind, tenant), group) in groups {
+        if group.len() > LIST_THRESHOLD {
+            let tenant = (!tenant.is_empty()).then_some(tenant);
+            for o in list(c, kind, tenant).await? {
+                out.insert(o.key(), o);
+            }
+        } else {
+            for k in group {
+                if let Some(o) = get(c, k).await? {
+                    out.insert(k.clone(), o);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A key from the command line: tenant-scoped kinds need `--tenant`.
