@@ -35,7 +35,12 @@ pub fn color() -> bool {
 
 /// Colours `s` green / yellow / red by meaning when colour is on.
 pub fn paint(s: &str) -> String {
-    if !color() {
+    paint_if(color(), s)
+}
+
+/// Colours `s` green / yellow / red by meaning when `color`.
+pub fn paint_if(color: bool, s: &str) -> String {
+    if !color {
         return s.to_owned();
     }
     let code = match s {

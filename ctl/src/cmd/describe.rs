@@ -1,26 +1,67 @@
 //! `gwctl describe KIND NAME`: everything about one object on one screen — its spec, the
 //! clusters and endpoints it reaches with their health and breaker state, recent stats and events.
+//! Fetching is here; turning what was fetched into text is in `describe/render.rs`.
+
+mod render;
 
 use super::{objects, parse_kind, Ctx};
 use crate::cli::{DescribeArgs, Format};
 use crate::client::Client;
 use crate::error::{CliError, CliResult, StatusContext};
-use crate::output::{age, paint, print, table, time};
 use gw_proto::gateway::v1 as pb;
-use gw_proto::model::{format_duration as d, Object, Spec};
+use gw_proto::model::{Kind, Object, Spec};
+
+/// How far back `describe` looks for stats.
+const STATS_WINDOW_SECS: i64 = 900;
+/// How far back `describe` looks for events.
+const EVENTS_WINDOW_SECS: i64 = 3600;
+
+/// Endpoints of one cluster, and what the proxies report about each.
+#[derive(Debug, Default)]
+pub struct ClusterEndpoints {
+    /// Cluster name.
+    pub name: String,
+    /// Static, registered and discovered endpoints.
+    pub endpoints: Vec<pb::Endpoint>,
+    /// Health and breaker state as reported by each proxy.
+    pub states: Vec<pb::EndpointState>,
+}
+
+/// Everything `describe` shows about one object.
+#[derive(Debug)]
+pub struct Report {
+    /// The object.
+    pub object: Object,
+    /// For a route, the clusters it sends to; for a cluster, itself.
+    pub clusters: Vec<ClusterEndpoints>,
+    /// Traffic over the last 15 minutes (`None`: this kind has no stats).
+    pub stats: Option<Option<pb::StatsRow>>,
+    /// For a tenant: the number of clusters and routes it owns.
+    pub owned: Vec<(Kind, Vec<String>)>,
+    /// Recent events about the object, oldest first.
+    pub events: Vec<pb::Event>,
+}
 
 /// Runs `describe`.
 pub async fn run(ctx: &Ctx, a: DescribeArgs) -> CliResult<u8> {
     if matches!(a.kind.as_str(), "proxy" | "proxies") {
         return super::fleet::describe(ctx, &a.name).await;
     }
-    if matches!(a.kind.as_str(), "endpoint" | "endpoints") {
-        let Some((cluster, _)) = a.name.split_once('/') else {
-            return Err(CliError::other("describe endpoint CLUSTER/ADDRESS:PORT"));
+    if matches!(a.kind.as_str(), "endpoint" | "endpoints" | "ep") {
+        let Some((cluster, addr)) = a.name.split_once('/') else {
+            return Err(CliError::other(
+                "describe endpoint CLUSTER/ADDRESS:PORT (with --tenant)",
+            ));
         };
-        let c = ctx.client().await?;
         let tenant = ctx.require_tenant("describe endpoint")?.to_owned();
-        return endpoint(&c, &tenant, cluster, &a.name).await;
+        let c = ctx.client().await?;
+        let ce = cluster_endpoints(&c, &tenant, cluster).await?;
+        let stats = stats(&c, "endpoint", &tenant, &a.name).await?;
+        print!(
+            "{}",
+            render::endpoint(&tenant, &ce, addr, stats.as_ref(), crate::output::color())
+        );
+        return Ok(0);
     }
     let kind = parse_kind(&a.kind)?;
     let key = objects::key(kind, ctx.tenant.as_deref(), &a.name)?;
@@ -32,127 +73,66 @@ pub async fn run(ctx: &Ctx, a: DescribeArgs) -> CliResult<u8> {
         super::get::render(ctx.output, kind, &[o], true);
         return Ok(0);
     }
-    header(&o);
-    match &o.spec {
-        Spec::Route(r) => {
-            let m = &r.match_;
-            println!(
-                "Hosts:         {}",
-                if m.hosts.is_empty() {
-                    "*".into()
-                } else {
-                    m.hosts.join(", ")
-                }
-            );
-            println!("Match:         {}", super::get::path_match(m));
-            if !m.methods.is_empty() {
-                println!("Methods:       {}", m.methods.join(", "));
-            }
-            for h in &m.headers {
-                let how = h
-                    .exact
-                    .as_ref()
-                    .map(|v| format!("= {v}"))
-                    .or(h.prefix.as_ref().map(|v| format!("^= {v}")))
-                    .or(h.regex.as_ref().map(|v| format!("~ {v}")))
-                    .unwrap_or_else(|| "present".into());
-                println!("Header:        {} {how}", h.name);
-            }
-            println!("Clusters:      {}", super::get::targets(r));
-            println!("Timeout:       {}", d(r.timeout));
-            if let Some(x) = &r.retry {
-                let per_try = x
-                    .per_try_timeout
-                    .map(|t| format!(", {} per try", d(t)))
-                    .unwrap_or_default();
-                println!(
-                    "Retry:         {} attempts on {}{per_try}",
-                    x.attempts,
-                    x.on.join(", ")
-                );
-            }
-            if let Some(h) = &r.hash_on {
-                println!("Hash on:       {h}");
-            }
-            for cl in r.clusters() {
-                println!();
-                cluster_endpoints(&c, &o.meta.tenant, cl).await?;
-            }
-            stats(&c, "route", &o.meta.tenant, &o.meta.name).await?;
-        }
-        Spec::Cluster(s) => {
-            println!("LB:            {}", s.lb.as_str());
-            println!("Connect:       {}", d(s.connect_timeout));
-            if let Some(h) = &s.health_check {
-                println!(
-                    "Health check:  {} every {}, timeout {}, healthy after {}, unhealthy after {}",
-                    h.path.as_deref().unwrap_or("tcp connect"),
-                    d(h.interval),
-                    d(h.timeout),
-                    h.healthy_threshold,
-                    h.unhealthy_threshold
-                );
-            }
-            let b = &s.circuit_breaker;
-            println!(
-                "Breaker:       opens after {} failures or {}% failing (min {} requests), open {}, {} probes to close",
-                b.consecutive_failures,
-                b.failure_rate_threshold * 100.0,
-                b.minimum_requests,
-                d(b.open_timeout),
-                b.half_open_successes
-            );
-            let l = &s.limits;
-            println!(
-                "Limits:        {} connections, {} pending, {} requests, {} retries",
-                l.max_connections, l.max_pending_requests, l.max_requests, l.max_retries
-            );
-            if let Some(f) = &s.fallback_cluster {
-                println!("Fallback:      {f}");
-            }
-            println!();
-            cluster_endpoints(&c, &o.meta.tenant, &o.meta.name).await?;
-            stats(&c, "cluster", &o.meta.tenant, &o.meta.name).await?;
-        }
-        _ => super::get::render(Format::Yaml, kind, std::slice::from_ref(&o), true),
-    }
-    events(&c, &o.meta.tenant, &o.meta.name).await?;
+    let report = fetch(&c, o).await?;
+    print!("{}", render::report(&report, crate::output::color()));
     Ok(0)
 }
 
-fn header(o: &Object) {
-    println!("Kind:          {}", o.spec.kind().manifest_name());
-    println!("Name:          {}", o.meta.name);
-    if !o.meta.tenant.is_empty() {
-        println!("Tenant:        {}", o.meta.tenant);
+/// Gathers what `describe` shows about `object`.
+async fn fetch(c: &Client, object: Object) -> CliResult<Report> {
+    let tenant = object.meta.tenant.clone();
+    let name = object.meta.name.clone();
+    let mut clusters = Vec::new();
+    let mut stats_of = None;
+    let mut owned = Vec::new();
+    match &object.spec {
+        Spec::Route(r) => {
+            for cl in r.clusters() {
+                clusters.push(cluster_endpoints(c, &tenant, cl).await?);
+            }
+            stats_of = Some("route");
+        }
+        Spec::Cluster(_) => {
+            clusters.push(cluster_endpoints(c, &tenant, &name).await?);
+            stats_of = Some("cluster");
+        }
+        Spec::Tenant(_) => {
+            for kind in [Kind::Cluster, Kind::Route, Kind::AlertRule] {
+                let names = objects::list(c, kind, Some(&name))
+                    .await?
+                    .into_iter()
+                    .map(|o| o.meta.name)
+                    .collect();
+                owned.push((kind, names));
+            }
+        }
+        Spec::Listener(_) | Spec::AlertRule(_) => {}
     }
-    println!(
-        "Version:       {} (created at revision {})",
-        o.meta.resource_version, o.meta.created_revision
-    );
-    println!("Age:           {}", age(o.meta.created_at_ms));
-    if !o.meta.labels.is_empty() {
-        let l: Vec<String> = o
-            .meta
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        println!("Labels:        {}", l.join(", "));
-    }
+    let stats = match stats_of {
+        Some(kind) => Some(stats(c, kind, &tenant, &name).await?),
+        None => None,
+    };
+    let events = events(c, &object).await?;
+    Ok(Report {
+        object,
+        clusters,
+        stats,
+        owned,
+        events,
+    })
 }
 
-async fn cluster_endpoints(c: &Client, tenant: &str, cluster: &str) -> CliResult<()> {
+async fn cluster_endpoints(c: &Client, tenant: &str, cluster: &str) -> CliResult<ClusterEndpoints> {
     let req = pb::DiscoverRequest {
         tenant: tenant.into(),
         cluster: cluster.into(),
         page: None,
     };
-    let eps = c
+    let endpoints = c
         .endpoints()
         .discover(c.req(req))
         .await
-        .context(format!("endpoints of {cluster}"))?
+        .context(format!("endpoints of cluster {cluster}"))?
         .endpoints;
     let states = c
         .stats()
@@ -161,88 +141,54 @@ async fn cluster_endpoints(c: &Client, tenant: &str, cluster: &str) -> CliResult
             cluster: cluster.into(),
         }))
         .await
-        .context("endpoint state")?
+        .context(format!("endpoint state of cluster {cluster}"))?
         .states;
-    println!("Cluster {cluster}: {} endpoint(s)", eps.len());
-    if eps.is_empty() {
-        return Ok(());
-    }
-    let mut t = table(&[
-        "  ENDPOINT",
-        "WEIGHT",
-        "SOURCE",
-        "HEALTH",
-        "BREAKER",
-        "REPORTED BY",
-    ]);
-    for e in &eps {
-        let addr = format!("{}:{}", e.address, e.port);
-        let mine: Vec<&pb::EndpointState> = states.iter().filter(|s| s.endpoint == addr).collect();
-        let health = if mine.is_empty() {
-            "-"
-        } else if mine.iter().all(|s| s.healthy) {
-            "healthy"
-        } else {
-            "unhealthy"
-        };
-        let breaker = mine
-            .iter()
-            .map(|s| s.breaker.as_str())
-            .max_by_key(|b| match *b {
-                "open" => 2,
-                "half_open" => 1,
-                _ => 0,
-            });
-        let source = match pb::EndpointSource::try_from(e.source) {
-            Ok(pb::EndpointSource::Static) => "static",
-            Ok(pb::EndpointSource::Kubernetes) => "kubernetes",
-            _ => "registry",
-        };
-        t.add_row(vec![
-            format!("  {addr}"),
-            e.weight.to_string(),
-            source.into(),
-            paint(health),
-            paint(breaker.unwrap_or("-")),
-            mine.len().to_string() + " proxies",
-        ]);
-    }
-    print(&t);
-    Ok(())
+    Ok(ClusterEndpoints {
+        name: cluster.to_owned(),
+        endpoints,
+        states,
+    })
 }
 
-async fn stats(c: &Client, kind: &str, tenant: &str, name: &str) -> CliResult<()> {
+async fn stats(
+    c: &Client,
+    kind: &str,
+    tenant: &str,
+    name: &str,
+) -> CliResult<Option<pb::StatsRow>> {
     let req = pb::StatsRequest {
         kind: kind.into(),
         tenant: tenant.into(),
         name: name.into(),
         since: Some(prost_types::Duration {
-            seconds: 900,
+            seconds: STATS_WINDOW_SECS,
             nanos: 0,
         }),
     };
     let rows = c.stats().get_stats(c.req(req)).await.context("stats")?.rows;
-    println!();
-    match rows.first() {
-        None => println!("Stats (15m):   no traffic"),
-        Some(r) => println!(
-            "Stats (15m):   {} requests, {:.2}% success, 5xx {}, upstream errors {}, p50 {:.1}ms p99 {:.1}ms",
-            r.requests,
-            r.success_rate * 100.0,
-            r.status_5xx,
-            r.upstream_errors,
-            r.p50_ms,
-            r.p99_ms
-        ),
-    }
-    Ok(())
+    Ok(rows.into_iter().next())
 }
 
-async fn events(c: &Client, tenant: &str, name: &str) -> CliResult<()> {
+/// Whether an event is about `o`: its `object` is `KIND/NAME` or `KIND/TENANT/NAME`, or
+/// something under either (`cluster/acme/users-svc/10.0.0.1:80`).
+fn concerns(event_object: &str, o: &Object) -> bool {
+    let kind = o.spec.kind().as_str();
+    let short = format!("{kind}/{}", o.meta.name);
+    let full = format!("{kind}/{}/{}", o.meta.tenant, o.meta.name);
+    [short, full].iter().any(|me| {
+        event_object == me
+            || event_object
+                .strip_prefix(me.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// Recent events about the object, oldest first.
+async fn events(c: &Client, o: &Object) -> CliResult<Vec<pb::Event>> {
     let req = pb::ListEventsRequest {
-        tenant: tenant.into(),
+        tenant: o.meta.tenant.clone(),
         since: Some(prost_types::Duration {
-            seconds: 3600,
+            seconds: EVENTS_WINDOW_SECS,
             nanos: 0,
         }),
         limit: 500,
@@ -254,51 +200,9 @@ async fn events(c: &Client, tenant: &str, name: &str) -> CliResult<()> {
         context: "events".into(),
         status,
     })? {
-        if e.object.ends_with(&format!("/{name}")) || e.object.contains(&format!("/{name}/")) {
+        if concerns(&e.object, o) {
             mine.push(e);
         }
     }
-    println!();
-    if mine.is_empty() {
-        println!("Events (1h):   none");
-        return Ok(());
-    }
-    println!("Events (1h):");
-    for e in mine.iter().rev().take(10).rev() {
-        println!(
-            "  {}  {:<8} {:<20} {}",
-            time(e.at.as_ref()),
-            e.severity,
-            e.kind,
-            e.message
-        );
-    }
-    Ok(())
-}
-
-async fn endpoint(c: &Client, tenant: &str, cluster: &str, name: &str) -> CliResult<u8> {
-    let states = c
-        .stats()
-        .get_endpoint_states(c.req(pb::EndpointStatesRequest {
-            tenant: tenant.into(),
-            cluster: cluster.into(),
-        }))
-        .await
-        .context("endpoint state")?
-        .states;
-    let addr = name.split_once('/').map_or(name, |(_, a)| a);
-    println!("Endpoint:      {addr}");
-    println!("Cluster:       {tenant}/{cluster}");
-    let mut t = table(&["PROXY", "HEALTH", "BREAKER", "REPORTED"]);
-    for s in states.iter().filter(|s| s.endpoint == addr) {
-        t.add_row(vec![
-            s.node.clone(),
-            paint(if s.healthy { "healthy" } else { "unhealthy" }),
-            paint(&s.breaker),
-            time(s.updated_at.as_ref()),
-        ]);
-    }
-    print(&t);
-    stats(c, "endpoint", tenant, &format!("{cluster}/{addr}")).await?;
-    Ok(0)
+    Ok(mine)
 }

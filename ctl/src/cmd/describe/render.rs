@@ -1,0 +1,325 @@
+//! `describe` output: what was fetched, as text. Pure, so the layout is tested line by line.
+
+use super::{ClusterEndpoints, Report};
+use crate::output::{age, paint_if, table, text, time};
+use gw_proto::gateway::v1 as pb;
+use gw_proto::model::{format_duration as d, Object, Spec};
+use std::fmt::Write;
+
+/// `Label:` padded so values line up.
+fn field(out: &mut String, label: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{:<15}{value}", format!("{label}:"));
+}
+
+/// The whole report.
+pub fn report(r: &Report, color: bool) -> String {
+    let mut out = String::new();
+    header(&mut out, &r.object);
+    match &r.object.spec {
+        Spec::Route(s) => {
+            let m = &s.match_;
+            field(
+                &mut out,
+                "Hosts",
+                if m.hosts.is_empty() {
+                    "*".into()
+                } else {
+                    m.hosts.join(", ")
+                },
+            );
+            field(&mut out, "Match", crate::cmd::get::path_match(m));
+            if !m.methods.is_empty() {
+                field(&mut out, "Methods", m.methods.join(", "));
+            }
+            for h in &m.headers {
+                let how = h
+                    .exact
+                    .as_ref()
+                    .map(|v| format!("= {v}"))
+                    .or(h.prefix.as_ref().map(|v| format!("^= {v}")))
+                    .or(h.regex.as_ref().map(|v| format!("~ {v}")))
+                    .unwrap_or_else(|| "present".into());
+                field(&mut out, "Header", format!("{} {how}", h.name));
+            }
+            field(&mut out, "Clusters", crate::cmd::get::targets(s));
+            field(&mut out, "Timeout", d(s.timeout));
+            if let Some(x) = &s.retry {
+                let per_try = x
+                    .per_try_timeout
+                    .map(|t| format!(", {} per try", d(t)))
+                    .unwrap_or_default();
+                field(
+                    &mut out,
+                    "Retry",
+                    format!("{} attempts on {}{per_try}", x.attempts, x.on.join(", ")),
+                );
+            }
+            if let Some(h) = &s.hash_on {
+                field(&mut out, "Hash on", h);
+            }
+        }
+        Spec::Cluster(s) => {
+            field(&mut out, "LB", s.lb.as_str());
+            field(&mut out, "Connect", d(s.connect_timeout));
+            if let Some(h) = &s.health_check {
+                field(
+                    &mut out,
+                    "Health check",
+                    format!(
+                        "{} every {}, timeout {}, healthy after {}, unhealthy after {}",
+                        h.path.as_deref().unwrap_or("tcp connect"),
+                        d(h.interval),
+                        d(h.timeout),
+                        h.healthy_threshold,
+                        h.unhealthy_threshold
+                    ),
+                );
+            }
+            let b = &s.circuit_breaker;
+            field(
+                &mut out,
+                "Breaker",
+                format!(
+                    "opens after {} failures or {}% failing (min {} requests), open {}, {} probes to close",
+                    b.consecutive_failures,
+                    b.failure_rate_threshold * 100.0,
+                    b.minimum_requests,
+                    d(b.open_timeout),
+                    b.half_open_successes
+                ),
+            );
+            let l = &s.limits;
+            field(
+                &mut out,
+                "Limits",
+                format!(
+                    "{} connections, {} pending, {} requests, {} retries",
+                    l.max_connections, l.max_pending_requests, l.max_requests, l.max_retries
+                ),
+            );
+            if let Some(f) = &s.fallback_cluster {
+                field(&mut out, "Fallback", f);
+            }
+        }
+        Spec::Tenant(s) => {
+            if !s.display_name.is_empty() {
+                field(&mut out, "Display name", &s.display_name);
+            }
+            for (kind, names) in &r.owned {
+                let list = if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    format!("{} ({})", names.len(), names.join(", "))
+                };
+                field(&mut out, &format!("{}s", kind.manifest_name()), list);
+            }
+        }
+        Spec::Listener(_) | Spec::AlertRule(_) => {
+            out.push_str("Spec:\n");
+            let yaml = serde_yaml::to_string(&r.object.spec.to_value()).unwrap_or_default();
+            for line in yaml.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    for c in &r.clusters {
+        out.push('\n');
+        cluster(&mut out, c, color);
+    }
+    if let Some(s) = &r.stats {
+        out.push('\n');
+        stats(&mut out, s.as_ref());
+    }
+    out.push('\n');
+    events(&mut out, &r.events);
+    out
+}
+
+fn header(out: &mut String, o: &Object) {
+    field(out, "Kind", o.spec.kind().manifest_name());
+    field(out, "Name", &o.meta.name);
+    if !o.meta.tenant.is_empty() {
+        field(out, "Tenant", &o.meta.tenant);
+    }
+    field(
+        out,
+        "Version",
+        format!(
+            "{} (created at revision {})",
+            o.meta.resource_version, o.meta.created_revision
+        ),
+    );
+    field(out, "Age", age(o.meta.created_at_ms));
+    if !o.meta.labels.is_empty() {
+        let l: Vec<String> = o
+            .meta
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        field(out, "Labels", l.join(", "));
+    }
+}
+
+fn source(s: i32) -> &'static str {
+    match pb::EndpointSource::try_from(s) {
+        Ok(pb::EndpointSource::Static) => "static",
+        Ok(pb::EndpointSource::Kubernetes) => "kubernetes",
+        _ => "registry",
+    }
+}
+
+/// Health over the proxies that report an endpoint: healthy only if all say so.
+fn health(states: &[&pb::EndpointState]) -> &'static str {
+    if states.is_empty() {
+        "-"
+    } else if states.iter().all(|s| s.healthy) {
+        "healthy"
+    } else {
+        "unhealthy"
+    }
+}
+
+/// The worst breaker state any proxy reports.
+fn breaker<'a>(states: &[&'a pb::EndpointState]) -> &'a str {
+    states
+        .iter()
+        .map(|s| s.breaker.as_str())
+        .max_by_key(|b| match *b {
+            "open" => 2,
+            "half_open" => 1,
+            _ => 0,
+        })
+        .unwrap_or("-")
+}
+
+fn cluster(out: &mut String, c: &ClusterEndpoints, color: bool) {
+    let _ = writeln!(out, "Cluster {}: {} endpoint(s)", c.name, c.endpoints.len());
+    if c.endpoints.is_empty() {
+        return;
+    }
+    let mut t = table(&[
+        "  ENDPOINT",
+        "WEIGHT",
+        "SOURCE",
+        "HEALTH",
+        "BREAKER",
+        "REPORTED BY",
+    ]);
+    for e in &c.endpoints {
+        let addr = format!("{}:{}", e.address, e.port);
+        let mine: Vec<&pb::EndpointState> =
+            c.states.iter().filter(|s| s.endpoint == addr).collect();
+        let reported = match mine.len() {
+            0 => "none".to_owned(),
+            1 => "1 proxy".to_owned(),
+            n => format!("{n} proxies"),
+        };
+        t.add_row(vec![
+            format!("  {addr}"),
+            e.weight.to_string(),
+            source(e.source).into(),
+            paint_if(color, health(&mine)),
+            paint_if(color, breaker(&mine)),
+            reported,
+        ]);
+    }
+    out.push_str(&text(&t));
+}
+
+fn stats(out: &mut String, row: Option<&pb::StatsRow>) {
+    match row {
+        None | Some(pb::StatsRow { requests: 0, .. }) => field(out, "Stats (15m)", "no traffic"),
+        Some(r) => field(
+            out,
+            "Stats (15m)",
+            format!(
+                "{} requests, {:.2}% success, 5xx {}, upstream errors {}, p50 {:.1}ms p99 {:.1}ms",
+                r.requests,
+                r.success_rate * 100.0,
+                r.status_5xx,
+                r.upstream_errors,
+                r.p50_ms,
+                r.p99_ms
+            ),
+        ),
+    }
+}
+
+fn events(out: &mut String, events: &[pb::Event]) {
+    if events.is_empty() {
+        field(out, "Events (1h)", "none");
+        return;
+    }
+    out.push_str("Events (1h):\n");
+    let skip = events.len().saturating_sub(10);
+    for e in &events[skip..] {
+        let _ = writeln!(
+            out,
+            "  {}  {:<8} {:<20} {}",
+            time(e.at.as_ref()),
+            e.severity,
+            e.kind,
+            e.message
+        );
+    }
+}
+
+/// `describe endpoint CLUSTER/ADDR:PORT`: what each proxy reports about it.
+pub fn endpoint(
+    tenant: &str,
+    c: &ClusterEndpoints,
+    addr: &str,
+    stats_row: Option<&pb::StatsRow>,
+    color: bool,
+) -> String {
+    let mut out = String::new();
+    field(&mut out, "Endpoint", addr);
+    field(&mut out, "Cluster", format!("{tenant}/{}", c.name));
+    match c
+        .endpoints
+        .iter()
+        .find(|e| format!("{}:{}", e.address, e.port) == addr)
+    {
+        Some(e) => {
+            field(&mut out, "Weight", e.weight);
+            field(&mut out, "Source", source(e.source));
+            if e.expires_at.is_some() {
+                field(&mut out, "Lease until", time(e.expires_at.as_ref()));
+            }
+            if !e.metadata.is_empty() {
+                let mut m: Vec<String> =
+                    e.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                m.sort();
+                field(&mut out, "Metadata", m.join(", "));
+            }
+        }
+        None => field(
+            &mut out,
+            "Registered",
+            "no (not in the cluster's endpoints)",
+        ),
+    }
+    let mine: Vec<&pb::EndpointState> = c.states.iter().filter(|s| s.endpoint == addr).collect();
+    out.push('\n');
+    if mine.is_empty() {
+        field(&mut out, "Proxies", "none report this endpoint");
+    } else {
+        let mut t = table(&["PROXY", "HEALTH", "BREAKER", "REPORTED"]);
+        for s in mine {
+            t.add_row(vec![
+                s.node.clone(),
+                paint_if(color, if s.healthy { "healthy" } else { "unhealthy" }),
+                paint_if(color, &s.breaker),
+                time(s.updated_at.as_ref()),
+            ]);
+        }
+        out.push_str(&text(&t));
+    }
+    out.push('\n');
+    stats(&mut out, stats_row);
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+//! Snapshot tests of `describe` output.
+
+use super::*;
+use crate::cmd::describe::{ClusterEndpoints, Report};
+use gw_proto::model::Kind;
+
+fn quickstart(name: &str) -> Object {
+    let text = include_str!("../../../../../examples/quickstart.yaml");
+    let mut o = gw_proto::manifest::parse(text)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.object)
+        .find(|o| o.meta.name == name)
+        .unwrap();
+    o.validate().unwrap();
+    o.meta.resource_version = 4;
+    o.meta.created_revision = 2;
+    o
+}
+
+fn ep(address: &str, port: u32, weight: u32, source: pb::EndpointSource) -> pb::Endpoint {
+    pb::Endpoint {
+        address: address.into(),
+        port,
+        weight,
+        source: source as i32,
+        ..Default::default()
+    }
+}
+
+fn state(node: &str, endpoint: &str, healthy: bool, breaker: &str) -> pb::EndpointState {
+    pb::EndpointState {
+        node: node.into(),
+        endpoint: endpoint.into(),
+        healthy,
+        breaker: breaker.into(),
+        ..Default::default()
+    }
+}
+
+fn users_svc() -> ClusterEndpoints {
+    ClusterEndpoints {
+        name: "users-svc".into(),
+        endpoints: vec![
+            ep("127.0.0.1", 18081, 1, pb::EndpointSource::Static),
+            ep("127.0.0.1", 18082, 1, pb::EndpointSource::Static),
+            ep("10.0.0.7", 9000, 3, pb::EndpointSource::Registry),
+        ],
+        states: vec![
+            state("edge-1", "127.0.0.1:18081", true, "closed"),
+            state("edge-2", "127.0.0.1:18081", true, "closed"),
+            state("edge-1", "127.0.0.1:18082", false, "open"),
+            state("edge-2", "127.0.0.1:18082", true, "half_open"),
+        ],
+    }
+}
+
+#[test]
+fn route_with_endpoints_stats_and_events() {
+    let r = Report {
+        object: quickstart("users"),
+        clusters: vec![users_svc()],
+        stats: Some(Some(pb::StatsRow {
+            requests: 1200,
+            success_rate: 0.995,
+            status_5xx: 6,
+            upstream_errors: 2,
+            p50_ms: 3.25,
+            p99_ms: 41.0,
+            ..Default::default()
+        })),
+        owned: vec![],
+        events: vec![pb::Event {
+            at: Some(prost_types::Timestamp {
+                seconds: 1_763_856_000,
+                nanos: 0,
+            }),
+            kind: "config_nacked".into(),
+            severity: "warning".into(),
+            object: "route/acme/users".into(),
+            message: "edge-1 rejected RDS".into(),
+            ..Default::default()
+        }],
+    };
+    assert_eq!(
+        report(&r, false),
+        "\
+Kind:          Route
+Name:          users
+Tenant:        acme
+Version:       4 (created at revision 2)
+Age:           -
+Hosts:         *
+Match:         prefix /users
+Methods:       GET, POST
+Header:        x-tenant-id = acme
+Clusters:      users-svc
+Timeout:       15s
+Retry:         2 attempts on 5xx, connect-failure, reset, 2s per try
+
+Cluster users-svc: 3 endpoint(s)
+  ENDPOINT         WEIGHT  SOURCE    HEALTH     BREAKER  REPORTED BY
+  127.0.0.1:18081  1       static    healthy    closed   2 proxies
+  127.0.0.1:18082  1       static    unhealthy  open     2 proxies
+  10.0.0.7:9000    3       registry  -          -        none
+
+Stats (15m):   1200 requests, 99.50% success, 5xx 6, upstream errors 2, p50 3.2ms p99 41.0ms
+
+Events (1h):
+  2025-11-23T00:00:00.000Z  warning  config_nacked        edge-1 rejected RDS
+"
+    );
+}
+
+#[test]
+fn cluster_without_traffic_or_events() {
+    let r = Report {
+        object: quickstart("orders-svc"),
+        clusters: vec![ClusterEndpoints {
+            name: "orders-svc".into(),
+            endpoints: vec![ep("127.0.0.1", 18082, 3, pb::EndpointSource::Static)],
+            states: vec![],
+        }],
+        stats: Some(None),
+        owned: vec![],
+        events: vec![],
+    };
+    assert_eq!(
+        report(&r, false),
+        "\
+Kind:          Cluster
+Name:          orders-svc
+Tenant:        acme
+Version:       4 (created at revision 2)
+Age:           -
+LB:            least_conn
+Connect:       5s
+Breaker:       opens after 5 failures or 50% failing (min 20 requests), open 30s, 3 probes to close
+Limits:        1024 connections, 1024 pending, 1024 requests, 3 retries
+Fallback:      users-svc
+
+Cluster orders-svc: 1 endpoint(s)
+  ENDPOINT         WEIGHT  SOURCE  HEALTH  BREAKER  REPORTED BY
+  127.0.0.1:18082  3       static  -       -        none
+
+Stats (15m):   no traffic
+
+Events (1h):   none
+"
+    );
+}
+
+#[test]
+fn tenant_lists_what_it_owns() {
+    let r = Report {
+        object: quickstart("acme"),
+        clusters: vec![],
+        stats: None,
+        owned: vec![
+            (Kind::Cluster, vec!["orders-svc".into(), "users-svc".into()]),
+            (Kind::Route, vec!["users".into()]),
+            (Kind::AlertRule, vec![]),
+        ],
+        events: vec![],
+    };
+    assert_eq!(
+        report(&r, false),
+        "\
+Kind:          Tenant
+Name:          acme
+Version:       4 (created at revision 2)
+Age:           -
+Display name:  ACME Corp
+Clusters:      2 (orders-svc, users-svc)
+Routes:        1 (users)
+AlertRules:    none
+
+Events (1h):   none
+"
+    );
+}
+
+#[test]
+fn endpoint_as_each_proxy_sees_it() {
+    let mut c = users_svc();
+    c.endpoints[1].metadata.insert("zone".into(), "a".into());
+    let out = endpoint("acme", &c, "127.0.0.1:18082", None, false);
+    assert_eq!(
+        out,
+        "\
+Endpoint:      127.0.0.1:18082
+Cluster:       acme/users-svc
+Weight:        1
+Source:        static
+Metadata:      zone=a
+
+PROXY   HEALTH     BREAKER    REPORTED
+edge-1  unhealthy  open       -
+edge-2  healthy    half_open  -
+
+Stats (15m):   no traffic
+"
+    );
+}
+
+#[test]
+fn colours_only_when_asked() {
+    let r = Report {
+        object: quickstart("users-svc"),
+        clusters: vec![users_svc()],
+        stats: None,
+        owned: vec![],
+        events: vec![],
+    };
+    assert!(!report(&r, false).contains('\x1b'));
+    assert!(report(&r, true).contains("\x1b[31mopen\x1b[0m"));
+}
