@@ -2,7 +2,7 @@
 
 use super::{parse_kind, Ctx};
 use crate::cli::DeleteArgs;
-use crate::error::{CliError, CliResult, StatusContext};
+use crate::error::{CliError, CliResult};
 use crate::manifests;
 use crate::output::paint;
 use gw_proto::gateway::v1 as pb;
@@ -57,14 +57,22 @@ pub async fn run(ctx: &Ctx, a: DeleteArgs) -> CliResult<u8> {
         tenant: key.tenant.clone(),
         resource_version: 0,
     });
-    let what = format!("deleting {key}");
-    match kind {
-        Kind::Tenant => c.tenants().delete_tenant(req).await.context(what)?,
-        Kind::Listener => c.listeners().delete_listener(req).await.context(what)?,
-        Kind::Cluster => c.clusters().delete_cluster(req).await.context(what)?,
-        Kind::Route => c.routes().delete_route(req).await.context(what)?,
-        Kind::AlertRule => c.alert_rules().delete_alert_rule(req).await.context(what)?,
+    let result = match kind {
+        Kind::Tenant => c.tenants().delete_tenant(req).await.map(drop),
+        Kind::Listener => c.listeners().delete_listener(req).await.map(drop),
+        Kind::Cluster => c.clusters().delete_cluster(req).await.map(drop),
+        Kind::Route => c.routes().delete_route(req).await.map(drop),
+        Kind::AlertRule => c.alert_rules().delete_alert_rule(req).await.map(drop),
     };
+    result.map_err(|status| CliError::Status {
+        // "route/acme/x not found" says it all; other refusals need to say what was refused.
+        context: if status.code() == tonic::Code::NotFound {
+            String::new()
+        } else {
+            format!("deleting {key}")
+        },
+        status,
+    })?;
     println!("{key} {}", paint("deleted"));
     Ok(0)
 }

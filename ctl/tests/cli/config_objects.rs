@@ -1,75 +1,6 @@
-//! gwctl as a user runs it: the real binary against a real control plane (in-process, SQLite).
+//! apply, get, delete, diff: the config objects.
 
-#![allow(clippy::unwrap_used)]
-
-use assert_cmd::Command;
-use gw_control_plane::server::{Config, ControlPlane};
-use std::path::{Path, PathBuf};
-
-struct Env {
-    cp: ControlPlane,
-    dir: tempfile::TempDir,
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Env {
-    async fn start() -> Env {
-        let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
-            .await
-            .unwrap();
-        Env {
-            cp,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn server(&self) -> String {
-        format!("http://{}", self.cp.grpc_addr())
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    async fn run(&self, args: &[&str]) -> Out {
-        let server = self.server();
-        let config = self.dir.path().join("config.yaml");
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        tokio::task::spawn_blocking(move || {
-            let out = Command::cargo_bin("gwctl")
-                .unwrap()
-                .env("GW_SERVER", server)
-                .env("GW_CONFIG", config)
-                .env("NO_COLOR", "1")
-                .env_remove("GW_TOKEN")
-                .args(&args)
-                .output()
-                .unwrap();
-            Out {
-                code: out.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            }
-        })
-        .await
-        .unwrap()
-    }
-}
-
-fn quickstart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart.yaml")
-}
-
-fn q() -> String {
-    quickstart().display().to_string()
-}
+use crate::env::{q, quickstart, Env};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_is_idempotent_and_reports_each_object() {
@@ -236,120 +167,6 @@ async fn errors_are_one_line_naming_file_document_object_and_field() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unreachable_server_names_the_address() {
-    let out = tokio::task::spawn_blocking(|| {
-        Command::cargo_bin("gwctl")
-            .unwrap()
-            .args(["--server", "http://127.0.0.1:1", "get", "tenants"])
-            .env("GW_CONFIG", "/nonexistent/gw.yaml")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim(),
-        "error: cannot reach the control plane at http://127.0.0.1:1: connection refused"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn registry_register_list_heartbeat_deregister() {
-    let env = Env::start().await;
-    env.run(&["apply", "-f", &q()]).await;
-    let reg = env
-        .run(&[
-            "endpoints",
-            "register",
-            "-t",
-            "acme",
-            "--cluster",
-            "users-svc",
-            "--address",
-            "10.0.0.7",
-            "--port",
-            "9000",
-            "--weight",
-            "3",
-            "--ttl",
-            "30s",
-            "--meta",
-            "zone=a",
-        ])
-        .await;
-    assert_eq!(reg.code, 0, "{}", reg.stderr);
-    assert!(
-        reg.stdout
-            .starts_with("endpoint acme/users-svc/10.0.0.7:9000 registered (lease until "),
-        "{}",
-        reg.stdout
-    );
-    let list = env
-        .run(&["endpoints", "list", "-t", "acme", "--cluster", "users-svc"])
-        .await;
-    let rows: Vec<Vec<&str>> = list
-        .stdout
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    assert_eq!(rows.len(), 3, "{}", list.stdout);
-    assert_eq!(
-        rows[0][..6],
-        ["acme", "users-svc", "10.0.0.7", "9000", "3", "registry"]
-    );
-    assert_eq!(rows[0][8], "zone=a");
-    assert_eq!(rows[1][5], "static");
-    let hb = env
-        .run(&[
-            "endpoints",
-            "heartbeat",
-            "-t",
-            "acme",
-            "--cluster",
-            "users-svc",
-            "--address",
-            "10.0.0.7",
-            "--port",
-            "9000",
-        ])
-        .await;
-    assert!(hb.stdout.contains("renewed until"), "{}", hb.stdout);
-    let dereg = env
-        .run(&[
-            "endpoints",
-            "deregister",
-            "-t",
-            "acme",
-            "--cluster",
-            "users-svc",
-            "--address",
-            "10.0.0.7",
-            "--port",
-            "9000",
-        ])
-        .await;
-    assert_eq!(dereg.code, 0);
-    let again = env
-        .run(&[
-            "endpoints",
-            "deregister",
-            "-t",
-            "acme",
-            "--cluster",
-            "users-svc",
-            "--address",
-            "10.0.0.7",
-            "--port",
-            "9000",
-        ])
-        .await;
-    assert_eq!(again.code, 1);
-    assert!(again.stderr.contains("not found"), "{}", again.stderr);
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn diff_dry_run_and_prune() {
     let env = Env::start().await;
     let new = env.run(&["diff", "-f", &q()]).await;
@@ -428,60 +245,60 @@ async fn diff_dry_run_and_prune() {
     assert_eq!(broken.code, 2);
 }
 
+/// A tenant, a cluster and `n` routes.
+fn many_routes(n: usize) -> String {
+    let mut docs = vec![
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {name: big}\n".to_owned(),
+        "apiVersion: gw/v1\nkind: Cluster\nmetadata: {name: backend, tenant: big}\nspec:\n  endpoints: [{address: 127.0.0.1, port: 18081}]\n".to_owned(),
+    ];
+    // Routes first in the file: apply must still send the tenant and cluster before them.
+    for i in 0..n {
+        docs.insert(
+            0,
+            format!("apiVersion: gw/v1\nkind: Route\nmetadata: {{name: r{i}, tenant: big}}\nspec:\n  match: {{pathPrefix: /r{i}}}\n  cluster: backend\n"),
+        );
+    }
+    docs.join("---\n")
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn describe_completion_and_config() {
+async fn large_apply_from_stdin_is_batched_with_progress_lines() {
     let env = Env::start().await;
-    env.run(&["apply", "-f", &q()]).await;
-    let d = env.run(&["describe", "route", "users", "-t", "acme"]).await;
-    assert_eq!(d.code, 0, "{}", d.stderr);
-    for want in [
-        "Name:          users",
-        "Clusters:      users-svc",
-        "Retry:         2 attempts on 5xx, connect-failure, reset, 2s per try",
-        "Cluster users-svc: 2 endpoint(s)",
-        "127.0.0.1:18081",
-        "Stats (15m):   no traffic",
-    ] {
-        assert!(d.stdout.contains(want), "missing {want:?} in\n{}", d.stdout);
-    }
-    let c = env
-        .run(&["describe", "cluster", "orders-svc", "-t", "acme"])
+    let text = many_routes(1200);
+    let out = env
+        .run_with_stdin(&["apply", "-f", "-", "--batch", "500"], &text)
         .await;
-    assert!(
-        c.stdout.contains("Fallback:      users-svc"),
-        "{}",
-        c.stdout
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1202);
+    assert_eq!(lines[0], "route/big/r1199 created", "file order is kept");
+    assert_eq!(lines[1200], "tenant/big created");
+    assert!(lines.iter().all(|l| l.ends_with(" created")));
+    // Not a terminal: plain progress lines on stderr, one per batch.
+    assert_eq!(
+        out.stderr,
+        "applying 500/1202\napplying 1000/1202\napplying 1202/1202\n"
     );
-    let comp = env.run(&["completion", "bash"]).await;
-    assert!(comp.stdout.contains("_gwctl()"), "bash completion");
-    for shell in ["zsh", "fish"] {
-        assert_eq!(env.run(&["completion", shell]).await.code, 0);
-    }
-    // config set-server is used when neither --server nor GW_SERVER is given.
-    let config = env.dir.path().join("config.yaml");
-    let server = env.server();
-    let out = tokio::task::spawn_blocking(move || {
-        let set = Command::cargo_bin("gwctl")
-            .unwrap()
-            .env("GW_CONFIG", &config)
-            .env_remove("GW_SERVER")
-            .args(["config", "set-server", &server])
-            .output()
-            .unwrap();
-        assert!(set.status.success());
-        Command::cargo_bin("gwctl")
-            .unwrap()
-            .env("GW_CONFIG", &config)
-            .env_remove("GW_SERVER")
-            .args(["get", "tenants"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("acme"),
-        "{:?}",
-        out
+
+    // Listing follows pages (the client asks for 1000 per page).
+    let list = env.run(&["get", "routes", "-t", "big"]).await;
+    assert_eq!(list.stdout.lines().count(), 1201, "{}", list.stderr);
+
+    // diff of a large file fetches by listing, and finds nothing to change.
+    let f = env.file("big.yaml", &text);
+    let same = env.run(&["diff", "-f", f.to_str().unwrap()]).await;
+    assert_eq!(
+        (same.code, same.stdout.as_str()),
+        (0, ""),
+        "{}",
+        same.stderr
+    );
+
+    let del = env.run_with_stdin(&["delete", "-f", "-"], &text).await;
+    assert_eq!(del.code, 0, "{}", del.stderr);
+    assert!(del.stdout.lines().all(|l| l.ends_with(" deleted")));
+    assert_eq!(
+        env.run(&["get", "tenants"]).await.stderr.trim(),
+        "No tenants found."
     );
 }

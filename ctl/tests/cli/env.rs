@@ -1,0 +1,84 @@
+//! The test environment: a real control plane in-process on 127.0.0.1:0 (SQLite in memory) and
+//! the real `gwctl` binary run against it.
+
+use assert_cmd::Command;
+use gw_control_plane::server::{Config, ControlPlane};
+use std::path::{Path, PathBuf};
+
+/// A control plane and a scratch directory.
+pub struct Env {
+    pub cp: ControlPlane,
+    pub dir: tempfile::TempDir,
+}
+
+/// What a gwctl run printed and returned.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
+            .await
+            .unwrap();
+        Env {
+            cp,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn server(&self) -> String {
+        format!("http://{}", self.cp.grpc_addr())
+    }
+
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Runs gwctl against this control plane.
+    pub async fn run(&self, args: &[&str]) -> Out {
+        self.run_with_stdin(args, "").await
+    }
+
+    /// Runs gwctl with `stdin` as its standard input.
+    pub async fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Out {
+        let server = self.server();
+        let config = self.dir.path().join("config.yaml");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let stdin = stdin.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let out = Command::cargo_bin("gwctl")
+                .unwrap()
+                .env("GW_SERVER", server)
+                .env("GW_CONFIG", config)
+                .env("NO_COLOR", "1")
+                .env_remove("GW_TOKEN")
+                .args(&args)
+                .write_stdin(stdin)
+                .output()
+                .unwrap();
+            Out {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// examples/quickstart.yaml.
+pub fn quickstart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart.yaml")
+}
+
+/// examples/quickstart.yaml, as an argument.
+pub fn q() -> String {
+    quickstart().display().to_string()
+}

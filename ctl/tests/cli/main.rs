@@ -1,0 +1,9 @@
+//! gwctl as a user runs it: the real binary against a real control plane (in-process, SQLite).
+
+#![allow(clippy::unwrap_used)]
+
+mod env;
+
+mod config_objects;
+mod operator;
+mod registry;

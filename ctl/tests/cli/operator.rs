@@ -1,0 +1,132 @@
+//! Operator conveniences and failure modes: describe, completion, config file, unreachable servers.
+
+use crate::env::{q, Env};
+use assert_cmd::Command;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_server_names_the_address() {
+    let out = tokio::task::spawn_blocking(|| {
+        Command::cargo_bin("gwctl")
+            .unwrap()
+            .args(["--server", "http://127.0.0.1:1", "get", "tenants"])
+            .env("GW_CONFIG", "/nonexistent/gw.yaml")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: cannot reach the control plane at http://127.0.0.1:1: connection refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_completion_and_config() {
+    let env = Env::start().await;
+    env.run(&["apply", "-f", &q()]).await;
+    let d = env.run(&["describe", "route", "users", "-t", "acme"]).await;
+    assert_eq!(d.code, 0, "{}", d.stderr);
+    for want in [
+        "Name:          users",
+        "Clusters:      users-svc",
+        "Retry:         2 attempts on 5xx, connect-failure, reset, 2s per try",
+        "Cluster users-svc: 2 endpoint(s)",
+        "127.0.0.1:18081",
+        "Stats (15m):   no traffic",
+    ] {
+        assert!(d.stdout.contains(want), "missing {want:?} in\n{}", d.stdout);
+    }
+    let c = env
+        .run(&["describe", "cluster", "orders-svc", "-t", "acme"])
+        .await;
+    assert!(
+        c.stdout.contains("Fallback:      users-svc"),
+        "{}",
+        c.stdout
+    );
+    let comp = env.run(&["completion", "bash"]).await;
+    assert!(comp.stdout.contains("_gwctl()"), "bash completion");
+    for shell in ["zsh", "fish"] {
+        assert_eq!(env.run(&["completion", shell]).await.code, 0);
+    }
+    // config set-server is used when neither --server nor GW_SERVER is given.
+    let config = env.dir.path().join("config.yaml");
+    let server = env.server();
+    let out = tokio::task::spawn_blocking(move || {
+        let set = Command::cargo_bin("gwctl")
+            .unwrap()
+            .env("GW_CONFIG", &config)
+            .env_remove("GW_SERVER")
+            .args(["config", "set-server", &server])
+            .output()
+            .unwrap();
+        assert!(set.status.success());
+        Command::cargo_bin("gwctl")
+            .unwrap()
+            .env("GW_CONFIG", &config)
+            .env_remove("GW_SERVER")
+            .args(["get", "tenants"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("acme"),
+        "{:?}",
+        out
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_addresses_are_named_and_diff_errors_exit_2() {
+    let env = Env::start().await;
+    // The control plane's HTTP port answers, but not with gRPC.
+    let http = format!("http://{}", env.cp.http_addr());
+    let out = env.run(&["--server", &http, "get", "tenants"]).await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim(),
+        format!("error: {http} is not a gw control plane's gRPC address (is it the HTTP port? the gRPC default is :18000)")
+    );
+    let tls = env
+        .run(&["--server", "https://127.0.0.1:1", "get", "tenants"])
+        .await;
+    assert_eq!(
+        tls.stderr.trim(),
+        "error: --server https://127.0.0.1:1: this gwctl speaks plaintext gRPC only; TLS is not supported yet (use http://)"
+    );
+    // diff: 1 means "different", so errors are 2.
+    let out = env
+        .run(&["--server", "127.0.0.1:1", "diff", "-f", &q()])
+        .await;
+    assert_eq!(out.code, 2);
+    assert_eq!(
+        out.stderr.trim(),
+        "error: cannot reach the control plane at http://127.0.0.1:1: connection refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_tenant_and_verbose_not_found() {
+    let env = Env::start().await;
+    env.run(&["apply", "-f", &q()]).await;
+    let d = env.run(&["describe", "tenant", "acme"]).await;
+    assert_eq!(d.code, 0, "{}", d.stderr);
+    assert!(
+        d.stdout
+            .contains("Routes:        3 (api-host, orders, users)\n"),
+        "{}",
+        d.stdout
+    );
+    let missing = env
+        .run(&["-v", "delete", "route", "nope", "-t", "acme"])
+        .await;
+    assert_eq!(missing.code, 1);
+    assert_eq!(
+        missing.stderr.trim(),
+        "error: route/acme/nope not found (gRPC status NotFound)"
+    );
+}

@@ -1,0 +1,115 @@
+//! The service registry: endpoints register, list, heartbeat, deregister.
+
+use crate::env::{q, Env};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_register_list_heartbeat_deregister() {
+    let env = Env::start().await;
+    env.run(&["apply", "-f", &q()]).await;
+    let reg = env
+        .run(&[
+            "endpoints",
+            "register",
+            "-t",
+            "acme",
+            "--cluster",
+            "users-svc",
+            "--address",
+            "10.0.0.7",
+            "--port",
+            "9000",
+            "--weight",
+            "3",
+            "--ttl",
+            "30s",
+            "--meta",
+            "zone=a",
+        ])
+        .await;
+    assert_eq!(reg.code, 0, "{}", reg.stderr);
+    assert!(
+        reg.stdout
+            .starts_with("endpoint acme/users-svc/10.0.0.7:9000 registered (lease until "),
+        "{}",
+        reg.stdout
+    );
+    let list = env
+        .run(&["endpoints", "list", "-t", "acme", "--cluster", "users-svc"])
+        .await;
+    let rows: Vec<Vec<&str>> = list
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", list.stdout);
+    assert_eq!(
+        rows[0][..6],
+        ["acme", "users-svc", "10.0.0.7", "9000", "3", "registry"]
+    );
+    assert_eq!(rows[0][8], "zone=a");
+    assert_eq!(rows[1][5], "static");
+    // Without --tenant: every tenant's endpoints, like `kubectl get -A`.
+    let all = env.run(&["get", "endpoints"]).await;
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    assert_eq!(all.stdout.lines().count(), 1 + 4, "{}", all.stdout);
+    let yaml = env
+        .run(&["endpoints", "list", "-t", "acme", "-o", "json"])
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&yaml.stdout).unwrap();
+    let registered = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["address"] == "10.0.0.7")
+        .unwrap();
+    assert_eq!(registered["metadata"]["zone"], "a");
+    assert_eq!(registered["source"], "registry");
+    assert!(registered["expiresAt"].is_string());
+    let hb = env
+        .run(&[
+            "endpoints",
+            "heartbeat",
+            "-t",
+            "acme",
+            "--cluster",
+            "users-svc",
+            "--address",
+            "10.0.0.7",
+            "--port",
+            "9000",
+        ])
+        .await;
+    assert!(hb.stdout.contains("renewed until"), "{}", hb.stdout);
+    let dereg = env
+        .run(&[
+            "endpoints",
+            "deregister",
+            "-t",
+            "acme",
+            "--cluster",
+            "users-svc",
+            "--address",
+            "10.0.0.7",
+            "--port",
+            "9000",
+        ])
+        .await;
+    assert_eq!(dereg.code, 0);
+    let again = env
+        .run(&[
+            "endpoints",
+            "deregister",
+            "-t",
+            "acme",
+            "--cluster",
+            "users-svc",
+            "--address",
+            "10.0.0.7",
+            "--port",
+            "9000",
+        ])
+        .await;
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("not found"), "{}", again.stderr);
+}
