@@ -7,3 +7,4 @@ mod env;
 mod config_objects;
 mod operator;
 mod registry;
+mod token;
