@@ -1,1 +1,129 @@
-fn main() {}
+//! `gw-proxy`: a stateless proxy configured over xDS by the gw control plane.
+
+use clap::Parser;
+use gw_proxy::server::{Proxy, ProxyConfig};
+use gw_proxy::xds::Mode;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// gw-proxy: routes tenant traffic with config streamed from the gw control plane.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Control-plane xDS URL.
+    #[arg(long, env = "GW_XDS", default_value = "http://127.0.0.1:18000")]
+    xds: String,
+    /// xDS node id (default: the host name).
+    #[arg(long, env = "GW_NODE_ID")]
+    node_id: Option<String>,
+    /// xDS node cluster: which Listeners this proxy gets.
+    #[arg(long, env = "GW_NODE_CLUSTER", default_value = "ingress")]
+    node_cluster: String,
+    /// Traffic listener (overrides the Listener's address).
+    #[arg(long, env = "GW_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Admin listener: /ready, /metrics, /config_dump, /clusters.
+    #[arg(long, env = "GW_ADMIN", default_value = "127.0.0.1:19000")]
+    admin: SocketAddr,
+    /// Worker threads; 1 runs a single-threaded runtime.
+    #[arg(long, env = "GW_WORKERS")]
+    workers: Option<usize>,
+    /// Keep the last accepted config here and start from it when the control plane is down.
+    #[arg(long, env = "GW_CONFIG_CACHE")]
+    config_cache: Option<PathBuf>,
+    /// xDS protocol variant.
+    #[arg(long, env = "GW_XDS_MODE", default_value = "delta", value_parser = ["delta", "sotw"])]
+    xds_mode: String,
+    /// How often stats go to the control plane.
+    #[arg(long, env = "GW_STATS_INTERVAL", default_value = "10s", value_parser = humantime_duration)]
+    stats_interval: Duration,
+    /// Fraction of successful requests sent as access logs (errors always are).
+    #[arg(long, env = "GW_ACCESS_LOG_SAMPLE", default_value_t = 0.01)]
+    access_log_sample: f64,
+    /// How long SIGTERM waits for in-flight requests.
+    #[arg(long, env = "GW_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime_duration)]
+    drain_timeout: Duration,
+    /// Log format.
+    #[arg(long, env = "GW_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    gw_proto::model::parse_duration(s)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+    let rt = match args.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let node_id = args
+        .node_id
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("gw-proxy-{}", std::process::id()));
+    let cfg = ProxyConfig {
+        xds: Some(args.xds),
+        node_id,
+        node_cluster: args.node_cluster,
+        listen: args.listen,
+        admin: args.admin,
+        mode: if args.xds_mode == "sotw" {
+            Mode::Sotw
+        } else {
+            Mode::Delta
+        },
+        cache_dir: args.config_cache,
+        stats_interval: args.stats_interval,
+        access_log_sample: args.access_log_sample,
+        drain_timeout: args.drain_timeout,
+    };
+    let proxy = Proxy::start(cfg).await?;
+    println!(
+        "gw-proxy: traffic on {}, admin on {}",
+        proxy.listen_addr(),
+        proxy.admin_addr()
+    );
+    shutdown_signal().await;
+    tracing::info!("draining");
+    proxy.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Live state of one upstream endpoint, shared by the balancer, the proxy and (later) the breaker
+//! and health checker. Everything is atomics: the request path takes no lock.
+//!
+//! An `Endpoint` is keyed by (cluster, address) in the [`EndpointRegistry`], so a config update
+//! that keeps an endpoint keeps its in-flight count, latency average and failure history.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Decay time of the latency and failure averages.
+pub const DECAY: Duration = Duration::from_secs(10);
+
+/// One upstream endpoint.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// `host:port`.
+    pub address: String,
+    /// Relative weight (≥ 1).
+    pub weight: AtomicU32,
+    /// Requests sent and not yet finished.
+    pub in_flight: AtomicU32,
+    /// Health as the control plane or the health checker says.
+    pub healthy: AtomicBool,
+    /// Peak-EWMA latency, nanoseconds (f64 bits).
+    ewma_ns: AtomicU64,
+    /// Exponentially decayed failure rate (f64 bits, 0..=1).
+    failure_rate: AtomicU64,
+    /// When the averages were last updated (ns since `epoch`).
+    updated_ns: AtomicU64,
+    epoch: Instant,
+}
+
+impl Endpoint {
+    /// A fresh endpoint: healthy, no history.
+    pub fn new(address: impl Into<String>, weight: u32) -> Endpoint {
+        Endpoint {
+            address: address.into(),
+            weight: AtomicU32::new(weight.max(1)),
+            in_flight: AtomicU32::new(0),
+            healthy: AtomicBool::new(true),
+            ewma_ns: AtomicU64::new(0f64.to_bits()),
+            failure_rate: AtomicU64::new(0f64.to_bits()),
+            updated_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Current weight.
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether it may receive traffic.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Peak-EWMA latency in nanoseconds (0 before the first response).
+    pub fn ewma_ns(&self) -> f64 {
+        f64::from_bits(self.ewma_ns.load(Ordering::Relaxed))
+    }
+
+    /// Decayed failure rate, 0..=1.
+    pub fn failure_rate(&self) -> f64 {
+        f64::from_bits(self.failure_rate.load(Ordering::Relaxed))
+    }
+
+    /// Marks a request as started; the guard ends it (and must be given the outcome).
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            ep: self.clone(),
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
+    /// Records a finished request: latency feeds the peak-EWMA (a slower sample replaces the
+    /// average at once, a faster one decays it), success feeds the failure rate.
+    pub fn observe(&self, latency: Duration, success: bool) {
+        self.observe_at(self.epoch.elapsed(), latency, success);
+    }
+
+    /// [`observe`](Self::observe) at an explicit time since this endpoint's epoch (tests).
+    pub fn observe_at(&self, now: Duration, latency: Duration, success: bool) {
+        let now_ns = now.as_nanos() as u64;
+        let prev = self.updated_ns.swap(now_ns, Ordering::Relaxed);
+        let elapsed = now_ns.saturating_sub(prev) as f64;
+        let w = (-elapsed / DECAY.as_nanos() as f64).exp();
+        let sample = latency.as_nanos() as f64;
+        let old = self.ewma_ns();
+        let ewma = if old == 0.0 || sample > old {
+            sample
+        } else {
+            old * w + sample * (1.0 - w)
+        };
+        self.ewma_ns.store(ewma.to_bits(), Ordering::Relaxed);
+        // Failures decay by time, at least 5 % per sample so a burst is remembered but fades.
+        let w = w.min(0.95);
+        let f = self.failure_rate() * w + if success { 0.0 } else { 1.0 - w };
+        self.failure_rate.store(f.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// A request in flight to an endpoint; dropping it without [`finish`](Self::finish) counts a failure.
+#[derive(Debug)]
+pub struct InFlight {
+    ep: Arc<Endpoint>,
+    started: Instant,
+    done: bool,
+}
+
+impl InFlight {
+    /// Ends the request with its outcome.
+    pub fn finish(mut self, success: bool) -> Duration {
+        self.done = true;
+        let latency = self.started.elapsed();
+        self.ep.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.ep.observe(latency, success);
+        latency
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.done {
+            self.ep.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.ep.observe(self.started.elapsed(), false);
+        }
+    }
+}
+
+/// Endpoints by (cluster, address), so state survives config updates.
+#[derive(Debug, Default)]
+pub struct EndpointRegistry {
+    map: Mutex<HashMap<(String, String), Arc<Endpoint>>>,
+}
+
+impl EndpointRegistry {
+    /// The endpoint for (cluster, address), created if new; its weight is updated.
+    /// Called when config is compiled, never on the request path.
+    pub fn get(&self, cluster: &str, address: &str, weight: u32) -> Arc<Endpoint> {
+        let mut map = match self.map.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let ep = map
+            .entry((cluster.to_owned(), address.to_owned()))
+            .or_insert_with(|| Arc::new(Endpoint::new(address, weight)))
+            .clone();
+        ep.weight.store(weight.max(1), Ordering::Relaxed);
+        ep
+    }
+
+    /// Forgets endpoints no cluster uses any more.
+    pub fn retain(&self, live: &std::collections::HashSet<(String, String)>) {
+        if let Ok(mut map) = self.map.lock() {
+            map.retain(|k, _| live.contains(k));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_ewma_jumps_up_and_decays_down() {
+        let ep = Endpoint::new("a:1", 1);
+        ep.observe_at(Duration::from_secs(1), Duration::from_millis(10), true);
+        assert_eq!(ep.ewma_ns(), 10e6);
+        ep.observe_at(Duration::from_secs(1), Duration::from_millis(100), true);
+        assert_eq!(ep.ewma_ns(), 100e6, "a slower sample is taken at once");
+        ep.observe_at(Duration::from_secs(31), Duration::from_millis(10), true);
+        assert!(
+            ep.ewma_ns() < 20e6,
+            "decays towards fast samples: {}",
+            ep.ewma_ns()
+        );
+    }
+
+    #[test]
+    fn failure_rate_rises_and_fades() {
+        let ep = Endpoint::new("a:1", 1);
+        for i in 0..20 {
+            ep.observe_at(
+                Duration::from_millis(i * 10),
+                Duration::from_millis(1),
+                false,
+            );
+        }
+        assert!(ep.failure_rate() > 0.6, "{}", ep.failure_rate());
+        ep.observe_at(Duration::from_secs(60), Duration::from_millis(1), true);
+        assert!(ep.failure_rate() < 0.05, "{}", ep.failure_rate());
+    }
+
+    #[test]
+    fn in_flight_guard_counts() {
+        let ep = Arc::new(Endpoint::new("a:1", 1));
+        let g = ep.start();
+        assert_eq!(ep.in_flight(), 1);
+        g.finish(true);
+        assert_eq!(ep.in_flight(), 0);
+        drop(ep.start());
+        assert_eq!(ep.in_flight(), 0);
+        assert!(ep.failure_rate() > 0.0, "an abandoned request is a failure");
+    }
+
+    #[test]
+    fn registry_keeps_state_across_updates() {
+        let r = EndpointRegistry::default();
+        let a = r.get("c", "a:1", 1);
+        let _g = a.start();
+        let again = r.get("c", "a:1", 5);
+        assert!(Arc::ptr_eq(&a, &again));
+        assert_eq!(again.in_flight(), 1);
+        assert_eq!(again.weight(), 5);
+    }
+}

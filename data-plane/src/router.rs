@@ -1,0 +1,444 @@
+//! The routing table compiled from a `RouteConfiguration`: virtual hosts chosen by the request's
+//! host (exact, then longest `*.suffix`, then `prefix.*`, then `*`), routes tried in order, matched
+//! on path (exact / prefix / regex), headers and `:method` — Envoy's semantics.
+
+use crate::stats::ObjStats;
+use gw_proto::envoy::pb::envoy::config::route::v3 as rt;
+use gw_proto::envoy::pb::envoy::r#type::matcher::v3::{
+    string_matcher::MatchPattern, StringMatcher,
+};
+use hyper::http::HeaderMap;
+use regex::Regex;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a route configuration could not be compiled (sent back as NACK detail).
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// A regex is invalid.
+    #[error("route {route}: invalid regex {regex:?}: {reason}")]
+    Regex {
+        /// Route name.
+        route: String,
+        /// The regex.
+        regex: String,
+        /// Why.
+        reason: String,
+    },
+    /// Something gw-proxy does not implement.
+    #[error("route {route}: unsupported {what}")]
+    Unsupported {
+        /// Route name.
+        route: String,
+        /// What.
+        what: String,
+    },
+}
+
+/// How a value is matched.
+#[derive(Debug, Clone)]
+pub enum StrMatch {
+    /// Equal.
+    Exact(String),
+    /// Starts with.
+    Prefix(String),
+    /// Ends with.
+    Suffix(String),
+    /// Contains.
+    Contains(String),
+    /// Whole-value regex.
+    Regex(Regex),
+    /// Present at all.
+    Present,
+}
+
+impl StrMatch {
+    fn matches(&self, v: &str) -> bool {
+        match self {
+            StrMatch::Exact(x) => v == x,
+            StrMatch::Prefix(x) => v.starts_with(x.as_str()),
+            StrMatch::Suffix(x) => v.ends_with(x.as_str()),
+            StrMatch::Contains(x) => v.contains(x.as_str()),
+            StrMatch::Regex(r) => r.is_match(v),
+            StrMatch::Present => true,
+        }
+    }
+}
+
+/// A header condition (`:method` is the request method).
+#[derive(Debug, Clone)]
+pub struct HeaderCond {
+    name: String,
+    how: StrMatch,
+    invert: bool,
+    present: bool,
+}
+
+/// Where matching requests go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One cluster.
+    Cluster(String),
+    /// A weighted split: (cluster, cumulative weight), total.
+    Weighted(Vec<(String, u32)>, u32),
+}
+
+/// What to hash on for `ip_hash` clusters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// Downstream IP.
+    SourceIp,
+    /// A request header.
+    Header(hyper::header::HeaderName),
+    /// A cookie.
+    Cookie(String),
+}
+
+/// Retry policy of a route.
+#[derive(Debug, Clone, Default)]
+pub struct Retry {
+    /// Retries after the first try.
+    pub attempts: u32,
+    /// Retry on 5xx responses.
+    pub on_5xx: bool,
+    /// Retry on 502/503/504 only.
+    pub on_gateway_error: bool,
+    /// Retry when the connection fails.
+    pub on_connect_failure: bool,
+    /// Retry when the upstream resets.
+    pub on_reset: bool,
+    /// Retry on 409 and similar retriable 4xx.
+    pub on_retriable_4xx: bool,
+    /// Timeout of each try.
+    pub per_try_timeout: Option<Duration>,
+}
+
+/// One compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Envoy name (`tenant/name`).
+    pub name: String,
+    /// Tenant part of the name.
+    pub tenant: String,
+    /// Name part.
+    pub short: String,
+    path: PathMatch,
+    headers: Vec<HeaderCond>,
+    /// Where it sends.
+    pub target: Target,
+    /// Whole-request timeout; `None` = none.
+    pub timeout: Option<Duration>,
+    /// Retry policy.
+    pub retry: Option<Retry>,
+    /// Hash key for `ip_hash`.
+    pub hash_on: Option<HashOn>,
+    /// Counters.
+    pub stats: Arc<ObjStats>,
+}
+
+#[derive(Debug)]
+enum PathMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(Regex),
+}
+
+/// A virtual host.
+#[derive(Debug)]
+struct VirtualHost {
+    routes: Vec<Arc<Route>>,
+}
+
+/// A compiled route configuration.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    exact: std::collections::HashMap<String, usize>,
+    suffixes: Vec<(String, usize)>,
+    prefixes: Vec<(String, usize)>,
+    any: Option<usize>,
+    vhosts: Vec<VirtualHost>,
+}
+
+fn full_regex(route: &str, re: &str) -> Result<Regex, RouteError> {
+    Regex::new(&format!("^(?:{re})$")).map_err(|e| RouteError::Regex {
+        route: route.to_owned(),
+        regex: re.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn string_match(route: &str, m: &StringMatcher) -> Result<StrMatch, RouteError> {
+    let unsupported = |what: &str| RouteError::Unsupported {
+        route: route.to_owned(),
+        what: what.to_owned(),
+    };
+    if m.ignore_case {
+        return Err(unsupported("ignore_case string matcher"));
+    }
+    Ok(match &m.match_pattern {
+        Some(MatchPattern::Exact(x)) => StrMatch::Exact(x.clone()),
+        Some(MatchPattern::Prefix(x)) => StrMatch::Prefix(x.clone()),
+        Some(MatchPattern::Suffix(x)) => StrMatch::Suffix(x.clone()),
+        Some(MatchPattern::Contains(x)) => StrMatch::Contains(x.clone()),
+        Some(MatchPattern::SafeRegex(r)) => StrMatch::Regex(full_regex(route, &r.regex)?),
+        _ => return Err(unsupported("string matcher")),
+    })
+}
+
+#[allow(deprecated)] // Envoy still sends the older matcher fields; both are honoured.
+fn header_cond(route: &str, h: &rt::HeaderMatcher) -> Result<HeaderCond, RouteError> {
+    use rt::header_matcher::HeaderMatchSpecifier as S;
+    let (how, present) = match &h.header_match_specifier {
+        None => (StrMatch::Present, true),
+        Some(S::PresentMatch(p)) => (StrMatch::Present, *p),
+        Some(S::ExactMatch(x)) => (StrMatch::Exact(x.clone()), true),
+        Some(S::PrefixMatch(x)) => (StrMatch::Prefix(x.clone()), true),
+        Some(S::SuffixMatch(x)) => (StrMatch::Suffix(x.clone()), true),
+        Some(S::ContainsMatch(x)) => (StrMatch::Contains(x.clone()), true),
+        Some(S::SafeRegexMatch(r)) => (StrMatch::Regex(full_regex(route, &r.regex)?), true),
+        Some(S::StringMatch(m)) => (string_match(route, m)?, true),
+        Some(_) => {
+            return Err(RouteError::Unsupported {
+                route: route.into(),
+                what: "header matcher".into(),
+            })
+        }
+    };
+    Ok(HeaderCond {
+        name: h.name.to_ascii_lowercase(),
+        how,
+        invert: h.invert_match,
+        present,
+    })
+}
+
+fn duration(d: Option<&gw_proto::envoy::pb::google::protobuf::Duration>) -> Option<Duration> {
+    d.map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))
+}
+
+fn retry(p: &rt::RetryPolicy) -> Retry {
+    let mut r = Retry {
+        attempts: p.num_retries.as_ref().map_or(1, |n| n.value),
+        per_try_timeout: duration(p.per_try_timeout.as_ref()).filter(|d| !d.is_zero()),
+        ..Default::default()
+    };
+    for on in p.retry_on.split(',').map(str::trim) {
+        match on {
+            "5xx" => r.on_5xx = true,
+            "gateway-error" => r.on_gateway_error = true,
+            "connect-failure" => r.on_connect_failure = true,
+            "reset" => r.on_reset = true,
+            "retriable-4xx" => r.on_retriable_4xx = true,
+            _ => {}
+        }
+    }
+    r
+}
+
+/// Builds one route; `stats` gives the counters for (tenant, name).
+pub fn compile_route(
+    r: &rt::Route,
+    stats: &dyn Fn(&str, &str) -> Arc<ObjStats>,
+) -> Result<Route, RouteError> {
+    let name = r.name.clone();
+    let unsupported = |what: &str| RouteError::Unsupported {
+        route: name.clone(),
+        what: what.to_owned(),
+    };
+    let m = r
+        .r#match
+        .as_ref()
+        .ok_or_else(|| unsupported("route without match"))?;
+    use rt::route_match::PathSpecifier as P;
+    let path = match &m.path_specifier {
+        Some(P::Prefix(p)) => PathMatch::Prefix(p.clone()),
+        Some(P::Path(p)) => PathMatch::Exact(p.clone()),
+        Some(P::SafeRegex(re)) => PathMatch::Regex(full_regex(&name, &re.regex)?),
+        None => PathMatch::Prefix("/".into()),
+        Some(_) => return Err(unsupported("path specifier")),
+    };
+    let headers = m
+        .headers
+        .iter()
+        .map(|h| header_cond(&name, h))
+        .collect::<Result<_, _>>()?;
+    let Some(rt::route::Action::Route(a)) = &r.action else {
+        return Err(unsupported("route action (only `route` is supported)"));
+    };
+    use rt::route_action::ClusterSpecifier as C;
+    let target = match &a.cluster_specifier {
+        Some(C::Cluster(c)) => Target::Cluster(c.clone()),
+        Some(C::WeightedClusters(w)) => {
+            let mut acc = 0;
+            let mut list = Vec::new();
+            for c in &w.clusters {
+                acc += c.weight.as_ref().map_or(0, |w| w.value);
+                list.push((c.name.clone(), acc));
+            }
+            if acc == 0 {
+                return Err(unsupported("weighted clusters with total weight 0"));
+            }
+            Target::Weighted(list, acc)
+        }
+        _ => return Err(unsupported("cluster specifier")),
+    };
+    use rt::route_action::hash_policy::PolicySpecifier as H;
+    let hash_on = a
+        .hash_policy
+        .iter()
+        .find_map(|h| match &h.policy_specifier {
+            Some(H::ConnectionProperties(c)) if c.source_ip => Some(HashOn::SourceIp),
+            Some(H::Header(h)) => hyper::header::HeaderName::from_bytes(h.header_name.as_bytes())
+                .ok()
+                .map(HashOn::Header),
+            Some(H::Cookie(c)) => Some(HashOn::Cookie(c.name.clone())),
+            _ => None,
+        });
+    let (tenant, short) = name
+        .split_once('/')
+        .map_or((String::new(), name.clone()), |(t, n)| (t.into(), n.into()));
+    Ok(Route {
+        stats: stats(&tenant, &short),
+        tenant,
+        short,
+        path,
+        headers,
+        target,
+        // Envoy: a 0 timeout disables it; unset means 15 s.
+        timeout: match duration(a.timeout.as_ref()) {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None => Some(Duration::from_secs(15)),
+        },
+        retry: a.retry_policy.as_ref().map(retry),
+        hash_on,
+        name,
+    })
+}
+
+impl RouteTable {
+    /// Compiles a route configuration.
+    pub fn compile(
+        rc: &rt::RouteConfiguration,
+        stats: &dyn Fn(&str, &str) -> Arc<ObjStats>,
+    ) -> Result<RouteTable, RouteError> {
+        let mut t = RouteTable::default();
+        for vh in &rc.virtual_hosts {
+            let idx = t.vhosts.len();
+            let routes = vh
+                .routes
+                .iter()
+                .map(|r| compile_route(r, stats).map(Arc::new))
+                .collect::<Result<_, _>>()?;
+            t.vhosts.push(VirtualHost { routes });
+            for d in &vh.domains {
+                let d = d.to_ascii_lowercase();
+                if d == "*" {
+                    t.any.get_or_insert(idx);
+                } else if let Some(s) = d.strip_prefix('*') {
+                    t.suffixes.push((s.to_owned(), idx));
+                } else if let Some(p) = d.strip_suffix('*') {
+                    t.prefixes.push((p.to_owned(), idx));
+                } else {
+                    t.exact.entry(d).or_insert(idx);
+                }
+            }
+        }
+        t.suffixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        t.prefixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        Ok(t)
+    }
+
+    fn vhost(&self, host: &str) -> Option<&VirtualHost> {
+        let idx = self
+            .exact
+            .get(host)
+            .copied()
+            .or_else(|| {
+                // Envoy matches host:port literally first; then without the port.
+                let bare = host.rsplit_once(':').map_or(host, |(h, p)| {
+                    if p.bytes().all(|b| b.is_ascii_digit()) {
+                        h
+                    } else {
+                        host
+                    }
+                });
+                (bare != host)
+                    .then(|| self.exact.get(bare).copied())
+                    .flatten()
+            })
+            .or_else(|| {
+                self.suffixes
+                    .iter()
+                    .find(|(s, _)| host.ends_with(s.as_str()) && host.len() > s.len())
+                    .map(|x| x.1)
+            })
+            .or_else(|| {
+                self.prefixes
+                    .iter()
+                    .find(|(p, _)| host.starts_with(p.as_str()) && host.len() > p.len())
+                    .map(|x| x.1)
+            })
+            .or(self.any)?;
+        self.vhosts.get(idx)
+    }
+
+    /// The first route matching the request.
+    pub fn find(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<&Arc<Route>> {
+        let host = host.to_ascii_lowercase();
+        let vh = self.vhost(&host)?;
+        let path_only = path.split('?').next().unwrap_or(path);
+        vh.routes.iter().find(|r| {
+            let path_ok = match &r.path {
+                PathMatch::Prefix(p) => path_only.starts_with(p.as_str()),
+                PathMatch::Exact(p) => path_only == p,
+                PathMatch::Regex(re) => re.is_match(path_only),
+            };
+            path_ok
+                && r.headers.iter().all(|h| {
+                    let value = if h.name == ":method" {
+                        Some(method)
+                    } else {
+                        headers.get(h.name.as_str()).and_then(|v| v.to_str().ok())
+                    };
+                    let hit = match value {
+                        None => !h.present,
+                        Some(v) => h.present && h.how.matches(v),
+                    };
+                    hit != h.invert
+                })
+        })
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.vhosts.iter().map(|v| v.routes.len()).sum()
+    }
+
+    /// Whether there are no routes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Target {
+    /// The cluster for this request; `roll` is uniform in `0..u32::MAX`.
+    pub fn pick(&self, roll: u32) -> &str {
+        match self {
+            Target::Cluster(c) => c,
+            Target::Weighted(list, total) => {
+                let x = ((u64::from(roll) * u64::from(*total)) >> 32) as u32;
+                list.iter()
+                    .find(|(_, acc)| x < *acc)
+                    .or(list.last())
+                    .map_or("", |(c, _)| c.as_str())
+            }
+        }
+    }
+}

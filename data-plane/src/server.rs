@@ -1,0 +1,311 @@
+//! Wiring: the proxy listener, the admin listener, the xDS client and the reporter.
+//! [`Proxy::start`] is what `main` runs and what tests start on `127.0.0.1:0`.
+
+use crate::admin;
+use crate::config::{self, Registries, Resources, RuntimeConfig};
+use crate::proxy::{self, Upstreams};
+use crate::report::{AccessRecord, LogSink};
+use crate::xds::{self, Mode, XdsOptions};
+use arc_swap::ArcSwap;
+use gw_proto::envoy::pb::envoy::config::core::v3::Node;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// How to run a proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Control-plane URL; `None` runs without xDS (tests feed resources directly).
+    pub xds: Option<String>,
+    /// `node.id`.
+    pub node_id: String,
+    /// `node.cluster` (which listeners the control plane gives us).
+    pub node_cluster: String,
+    /// Where to serve traffic.
+    pub listen: SocketAddr,
+    /// Where to serve the admin endpoints.
+    pub admin: SocketAddr,
+    /// Delta or SotW.
+    pub mode: Mode,
+    /// Config cache directory.
+    pub cache_dir: Option<PathBuf>,
+    /// How often stats are sent to the control plane.
+    pub stats_interval: Duration,
+    /// Fraction of successful requests sent as access logs (errors always are).
+    pub access_log_sample: f64,
+    /// How long SIGTERM waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+impl ProxyConfig {
+    /// Defaults for tests: everything on `127.0.0.1:0`.
+    pub fn for_tests(xds: Option<String>, node_id: &str) -> ProxyConfig {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        ProxyConfig {
+            xds,
+            node_id: node_id.into(),
+            node_cluster: "ingress".into(),
+            listen: any,
+            admin: any,
+            mode: Mode::Delta,
+            cache_dir: None,
+            stats_interval: Duration::from_millis(200),
+            access_log_sample: 1.0,
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// xDS client state, for `/metrics` and `/ready`.
+#[derive(Debug, Default)]
+pub struct XdsStatus {
+    /// The stream is up.
+    pub connected: AtomicBool,
+    /// Responses accepted.
+    pub acks: AtomicU64,
+    /// Responses refused.
+    pub nacks: AtomicU64,
+    /// Reconnect attempts.
+    pub reconnects: AtomicU64,
+    versions: Mutex<BTreeMap<String, String>>,
+}
+
+impl XdsStatus {
+    /// Counts an ACK or a NACK.
+    pub fn count(&self, accepted: bool) {
+        if accepted { &self.acks } else { &self.nacks }.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the version accepted for a type.
+    pub fn set_version(&self, type_url: &str, v: &str) {
+        if let Ok(mut m) = self.versions.lock() {
+            m.insert(type_url.to_owned(), v.to_owned());
+        }
+    }
+
+    /// Accepted versions by type URL.
+    pub fn versions(&self) -> BTreeMap<String, String> {
+        self.versions.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// State shared by every part of the proxy.
+#[derive(Debug)]
+pub struct Shared {
+    /// The served config; swapped whole.
+    pub config: ArcSwap<RuntimeConfig>,
+    /// State that outlives config versions.
+    pub registries: Registries,
+    /// Pooled upstream clients.
+    pub upstreams: Upstreams,
+    /// Access-log sink.
+    pub logs: LogSink,
+    /// xDS client state.
+    pub xds: XdsStatus,
+    /// Process start.
+    pub started: Instant,
+    /// Requests that matched no route.
+    pub no_route: AtomicU64,
+    /// Requests refused by cluster limits.
+    pub overflow: AtomicU64,
+    /// Our node id.
+    pub node_id: String,
+}
+
+impl Shared {
+    /// Offers an access record (never blocks).
+    pub fn log(&self, r: AccessRecord) {
+        self.logs.offer(r);
+    }
+
+    /// Compiles and serves `res` (tests and the config cache).
+    pub fn apply(&self, res: Resources) -> Result<(), String> {
+        let rt = config::compile(&res, &self.registries)?;
+        self.config.store(Arc::new(rt));
+        Ok(())
+    }
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    listen_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Proxy {
+    /// Binds both listeners, loads the config cache if any, connects to the control plane.
+    pub async fn start(cfg: ProxyConfig) -> anyhow::Result<Proxy> {
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding {}: {e}", cfg.listen))?;
+        let admin = TcpListener::bind(cfg.admin)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding admin {}: {e}", cfg.admin))?;
+        let listen_addr = listener.local_addr()?;
+        let admin_addr = admin.local_addr()?;
+        let (logs, log_rx) = LogSink::new(10_000, cfg.access_log_sample);
+        let shared = Arc::new(Shared {
+            config: ArcSwap::from_pointee(RuntimeConfig::default()),
+            registries: Registries::default(),
+            upstreams: Upstreams::default(),
+            logs,
+            xds: XdsStatus::default(),
+            started: Instant::now(),
+            no_route: AtomicU64::new(0),
+            overflow: AtomicU64::new(0),
+            node_id: cfg.node_id.clone(),
+        });
+        if let Some(dir) = &cfg.cache_dir {
+            match xds::cache::load(dir) {
+                Ok(Some(res)) => match shared.apply(res) {
+                    Ok(()) => {
+                        tracing::info!(dir = %dir.display(), "serving cached config until the control plane answers")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cached config does not compile; ignoring it")
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "reading config cache"),
+            }
+        }
+        let (stop, _) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(serve(
+            listener,
+            shared.clone(),
+            stop.subscribe(),
+            cfg.drain_timeout,
+        ));
+        tasks.spawn(admin::serve(admin, shared.clone(), stop.subscribe()));
+        if let Some(url) = &cfg.xds {
+            let channel = tonic::transport::Endpoint::from_shared(url.clone())?
+                .connect_timeout(Duration::from_secs(2))
+                .http2_keep_alive_interval(Duration::from_secs(15))
+                .keep_alive_while_idle(true)
+                .connect_lazy();
+            let node = Node {
+                id: cfg.node_id.clone(),
+                cluster: cfg.node_cluster.clone(),
+                user_agent_name: "gw-proxy".into(),
+                user_agent_version_type: Some(
+                    gw_proto::envoy::pb::envoy::config::core::v3::node::UserAgentVersionType::UserAgentVersion(
+                        env!("CARGO_PKG_VERSION").into(),
+                    ),
+                ),
+                ..Default::default()
+            };
+            let opts = XdsOptions {
+                mode: cfg.mode,
+                node: node.clone(),
+                cache_dir: cfg.cache_dir.clone(),
+            };
+            tasks.spawn(xds::run(
+                shared.clone(),
+                channel.clone(),
+                opts,
+                stop.subscribe(),
+            ));
+            tasks.spawn(crate::report::run(
+                shared.clone(),
+                channel,
+                node,
+                cfg.stats_interval,
+                log_rx,
+                stop.subscribe(),
+            ));
+        }
+        tracing::info!(listen = %listen_addr, admin = %admin_addr, node = %cfg.node_id, "gw-proxy started");
+        Ok(Proxy {
+            listen_addr,
+            admin_addr,
+            shared,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Where traffic is served.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    /// Where the admin endpoints are.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The shared state (tests feed resources through it).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Drains: stops accepting, lets in-flight requests finish (up to the drain timeout), stops.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new());
+    builder.http2().timer(hyper_util::rt::TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = crate::server::stopped(&mut stop) => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let shared = shared.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, req, peer).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    // New connections are refused from here on; in-flight ones finish or hit the deadline.
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("drained"),
+        _ = tokio::time::sleep(drain) => tracing::warn!(timeout = ?drain, "drain timeout; closing remaining connections"),
+    }
+}

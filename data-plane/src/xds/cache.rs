@@ -1,0 +1,89 @@
+//! The on-disk config cache: every accepted set of resources, written atomically (temp file +
+//! rename), so a proxy started while the control plane is down serves its last config.
+
+use crate::config::{Raw, Resources};
+use prost::Message;
+use std::path::Path;
+
+const FILE: &str = "gw-proxy-xds-cache.pb";
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct CacheFile {
+    #[prost(message, repeated, tag = "1")]
+    entries: Vec<CacheEntry>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct CacheEntry {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(string, tag = "2")]
+    name: String,
+    #[prost(string, tag = "3")]
+    version: String,
+    #[prost(bytes = "bytes", tag = "4")]
+    body: bytes::Bytes,
+}
+
+/// Writes `res` to `dir`.
+pub fn save(dir: &Path, res: &Resources) -> std::io::Result<()> {
+    let entries = res
+        .by_type
+        .iter()
+        .flat_map(|(t, m)| {
+            m.iter().map(move |(n, r)| CacheEntry {
+                type_url: t.clone(),
+                name: n.clone(),
+                version: r.version.clone(),
+                body: r.body.clone(),
+            })
+        })
+        .collect();
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    std::fs::write(&tmp, CacheFile { entries }.encode_to_vec())?;
+    std::fs::rename(tmp, dir.join(FILE))
+}
+
+/// Reads the cache in `dir`; `Ok(None)` when there is none.
+pub fn load(dir: &Path) -> std::io::Result<Option<Resources>> {
+    let bytes = match std::fs::read(dir.join(FILE)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let file = CacheFile::decode(bytes.as_slice())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let mut res = Resources::default();
+    for e in file.entries {
+        res.by_type.entry(e.type_url).or_default().insert(
+            e.name,
+            Raw {
+                version: e.version,
+                body: e.body,
+            },
+        );
+    }
+    Ok(Some(res))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().is_none());
+        let mut res = Resources::default();
+        res.by_type.entry("t".into()).or_default().insert(
+            "n".into(),
+            Raw {
+                version: "v1".into(),
+                body: bytes::Bytes::from_static(b"x"),
+            },
+        );
+        save(dir.path(), &res).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), Some(res));
+    }
+}

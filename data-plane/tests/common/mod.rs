@@ -1,0 +1,175 @@
+//! Test support: real upstream servers, an HTTP client, and waiting on conditions with a deadline.
+
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An upstream on 127.0.0.1:0. `/echo` returns the request body; `/status/N` answers N;
+/// `/slow/MS` answers after MS ms; `/flaky/N` fails its first N requests with 503. Every
+/// response carries `x-upstream: NAME` and the request headers as `x-seen-<name>`.
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicU32>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    pub async fn start(name: &str) -> Upstream {
+        Self::start_on(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Upstream {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicU32::new(0));
+        let (n, h) = (name.to_owned(), hits.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = listener.accept().await else {
+                    return;
+                };
+                let (n, h) = (n.clone(), h.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (n, h) = (n.clone(), h.clone());
+                        async move { Ok::<_, std::convert::Infallible>(serve(&n, &h, req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            name: name.into(),
+            addr,
+            hits,
+            task,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+async fn serve(name: &str, hits: &AtomicU32, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let n = hits.fetch_add(1, Ordering::SeqCst);
+    let path = req.uri().path().to_owned();
+    let mut seen = Vec::new();
+    for (k, v) in req.headers() {
+        seen.push((format!("x-seen-{k}"), v.clone()));
+    }
+    let (status, body) = if path.starts_with("/echo") {
+        (
+            200,
+            req.into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default(),
+        )
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        (code.parse().unwrap_or(500), Bytes::from(name.to_owned()))
+    } else if let Some(ms) = path.strip_prefix("/slow/") {
+        // Simulated upstream latency (the behaviour under test), not test synchronisation.
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+        (200, Bytes::from(name.to_owned()))
+    } else if let Some(k) = path.strip_prefix("/flaky/") {
+        let k: u32 = k.parse().unwrap_or(0);
+        (if n < k { 503 } else { 200 }, Bytes::from(name.to_owned()))
+    } else {
+        (200, Bytes::from(name.to_owned()))
+    };
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r.headers_mut().insert("x-upstream", name.parse().unwrap());
+    for (k, v) in seen {
+        if let Ok(k) = hyper::header::HeaderName::from_bytes(k.as_bytes()) {
+            r.headers_mut().append(k, v);
+        }
+    }
+    r
+}
+
+pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub upstream: String,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+pub async fn send(
+    c: &HttpClient,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = c.request(b.body(Full::new(body)).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let upstream = headers
+        .get("x-upstream")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        upstream,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(c: &HttpClient, addr: SocketAddr, path: &str) -> Reply {
+    send(c, addr, "GET", path, &[], Bytes::new()).await
+}
+
+/// Polls `f` until it returns `Some`, at most `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
