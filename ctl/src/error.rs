@@ -90,6 +90,17 @@ impl CliError {
         CliError::Other(m.to_string())
     }
 
+    /// Adds a sentence after the message.
+    pub fn note(self, note: impl fmt::Display) -> Self {
+        match self {
+            CliError::Status { context, status } => CliError::Status {
+                context,
+                status: tonic::Status::new(status.code(), format!("{}; {note}", status.message())),
+            },
+            e => CliError::Other(format!("{}; {note}", e.render(false))),
+        }
+    }
+
     /// Names `server` in errors that are about reaching it rather than about the request.
     pub fn at_server(self, server: &str) -> Self {
         match self {

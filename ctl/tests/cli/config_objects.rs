@@ -265,6 +265,15 @@ fn many_routes(n: usize) -> String {
 async fn large_apply_from_stdin_is_batched_with_progress_lines() {
     let env = Env::start().await;
     let text = many_routes(1200);
+    // A dry run is one call, so routes can see the cluster an earlier batch would have created.
+    let dry = env
+        .run_with_stdin(&["apply", "-f", "-", "--batch", "500", "--dry-run"], &text)
+        .await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(dry
+        .stdout
+        .lines()
+        .all(|l| l.ends_with(" created (dry run)")));
     let out = env
         .run_with_stdin(&["apply", "-f", "-", "--batch", "500"], &text)
         .await;
@@ -301,4 +310,40 @@ async fn large_apply_from_stdin_is_batched_with_progress_lines() {
         env.run(&["get", "tenants"]).await.stderr.trim(),
         "No tenants found."
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_batch_says_what_earlier_batches_applied() {
+    let env = Env::start().await;
+    let mut docs = vec![
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {name: t}\n".to_owned(),
+        "apiVersion: gw/v1\nkind: Cluster\nmetadata: {name: c, tenant: t}\n".to_owned(),
+    ];
+    for (name, cluster) in [("a", "c"), ("b", "c"), ("d", "nope")] {
+        docs.push(format!(
+            "apiVersion: gw/v1\nkind: Route\nmetadata: {{name: {name}, tenant: t}}\nspec: {{cluster: {cluster}}}\n"
+        ));
+    }
+    let f = env.file("partial.yaml", &docs.join("---\n"));
+    let f = f.to_str().unwrap();
+    let out = env.run(&["apply", "-f", f, "--batch", "3"]).await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stdout,
+        "tenant/t created\ncluster/t/c created\nroute/t/a created\n"
+    );
+    assert_eq!(
+        out.stderr,
+        format!("applying 3/5\nerror: {f}: document 5 (Route t/d): spec.cluster: cluster \"nope\" does not exist in tenant \"t\"; 3 of 5 objects (listed above) were applied before this batch\n")
+    );
+    // Machine-readable outcomes.
+    let ok = env.file("ok.yaml", &docs[..4].join("---\n"));
+    let json = env
+        .run(&["apply", "-f", ok.to_str().unwrap(), "-o", "json"])
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v[3]["kind"], "Route");
+    assert_eq!(v[3]["name"], "b");
+    assert_eq!(v[3]["outcome"], "created");
+    assert_eq!(v[2]["outcome"], "unchanged");
 }
