@@ -33,6 +33,22 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A clap usage error as one line: the error, its tips and the usage, without the help pointer.
+pub fn usage_error_line(rendered: &str) -> String {
+    let mut parts = Vec::new();
+    for paragraph in rendered.split("\n\n") {
+        let p = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+        if p.is_empty() || p.starts_with("For more information") {
+            continue;
+        }
+        parts.push(match p.strip_prefix("Usage: ") {
+            Some(u) => format!("usage: {u}"),
+            None => p,
+        });
+    }
+    parts.join("; ")
+}
+
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -293,4 +309,32 @@ pub enum ConfigCommand {
     },
     /// Show the stored config (token masked).
     View,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        let e = Cli::try_parse_from(args).unwrap_err();
+        usage_error_line(&e.render().to_string())
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        assert_eq!(
+            usage_error(&["gwctl", "apply"]),
+            "error: the following required arguments were not provided: --filename <FILES>; usage: gwctl apply --filename <FILES>"
+        );
+        assert_eq!(
+            usage_error(&["gwctl", "-o", "xml", "get", "tenants"]),
+            "error: invalid value 'xml' for '--output <OUTPUT>' [possible values: table, wide, json, yaml]; tip: a similar value exists: 'yaml'"
+        );
+    }
 }

@@ -12,5 +12,19 @@ use clap::Parser;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(cmd::main(cli::Cli::parse()).await)
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help, --version, and help for a bare `gwctl` or `gwctl endpoints`.
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("{}", cli::usage_error_line(&e.render().to_string()));
+            return std::process::ExitCode::from(2);
+        }
+    };
+    std::process::ExitCode::from(cmd::main(cli).await)
 }

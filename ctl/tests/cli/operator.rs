@@ -130,3 +130,14 @@ async fn describe_tenant_and_verbose_not_found() {
         "error: route/acme/nope not found (gRPC status NotFound)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_errors_are_one_line_with_exit_code_2() {
+    let env = Env::start().await;
+    let out = env.run(&["get", "routes", "--colour"]).await;
+    assert_eq!(out.code, 2);
+    assert_eq!(
+        out.stderr,
+        "error: unexpected argument '--colour' found; tip: a similar argument exists: '--cluster'; usage: gwctl get --cluster <CLUSTER> <KIND> [NAME]\n"
+    );
+}
