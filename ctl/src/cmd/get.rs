@@ -41,7 +41,11 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> CliResult<u8> {
 /// Prints objects in `format`.
 pub fn render(format: Format, kind: Kind, objs: &[Object], single: bool) {
     if objs.is_empty() && matches!(format, Format::Table | Format::Wide) {
-        eprintln!("No {kind}s found.");
+        let what = match kind {
+            Kind::AlertRule => "alert rules".to_owned(),
+            k => format!("{k}s"),
+        };
+        eprintln!("No {what} found.");
         return;
     }
     print!("{}", text(format, kind, objs, single));

@@ -3,7 +3,7 @@
 use super::{ClusterEndpoints, Report};
 use crate::output::{age, paint_if, table, text, time};
 use gw_proto::gateway::v1 as pb;
-use gw_proto::model::{format_duration as d, Object, Spec};
+use gw_proto::model::{format_duration as d, Kind, Object, Spec};
 use std::fmt::Write;
 
 /// `Label:` padded so values line up.
@@ -111,7 +111,11 @@ pub fn report(r: &Report, color: bool) -> String {
                 } else {
                     format!("{} ({})", names.len(), names.join(", "))
                 };
-                field(&mut out, &format!("{}s", kind.manifest_name()), list);
+                let label = match kind {
+                    Kind::AlertRule => "Alert rules".to_owned(),
+                    k => format!("{}s", k.manifest_name()),
+                };
+                field(&mut out, &label, list);
             }
         }
         Spec::Listener(_) | Spec::AlertRule(_) => {

@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::cmd::describe::{ClusterEndpoints, Report};
-use gw_proto::model::Kind;
 
 fn quickstart(name: &str) -> Object {
     let text = include_str!("../../../../../examples/quickstart.yaml");
@@ -173,7 +172,7 @@ Age:           -
 Display name:  ACME Corp
 Clusters:      2 (orders-svc, users-svc)
 Routes:        1 (users)
-AlertRules:    none
+Alert rules:   none
 
 Events (1h):   none
 "
