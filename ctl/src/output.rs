@@ -4,13 +4,34 @@ use comfy_table::presets::NOTHING;
 use comfy_table::{Cell, ContentArrangement, Table};
 use std::io::IsTerminal;
 
-/// A borderless, kubectl-style table.
+/// A borderless, kubectl-style table without colours.
 pub fn table(headers: &[&str]) -> Table {
+    styled_table(headers, false)
+}
+
+/// A borderless, kubectl-style table; `color` lets cells made by [`cell`] keep their colour.
+/// comfy-table measures columns before styling, so coloured cells stay aligned.
+pub fn styled_table(headers: &[&str], color: bool) -> Table {
     let mut t = Table::new();
     t.load_preset(NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled);
+    if color {
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
+    }
     t.set_header(headers.iter().map(Cell::new));
     t
+}
+
+/// A table cell coloured by meaning (see [`paint_if`]) when `color`.
+pub fn cell(color: bool, s: &str) -> Cell {
+    match meaning(s).filter(|_| color) {
+        Some(Meaning::Good) => Cell::new(s).fg(comfy_table::Color::Green),
+        Some(Meaning::Warn) => Cell::new(s).fg(comfy_table::Color::Yellow),
+        Some(Meaning::Bad) => Cell::new(s).fg(comfy_table::Color::Red),
+        None => Cell::new(s),
+    }
 }
 
 /// A table as text, without the leading padding and trailing blanks comfy-table adds.
@@ -38,18 +59,31 @@ pub fn paint(s: &str) -> String {
     paint_if(color(), s)
 }
 
-/// Colours `s` green / yellow / red by meaning when `color`.
-pub fn paint_if(color: bool, s: &str) -> String {
-    if !color {
-        return s.to_owned();
-    }
-    let code = match s {
+enum Meaning {
+    Good,
+    Warn,
+    Bad,
+}
+
+fn meaning(s: &str) -> Option<Meaning> {
+    match s {
         "created" | "configured" | "SYNCED" | "resolved" | "closed" | "healthy" | "delivered" => {
-            "32"
+            Some(Meaning::Good)
         }
-        "unchanged" | "STALE" | "pending" | "half_open" => "33",
-        "NACKED" | "DISCONNECTED" | "firing" | "open" | "unhealthy" | "failed" | "deleted" => "31",
-        _ => return s.to_owned(),
+        "unchanged" | "STALE" | "pending" | "half_open" => Some(Meaning::Warn),
+        "NACKED" | "DISCONNECTED" | "firing" | "open" | "unhealthy" | "failed" | "deleted"
+        | "pruned" => Some(Meaning::Bad),
+        _ => None,
+    }
+}
+
+/// Colours `s` green / yellow / red by meaning when `color` (for text outside tables).
+pub fn paint_if(color: bool, s: &str) -> String {
+    let code = match meaning(s).filter(|_| color) {
+        Some(Meaning::Good) => "32",
+        Some(Meaning::Warn) => "33",
+        Some(Meaning::Bad) => "31",
+        None => return s.to_owned(),
     };
     format!("\x1b[{code}m{s}\x1b[0m")
 }

@@ -3,7 +3,8 @@
 use super::Ctx;
 use crate::cli::{Format, ProxiesArgs};
 use crate::error::{CliResult, StatusContext};
-use crate::output::{age, paint, print, table, time, ts_ms};
+use crate::output::{age, cell, paint, print, styled_table, table, time, ts_ms};
+use comfy_table::Cell;
 use gw_proto::gateway::v1 as pb;
 
 fn status(s: i32) -> &'static str {
@@ -19,8 +20,8 @@ fn status(s: i32) -> &'static str {
 fn short(v: &str) -> String {
     if v.is_empty() {
         "-".into()
-    } else if v.len() > 12 {
-        format!("{}…", &v[..12])
+    } else if v.chars().count() > 12 {
+        format!("{}…", v.chars().take(12).collect::<String>())
     } else {
         v.to_owned()
     }
@@ -72,30 +73,34 @@ pub async fn proxies(ctx: &Ctx, a: ProxiesArgs) -> CliResult<u8> {
                 eprintln!("No proxies connected.");
                 return Ok(0);
             }
-            let mut t = table(&[
-                "NODE",
-                "CLUSTER",
-                "ADDRESS",
-                "PROTOCOL",
-                "CONNECTED",
-                "STATUS",
-                "CDS",
-                "EDS",
-                "LDS",
-                "RDS",
-            ]);
+            let color = crate::output::color();
+            let mut t = styled_table(
+                &[
+                    "NODE",
+                    "CLUSTER",
+                    "ADDRESS",
+                    "PROTOCOL",
+                    "CONNECTED",
+                    "STATUS",
+                    "CDS",
+                    "EDS",
+                    "LDS",
+                    "RDS",
+                ],
+                color,
+            );
             for p in &r.proxies {
                 t.add_row(vec![
-                    p.node_id.clone(),
-                    p.node_cluster.clone(),
-                    p.address.clone(),
-                    p.protocol.clone(),
-                    age(ts_ms(p.connected_since.as_ref())),
-                    paint(status(p.status)),
-                    acked(p, "CDS"),
-                    acked(p, "EDS"),
-                    acked(p, "LDS"),
-                    acked(p, "RDS"),
+                    Cell::new(&p.node_id),
+                    Cell::new(&p.node_cluster),
+                    Cell::new(&p.address),
+                    Cell::new(&p.protocol),
+                    Cell::new(age(ts_ms(p.connected_since.as_ref()))),
+                    cell(color, status(p.status)),
+                    Cell::new(acked(p, "CDS")),
+                    Cell::new(acked(p, "EDS")),
+                    Cell::new(acked(p, "LDS")),
+                    Cell::new(acked(p, "RDS")),
                 ]);
             }
             print(&t);

@@ -3,7 +3,8 @@
 use super::{parse_duration, Ctx};
 use crate::cli::{AlertsAction, AlertsArgs, EventsArgs, Format, LogsArgs, StatsArgs};
 use crate::error::{CliError, CliResult, StatusContext};
-use crate::output::{paint, print, table, time};
+use crate::output::{cell, print, styled_table, table, time};
+use comfy_table::Cell;
 use gw_proto::gateway::v1 as pb;
 
 fn ms(v: f64) -> String {
@@ -206,7 +207,12 @@ pub async fn events(ctx: &Ctx, a: EventsArgs) -> CliResult<u8> {
                 if matches!(ctx.output, Format::Json | Format::Yaml) {
                     let v = serde_json::json!({"id": e.id, "at": time(e.at.as_ref()), "kind": e.kind, "severity": e.severity,
                         "tenant": e.tenant, "object": e.object, "node": e.node, "message": e.message, "attributes": e.attributes});
-                    println!("{v}");
+                    // One JSON object per line, or one YAML document per event: both stream.
+                    if ctx.output == Format::Json {
+                        println!("{v}");
+                    } else {
+                        print!("---\n{}", serde_yaml::to_string(&v).unwrap_or_default());
+                    }
                 } else {
                     println!("{}", event_line(&e));
                 }
@@ -275,41 +281,46 @@ pub async fn alerts(ctx: &Ctx, a: AlertsArgs) -> CliResult<u8> {
         eprintln!("No alerts.");
         return Ok(0);
     }
-    let mut t = table(&[
-        "ID",
-        "TENANT",
-        "RULE",
-        "SCOPE",
-        "STATE",
-        "VALUE",
-        "THRESHOLD",
-        "SINCE",
-        "RESOLVED",
-        "ACKED BY",
-        "WEBHOOK",
-    ]);
+    let color = crate::output::color();
+    let mut t = styled_table(
+        &[
+            "ID",
+            "TENANT",
+            "RULE",
+            "SCOPE",
+            "STATE",
+            "VALUE",
+            "THRESHOLD",
+            "SINCE",
+            "RESOLVED",
+            "ACKED BY",
+            "WEBHOOK",
+        ],
+        color,
+    );
     for x in alerts {
         let since = if x.fired_at.is_some() {
             time(x.fired_at.as_ref())
         } else {
             time(x.started_at.as_ref())
         };
+        let acked_by = if x.acked_by.is_empty() {
+            "-".to_owned()
+        } else {
+            x.acked_by
+        };
         t.add_row(vec![
-            x.id,
-            x.tenant,
-            x.rule,
-            x.scope,
-            paint(&x.state),
-            format!("{:.4}", x.value),
-            format!("{}", x.threshold),
-            since,
-            time(x.resolved_at.as_ref()),
-            if x.acked_by.is_empty() {
-                "-".into()
-            } else {
-                x.acked_by
-            },
-            paint(&x.delivery),
+            Cell::new(x.id),
+            Cell::new(x.tenant),
+            Cell::new(x.rule),
+            Cell::new(x.scope),
+            cell(color, &x.state),
+            Cell::new(format!("{:.4}", x.value)),
+            Cell::new(x.threshold),
+            Cell::new(since),
+            Cell::new(time(x.resolved_at.as_ref())),
+            Cell::new(acked_by),
+            cell(color, &x.delivery),
         ]);
     }
     print(&t);

@@ -1,7 +1,8 @@
 //! `describe` output: what was fetched, as text. Pure, so the layout is tested line by line.
 
 use super::{ClusterEndpoints, Report};
-use crate::output::{age, paint_if, table, text, time};
+use crate::output::{age, cell, styled_table, text, time};
+use comfy_table::Cell;
 use gw_proto::gateway::v1 as pb;
 use gw_proto::model::{format_duration as d, Kind, Object, Spec};
 use std::fmt::Write;
@@ -202,14 +203,17 @@ fn cluster(out: &mut String, c: &ClusterEndpoints, color: bool) {
     if c.endpoints.is_empty() {
         return;
     }
-    let mut t = table(&[
-        "  ENDPOINT",
-        "WEIGHT",
-        "SOURCE",
-        "HEALTH",
-        "BREAKER",
-        "REPORTED BY",
-    ]);
+    let mut t = styled_table(
+        &[
+            "  ENDPOINT",
+            "WEIGHT",
+            "SOURCE",
+            "HEALTH",
+            "BREAKER",
+            "REPORTED BY",
+        ],
+        color,
+    );
     for e in &c.endpoints {
         let addr = format!("{}:{}", e.address, e.port);
         let mine: Vec<&pb::EndpointState> =
@@ -220,12 +224,12 @@ fn cluster(out: &mut String, c: &ClusterEndpoints, color: bool) {
             n => format!("{n} proxies"),
         };
         t.add_row(vec![
-            format!("  {addr}"),
-            e.weight.to_string(),
-            source(e.source).into(),
-            paint_if(color, health(&mine)),
-            paint_if(color, breaker(&mine)),
-            reported,
+            Cell::new(format!("  {addr}")),
+            Cell::new(e.weight),
+            Cell::new(source(e.source)),
+            cell(color, health(&mine)),
+            cell(color, breaker(&mine)),
+            Cell::new(reported),
         ]);
     }
     out.push_str(&text(&t));
@@ -309,13 +313,13 @@ pub fn endpoint(
     if mine.is_empty() {
         field(&mut out, "Proxies", "none report this endpoint");
     } else {
-        let mut t = table(&["PROXY", "HEALTH", "BREAKER", "REPORTED"]);
+        let mut t = styled_table(&["PROXY", "HEALTH", "BREAKER", "REPORTED"], color);
         for s in mine {
             t.add_row(vec![
-                s.node.clone(),
-                paint_if(color, if s.healthy { "healthy" } else { "unhealthy" }),
-                paint_if(color, &s.breaker),
-                time(s.updated_at.as_ref()),
+                Cell::new(&s.node),
+                cell(color, if s.healthy { "healthy" } else { "unhealthy" }),
+                cell(color, &s.breaker),
+                Cell::new(time(s.updated_at.as_ref())),
             ]);
         }
         out.push_str(&text(&t));

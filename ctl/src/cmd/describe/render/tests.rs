@@ -202,8 +202,26 @@ Stats (15m):   no traffic
     );
 }
 
+/// `s` without ANSI colour sequences.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[test]
-fn colours_only_when_asked() {
+fn colours_only_when_asked_and_columns_stay_aligned() {
     let r = Report {
         object: quickstart("users-svc"),
         clusters: vec![users_svc()],
@@ -211,6 +229,9 @@ fn colours_only_when_asked() {
         owned: vec![],
         events: vec![],
     };
-    assert!(!report(&r, false).contains('\x1b'));
-    assert!(report(&r, true).contains("\x1b[31mopen\x1b[0m"));
+    let plain = report(&r, false);
+    let coloured = report(&r, true);
+    assert!(!plain.contains('\x1b'));
+    assert!(coloured.contains('\x1b'));
+    assert_eq!(strip_ansi(&coloured), plain);
 }
