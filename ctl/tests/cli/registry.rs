@@ -113,3 +113,44 @@ async fn registry_register_list_heartbeat_deregister() {
     assert_eq!(again.code, 1);
     assert!(again.stderr.contains("not found"), "{}", again.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_without_heartbeats_expires_by_itself() {
+    let env = Env::start().await;
+    env.run(&["apply", "-f", &q()]).await;
+    let key = [
+        "-t",
+        "acme",
+        "--cluster",
+        "orders-svc",
+        "--address",
+        "10.1.1.1",
+        "--port",
+        "80",
+    ];
+    let mut args = vec!["endpoints", "register", "--ttl", "1s"];
+    args.extend(key);
+    let reg = env.run(&args).await;
+    assert_eq!(reg.code, 0, "{}", reg.stderr);
+    let listed = |out: &str| out.contains("10.1.1.1");
+    let list = ["get", "endpoints", "-t", "acme", "--cluster", "orders-svc"];
+    assert!(listed(&env.run(&list).await.stdout));
+    // The lease runs out on the server's clock: poll for the outcome, with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while listed(&env.run(&list).await.stdout) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the endpoint never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut args = vec!["endpoints", "heartbeat"];
+    args.extend(key);
+    let hb = env.run(&args).await;
+    assert_eq!(hb.code, 1);
+    assert!(
+        hb.stderr.contains("expired or never registered"),
+        "{}",
+        hb.stderr
+    );
+}
