@@ -3,9 +3,10 @@
 use super::Ctx;
 use crate::cli::{Format, ProxiesArgs};
 use crate::error::{CliResult, StatusContext};
-use crate::output::{age, cell, paint, print, styled_table, table, time, ts_ms};
+use crate::output::{age, cell, paint_if, styled_table, table, text, time, ts_ms};
 use comfy_table::Cell;
 use gw_proto::gateway::v1 as pb;
+use std::fmt::Write;
 
 fn status(s: i32) -> &'static str {
     match pb::SyncStatus::try_from(s) {
@@ -73,51 +74,7 @@ pub async fn proxies(ctx: &Ctx, a: ProxiesArgs) -> CliResult<u8> {
                 eprintln!("No proxies connected.");
                 return Ok(0);
             }
-            let color = crate::output::color();
-            let mut t = styled_table(
-                &[
-                    "NODE",
-                    "CLUSTER",
-                    "ADDRESS",
-                    "PROTOCOL",
-                    "CONNECTED",
-                    "STATUS",
-                    "CDS",
-                    "EDS",
-                    "LDS",
-                    "RDS",
-                ],
-                color,
-            );
-            for p in &r.proxies {
-                t.add_row(vec![
-                    Cell::new(&p.node_id),
-                    Cell::new(&p.node_cluster),
-                    Cell::new(&p.address),
-                    Cell::new(&p.protocol),
-                    Cell::new(age(ts_ms(p.connected_since.as_ref()))),
-                    cell(color, status(p.status)),
-                    Cell::new(acked(p, "CDS")),
-                    Cell::new(acked(p, "EDS")),
-                    Cell::new(acked(p, "LDS")),
-                    Cell::new(acked(p, "RDS")),
-                ]);
-            }
-            print(&t);
-            for p in &r.proxies {
-                if let Some(n) = &p.last_nack {
-                    println!(
-                        "\n{} NACKed {} version {}: {}",
-                        p.node_id,
-                        n.r#type,
-                        short(&n.version),
-                        n.error_detail
-                    );
-                    if !n.objects.is_empty() {
-                        println!("  caused by: {}", n.objects.join(", "));
-                    }
-                }
-            }
+            print!("{}", proxies_text(&r.proxies, crate::output::color()));
         }
     }
     Ok(0)
@@ -140,22 +97,87 @@ pub async fn describe(ctx: &Ctx, node: &str) -> CliResult<u8> {
         );
         return Ok(0);
     }
-    println!("Node:          {}", p.node_id);
-    println!("Node cluster:  {}", p.node_cluster);
-    println!("Address:       {}", p.address);
-    println!("User agent:    {}", p.user_agent);
-    println!("Protocol:      {}", p.protocol);
-    println!(
-        "Connected:     {} ({} ago)",
-        time(p.connected_since.as_ref()),
-        age(ts_ms(p.connected_since.as_ref()))
+    print!("{}", proxy_text(&p, crate::output::color()));
+    Ok(0)
+}
+
+/// The `proxies` table, then each NACK with the objects it blames.
+pub fn proxies_text(proxies: &[pb::Proxy], color: bool) -> String {
+    let mut t = styled_table(
+        &[
+            "NODE",
+            "CLUSTER",
+            "ADDRESS",
+            "PROTOCOL",
+            "CONNECTED",
+            "STATUS",
+            "CDS",
+            "EDS",
+            "LDS",
+            "RDS",
+        ],
+        color,
     );
-    println!("Status:        {}", paint(status(p.status)));
-    println!(
-        "Revision:      synced {} of {}",
-        p.synced_revision, p.current_revision
+    for p in proxies {
+        t.add_row(vec![
+            Cell::new(&p.node_id),
+            Cell::new(&p.node_cluster),
+            Cell::new(&p.address),
+            Cell::new(&p.protocol),
+            Cell::new(age(ts_ms(p.connected_since.as_ref()))),
+            cell(color, status(p.status)),
+            Cell::new(acked(p, "CDS")),
+            Cell::new(acked(p, "EDS")),
+            Cell::new(acked(p, "LDS")),
+            Cell::new(acked(p, "RDS")),
+        ]);
+    }
+    let mut out = text(&t);
+    for p in proxies {
+        if let Some(n) = &p.last_nack {
+            let _ = writeln!(
+                out,
+                "\n{} NACKed {} version {}: {}",
+                p.node_id,
+                n.r#type,
+                short(&n.version),
+                n.error_detail
+            );
+            if !n.objects.is_empty() {
+                let _ = writeln!(out, "  caused by: {}", n.objects.join(", "));
+            }
+        }
+    }
+    out
+}
+
+/// `describe proxy NODE`: identity, sync status per xDS type, the NACK and what it blames.
+pub fn proxy_text(p: &pb::Proxy, color: bool) -> String {
+    let mut out = String::new();
+    let mut field = |label: &str, value: String| {
+        let _ = writeln!(out, "{:<15}{value}", format!("{label}:"));
+    };
+    field("Node", p.node_id.clone());
+    field("Node cluster", p.node_cluster.clone());
+    field("Address", p.address.clone());
+    field("User agent", p.user_agent.clone());
+    field("Protocol", p.protocol.clone());
+    field(
+        "Connected",
+        match p.connected_since.as_ref() {
+            Some(t) => format!("{} ({} ago)", time(Some(t)), age(ts_ms(Some(t)))),
+            None => "-".into(),
+        },
     );
-    println!();
+    if p.disconnected_at.is_some() {
+        field("Disconnected", time(p.disconnected_at.as_ref()));
+    }
+    field("Status", paint_if(color, status(p.status)));
+    field(
+        "Revision",
+        format!("synced {} of {}", p.synced_revision, p.current_revision),
+    );
+    out.push('\n');
     let mut t = table(&["TYPE", "SENT", "ACKED", "RESOURCES", "NACK"]);
     for ty in &p.types {
         let nack = ty
@@ -170,17 +192,21 @@ pub async fn describe(ctx: &Ctx, node: &str) -> CliResult<u8> {
             nack,
         ]);
     }
-    print(&t);
+    out.push_str(&text(&t));
     if let Some(n) = &p.last_nack {
-        println!(
+        let _ = writeln!(
+            out,
             "\nLast NACK ({} at {}): {}",
             n.r#type,
             time(n.at.as_ref()),
             n.error_detail
         );
         if !n.objects.is_empty() {
-            println!("Blamed objects: {}", n.objects.join(", "));
+            let _ = writeln!(out, "Blamed objects: {}", n.objects.join(", "));
         }
     }
-    Ok(0)
+    out
 }
+
+#[cfg(test)]
+mod tests;
