@@ -5,6 +5,7 @@
 mod env;
 
 mod config_objects;
+mod fleet;
 mod operator;
 mod registry;
 mod token;
