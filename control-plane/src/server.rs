@@ -55,9 +55,20 @@ impl Config {
     /// flushes, 200 ms evaluation), for tests.
     pub fn for_tests(db: impl Into<String>) -> Config {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let ingest = IngestConfig {
+            resolution: Duration::from_secs(1),
+            flush_interval: Duration::from_millis(100),
+            ..IngestConfig::default()
+        };
+        let monitoring = MonitoringConfig {
+            interval: Duration::from_millis(200),
+            ..MonitoringConfig::default()
+        };
         Config {
             grpc: any,
             http: any,
+            ingest,
+            monitoring,
             ..Config::new(db)
         }
     }

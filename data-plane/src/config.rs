@@ -6,6 +6,8 @@
 //! Endpoint state lives in the [`EndpointRegistry`] and counters in the [`StatsRegistry`], so both
 //! survive updates that keep the endpoint / object.
 
+pub mod fixture;
+
 use crate::endpoint::{Endpoint, EndpointRegistry};
 use crate::lb::{self, Balancer, PickContext};
 use crate::router::RouteTable;

@@ -20,6 +20,8 @@ pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
     pub hits: Arc<AtomicU32>,
+    /// While true, every request is answered 503.
+    pub failing: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -38,17 +40,26 @@ impl Upstream {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicU32::new(0));
-        let (n, h) = (name.to_owned(), hits.clone());
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (n, h, f) = (name.to_owned(), hits.clone(), failing.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = listener.accept().await else {
                     return;
                 };
-                let (n, h) = (n.clone(), h.clone());
+                let (n, h, f) = (n.clone(), h.clone(), f.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (n, h) = (n.clone(), h.clone());
-                        async move { Ok::<_, std::convert::Infallible>(serve(&n, &h, req).await) }
+                        let (n, h, f) = (n.clone(), h.clone(), f.clone());
+                        async move {
+                            if f.load(Ordering::SeqCst) {
+                                h.fetch_add(1, Ordering::SeqCst);
+                                let mut r = Response::new(Full::new(Bytes::from_static(b"down")));
+                                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                                return Ok::<_, std::convert::Infallible>(r);
+                            }
+                            Ok::<_, std::convert::Infallible>(serve(&n, &h, req).await)
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(s), svc)
@@ -60,6 +71,7 @@ impl Upstream {
             name: name.into(),
             addr,
             hits,
+            failing,
             task,
         }
     }
@@ -172,4 +184,44 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A webhook receiver on 127.0.0.1:0: every POST body (JSON) arrives on the channel.
+pub async fn webhook_receiver() -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let tx = tx.clone();
+                    async move {
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let _ = tx
+                            .send(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
 }

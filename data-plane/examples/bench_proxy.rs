@@ -1,0 +1,56 @@
+//! A gw-proxy without a control plane, for the peer benchmark: one listener, one route `/` to a
+//! round-robin cluster of the kit's upstreams.
+//!
+//! `cargo run --release -p gw-proxy --example bench_proxy -- 127.0.0.1:18400 127.0.0.1:18081,127.0.0.1:18082,127.0.0.1:18083 [workers] [lb]`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use gw_proxy::config::fixture;
+use gw_proxy::server::{Proxy, ProxyConfig};
+use std::net::SocketAddr;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let listen: SocketAddr = args
+        .next()
+        .unwrap_or_else(|| "127.0.0.1:18400".into())
+        .parse()
+        .expect("listen address");
+    let upstreams: Vec<(SocketAddr, u32)> = args
+        .next()
+        .unwrap_or_else(|| "127.0.0.1:18081,127.0.0.1:18082,127.0.0.1:18083".into())
+        .split(',')
+        .map(|a| (a.parse().expect("upstream address"), 1))
+        .collect();
+    let workers: usize = args.next().map_or(1, |w| w.parse().expect("workers"));
+    let lb = args.next().unwrap_or_else(|| "round_robin".into());
+    let rt = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+    .unwrap();
+    rt.block_on(async move {
+        let mut cfg = ProxyConfig::for_tests(None, "bench");
+        cfg.listen = listen;
+        cfg.access_log_sample = 0.0;
+        let proxy = Proxy::start(cfg).await.unwrap();
+        let res = fixture::simple(
+            vec![fixture::prefix_route("bench/all", "/", "bench/up")],
+            &[("bench/up", &lb, upstreams)],
+        );
+        proxy.shared().apply(res).unwrap();
+        eprintln!(
+            "bench_proxy on {} (admin {})",
+            proxy.listen_addr(),
+            proxy.admin_addr()
+        );
+        let _ = tokio::signal::ctrl_c().await;
+        proxy.shutdown().await;
+    });
+}

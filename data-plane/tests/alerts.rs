@@ -1,0 +1,125 @@
+//! The monitoring chain end to end: a real proxy reports stats to a real control plane; an
+//! endpoint starts failing → the error-rate alert fires → webhook; it heals → the alert resolves
+//! by itself → webhook. Access logs of the failures reach `Stats.GetLogs`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{client, eventually, get, webhook_receiver, Upstream};
+use gw_control_plane::server::{Config, ControlPlane};
+use gw_proto::gateway::v1 as pb;
+use gw_proto::manifest;
+use gw_proxy::server::{Proxy, ProxyConfig};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_endpoint_fires_and_resolves_an_alert() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
+    let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
+        .await
+        .unwrap();
+    let up = Upstream::start("a").await;
+    let (hook, mut hooks) = webhook_receiver().await;
+    let yaml = format!(
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: acme}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: users, tenant: acme}}\nspec: {{endpoints: [{{address: 127.0.0.1, port: {}}}]}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: users, tenant: acme}}\nspec: {{match: {{pathPrefix: /users}}, cluster: users}}\n---\n\
+         apiVersion: gw/v1\nkind: AlertRule\nmetadata: {{name: users-errors, tenant: acme}}\n\
+         spec: {{metric: error_rate, scope: {{route: users}}, threshold: 0.2, window: 3s, for: 0s, webhook: {{url: 'http://{hook}/hook', secret: s3cr3t}}}}\n",
+        up.port()
+    );
+    let objs = manifest::parse(&yaml)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.object)
+        .collect();
+    cp.store().apply(objs, false).await.unwrap();
+    let proxy = Proxy::start(ProxyConfig::for_tests(
+        Some(format!("http://{}", cp.grpc_addr())),
+        "edge-1",
+    ))
+    .await
+    .unwrap();
+    let c = client();
+    let (admin, p) = (proxy.admin_addr(), proxy.listen_addr());
+    eventually(10, "proxy ready", || async {
+        (get(&c, admin, "/ready").await.status == 200).then_some(())
+    })
+    .await;
+
+    // Healthy traffic, then the endpoint fails.
+    for _ in 0..20 {
+        assert_eq!(get(&c, p, "/users/1").await.status, 200);
+    }
+    up.failing.store(true, Ordering::SeqCst);
+    let fired = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            assert_eq!(get(&c, p, "/users/1").await.status, 503);
+            if let Ok(h) = hooks.try_recv() {
+                return h;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let fired = fired.expect("no firing webhook within 20 s");
+    assert_eq!(fired["status"], "firing");
+    assert_eq!(fired["rule"], "users-errors");
+    assert_eq!(fired["scope"], "route/users");
+    assert!(fired["value"].as_f64().unwrap() > 0.2);
+
+    // Heal: the bad seconds leave the 3 s window and the alert resolves by itself.
+    up.failing.store(false, Ordering::SeqCst);
+    let resolved = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            assert_eq!(get(&c, p, "/users/1").await.status, 200);
+            if let Ok(h) = hooks.try_recv() {
+                return h;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("no resolved webhook within 20 s");
+    assert_eq!(resolved["status"], "resolved");
+
+    // The failures were logged, with the route, cluster and endpoint they went to.
+    let url = format!("http://{}", cp.grpc_addr());
+    let mut stats = pb::stats_client::StatsClient::connect(url).await.unwrap();
+    let logs = eventually(10, "5xx access logs", || {
+        let mut stats = stats.clone();
+        async move {
+            let req = pb::LogsRequest {
+                status: "5xx".into(),
+                route: "users".into(),
+                ..Default::default()
+            };
+            let recs = stats.get_logs(req).await.unwrap().into_inner().records;
+            (!recs.is_empty()).then_some(recs)
+        }
+    })
+    .await;
+    assert_eq!(logs[0].tenant, "acme");
+    assert_eq!(logs[0].cluster, "users");
+    assert_eq!(logs[0].endpoint, format!("127.0.0.1:{}", up.port()));
+    assert_eq!(logs[0].status, 503);
+    assert_eq!(logs[0].node, "edge-1");
+    let rows = stats
+        .get_stats(pb::StatsRequest {
+            kind: "route".into(),
+            tenant: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rows;
+    assert!(rows[0].requests >= 20 && rows[0].status_5xx > 0, "{rows:?}");
+    proxy.shutdown().await;
+    cp.shutdown().await;
+}
