@@ -4,7 +4,7 @@
 use crate::env::{q, Env};
 use gw_proto::envoy::pb::envoy::config::core::v3::Node;
 use gw_proto::envoy::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use gw_proto::envoy::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use gw_proto::envoy::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use gw_proto::envoy::pb::google::rpc::Status;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -12,9 +12,18 @@ use tokio_stream::wrappers::ReceiverStream;
 
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 
+/// How the scripted proxy answers responses.
+#[derive(Clone, Debug, PartialEq)]
+enum Answer {
+    Ack,
+    Nack(String),
+}
+
+/// A proxy that answers every CDS response as told, like a real one would: the control plane may
+/// send several (push coalescing), and an answer to an outdated nonce is ignored.
 struct Proxy {
-    tx: mpsc::Sender<DiscoveryRequest>,
-    rx: tonic::Streaming<DiscoveryResponse>,
+    answer: tokio::sync::watch::Sender<Answer>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Proxy {
@@ -31,40 +40,47 @@ impl Proxy {
         })
         .await
         .unwrap();
-        let rx = AggregatedDiscoveryServiceClient::connect(env.server())
+        let mut responses = AggregatedDiscoveryServiceClient::connect(env.server())
             .await
             .unwrap()
             .stream_aggregated_resources(ReceiverStream::new(rx))
             .await
             .unwrap()
             .into_inner();
-        Proxy { tx, rx }
+        let (answer, how) = tokio::sync::watch::channel(Answer::Ack);
+        let task = tokio::spawn(async move {
+            let mut acked = String::new();
+            while let Ok(Some(r)) = responses.message().await {
+                let error_detail = match &*how.borrow() {
+                    Answer::Ack => {
+                        acked = r.version_info.clone();
+                        None
+                    }
+                    Answer::Nack(m) => Some(Status {
+                        code: 3,
+                        message: m.clone(),
+                        details: vec![],
+                    }),
+                };
+                let req = DiscoveryRequest {
+                    type_url: CDS.into(),
+                    version_info: acked.clone(),
+                    response_nonce: r.nonce.clone(),
+                    error_detail,
+                    ..Default::default()
+                };
+                if tx.send(req).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Proxy { answer, task }
     }
+}
 
-    async fn recv(&mut self) -> DiscoveryResponse {
-        tokio::time::timeout(Duration::from_secs(15), self.rx.message())
-            .await
-            .expect("a CDS response")
-            .unwrap()
-            .unwrap()
-    }
-
-    /// ACKs `r`, or NACKs it with `error`.
-    async fn answer(&self, r: &DiscoveryResponse, acked_version: &str, error: Option<&str>) {
-        self.tx
-            .send(DiscoveryRequest {
-                type_url: CDS.into(),
-                version_info: acked_version.into(),
-                response_nonce: r.nonce.clone(),
-                error_detail: error.map(|m| Status {
-                    code: 3,
-                    message: m.into(),
-                    details: vec![],
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -94,34 +110,33 @@ async fn proxies_show_acks_and_nacks() {
     let none = env.run(&["proxies"]).await;
     assert_eq!(none.stderr.trim(), "No proxies connected.");
 
-    let mut proxy = Proxy::connect(&env, "edge-test").await;
-    let first = proxy.recv().await;
-    proxy.answer(&first, &first.version_info, None).await;
-    let v = first.version_info.chars().take(12).collect::<String>();
-    let table = until(&env, &["proxies"], |out| {
-        out.lines()
-            .any(|l| l.starts_with("edge-test ") && l.contains(&format!("  {v}")))
-    })
-    .await;
+    let proxy = Proxy::connect(&env, "edge-test").await;
+    let acked = |out: &str| {
+        out.lines().any(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            cells.first() == Some(&"edge-test") && cells.get(6).is_some_and(|v| *v != "-")
+        })
+    };
+    let table = until(&env, &["proxies"], acked).await;
     let row: Vec<&str> = table
         .lines()
         .find(|l| l.starts_with("edge-test "))
         .unwrap()
         .split_whitespace()
         .collect();
-    assert_eq!(row[..4], ["edge-test", "ingress", row[2], "sotw"]);
+    assert_eq!((row[1], row[3]), ("ingress", "sotw"), "{table}");
 
     // A change makes a new CDS response; this proxy refuses it.
+    proxy
+        .answer
+        .send(Answer::Nack("bad cluster users-svc".into()))
+        .unwrap();
     let text = std::fs::read_to_string(crate::env::quickstart()).unwrap();
     let f = env.file(
         "changed.yaml",
         &text.replace("connectTimeout: 1s", "connectTimeout: 2s"),
     );
     env.run(&["apply", "-f", f.to_str().unwrap()]).await;
-    let second = proxy.recv().await;
-    proxy
-        .answer(&second, &first.version_info, Some("bad cluster users-svc"))
-        .await;
     let table = until(&env, &["proxies"], |out| out.contains("NACKED")).await;
     assert!(table.contains("edge-test NACKed CDS version "), "{table}");
     assert!(table.contains(": bad cluster users-svc\n"), "{table}");
@@ -135,6 +150,23 @@ async fn proxies_show_acks_and_nacks() {
         "): bad cluster users-svc\n",
     ] {
         assert!(d.stdout.contains(want), "missing {want:?} in\n{}", d.stdout);
+    }
+    // Both show up as events, and on the object the NACK blames.
+    let ev = until(&env, &["events"], |out| out.contains("config_nacked")).await;
+    assert!(ev.contains("proxy_connected      proxy/edge-test"), "{ev}");
+    let d = env
+        .run(&["describe", "cluster", "orders-svc", "-t", "acme"])
+        .await;
+    assert!(
+        d.stdout
+            .contains("  error    config_nacked        edge-test refused CDS version"),
+        "{}",
+        d.stdout
+    );
+    let lines = env.run(&["events", "-o", "json"]).await;
+    for l in lines.stdout.lines() {
+        let e: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(e["kind"].is_string());
     }
     let json = env.run(&["proxies", "-o", "json"]).await;
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
