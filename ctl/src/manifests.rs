@@ -84,6 +84,21 @@ pub fn read(paths: &[PathBuf]) -> CliResult<Vec<Doc>> {
     if docs.is_empty() {
         return Err(CliError::other("no objects in the given files"));
     }
+    let mut seen = std::collections::HashMap::new();
+    for d in &docs {
+        if let Some(first) = seen.insert(d.object.key(), d) {
+            return Err(CliError::other(format!(
+                "{}: the same object is also {}, document {}",
+                d.location(),
+                if first.file == d.file {
+                    "earlier in this file".to_owned()
+                } else {
+                    format!("in {}", first.file)
+                },
+                first.index
+            )));
+        }
+    }
     Ok(docs)
 }
 
@@ -96,4 +111,71 @@ pub fn locate_server_error(docs: &[Doc], message: &str) -> Option<String> {
             .strip_prefix(&format!("{label}: "))
             .map(|rest| format!("{}: {rest}", d.location()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TENANT: &str = "apiVersion: gw/v1\nkind: Tenant\nmetadata: {name: acme}\n";
+    const CLUSTER: &str = "apiVersion: gw/v1\nkind: Cluster\nmetadata: {name: c, tenant: acme}\n";
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn directories_expand_to_their_manifests_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "b.yml", CLUSTER);
+        write(dir.path(), "a.yaml", TENANT);
+        write(dir.path(), "notes.txt", "not a manifest");
+        let docs = read(&[dir.path().to_owned()]).unwrap();
+        let names: Vec<&str> = docs.iter().map(|d| d.object.meta.name.as_str()).collect();
+        assert_eq!(names, ["acme", "c"]);
+        assert!(docs[1].file.ends_with("b.yml"));
+        assert_eq!(docs[1].index, 1);
+    }
+
+    #[test]
+    fn the_same_object_twice_names_both_places() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yaml", TENANT);
+        let b = write(dir.path(), "b.yaml", &format!("{CLUSTER}---\n{TENANT}"));
+        let e = read(&[a.clone(), b.clone()]).unwrap_err().render(false);
+        assert_eq!(
+            e,
+            format!(
+                "{}: document 2 (Tenant acme): the same object is also in {}, document 1",
+                b.display(),
+                a.display()
+            )
+        );
+        let twice = write(dir.path(), "twice.yaml", &format!("{TENANT}---\n{TENANT}"));
+        let e = read(&[twice]).unwrap_err().render(false);
+        assert!(
+            e.ends_with("document 2 (Tenant acme): the same object is also earlier in this file, document 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn local_validation_names_file_document_object_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "bad.yaml",
+            &format!("{TENANT}---\napiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: acme}}\nspec: {{cluster: c, timeout: 0s}}\n"),
+        );
+        let e = read(&[f.clone()]).unwrap_err().render(false);
+        assert_eq!(
+            e,
+            format!(
+                "{}: document 2 (Route acme/r): spec.timeout: must be > 0",
+                f.display()
+            )
+        );
+    }
 }
