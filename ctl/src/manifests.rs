@@ -169,7 +169,7 @@ mod tests {
             "bad.yaml",
             &format!("{TENANT}---\napiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: acme}}\nspec: {{cluster: c, timeout: 0s}}\n"),
         );
-        let e = read(&[f.clone()]).unwrap_err().render(false);
+        let e = read(std::slice::from_ref(&f)).unwrap_err().render(false);
         assert_eq!(
             e,
             format!(
