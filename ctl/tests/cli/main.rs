@@ -8,4 +8,5 @@ mod config_objects;
 mod fleet;
 mod operator;
 mod registry;
+mod telemetry;
 mod token;
