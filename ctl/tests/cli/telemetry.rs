@@ -277,3 +277,70 @@ async fn stats_logs_and_describe_show_what_proxies_report() {
         .await;
     assert!(ep.stdout.contains("\nedge-1  "), "{}", ep.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_list_and_ack() {
+    let env = Env::start().await;
+    assert_eq!(env.run(&["alerts"]).await.stderr.trim(), "No alerts.");
+    // The evaluator runs on its own clock; a firing alert is seeded the way it would store one.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let alert = gw_control_plane::store::AlertRecord {
+        id: "al-1".into(),
+        tenant: "acme".into(),
+        rule: "orders-errors".into(),
+        metric: "error_rate".into(),
+        scope: "route/users".into(),
+        state: "firing".into(),
+        value: 0.25,
+        threshold: 0.05,
+        started_at_ms: now - 60_000,
+        fired_at_ms: Some(now - 30_000),
+        updated_at_ms: now,
+        ..Default::default()
+    };
+    env.cp.store().save_alert(&alert, None).await.unwrap();
+
+    let list = env.run(&["alerts", "-t", "acme"]).await;
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    let row: Vec<&str> = list
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[..7],
+        [
+            "al-1",
+            "acme",
+            "orders-errors",
+            "route/users",
+            "firing",
+            "0.2500",
+            "0.05"
+        ],
+        "{}",
+        list.stdout
+    );
+    let ack = env.run(&["alerts", "ack", "al-1", "--by", "ops"]).await;
+    assert_eq!(
+        (ack.code, ack.stdout.as_str()),
+        (0, "alert al-1 (orders-errors firing) acknowledged by ops\n"),
+        "{}",
+        ack.stderr
+    );
+    let json = env.run(&["alerts", "-o", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v[0]["ackedBy"], "ops");
+    let missing = env.run(&["alerts", "ack", "nope"]).await;
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.starts_with("error: alert nope: "),
+        "{}",
+        missing.stderr
+    );
+}
