@@ -344,3 +344,66 @@ async fn alerts_list_and_ack() {
         missing.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_follow_streams_new_events() {
+    use gw_proto::gateway::v1 as pb;
+    use std::io::BufRead;
+    let env = Env::start().await;
+    let mut events = pb::events_client::EventsClient::connect(env.server())
+        .await
+        .unwrap();
+    let record = |message: &str| pb::RecordEventRequest {
+        event: Some(pb::Event {
+            kind: "note".into(),
+            severity: "info".into(),
+            tenant: "acme".into(),
+            object: "route/acme/users".into(),
+            message: message.into(),
+            ..Default::default()
+        }),
+    };
+    events.record_event(record("before")).await.unwrap();
+
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gwctl"))
+        .args([
+            "--server",
+            &env.server(),
+            "events",
+            "--follow",
+            "-t",
+            "acme",
+        ])
+        .env("GW_CONFIG", env.dir.path().join("config.yaml"))
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(std::time::Duration::from_secs(15))
+            .expect("an event line")
+    };
+    // The backlog first; once it is there the stream is live.
+    let first = tokio::task::block_in_place(next);
+    assert!(
+        first.contains("note") && first.ends_with("before"),
+        "{first}"
+    );
+    events.record_event(record("after")).await.unwrap();
+    let second = tokio::task::block_in_place(next);
+    assert!(
+        second.contains("route/acme/users") && second.ends_with("after"),
+        "{second}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
