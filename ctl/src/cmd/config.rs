@@ -9,6 +9,12 @@ pub fn run(cmd: ConfigCommand) -> CliResult<u8> {
     let mut c = config::load()?;
     match cmd {
         ConfigCommand::SetServer { url } => {
+            let url = crate::client::url(&url);
+            if url.parse::<tonic::transport::Uri>().is_err() {
+                return Err(crate::error::CliError::other(format!(
+                    "{url:?} is not a URL (e.g. http://127.0.0.1:18000)"
+                )));
+            }
             c.server = Some(url.clone());
             let p = config::save(&c)?;
             println!("server set to {url} in {}", p.display());

@@ -34,18 +34,31 @@ pub async fn run(ctx: &Ctx, a: GetArgs) -> CliResult<u8> {
         }
         None => objects::list(&c, kind, ctx.tenant.as_deref()).await?,
     };
+    if objs.is_empty()
+        && kind.is_tenant_scoped()
+        && matches!(ctx.output, Format::Table | Format::Wide)
+    {
+        if let Some(t) = &ctx.tenant {
+            eprintln!("No {} found in tenant {t}.", plural(kind));
+            return Ok(0);
+        }
+    }
     render(ctx.output, kind, &objs, a.name.is_some());
     Ok(0)
+}
+
+/// `routes`, `alert rules`.
+fn plural(kind: Kind) -> String {
+    match kind {
+        Kind::AlertRule => "alert rules".to_owned(),
+        k => format!("{k}s"),
+    }
 }
 
 /// Prints objects in `format`.
 pub fn render(format: Format, kind: Kind, objs: &[Object], single: bool) {
     if objs.is_empty() && matches!(format, Format::Table | Format::Wide) {
-        let what = match kind {
-            Kind::AlertRule => "alert rules".to_owned(),
-            k => format!("{k}s"),
-        };
-        eprintln!("No {what} found.");
+        eprintln!("No {} found.", plural(kind));
         return;
     }
     print!("{}", text(format, kind, objs, single));
