@@ -132,11 +132,16 @@ pub struct Progress {
 impl Progress {
     /// Starts reporting progress over `total` items.
     pub fn new(what: &'static str, total: usize) -> Progress {
-        Progress {
+        let p = Progress {
             total,
             tty: std::io::stderr().is_terminal(),
             what,
+        };
+        if p.tty {
+            // Show the bar before the first batch returns.
+            p.update(0);
         }
+        p
     }
 
     /// `done` items are finished.
