@@ -17,9 +17,26 @@ struct Args {
     /// HTTP listen address: /metrics and /healthz.
     #[arg(long, env = "GW_HTTP", default_value = "127.0.0.1:18001")]
     http: SocketAddr,
+    /// Width of a stats rollup bucket.
+    #[arg(long, env = "GW_ROLLUP_RESOLUTION", default_value = "1m", value_parser = duration)]
+    rollup_resolution: std::time::Duration,
+    /// How long events, access logs, rollups and resolved alerts are kept.
+    #[arg(long, env = "GW_RETENTION", default_value = "7d", value_parser = duration)]
+    retention: std::time::Duration,
+    /// How often alert rules are evaluated.
+    #[arg(long, env = "GW_EVAL_INTERVAL", default_value = "5s", value_parser = duration)]
+    eval_interval: std::time::Duration,
     /// Log format.
     #[arg(long, env = "GW_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = gw_proto::model::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be > 0".into());
+    }
+    Ok(d)
 }
 
 fn init_tracing(format: &str) {
@@ -60,11 +77,14 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_tracing(&args.log_format);
-    let cfg = Config {
+    let mut cfg = Config {
         grpc: args.grpc,
         http: args.http,
         ..Config::new(args.db)
     };
+    cfg.ingest.resolution = args.rollup_resolution;
+    cfg.monitoring.retention = args.retention;
+    cfg.monitoring.interval = args.eval_interval;
     let cp = ControlPlane::start(cfg).await?;
     println!(
         "gw-control-plane: gRPC on {} (API, xDS), HTTP on {} (/metrics, /healthz)",
