@@ -22,6 +22,8 @@ pub struct Ctx {
     pub output: crate::cli::Format,
     /// `--tenant`.
     pub tenant: Option<String>,
+    /// `--verbose`.
+    pub verbose: bool,
     server: String,
     token: Option<String>,
 }
@@ -81,6 +83,7 @@ async fn run(cli: Cli) -> CliResult<u8> {
     let ctx = Ctx {
         output: cli.output,
         tenant: cli.tenant,
+        verbose: cli.verbose,
         server: cli
             .server
             .or(file.server)

@@ -59,6 +59,8 @@ pub async fn run(ctx: &Ctx, a: ApplyArgs) -> CliResult<u8> {
     let progress = (docs.len() > batch).then(|| Progress::new("applying", docs.len()));
     let mut outcomes: Vec<Option<&str>> = vec![None; docs.len()];
     let mut done = 0;
+    let started = std::time::Instant::now();
+    let mut calls = 0;
     for chunk in order.chunks(batch) {
         let objects = chunk
             .iter()
@@ -106,11 +108,19 @@ pub async fn run(ctx: &Ctx, a: ApplyArgs) -> CliResult<u8> {
             outcomes[i] = Some(by_key.get(&key).map_or("applied", |&x| outcome(x)));
         }
         done += chunk.len();
+        calls += 1;
         if let Some(p) = &progress {
             p.update(done);
         }
     }
     report(ctx, &docs, &outcomes, a.dry_run);
+    if ctx.verbose {
+        eprintln!(
+            "applied {} objects in {calls} call(s), {:.2}s",
+            docs.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
     if a.prune {
         prune(ctx, &c, &docs, a.dry_run).await?;
     }

@@ -303,6 +303,17 @@ async fn large_apply_from_stdin_is_batched_with_progress_lines() {
         same.stderr
     );
 
+    // --verbose says what it cost.
+    let again = env
+        .run_with_stdin(&["-v", "apply", "-f", "-", "--batch", "500"], &text)
+        .await;
+    assert!(again.stdout.lines().all(|l| l.ends_with(" unchanged")));
+    let summary = again.stderr.lines().last().unwrap();
+    assert!(
+        summary.starts_with("applied 1202 objects in 3 call(s), "),
+        "{summary}"
+    );
+
     let del = env.run_with_stdin(&["delete", "-f", "-"], &text).await;
     assert_eq!(del.code, 0, "{}", del.stderr);
     assert!(del.stdout.lines().all(|l| l.ends_with(" deleted")));
