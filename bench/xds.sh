@@ -9,7 +9,8 @@
 # bench/results/xds-<UTC timestamp>.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p gw-control-plane -p gw-e2e --example xds_bench
+cargo build --release -p gw-control-plane --bin gw-control-plane
+cargo build --release -p gw-e2e --example xds_bench
 mkdir -p bench/results
 out="bench/results/xds-$(date -u +%Y%m%dT%H%M%SZ).md"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

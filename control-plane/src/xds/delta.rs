@@ -54,6 +54,7 @@ pub fn handle(
         let names = state.names.clone();
         state.known.retain(|n, _| names.contains(n));
     }
+    session.touch(t);
     Ok((t, outcome))
 }
 
@@ -65,10 +66,11 @@ pub fn responses(
 ) -> Vec<DeltaDiscoveryResponse> {
     let mut out = Vec::new();
     for t in ResourceType::ORDER {
-        if !session.ty(t).requested {
+        if !session.ty(t).requested || !session.needs_push(t, snap) {
             continue;
         }
         let target = session.target(t, snap, now);
+        session.pushed(t, snap);
         let state = session.ty(t);
         let changed: Vec<_> = target
             .iter()

@@ -37,6 +37,11 @@ impl Fingerprint {
         self.bytes(s.as_bytes())
     }
 
+    /// The hash.
+    pub fn value(self) -> u64 {
+        self.0
+    }
+
     /// The version string: 16 hex digits.
     pub fn version(self) -> String {
         format!("{:016x}", self.0)

@@ -4,7 +4,7 @@
 
 use super::events::{EventLog, XdsEvent};
 use super::snapshot::{Snapshot, SnapshotError};
-use super::translate::translate;
+use super::translate::Translator;
 use crate::store::{Store, StoreError, StoreSnapshot};
 use std::future::Future;
 use std::sync::Arc;
@@ -53,13 +53,22 @@ pub async fn run<S: SnapshotSource>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut revisions = source.subscribe();
+    let mut translator = Translator::default();
     let mut backoff = Duration::from_millis(100);
     loop {
         revisions.mark_unchanged();
+        let started = std::time::Instant::now();
         match source.snapshot().await {
             Ok(store) => {
                 backoff = Duration::from_millis(100);
-                publish(&store, &tx, &events);
+                let read = started.elapsed();
+                publish(&mut translator, &store, &tx, &events);
+                tracing::debug!(
+                    revision = store.revision,
+                    read_ms = read.as_millis() as u64,
+                    total_ms = started.elapsed().as_millis() as u64,
+                    "xds: snapshot read and translated"
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %e, "xds: reading userdb snapshot; retrying");
@@ -82,6 +91,7 @@ pub async fn run<S: SnapshotSource>(
 
 /// Translates and publishes one store snapshot (unless it is older than what is published).
 pub fn publish(
+    translator: &mut Translator,
     store: &StoreSnapshot,
     tx: &watch::Sender<Option<Arc<Snapshot>>>,
     events: &EventLog,
@@ -90,8 +100,11 @@ pub fn publish(
     if current.is_some_and(|c| c > store.revision) {
         return None;
     }
-    match translate(store) {
-        Ok(snap) => {
+    match translator.translate(store) {
+        Ok(mut snap) => {
+            if let Some(prev) = tx.borrow().as_ref() {
+                snap.share_unchanged(prev);
+            }
             tracing::debug!(revision = snap.revision, version = %snap.version(), "xds: publishing snapshot");
             tx.send_replace(Some(Arc::new(snap)));
             None

@@ -114,6 +114,12 @@ pub struct Session {
     held_since: Option<Instant>,
     /// Revision of the last snapshot fully pushed (nothing held back).
     pub pushed_revision: u64,
+    /// Per type: something other than the snapshot changed what the client should have.
+    dirty: [bool; 4],
+    /// Per type: the snapshot map the last target was computed from.
+    seen: [Option<Arc<ResourceMap>>; 4],
+    /// Route configurations whose cluster references the last CDS/EDS targets kept.
+    in_use_sources: Vec<Arc<Resource>>,
 }
 
 impl Session {
@@ -126,7 +132,55 @@ impl Session {
             next_nonce: 0,
             held_since: None,
             pushed_revision: 0,
+            dirty: [true; 4],
+            seen: Default::default(),
+            in_use_sources: Vec::new(),
         }
+    }
+
+    /// Marks `t` for recomputation (a request of that type arrived).
+    pub fn touch(&mut self, t: ResourceType) {
+        self.dirty[t.index()] = true;
+    }
+
+    /// Whether `t` must be recomputed against `snap`: its map changed, the session changed, or
+    /// the make-before-break gate is holding routes back. Unchanged types are skipped, which is
+    /// what keeps a route write from costing every stream a walk over every cluster.
+    pub fn needs_push(&self, t: ResourceType, snap: &Snapshot) -> bool {
+        let i = t.index();
+        self.dirty[i]
+            || !self.seen[i]
+                .as_ref()
+                .is_some_and(|m| Arc::ptr_eq(m, snap.shared(t)))
+            || (t == ResourceType::Route && (self.held_since.is_some() || self.ty(t).wildcard))
+    }
+
+    /// Records that `t` was computed against `snap`.
+    pub fn pushed(&mut self, t: ResourceType, snap: &Snapshot) {
+        self.dirty[t.index()] = false;
+        self.seen[t.index()] = Some(snap.shared(t).clone());
+    }
+
+    /// After the client's route configurations changed (sent or ACKed): if the clusters they
+    /// reference changed, CDS and EDS retention must be recomputed.
+    fn refresh_in_use(&mut self) {
+        let routes = self.ty(ResourceType::Route);
+        let sources: Vec<Arc<Resource>> = routes
+            .known
+            .values()
+            .filter_map(|k| k.resource.clone())
+            .chain(routes.acked.values().cloned())
+            .collect();
+        let same = sources.len() == self.in_use_sources.len()
+            && sources
+                .iter()
+                .zip(&self.in_use_sources)
+                .all(|(a, b)| Arc::ptr_eq(a, b) || a.refs_version == b.refs_version);
+        if !same {
+            self.dirty[ResourceType::Cluster.index()] = true;
+            self.dirty[ResourceType::Endpoints.index()] = true;
+        }
+        self.in_use_sources = sources;
     }
 
     /// Per-type state.
@@ -215,6 +269,13 @@ impl Session {
                 }
                 state.acked_version = p.version;
                 state.nack = None;
+                match t {
+                    ResourceType::Cluster | ResourceType::Endpoints => {
+                        self.dirty[ResourceType::Route.index()] = true;
+                    }
+                    ResourceType::Route => self.refresh_in_use(),
+                    ResourceType::Listener => {}
+                }
                 AckOutcome::Ack
             }
         }
@@ -259,6 +320,9 @@ impl Session {
             content,
             full,
         });
+        if t == ResourceType::Route {
+            self.refresh_in_use();
+        }
         nonce
     }
 
@@ -341,8 +405,13 @@ impl Session {
         let blocked: Vec<String> = out
             .values()
             .filter(|r| {
-                routes.known.get(&r.name).map(|k| &k.version) != Some(&r.version)
-                    && r.refs.iter().any(|c| !self.cluster_ready(c))
+                let known = routes.known.get(&r.name);
+                let changed = known.map(|k| &k.version) != Some(&r.version);
+                // Same clusters as the version the client has: they were ready then.
+                let same_refs = known
+                    .and_then(|k| k.resource.as_ref())
+                    .is_some_and(|old| old.refs_version == r.refs_version);
+                changed && !same_refs && r.refs.iter().any(|c| !self.cluster_ready(c))
             })
             .map(|r| r.name.clone())
             .collect();

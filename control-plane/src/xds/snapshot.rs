@@ -88,6 +88,8 @@ pub struct Resource {
     /// `(needle, object)`: when a NACK's message contains the needle (a route name, a regex, a
     /// cluster name), the object is to blame. Also names the routes using a missing cluster.
     pub hints: Vec<(String, String)>,
+    /// Hash of `refs` (set by [`Snapshot::new`]): equal references compare in O(1).
+    pub refs_version: u64,
 }
 
 /// Resources of one type by name.
@@ -98,7 +100,7 @@ pub type ResourceMap = BTreeMap<String, Arc<Resource>>;
 pub struct Snapshot {
     /// Store revision the snapshot was translated from.
     pub revision: u64,
-    resources: [ResourceMap; 4],
+    resources: [Arc<ResourceMap>; 4],
 }
 
 /// Why a snapshot was refused.
@@ -143,7 +145,12 @@ impl Snapshot {
     pub fn new(revision: u64, by_type: [Vec<Resource>; 4]) -> Result<Snapshot, SnapshotError> {
         let mut resources: [ResourceMap; 4] = Default::default();
         for (t, list) in ResourceType::ORDER.into_iter().zip(by_type) {
-            for r in list {
+            for mut r in list {
+                let mut f = Fingerprint::new();
+                for x in &r.refs {
+                    f = f.str(x);
+                }
+                r.refs_version = f.value();
                 let name = r.name.clone();
                 if resources[t.index()]
                     .insert(name.clone(), Arc::new(r))
@@ -158,7 +165,7 @@ impl Snapshot {
         }
         let snap = Snapshot {
             revision,
-            resources,
+            resources: resources.map(Arc::new),
         };
         snap.check()?;
         Ok(snap)
@@ -219,6 +226,26 @@ impl Snapshot {
         &self.resources[t.index()]
     }
 
+    /// All resources of a type, shared: unchanged types are the same `Arc` as in the previous
+    /// snapshot (see [`share_unchanged`](Self::share_unchanged)), so streams can skip them.
+    pub fn shared(&self, t: ResourceType) -> &Arc<ResourceMap> {
+        &self.resources[t.index()]
+    }
+
+    /// Reuses `prev`'s map for every type whose names and versions are unchanged.
+    pub fn share_unchanged(&mut self, prev: &Snapshot) {
+        for (mine, old) in self.resources.iter_mut().zip(&prev.resources) {
+            let same = mine.len() == old.len()
+                && mine
+                    .iter()
+                    .zip(old.iter())
+                    .all(|((n, r), (m, o))| n == m && r.version == o.version);
+            if same {
+                *mine = old.clone();
+            }
+        }
+    }
+
     /// Listeners a proxy of `node_cluster` gets (an empty node cluster counts as `ingress`).
     pub fn listeners_for<'a>(
         &'a self,
@@ -233,7 +260,7 @@ impl Snapshot {
     /// A hash over every resource version: equal for equal content, across restarts.
     pub fn version(&self) -> String {
         let mut f = Fingerprint::new();
-        for map in &self.resources {
+        for map in self.resources.iter() {
             for r in map.values() {
                 f = f.str(&r.name).str(&r.version);
             }

@@ -30,6 +30,7 @@ pub fn handle(
         || (names.is_empty() && t.legacy_wildcard() && (first || state.wildcard));
     state.wildcard = wildcard;
     state.names = names.iter().filter(|n| *n != "*").cloned().collect();
+    session.touch(t);
     Ok((t, outcome))
 }
 
@@ -37,10 +38,11 @@ pub fn handle(
 pub fn responses(session: &mut Session, snap: &Snapshot, now: Instant) -> Vec<DiscoveryResponse> {
     let mut out = Vec::new();
     for t in ResourceType::ORDER {
-        if !session.ty(t).requested {
+        if !session.ty(t).requested || !session.needs_push(t, snap) {
             continue;
         }
         let target = session.target(t, snap, now);
+        session.pushed(t, snap);
         let version = set_version(&target);
         let state = session.ty(t);
         let first = !state.responded;

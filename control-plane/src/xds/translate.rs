@@ -20,9 +20,11 @@ use super::fingerprint::Fingerprint;
 use super::snapshot::{Resource, Snapshot, SnapshotError};
 use crate::store::StoreSnapshot;
 use gw_proto::envoy::pb::google::protobuf::{Any, Duration as PbDuration};
-use gw_proto::model::{ClusterSpec, Endpoint, ListenerSpec, Object, RouteSpec, Spec};
+use gw_proto::model::{
+    ClusterSpec, Endpoint, ListenerSpec, Object, RouteSpec, Spec, StaticEndpoint,
+};
 use prost::Message;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// Name of the built-in listener (and its route configuration).
@@ -85,25 +87,71 @@ impl<'a> Model<'a> {
 
 /// Translates and checks: the snapshot every proxy is served from.
 pub fn translate(snap: &StoreSnapshot) -> Result<Snapshot, SnapshotError> {
-    let model = Model::index(snap);
-    let clusters = model
-        .clusters
-        .iter()
-        .map(|(&(t, n), c)| cluster::cluster(t, n, c))
-        .collect();
-    let endpoints = model
-        .clusters
-        .iter()
-        .map(|(&(t, n), c)| {
-            let dynamic = model.endpoints.get(&(t, n)).map(Vec::as_slice);
-            endpoint::load_assignment(t, n, c, dynamic.unwrap_or_default())
-        })
-        .collect();
-    let (listeners, route_configs) = listener::listeners(&model);
-    Snapshot::new(
-        snap.revision,
-        [clusters, endpoints, listeners, route_configs],
-    )
+    Translator::default().translate(snap)
+}
+
+/// Translation with memory: resources whose inputs did not change since the last call are
+/// reused instead of rebuilt, so a write costs in proportion to what it changed (plus the
+/// assembly of the one RouteConfiguration from cached route encodings).
+#[derive(Debug, Default)]
+pub struct Translator {
+    clusters: HashMap<(String, String), (ClusterSpec, Resource)>,
+    endpoints: HashMap<(String, String), (EndpointInputs, Resource)>,
+    routes: route::RouteCache,
+}
+
+/// What a ClusterLoadAssignment is built from.
+type EndpointInputs = (Vec<StaticEndpoint>, Vec<(String, u32, u32, bool)>);
+
+impl Translator {
+    /// Translates and checks `snap`.
+    pub fn translate(&mut self, snap: &StoreSnapshot) -> Result<Snapshot, SnapshotError> {
+        let model = Model::index(snap);
+        let mut clusters = Vec::with_capacity(model.clusters.len());
+        let mut endpoints = Vec::with_capacity(model.clusters.len());
+        for (&(t, n), c) in &model.clusters {
+            let key = (t.to_owned(), n.to_owned());
+            match self.clusters.get(&key) {
+                Some((spec, r)) if spec == *c => clusters.push(r.clone()),
+                _ => {
+                    let r = cluster::cluster(t, n, c);
+                    self.clusters.insert(key.clone(), ((*c).clone(), r.clone()));
+                    clusters.push(r);
+                }
+            }
+            let dynamic = model
+                .endpoints
+                .get(&(t, n))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let inputs: EndpointInputs = (
+                c.endpoints.clone(),
+                dynamic
+                    .iter()
+                    .map(|e| (e.key.address.clone(), e.key.port, e.weight, e.healthy))
+                    .collect(),
+            );
+            match self.endpoints.get(&key) {
+                Some((i, r)) if *i == inputs => endpoints.push(r.clone()),
+                _ => {
+                    let r = endpoint::load_assignment(t, n, c, dynamic);
+                    self.endpoints.insert(key, (inputs, r.clone()));
+                    endpoints.push(r);
+                }
+            }
+        }
+        let live =
+            |k: &(String, String)| model.clusters.contains_key(&(k.0.as_str(), k.1.as_str()));
+        self.clusters.retain(|k, _| live(k));
+        self.endpoints.retain(|k, _| live(k));
+        self.routes
+            .retain(|k, _| model.routes.contains_key(&(k.0.as_str(), k.1.as_str())));
+        let (listeners, route_configs) = listener::listeners(&model, &mut self.routes);
+        Snapshot::new(
+            snap.revision,
+            [clusters, endpoints, listeners, route_configs],
+        )
+    }
 }
 
 /// Packs a message into an `Any`.
@@ -153,6 +201,7 @@ pub(crate) fn versioned(
         refs,
         node_cluster: None,
         hints: Vec::new(),
+        refs_version: 0,
     }
 }
 

@@ -43,12 +43,37 @@ pub struct Progress {
     pub synced_us: AtomicU64,
 }
 
-/// Runs one client until the stream ends.
+/// Runs one client until the stream ends. A stream that fails before its first response is
+/// retried with backoff, as a proxy would: 1,000 simultaneous connects can overflow the listen
+/// backlog.
 pub async fn run(
     addr: SocketAddr,
     id: usize,
     epoch: Instant,
     progress: Arc<Progress>,
+) -> anyhow::Result<()> {
+    let mut attempt = 0u64;
+    loop {
+        match stream(addr, id, epoch, &progress).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt >= 50 || progress.synced_us.load(Ordering::Acquire) > 0 => {
+                return Err(e)
+            }
+            Err(_) => {
+                attempt += 1;
+                let jitter = (id as u64 * 7919) % 200;
+                let wait = 50 * attempt.min(20) + jitter;
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
+        }
+    }
+}
+
+async fn stream(
+    addr: SocketAddr,
+    id: usize,
+    epoch: Instant,
+    progress: &Progress,
 ) -> anyhow::Result<()> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect()

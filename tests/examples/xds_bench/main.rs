@@ -107,7 +107,10 @@ async fn main() -> anyhow::Result<()> {
             "--http",
             &http.to_string(),
         ])
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("GW_BENCH_CP_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .kill_on_drop(true)
         .spawn()?;
     let pid = child.id().unwrap_or(0);

@@ -198,3 +198,37 @@ fn consistency_check_refuses_missing_cluster() {
     assert!(origin.contains("route/acme/split"), "{origin}");
     assert!(!origin.contains("route/acme/users"), "{origin}");
 }
+
+#[test]
+fn cached_translation_equals_fresh_translation() {
+    let mut t = super::Translator::default();
+    let first = t.translate(&load("basic")).unwrap();
+    assert_eq!(
+        first.version(),
+        translate(&load("basic")).unwrap().version()
+    );
+    let mut s = load("basic");
+    for o in &mut s.objects {
+        if let gw_proto::model::Spec::Route(r) = &mut o.spec {
+            r.timeout = std::time::Duration::from_secs(4);
+        }
+        if let gw_proto::model::Spec::Cluster(c) = &mut o.spec {
+            if o.meta.name == "sticky" {
+                c.lb = gw_proto::model::LbPolicy::RoundRobin;
+            }
+        }
+    }
+    s.endpoints.clear();
+    let warm = t.translate(&s).unwrap();
+    let fresh = translate(&s).unwrap();
+    for ty in ResourceType::ORDER {
+        for (n, r) in fresh.of(ty) {
+            assert_eq!(warm.of(ty)[n].version, r.version, "{n}");
+            if ty != ResourceType::Cluster {
+                // (Cluster metadata is a map: its encoding order varies, its version does not.)
+                assert_eq!(warm.of(ty)[n].body, r.body, "{n}");
+            }
+        }
+    }
+    assert_ne!(first.version(), warm.version());
+}

@@ -25,7 +25,10 @@ pub fn ads_source() -> ConfigSource {
 }
 
 /// Listeners and one RouteConfiguration per listener (same name).
-pub fn listeners(model: &Model<'_>) -> (Vec<Resource>, Vec<Resource>) {
+pub fn listeners(
+    model: &Model<'_>,
+    cache: &mut route::RouteCache,
+) -> (Vec<Resource>, Vec<Resource>) {
     let default = ListenerSpec::default();
     let defined: Vec<(&str, &ListenerSpec, bool)> = if model.listeners.is_empty() {
         vec![(DEFAULT_LISTENER, &default, false)]
@@ -45,7 +48,7 @@ pub fn listeners(model: &Model<'_>) -> (Vec<Resource>, Vec<Resource>) {
             l.node_cluster = Some(spec.node_cluster.clone());
         }
         listeners.push(l);
-        configs.push(route::route_configuration(name, model));
+        configs.push(route::route_configuration(name, model, cache));
     }
     (listeners, configs)
 }

@@ -2,7 +2,7 @@
 //! specificity, matches on path / headers / `:method`, single or weighted clusters, timeout, retry
 //! and hash policy.
 
-use super::{any, cluster_name, duration, resource, route_name, Model};
+use super::{cluster_name, duration, resource, route_name, Model};
 use crate::xds::snapshot::Resource;
 use gw_proto::envoy::pb::envoy::config::route::v3::{
     header_matcher, route, route_action, route_match, weighted_cluster, HeaderMatcher,
@@ -14,10 +14,17 @@ use gw_proto::envoy::pb::envoy::r#type::matcher::v3::{
 };
 use gw_proto::envoy::pb::google::protobuf::UInt32Value;
 use gw_proto::model::{HashOn, HeaderMatch, LbPolicy, RouteSpec};
-use std::collections::BTreeSet;
+use prost::encoding::{encode_key, encode_varint, WireType};
+use prost::Message;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Encoded `Route` messages by (tenant, name), with the inputs they were built from: a write
+/// re-encodes only the routes it changed; the RouteConfiguration is assembled from bytes.
+pub type RouteCache = HashMap<(String, String), (RouteSpec, bool, Arc<Vec<u8>>)>;
 
 /// The RouteConfiguration named `name` holding every route of every tenant.
-pub fn route_configuration(name: &str, model: &Model<'_>) -> Resource {
+pub fn route_configuration(name: &str, model: &Model<'_>, cache: &mut RouteCache) -> Resource {
     let mut routes: Vec<(&str, &str, &RouteSpec)> =
         model.routes.iter().map(|(&(t, n), r)| (t, n, *r)).collect();
     routes.sort_by_key(|(t, n, r)| order_key(t, n, r));
@@ -27,15 +34,23 @@ pub fn route_configuration(name: &str, model: &Model<'_>) -> Resource {
         .iter()
         .flat_map(|(_, _, r)| r.match_.hosts.iter().map(String::as_str))
         .collect();
-    let mut virtual_hosts: Vec<VirtualHost> = hosts
+    let encoded: Vec<Arc<Vec<u8>>> = routes
         .iter()
-        .map(|h| virtual_host(h, routes.iter().filter(|(_, _, r)| serves(r, h)), model))
+        .map(|(t, n, r)| encoded_route(t, n, r, model, cache))
         .collect();
-    virtual_hosts.push(virtual_host(
-        "*",
-        routes.iter().filter(|(_, _, r)| r.match_.hosts.is_empty()),
-        model,
-    ));
+    let pick = |keep: &dyn Fn(&RouteSpec) -> bool| {
+        routes
+            .iter()
+            .zip(&encoded)
+            .filter(|((_, _, r), _)| keep(r))
+            .map(|(_, e)| e.clone())
+            .collect::<Vec<_>>()
+    };
+    let mut virtual_hosts: Vec<Vec<u8>> = hosts
+        .iter()
+        .map(|h| virtual_host(h, &pick(&|r| serves(r, h))))
+        .collect();
+    virtual_hosts.push(virtual_host("*", &pick(&|r| r.match_.hosts.is_empty())));
 
     let mut refs: BTreeSet<String> = BTreeSet::new();
     let mut origin = Vec::new();
@@ -50,17 +65,20 @@ pub fn route_configuration(name: &str, model: &Model<'_>) -> Resource {
         hints.extend(regexes.map(|re| (re.clone(), object.clone())));
         origin.push(object);
     }
-    let rc = RouteConfiguration {
+    // Concatenating length-delimited entries is exactly how protobuf encodes a repeated field.
+    let mut value = RouteConfiguration {
         name: name.to_owned(),
-        virtual_hosts,
         ..Default::default()
+    }
+    .encode_to_vec();
+    for vh in &virtual_hosts {
+        append_field(&mut value, 2, vh);
+    }
+    let body = gw_proto::envoy::pb::google::protobuf::Any {
+        type_url: <RouteConfiguration as prost::Name>::type_url(),
+        value,
     };
-    let mut res = resource(
-        name.to_owned(),
-        any(&rc),
-        origin,
-        refs.into_iter().collect(),
-    );
+    let mut res = resource(name.to_owned(), body, origin, refs.into_iter().collect());
     res.hints = hints;
     res
 }
@@ -95,24 +113,58 @@ fn serves(r: &RouteSpec, host: &str) -> bool {
         })
 }
 
-fn virtual_host<'a>(
-    host: &str,
-    routes: impl Iterator<Item = &'a (&'a str, &'a str, &'a RouteSpec)>,
-    model: &Model<'_>,
-) -> VirtualHost {
-    VirtualHost {
-        name: host.to_owned(),
-        domains: vec![host.to_owned()],
-        routes: routes.map(|(t, n, r)| route(t, n, r, model)).collect(),
-        ..Default::default()
-    }
+/// Appends field `tag` holding the encoded message `bytes`.
+fn append_field(buf: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(bytes.len() as u64, buf);
+    buf.extend_from_slice(bytes);
 }
 
-fn route(tenant: &str, name: &str, r: &RouteSpec, model: &Model<'_>) -> Route {
+/// An encoded VirtualHost for `host` with the encoded routes.
+fn virtual_host(host: &str, routes: &[Arc<Vec<u8>>]) -> Vec<u8> {
+    let mut buf = VirtualHost {
+        name: host.to_owned(),
+        domains: vec![host.to_owned()],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    for r in routes {
+        append_field(&mut buf, 3, r);
+    }
+    buf
+}
+
+/// A route's encoding, from the cache when its spec (and its clusters' hashing) is unchanged.
+fn encoded_route(
+    tenant: &str,
+    name: &str,
+    r: &RouteSpec,
+    model: &Model<'_>,
+    cache: &mut RouteCache,
+) -> Arc<Vec<u8>> {
+    // ip_hash clusters hash on the source address unless the route says otherwise.
+    let hashed = r.clusters().any(|c| {
+        model
+            .clusters
+            .get(&(tenant, c))
+            .is_some_and(|c| c.lb == LbPolicy::IpHash)
+    });
+    let key = (tenant.to_owned(), name.to_owned());
+    if let Some((spec, h, bytes)) = cache.get(&key) {
+        if spec == r && *h == hashed {
+            return bytes.clone();
+        }
+    }
+    let bytes = Arc::new(route(tenant, name, r, hashed).encode_to_vec());
+    cache.insert(key, (r.clone(), hashed, bytes.clone()));
+    bytes
+}
+
+fn route(tenant: &str, name: &str, r: &RouteSpec, hashed: bool) -> Route {
     Route {
         name: route_name(tenant, name),
         r#match: Some(route_match(r)),
-        action: Some(route::Action::Route(route_action(tenant, r, model))),
+        action: Some(route::Action::Route(route_action(tenant, r, hashed))),
         ..Default::default()
     }
 }
@@ -179,7 +231,7 @@ fn header(h: &HeaderMatch) -> HeaderMatcher {
     }
 }
 
-fn route_action(tenant: &str, r: &RouteSpec, model: &Model<'_>) -> RouteAction {
+fn route_action(tenant: &str, r: &RouteSpec, hashed: bool) -> RouteAction {
     let clusters = if let Some(c) = &r.cluster {
         route_action::ClusterSpecifier::Cluster(cluster_name(tenant, c))
     } else {
@@ -201,13 +253,6 @@ fn route_action(tenant: &str, r: &RouteSpec, model: &Model<'_>) -> RouteAction {
         num_retries: Some(UInt32Value { value: p.attempts }),
         per_try_timeout: p.per_try_timeout.map(duration),
         ..Default::default()
-    });
-    // ip_hash clusters hash on the source address unless the route says otherwise.
-    let hashed = r.clusters().any(|c| {
-        model
-            .clusters
-            .get(&(tenant, c))
-            .is_some_and(|c| c.lb == LbPolicy::IpHash)
     });
     let hash_on = match &r.hash_on {
         Some(h) => HashOn::parse(h),
