@@ -31,36 +31,33 @@ impl Objects {
         &self,
         o: Result<Object, FieldError>,
     ) -> Result<(pb::Object, pb::WriteResult), Status> {
-        let (o, rev) = self
-            .store
-            .create(o.map_err(invalid)?)
-            .await
-            .map_err(store_status)?;
-        Ok((
-            object_to_pb(&o),
-            pb::WriteResult {
-                revision: rev,
-                resource_version: o.meta.resource_version,
-            },
-        ))
+        self.write(o, true).await
     }
 
     async fn update(
         &self,
         o: Result<Object, FieldError>,
     ) -> Result<(pb::Object, pb::WriteResult), Status> {
-        let (o, rev) = self
-            .store
-            .update(o.map_err(invalid)?)
-            .await
-            .map_err(store_status)?;
-        Ok((
-            object_to_pb(&o),
-            pb::WriteResult {
-                revision: rev,
-                resource_version: o.meta.resource_version,
-            },
-        ))
+        self.write(o, false).await
+    }
+
+    async fn write(
+        &self,
+        o: Result<Object, FieldError>,
+        create: bool,
+    ) -> Result<(pb::Object, pb::WriteResult), Status> {
+        let o = o.map_err(invalid)?;
+        let written = if create {
+            self.store.create(o).await
+        } else {
+            self.store.update(o).await
+        };
+        let (o, revision) = written.map_err(store_status)?;
+        let result = pb::WriteResult {
+            revision,
+            resource_version: o.meta.resource_version,
+        };
+        Ok((object_to_pb(&o), result))
     }
 
     async fn get(&self, req: pb::GetRequest) -> Result<pb::Object, Status> {

@@ -142,22 +142,28 @@ fn bucket_cols() -> String {
         .join(", ")
 }
 
+/// Counter columns of `gw_rollups`, in bind order.
+const COUNTERS: [&str; 8] = [
+    "requests",
+    "s1xx",
+    "s2xx",
+    "s3xx",
+    "s4xx",
+    "s5xx",
+    "upstream_errors",
+    "latency_sum_us",
+];
+
+/// Every summable column: counters, then latency buckets.
+fn value_columns() -> impl Iterator<Item = String> {
+    COUNTERS
+        .iter()
+        .map(|c| c.to_string())
+        .chain((0..BUCKETS).map(|i| format!("b{i:02}")))
+}
+
 fn sums() -> String {
-    let mut cols: Vec<String> = [
-        "requests",
-        "s1xx",
-        "s2xx",
-        "s3xx",
-        "s4xx",
-        "s5xx",
-        "upstream_errors",
-        "latency_sum_us",
-    ]
-    .iter()
-    .map(|c| c.to_string())
-    .collect();
-    cols.extend((0..BUCKETS).map(|i| format!("b{i:02}")));
-    cols.iter()
+    value_columns()
         .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
         .collect::<Vec<_>>()
         .join(", ")
@@ -188,21 +194,9 @@ impl Store {
         }
         let b = bucket_cols();
         let params: Vec<String> = (5..5 + 8 + BUCKETS).map(|i| format!("${i}")).collect();
-        let updates: Vec<String> = [
-            "requests",
-            "s1xx",
-            "s2xx",
-            "s3xx",
-            "s4xx",
-            "s5xx",
-            "upstream_errors",
-            "latency_sum_us",
-        ]
-        .iter()
-        .map(|c| c.to_string())
-        .chain((0..BUCKETS).map(|i| format!("b{i:02}")))
-        .map(|c| format!("{c} = gw_rollups.{c} + excluded.{c}"))
-        .collect();
+        let updates: Vec<String> = value_columns()
+            .map(|c| format!("{c} = gw_rollups.{c} + excluded.{c}"))
+            .collect();
         let sql = format!(
             "INSERT INTO gw_rollups (bucket, kind, tenant, name, requests, s1xx, s2xx, s3xx, s4xx, s5xx, upstream_errors, latency_sum_us, {b}) \
              VALUES ($1, $2, $3, $4, {}) ON CONFLICT (bucket, kind, tenant, name) DO UPDATE SET {}",

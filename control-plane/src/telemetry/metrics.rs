@@ -189,14 +189,7 @@ impl StreamState {
                 if d == 0 {
                     return;
                 }
-                let r = deltas
-                    .entry(rk(
-                        bucket,
-                        label(m, "kind"),
-                        label(m, "tenant"),
-                        label(m, "name"),
-                    ))
-                    .or_default();
+                let r = deltas.entry(object_key(bucket, m)).or_default();
                 r.requests += d;
                 match label(m, "class") {
                     "upstream_error" => r.upstream_errors += d,
@@ -213,15 +206,10 @@ impl StreamState {
             }
             t::DURATION => {
                 if let Some((counts, sum_ms)) = self.histogram_delta(key, m, baseline) {
-                    let r = deltas
-                        .entry(rk(
-                            bucket,
-                            label(m, "kind"),
-                            label(m, "tenant"),
-                            label(m, "name"),
-                        ))
-                        .or_default();
-                    r.add_latencies(&counts, sum_ms);
+                    deltas
+                        .entry(object_key(bucket, m))
+                        .or_default()
+                        .add_latencies(&counts, sum_ms);
                 }
             }
             t::CIRCUIT_STATE | t::ENDPOINT_HEALTHY => {
@@ -321,6 +309,16 @@ impl Hist {
         out.push((f64::INFINITY, self.count.saturating_sub(below)));
         out
     }
+}
+
+/// The rollup key a gw family's `kind` / `tenant` / `name` labels name.
+fn object_key(bucket: i64, m: &Metric) -> RollupKey {
+    rk(
+        bucket,
+        label(m, "kind"),
+        label(m, "tenant"),
+        label(m, "name"),
+    )
 }
 
 fn rk(bucket: i64, kind: &str, tenant: &str, name: &str) -> RollupKey {
