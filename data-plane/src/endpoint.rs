@@ -23,6 +23,8 @@ pub struct Endpoint {
     pub in_flight: AtomicU32,
     /// Health as the control plane or the health checker says.
     pub healthy: AtomicBool,
+    /// Idle keep-alive connections to it.
+    pub pool: crate::proxy::upstream::ConnPool,
     /// Peak-EWMA latency, nanoseconds (f64 bits).
     ewma_ns: AtomicU64,
     /// Exponentially decayed failure rate (f64 bits, 0..=1).
@@ -35,8 +37,10 @@ pub struct Endpoint {
 impl Endpoint {
     /// A fresh endpoint: healthy, no history.
     pub fn new(address: impl Into<String>, weight: u32) -> Endpoint {
+        let address = address.into();
         Endpoint {
-            address: address.into(),
+            pool: crate::proxy::upstream::ConnPool::new(&address),
+            address,
             weight: AtomicU32::new(weight.max(1)),
             in_flight: AtomicU32::new(0),
             healthy: AtomicBool::new(true),

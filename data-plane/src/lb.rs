@@ -18,6 +18,8 @@ pub mod p2c;
 pub mod ring_hash;
 pub mod round_robin;
 
+pub use p2c::fast_rand;
+
 use crate::endpoint::Endpoint;
 use gw_proto::model::LbPolicy;
 use std::sync::Arc;

@@ -85,12 +85,18 @@ impl LogSink {
         (sink, rx)
     }
 
-    /// Offers a record: errors always, successes sampled; never blocks.
-    pub fn offer(&self, r: AccessRecord) {
-        let error = r.status >= 500 || !r.upstream_error.is_empty();
-        if !error && (self.sample <= 0.0 || rand::random::<f64>() >= self.sample) {
-            return;
+    /// Whether a request that ended so is logged: errors always, successes sampled.
+    pub fn wants(&self, status: u16, upstream_error: &str) -> bool {
+        if status >= 500 || !upstream_error.is_empty() {
+            return true;
         }
+        self.sample >= 1.0
+            || (self.sample > 0.0
+                && (crate::lb::fast_rand() >> 11) as f64 / (1u64 << 53) as f64 <= self.sample)
+    }
+
+    /// Queues a record (see [`wants`](Self::wants)); never blocks.
+    pub fn offer(&self, r: AccessRecord) {
         if self.tx.try_send(r).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }

@@ -391,9 +391,15 @@ impl RouteTable {
         path: &str,
         headers: &HeaderMap,
     ) -> Option<&Arc<Route>> {
-        let host = host.to_ascii_lowercase();
-        let vh = self.vhost(&host)?;
-        let path_only = path.split('?').next().unwrap_or(path);
+        let lower;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = host.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            host
+        };
+        let vh = self.vhost(host)?;
+        let path_only = path.split_once('?').map_or(path, |(p, _)| p);
         vh.routes.iter().find(|r| {
             let path_ok = match &r.path {
                 PathMatch::Prefix(p) => path_only.starts_with(p.as_str()),

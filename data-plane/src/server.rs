@@ -3,10 +3,11 @@
 
 use crate::admin;
 use crate::config::{self, Registries, Resources, RuntimeConfig};
-use crate::proxy::{self, Upstreams};
+use crate::proxy::{self, Downstream};
 use crate::report::{AccessRecord, LogSink};
 use crate::xds::{self, Mode, XdsOptions};
 use arc_swap::ArcSwap;
+use futures::FutureExt;
 use gw_proto::envoy::pb::envoy::config::core::v3::Node;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -109,8 +110,6 @@ pub struct Shared {
     pub config: ArcSwap<RuntimeConfig>,
     /// State that outlives config versions.
     pub registries: Registries,
-    /// Pooled upstream clients.
-    pub upstreams: Upstreams,
     /// Access-log sink.
     pub logs: LogSink,
     /// xDS client state.
@@ -164,7 +163,6 @@ impl Proxy {
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(RuntimeConfig::default()),
             registries: Registries::default(),
-            upstreams: Upstreams::default(),
             logs,
             xds: XdsStatus::default(),
             started: Instant::now(),
@@ -274,6 +272,7 @@ async fn serve(
     builder
         .http1()
         .keep_alive(true)
+        .writev(false)
         .timer(hyper_util::rt::TokioTimer::new());
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
     let graceful = GracefulShutdown::new();
@@ -290,9 +289,9 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let down = Arc::new(Downstream::new(peer));
         let svc = hyper::service::service_fn(move |req| {
-            let shared = shared.clone();
-            async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, req, peer).await) }
+            proxy::handle(shared.clone(), down.clone(), req).map(Ok::<_, std::convert::Infallible>)
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)

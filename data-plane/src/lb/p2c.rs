@@ -69,7 +69,7 @@ fn seed() -> u64 {
 }
 
 /// A cheap thread-local xorshift64* random number; no lock, no syscall.
-pub(crate) fn fast_rand() -> u64 {
+pub fn fast_rand() -> u64 {
     RNG.with(|s| {
         let mut x = s.get();
         x ^= x >> 12;

@@ -1,0 +1,304 @@
+//! The attempt loop: pick an endpoint, send, and retry per the route's policy.
+//!
+//! A retry needs the request again, so only requests whose body is known to be empty are retried
+//! (never a request that could be sent twice with a partial body). Each try is bounded by the
+//! per-try timeout and the route's overall timeout; a timeout answers 504. When the cluster has no
+//! usable endpoint its fallback cluster (if any) is tried; with none, 503.
+
+use super::upstream::PooledBody;
+use super::{local, ReqBody, RespBody};
+use crate::config::{ClusterRt, RuntimeConfig};
+use crate::lb::{fast_rand, hash_key, PickContext};
+use crate::router::{HashOn, Retry, Route};
+use crate::server::Shared;
+use http_body_util::{Either, Empty};
+use hyper::body::{Body, Incoming};
+use hyper::header::HeaderMap;
+use hyper::http::request::Parts;
+use hyper::{Request, Response, StatusCode};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How one request ended, for stats and the access log.
+pub struct Outcome {
+    /// What goes downstream.
+    pub response: Response<RespBody>,
+    /// The cluster that answered (or failed).
+    pub cluster: Option<Arc<ClusterRt>>,
+    /// Index of the endpoint in that cluster.
+    pub endpoint: Option<usize>,
+    /// Why the upstream failed; empty when it answered.
+    pub upstream_error: &'static str,
+}
+
+impl Outcome {
+    fn local(
+        status: StatusCode,
+        msg: &'static str,
+        cluster: Option<Arc<ClusterRt>>,
+        endpoint: Option<usize>,
+        err: &'static str,
+    ) -> Outcome {
+        Outcome {
+            response: local(status, msg),
+            cluster,
+            endpoint,
+            upstream_error: err,
+        }
+    }
+}
+
+fn hash_of(h: &HashOn, client: SocketAddr, headers: &HeaderMap) -> Option<u64> {
+    match h {
+        HashOn::SourceIp => Some(match client.ip() {
+            std::net::IpAddr::V4(ip) => hash_key(&ip.octets()),
+            std::net::IpAddr::V6(ip) => hash_key(&ip.octets()),
+        }),
+        HashOn::Header(name) => headers.get(name).map(|v| hash_key(v.as_bytes())),
+        HashOn::Cookie(name) => headers
+            .get_all(hyper::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|kv| {
+                kv.trim()
+                    .strip_prefix(name.as_str())?
+                    .strip_prefix('=')
+                    .map(|v| hash_key(v.as_bytes()))
+            }),
+    }
+}
+
+fn retry_on_status(r: &Retry, s: StatusCode) -> bool {
+    (r.on_5xx && s.is_server_error())
+        || (r.on_gateway_error && matches!(s.as_u16(), 502..=504))
+        || (r.on_retriable_4xx && s == StatusCode::CONFLICT)
+}
+
+/// Decrements a counter when dropped.
+struct Active(Arc<AtomicU32>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The request, kept whole for a retry or moved into the only try.
+enum Pending {
+    Once(Option<(Parts, Incoming)>),
+    Replayable(Parts),
+}
+
+impl Pending {
+    fn next(&mut self) -> Option<Request<ReqBody>> {
+        match self {
+            Pending::Once(p) => p
+                .take()
+                .map(|(parts, body)| Request::from_parts(parts, Either::Left(body))),
+            Pending::Replayable(p) => {
+                let mut r = Request::new(Either::Right(Empty::new()));
+                *r.method_mut() = p.method.clone();
+                *r.uri_mut() = p.uri.clone();
+                *r.version_mut() = p.version;
+                *r.headers_mut() = p.headers.clone();
+                Some(r)
+            }
+        }
+    }
+}
+
+/// What one try gave.
+enum Try {
+    Answer(
+        Response<Incoming>,
+        hyper::client::conn::http1::SendRequest<ReqBody>,
+    ),
+    ConnectFailed,
+    Reset,
+    TimedOut,
+}
+
+/// Forwards `parts` + `body` per `route`.
+pub async fn forward(
+    shared: &Shared,
+    cfg: &RuntimeConfig,
+    route: &Route,
+    parts: Parts,
+    body: Incoming,
+    client: SocketAddr,
+) -> Outcome {
+    let name = route.target.pick(fast_rand() as u32);
+    let Some(mut cluster) = cfg.clusters.get(name).cloned() else {
+        return Outcome::local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no such cluster\n",
+            None,
+            None,
+            "no_cluster",
+        );
+    };
+    if cluster.active.load(Ordering::Relaxed) >= cluster.max_requests {
+        shared.overflow.fetch_add(1, Ordering::Relaxed);
+        return Outcome::local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream overflow\n",
+            Some(cluster),
+            None,
+            "overflow",
+        );
+    }
+    cluster.active.fetch_add(1, Ordering::Relaxed);
+    let _active = Active(cluster.active.clone());
+    let ctx = PickContext {
+        hash: route
+            .hash_on
+            .as_ref()
+            .and_then(|h| hash_of(h, client, &parts.headers)),
+    };
+    // Only a request whose body is known empty can be sent twice.
+    let retry = route.retry.as_ref().filter(|_| body.is_end_stream());
+    let attempts = retry.map_or(0, |r| r.attempts);
+    let mut pending = if attempts > 0 {
+        Pending::Replayable(parts)
+    } else {
+        Pending::Once(Some((parts, body)))
+    };
+    let deadline = route.timeout.map(|t| Instant::now() + t);
+    let per_try = retry.and_then(|r| r.per_try_timeout);
+    let mut used_fallback = false;
+    let mut last: Option<Outcome> = None;
+    let mut _retrying: Option<Active> = None;
+    for attempt in 0..=attempts {
+        if attempt > 0 {
+            if cluster.active_retries.load(Ordering::Relaxed) >= cluster.max_retries {
+                break;
+            }
+            cluster.active_retries.fetch_add(1, Ordering::Relaxed);
+            _retrying = Some(Active(cluster.active_retries.clone()));
+        }
+        let idx = match cluster.pick(ctx) {
+            Some(i) => i,
+            None => match cluster
+                .fallback
+                .as_ref()
+                .and_then(|f| cfg.clusters.get(f))
+                .filter(|_| !used_fallback)
+            {
+                Some(fb) => {
+                    used_fallback = true;
+                    cluster = fb.clone();
+                    match cluster.pick(ctx) {
+                        Some(i) => i,
+                        None => break,
+                    }
+                }
+                None => break,
+            },
+        };
+        let Some(ep) = cluster.endpoints.get(idx).cloned() else {
+            break;
+        };
+        let Some(req) = pending.next() else { break };
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let limit = match (per_try, remaining) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let guard = ep.start();
+        let exchange = async {
+            let mut conn = match ep.pool.checkout(cluster.connect_timeout).await {
+                Ok(c) => c,
+                Err(_) => return Try::ConnectFailed,
+            };
+            match conn.send_request(req).await {
+                Ok(resp) => Try::Answer(resp, conn),
+                Err(_) => Try::Reset,
+            }
+        };
+        let result = match limit {
+            Some(l) => tokio::time::timeout(l, exchange)
+                .await
+                .unwrap_or(Try::TimedOut),
+            None => exchange.await,
+        };
+        let more = attempt < attempts;
+        match result {
+            Try::Answer(resp, conn) => {
+                let status = resp.status();
+                if more && retry.is_some_and(|r| retry_on_status(r, status)) {
+                    guard.finish(false);
+                    // The body is unread: the connection is not reused.
+                    continue;
+                }
+                guard.finish(!status.is_server_error());
+                let (mut head, body) = resp.into_parts();
+                super::headers::strip_hop_by_hop(&mut head.headers);
+                let body = Either::Left(PooledBody::new(body, conn, ep));
+                return Outcome {
+                    response: Response::from_parts(head, body),
+                    cluster: Some(cluster),
+                    endpoint: Some(idx),
+                    upstream_error: "",
+                };
+            }
+            Try::ConnectFailed | Try::Reset => {
+                guard.finish(false);
+                let connect = matches!(result, Try::ConnectFailed);
+                let (status, msg, err) = if connect {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "upstream connect error\n",
+                        "connect_failure",
+                    )
+                } else {
+                    (StatusCode::BAD_GATEWAY, "upstream reset\n", "reset")
+                };
+                let allowed = retry.is_some_and(|r| {
+                    if connect {
+                        r.on_connect_failure || r.on_5xx || r.on_gateway_error
+                    } else {
+                        r.on_reset || r.on_5xx || r.on_gateway_error
+                    }
+                });
+                last = Some(Outcome::local(
+                    status,
+                    msg,
+                    Some(cluster.clone()),
+                    Some(idx),
+                    err,
+                ));
+                if more && allowed {
+                    continue;
+                }
+                break;
+            }
+            Try::TimedOut => {
+                drop(guard);
+                last = Some(Outcome::local(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream request timeout\n",
+                    Some(cluster.clone()),
+                    Some(idx),
+                    "timeout",
+                ));
+                let overall_left = deadline.is_none_or(|d| d > Instant::now());
+                if more && overall_left && retry.is_some_and(|r| r.on_5xx || r.on_gateway_error) {
+                    continue;
+                }
+                break;
+            }
+        }
+    }
+    last.unwrap_or_else(|| {
+        Outcome::local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no healthy upstream\n",
+            Some(cluster),
+            None,
+            "no_healthy_upstream",
+        )
+    })
+}
