@@ -5,7 +5,12 @@ use super::snapshot::{ResourceType, Snapshot};
 use gw_proto::envoy::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as DeltaResource,
 };
+use super::snapshot::Resource;
+use std::sync::Arc;
 use std::time::Instant;
+
+/// Target size of one Delta response's resources.
+const CHUNK_BYTES: usize = 256 * 1024;
 
 /// Takes one request: ACK/NACK bookkeeping and subscription changes (which count even with a
 /// stale nonce, unlike SotW).
@@ -88,29 +93,47 @@ pub fn responses(
             continue;
         }
         let version = set_version(&target);
-        let resources = changed
-            .iter()
-            .map(|(n, r)| DeltaResource {
-                name: n.clone(),
-                version: r.version.clone(),
-                resource: Some(r.body.clone()),
+        // Large pushes (a first sync) go out in chunks: smaller messages keep per-stream
+        // encode buffers small, and the client starts applying sooner.
+        let mut chunks: Vec<Vec<(String, Arc<Resource>)>> = vec![Vec::new()];
+        let mut bytes = 0;
+        for (n, r) in changed {
+            if bytes > 0 && bytes + r.body.value.len() > CHUNK_BYTES {
+                chunks.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += r.body.value.len();
+            if let Some(last) = chunks.last_mut() {
+                last.push((n, r));
+            }
+        }
+        let last = chunks.len() - 1;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let removed = if i == last { removed.clone() } else { Vec::new() };
+            let resources = chunk
+                .iter()
+                .map(|(n, r)| DeltaResource {
+                    name: n.clone(),
+                    version: r.version.clone(),
+                    resource: Some(r.body.clone()),
+                    ..Default::default()
+                })
+                .collect();
+            let content = chunk
+                .into_iter()
+                .map(|(n, r)| (n, Some(r)))
+                .chain(removed.iter().map(|n| (n.clone(), None)))
+                .collect();
+            let nonce = session.record_sent(t, version.clone(), content, false);
+            out.push(DeltaDiscoveryResponse {
+                system_version_info: version.clone(),
+                resources,
+                type_url: t.type_url().to_owned(),
+                removed_resources: removed,
+                nonce,
                 ..Default::default()
-            })
-            .collect();
-        let content = changed
-            .into_iter()
-            .map(|(n, r)| (n, Some(r)))
-            .chain(removed.iter().map(|n| (n.clone(), None)))
-            .collect();
-        let nonce = session.record_sent(t, version.clone(), content, false);
-        out.push(DeltaDiscoveryResponse {
-            system_version_info: version,
-            resources,
-            type_url: t.type_url().to_owned(),
-            removed_resources: removed,
-            nonce,
-            ..Default::default()
-        });
+            });
+        }
     }
     session.finish_push(snap.revision);
     out

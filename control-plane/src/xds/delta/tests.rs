@@ -127,3 +127,22 @@ fn nack_names_the_cluster() {
     assert_eq!(n.objects, ["cluster/acme/b"]);
     assert!(s.ty(Cluster).acked.is_empty());
 }
+
+#[test]
+fn big_pushes_are_chunked_and_each_chunk_acked() {
+    let names: Vec<String> = (0..1200).map(|i| format!("c{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let snap = snapshot(1, &refs, &[]);
+    let mut s = Session::new(String::new());
+    handle(&mut s, &sub(Cluster, &[]), 0).unwrap();
+    let out = responses(&mut s, &snap, Instant::now());
+    assert!(out.len() > 1, "{} responses", out.len());
+    assert_eq!(out.iter().map(|r| r.resources.len()).sum::<usize>(), 1200);
+    assert!(out.iter().all(|r| r.system_version_info == out[0].system_version_info));
+    for r in &out {
+        assert!(!s.settled());
+        assert_eq!(handle(&mut s, &ack(r), 0).unwrap().1, AckOutcome::Ack);
+    }
+    assert!(s.settled());
+    assert_eq!(s.ty(Cluster).acked.len(), 1200);
+}
