@@ -12,8 +12,10 @@
 //! - [`server`]: wiring, [`server::Proxy::start`] is what `main` and tests run.
 
 pub mod admin;
+pub mod breaker;
 pub mod config;
 pub mod endpoint;
+pub mod health;
 pub mod lb;
 pub mod proxy;
 pub mod report;

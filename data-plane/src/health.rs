@@ -1,0 +1,214 @@
+//! Active health checking: HTTP (path, expected statuses, host header) or TCP connect probes at
+//! an interval with jitter; an endpoint turns unhealthy after `unhealthyThreshold` failed probes
+//! in a row and healthy again after `healthyThreshold` good ones. Endpoints start as the control
+//! plane says (EDS health status); verdicts reach the balancer at once through the endpoint's
+//! atomic health flag.
+
+use crate::endpoint::Endpoint;
+use bytes::Bytes;
+use gw_proto::model::HealthCheck;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Consecutive-result counting for one endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verdicts {
+    ok_in_a_row: u32,
+    bad_in_a_row: u32,
+}
+
+impl Verdicts {
+    /// Adds a probe result; returns the new health when it flips.
+    pub fn step(&mut self, healthy_now: bool, probe_ok: bool, hc: &HealthCheck) -> Option<bool> {
+        if probe_ok {
+            self.ok_in_a_row += 1;
+            self.bad_in_a_row = 0;
+            (!healthy_now && self.ok_in_a_row >= hc.healthy_threshold.max(1)).then_some(true)
+        } else {
+            self.bad_in_a_row += 1;
+            self.ok_in_a_row = 0;
+            (healthy_now && self.bad_in_a_row >= hc.unhealthy_threshold.max(1)).then_some(false)
+        }
+    }
+}
+
+/// A health transition, reported as a metric and an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthChange {
+    /// Cluster (Envoy name).
+    pub cluster: String,
+    /// `ADDR:PORT`.
+    pub endpoint: String,
+    /// New health.
+    pub healthy: bool,
+}
+
+type ProbeClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+
+/// One probe of `ep`: `true` when it passed.
+pub async fn probe(client: &ProbeClient, ep: &Endpoint, hc: &HealthCheck, host: &str) -> bool {
+    let Some(path) = &hc.path else {
+        return matches!(
+            tokio::time::timeout(
+                hc.timeout,
+                tokio::net::TcpStream::connect(ep.address.as_str())
+            )
+            .await,
+            Ok(Ok(_))
+        );
+    };
+    let host = hc.host.as_deref().unwrap_or(host);
+    let Ok(req) = hyper::Request::get(format!("http://{}{path}", ep.address))
+        .header(hyper::header::HOST, host)
+        .header(hyper::header::USER_AGENT, "gw-proxy-health-check")
+        .body(Empty::new())
+    else {
+        return false;
+    };
+    match tokio::time::timeout(hc.timeout, client.request(req)).await {
+        Ok(Ok(resp)) => {
+            let s = u32::from(resp.status().as_u16());
+            if hc.expected_statuses.is_empty() {
+                (200..300).contains(&s)
+            } else {
+                hc.expected_statuses.contains(&s)
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Probes every endpoint of a cluster until `stop` turns true or the task is dropped; reports
+/// each flip on `changes`.
+pub async fn run(
+    cluster: String,
+    host: String,
+    endpoints: Vec<Arc<Endpoint>>,
+    hc: HealthCheck,
+    changes: tokio::sync::mpsc::UnboundedSender<HealthChange>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let client: ProbeClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1)
+        .build_http();
+    let mut verdicts = vec![Verdicts::default(); endpoints.len()];
+    loop {
+        // ±10 % jitter so a fleet of proxies does not probe in lockstep.
+        let jitter = hc.interval.mul_f64(0.9 + rand::random::<f64>() * 0.2);
+        let results =
+            futures::future::join_all(endpoints.iter().map(|ep| probe(&client, ep, &hc, &host)))
+                .await;
+        for ((ep, v), ok) in endpoints.iter().zip(verdicts.iter_mut()).zip(results) {
+            if let Some(now) = v.step(ep.is_healthy(), ok, &hc) {
+                ep.healthy.store(now, Ordering::Relaxed);
+                let _ = changes.send(HealthChange {
+                    cluster: cluster.clone(),
+                    endpoint: ep.address.clone(),
+                    healthy: now,
+                });
+            }
+        }
+        tokio::select! {
+            _ = crate::server::stopped(&mut stop) => return,
+            _ = tokio::time::sleep(jitter) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hc() -> HealthCheck {
+        HealthCheck {
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            ..HealthCheck::default()
+        }
+    }
+
+    #[test]
+    fn thresholds_flip_health() {
+        let mut v = Verdicts::default();
+        let hc = hc();
+        assert_eq!(v.step(true, false, &hc), None);
+        assert_eq!(v.step(true, false, &hc), None);
+        assert_eq!(
+            v.step(true, false, &hc),
+            Some(false),
+            "third failure in a row"
+        );
+        assert_eq!(v.step(false, true, &hc), None);
+        assert_eq!(
+            v.step(false, false, &hc),
+            None,
+            "a failure resets the good streak"
+        );
+        assert_eq!(v.step(false, true, &hc), None);
+        assert_eq!(v.step(false, true, &hc), Some(true), "two good in a row");
+    }
+
+    #[tokio::test]
+    async fn tcp_and_http_probes_against_real_sockets() {
+        let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = up.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = up.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        |req: hyper::Request<hyper::body::Incoming>| async move {
+                            let status = if req.uri().path() == "/health" {
+                                200
+                            } else {
+                                503
+                            };
+                            let mut r =
+                                hyper::Response::new(http_body_util::Full::new(Bytes::new()));
+                            *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(r)
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        let client: ProbeClient = Client::builder(TokioExecutor::new()).build_http();
+        let ep = Endpoint::new(addr.to_string(), 1);
+        let tcp = HealthCheck { path: None, ..hc() };
+        assert!(probe(&client, &ep, &tcp, "x").await);
+        let http = HealthCheck {
+            path: Some("/health".into()),
+            ..hc()
+        };
+        assert!(probe(&client, &ep, &http, "x").await);
+        let bad = HealthCheck {
+            path: Some("/other".into()),
+            ..hc()
+        };
+        assert!(!probe(&client, &ep, &bad, "x").await);
+        let expected = HealthCheck {
+            path: Some("/other".into()),
+            expected_statuses: vec![503],
+            ..hc()
+        };
+        assert!(probe(&client, &ep, &expected, "x").await);
+        // Nothing listens here any more.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let gone = Endpoint::new(closed.to_string(), 1);
+        assert!(!probe(&client, &gone, &tcp, "x").await);
+        assert!(!probe(&client, &gone, &http, "x").await);
+    }
+}
