@@ -111,12 +111,14 @@ impl CliError {
             // A status with a source was made by the transport on this side: the connection
             // broke, it was not the control plane saying no.
             CliError::Status { status, .. }
-                if status.code() == Code::Unavailable
-                    && std::error::Error::source(&status).is_some() =>
+                if matches!(
+                    status.code(),
+                    Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
+                ) && std::error::Error::source(&status).is_some() =>
             {
                 CliError::Unreachable {
                     server: server.to_owned(),
-                    cause: format!("connection lost ({})", one_line(status.message())),
+                    cause: format!("the connection was lost ({})", one_line(status.message())),
                 }
             }
             e => e,
@@ -231,6 +233,18 @@ mod tests {
         assert_eq!(
             e.render(false),
             "http://127.0.0.1:18001 is not a gw control plane's gRPC address (is it the HTTP port? the gRPC default is :18000)"
+        );
+        // A broken connection, found by the transport on this side.
+        let e = CliError::Status {
+            context: "events".into(),
+            status: tonic::Status::from_error(Box::new(std::io::Error::other(
+                "error reading a body from connection",
+            ))),
+        }
+        .at_server("http://127.0.0.1:18000");
+        assert_eq!(
+            e.render(false),
+            "cannot reach the control plane at http://127.0.0.1:18000: the connection was lost (error reading a body from connection)"
         );
         // A server-side refusal is not rewritten.
         let e = status(Code::Unavailable, "userdb is unavailable; retry").at_server("x");

@@ -217,6 +217,11 @@ pub async fn events(ctx: &Ctx, a: EventsArgs) -> CliResult<u8> {
                     println!("{}", event_line(&e));
                 }
             }
+            Ok(None) if a.follow => {
+                return Err(CliError::other(
+                    "the control plane ended the event stream (shutting down?)",
+                ))
+            }
             Ok(None) => break,
             Err(status) => {
                 return Err(CliError::Status {
