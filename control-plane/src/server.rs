@@ -156,6 +156,7 @@ impl ControlPlane {
             http,
             store.clone(),
             metrics.clone(),
+            xds.fleet().clone(),
             shutdown.subscribe(),
         ));
         tasks.spawn(reap_leases(
@@ -166,6 +167,7 @@ impl ControlPlane {
         tasks.spawn(buffer.clone().run(shutdown.subscribe()));
         tasks.spawn(crate::monitoring::fleet_bridge::persist_events(
             store.clone(),
+            metrics.clone(),
             xds.events().follow(),
             shutdown.subscribe(),
         ));

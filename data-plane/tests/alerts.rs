@@ -52,6 +52,15 @@ async fn failing_endpoint_fires_and_resolves_an_alert() {
     })
     .await;
 
+    // The control plane counts the proxy as connected.
+    let cp_http = cp.http_addr();
+    eventually(10, "connected-proxies gauge", || async {
+        let m = String::from_utf8(get(&c, cp_http, "/metrics").await.body.to_vec()).unwrap();
+        m.contains(r#"gw_xds_connected_proxies{node_cluster="ingress"} 1"#)
+            .then_some(())
+    })
+    .await;
+
     // Healthy traffic, then the endpoint fails.
     for _ in 0..20 {
         assert_eq!(get(&c, p, "/users/1").await.status, 200);

@@ -16,6 +16,7 @@ pub async fn serve(
     listener: TcpListener,
     store: Store,
     metrics: ControlPlaneMetrics,
+    fleet: crate::xds::Fleet,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -31,11 +32,15 @@ pub async fn serve(
         };
         let store = store.clone();
         let metrics = metrics.clone();
+        let fleet = fleet.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let store = store.clone();
                 let metrics = metrics.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(req, &store, &metrics).await) }
+                let fleet = fleet.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(handle(req, &store, &metrics, &fleet).await)
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -54,6 +59,7 @@ async fn handle(
     req: Request<Incoming>,
     store: &Store,
     metrics: &ControlPlaneMetrics,
+    fleet: &crate::xds::Fleet,
 ) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/healthz" => match store.revision().await {
@@ -65,6 +71,16 @@ async fn handle(
         },
         "/metrics" => {
             metrics.revision.set(*store.subscribe().borrow() as i64);
+            // Connected proxies per node cluster, read from the fleet registry at scrape time.
+            metrics.xds_connected.reset();
+            for p in fleet.list() {
+                if p.disconnected_at_ms.is_none() {
+                    metrics
+                        .xds_connected
+                        .with_label_values(&[p.node_cluster.as_str()])
+                        .inc();
+                }
+            }
             let mut r = text(StatusCode::OK, metrics.render());
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
