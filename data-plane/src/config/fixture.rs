@@ -192,11 +192,14 @@ pub fn endpoints(cluster: &str, eps: &[(SocketAddr, u32)]) -> ClusterLoadAssignm
     }
 }
 
+/// A cluster for [`simple`]: `(name, lb, endpoints as (address, weight))`.
+pub type ClusterDef<'a> = (&'a str, &'a str, Vec<(SocketAddr, u32)>);
+
 /// A whole config: listener `ingress` → route config `ingress` with `routes` on `*`, and
 /// `clusters` as `(name, lb, endpoints)`.
 pub fn simple(
     routes: Vec<rt::Route>,
-    clusters: &[(&str, &str, Vec<(SocketAddr, u32)>)],
+    clusters: &[ClusterDef<'_>],
 ) -> Resources {
     let mut res = Resources::default();
     res.insert(
