@@ -1,0 +1,425 @@
+//! The forwarding path against real upstreams, config fed directly (no control plane): routing
+//! outcomes, weighted clusters, HTTP/2 prior knowledge, retries and when they are not allowed,
+//! header rules, every strategy's preference under real traffic, and config churn under load.
+
+#![allow(clippy::unwrap_used)]
+
+use bytes::Bytes;
+use gw_proto::envoy::pb::envoy::config::route::v3 as rt;
+use gw_proxy::config::fixture::{self, ClusterDef};
+use gw_proxy::server::{Proxy, ProxyConfig};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An upstream answering `status` after `delay` (simulated service time, not synchronisation),
+/// naming itself in `x-upstream` and echoing request headers as `x-seen-<name>`.
+struct Up {
+    addr: SocketAddr,
+    hits: Arc<AtomicU32>,
+}
+
+async fn upstream(name: &'static str, status: u16, delay: Duration) -> Up {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicU32::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let h = h.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        let mut r = Response::new(Full::new(Bytes::from_static(name.as_bytes())));
+                        *r.status_mut() = StatusCode::from_u16(status).unwrap();
+                        r.headers_mut().insert("x-upstream", name.parse().unwrap());
+                        for (k, v) in req.headers() {
+                            let k = format!("x-seen-{k}");
+                            r.headers_mut().insert(
+                                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                                v.clone(),
+                            );
+                        }
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    Up { addr, hits }
+}
+
+type Http = Client<HttpConnector, Full<Bytes>>;
+
+async fn call(
+    c: &Http,
+    p: SocketAddr,
+    method: &str,
+    path: &str,
+    h: &[(&str, &str)],
+    body: &'static str,
+) -> (u16, String, hyper::HeaderMap) {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(format!("http://{p}{path}"));
+    for (k, v) in h {
+        b = b.header(*k, *v);
+    }
+    let resp = c
+        .request(
+            b.body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let up = headers
+        .get("x-upstream")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    resp.into_body().collect().await.unwrap();
+    (status, up, headers)
+}
+
+async fn proxy_with(routes: Vec<rt::Route>, clusters: &[ClusterDef<'_>]) -> Proxy {
+    let proxy = Proxy::start(ProxyConfig::for_tests(None, "edge-test"))
+        .await
+        .unwrap();
+    proxy
+        .shared()
+        .apply(fixture::simple(routes, clusters))
+        .unwrap();
+    proxy
+}
+
+fn retry(r: &mut rt::Route, on: &str, n: u32) {
+    fixture::action(r).unwrap().retry_policy = Some(rt::RetryPolicy {
+        retry_on: on.into(),
+        num_retries: Some(gw_proto::envoy::pb::google::protobuf::UInt32Value { value: n }),
+        ..Default::default()
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statuses_weights_h2c_and_headers() {
+    let a = upstream("a", 200, Duration::ZERO).await;
+    let b = upstream("b", 200, Duration::ZERO).await;
+    let mut split = fixture::prefix_route("t/split", "/split", "t/a");
+    fixture::action(&mut split).unwrap().cluster_specifier = Some(
+        rt::route_action::ClusterSpecifier::WeightedClusters(rt::WeightedCluster {
+            clusters: [("t/a", 90), ("t/b", 10)]
+                .map(|(n, w)| rt::weighted_cluster::ClusterWeight {
+                    name: n.into(),
+                    weight: Some(gw_proto::envoy::pb::google::protobuf::UInt32Value { value: w }),
+                    ..Default::default()
+                })
+                .to_vec(),
+            ..Default::default()
+        }),
+    );
+    let proxy = proxy_with(
+        vec![
+            split,
+            fixture::prefix_route("t/empty", "/empty", "t/none"),
+            fixture::prefix_route("t/a", "/", "t/a"),
+        ],
+        &[
+            ("t/a", "round_robin", vec![(a.addr, 1)]),
+            ("t/b", "round_robin", vec![(b.addr, 1)]),
+            ("t/none", "round_robin", vec![]),
+        ],
+    )
+    .await;
+    let p = proxy.listen_addr();
+    let c: Http = Client::builder(TokioExecutor::new()).build_http();
+
+    let mut seen = HashMap::new();
+    for _ in 0..1000 {
+        *seen
+            .entry(call(&c, p, "GET", "/split", &[], "").await.1)
+            .or_insert(0) += 1;
+    }
+    let to_b = seen.get("b").copied().unwrap_or(0);
+    assert!((50..=150).contains(&to_b), "90/10 split: {seen:?}");
+
+    assert_eq!(
+        call(&c, p, "GET", "/empty", &[], "").await.0,
+        503,
+        "no endpoint → 503"
+    );
+
+    let (status, up, h) = call(
+        &c,
+        p,
+        "GET",
+        "/x",
+        &[
+            ("connection", "x-drop"),
+            ("x-drop", "1"),
+            ("x-request-id", "rid-1"),
+            ("x-forwarded-for", "10.0.0.9"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!((status, up.as_str()), (200, "a"));
+    assert!(
+        !h.contains_key("x-seen-x-drop"),
+        "headers named by Connection are hop-by-hop"
+    );
+    assert_eq!(h["x-seen-x-request-id"], "rid-1");
+    assert_eq!(h["x-seen-x-forwarded-for"], "10.0.0.9, 127.0.0.1");
+
+    // HTTP/2 with prior knowledge, on the same listener.
+    let h2: Http = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let (status, up, h) = call(&h2, p, "GET", "/x", &[], "").await;
+    assert_eq!((status, up.as_str()), (200, "a"));
+    assert!(
+        h.contains_key("x-seen-host"),
+        "the authority becomes Host upstream"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_only_what_may_be_sent_twice() {
+    let bad = upstream("bad", 503, Duration::ZERO).await;
+    let good = upstream("good", 200, Duration::ZERO).await;
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut r5xx = fixture::prefix_route("t/r", "/r", "t/mixed");
+    retry(&mut r5xx, "5xx", 3);
+    let mut rconn = fixture::prefix_route("t/c", "/c", "t/half-dead");
+    retry(&mut rconn, "connect-failure", 2);
+    let mut slow = fixture::prefix_route("t/s", "/s", "t/slow");
+    fixture::action(&mut slow).unwrap().timeout =
+        Some(fixture::duration(Duration::from_millis(100)));
+    let slow_up = upstream("slow", 200, Duration::from_secs(5)).await;
+    let proxy = proxy_with(
+        vec![r5xx, rconn, slow],
+        &[
+            (
+                "t/mixed",
+                "round_robin",
+                vec![(bad.addr, 1), (good.addr, 1)],
+            ),
+            (
+                "t/half-dead",
+                "round_robin",
+                vec![(dead, 1), (good.addr, 1)],
+            ),
+            ("t/slow", "round_robin", vec![(slow_up.addr, 1)]),
+        ],
+    )
+    .await;
+    let p = proxy.listen_addr();
+    let c: Http = Client::builder(TokioExecutor::new()).build_http();
+    for _ in 0..10 {
+        assert_eq!(
+            call(&c, p, "GET", "/r", &[], "").await.0,
+            200,
+            "5xx retried elsewhere"
+        );
+        assert_eq!(
+            call(&c, p, "GET", "/c", &[], "").await.0,
+            200,
+            "connect failure retried"
+        );
+    }
+    // A request with a body cannot be replayed: exactly one try each, 503s reach the client.
+    let before = bad.hits.load(Ordering::SeqCst) + good.hits.load(Ordering::SeqCst);
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(call(&c, p, "POST", "/r", &[], "payload").await.0);
+    }
+    let after = bad.hits.load(Ordering::SeqCst) + good.hits.load(Ordering::SeqCst);
+    assert_eq!(after - before, 10, "no request sent twice");
+    assert!(statuses.contains(&503));
+    let t = std::time::Instant::now();
+    assert_eq!(call(&c, p, "GET", "/s", &[], "").await.0, 504);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strategies_prefer_what_they_promise() {
+    let fast = upstream("fast", 200, Duration::from_millis(2)).await;
+    let slow = upstream("slow", 200, Duration::from_millis(20)).await;
+    let ok = upstream("ok", 200, Duration::ZERO).await;
+    let failing = upstream("failing", 500, Duration::ZERO).await;
+    let h1 = upstream("h1", 200, Duration::ZERO).await;
+    let h2 = upstream("h2", 200, Duration::ZERO).await;
+    let h3 = upstream("h3", 200, Duration::ZERO).await;
+    let mut hashed = fixture::prefix_route("t/h", "/h", "t/hash");
+    fixture::action(&mut hashed).unwrap().hash_policy = vec![rt::route_action::HashPolicy {
+        policy_specifier: Some(rt::route_action::hash_policy::PolicySpecifier::Header(
+            rt::route_action::hash_policy::Header {
+                header_name: "x-user".into(),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }];
+    let proxy = proxy_with(
+        vec![
+            fixture::prefix_route("t/rt", "/rt", "t/latency"),
+            fixture::prefix_route("t/av", "/av", "t/avail"),
+            hashed,
+        ],
+        &[
+            (
+                "t/latency",
+                "response_time",
+                vec![(fast.addr, 1), (slow.addr, 1)],
+            ),
+            (
+                "t/avail",
+                "availability",
+                vec![(ok.addr, 1), (failing.addr, 1)],
+            ),
+            (
+                "t/hash",
+                "ip_hash",
+                vec![(h1.addr, 1), (h2.addr, 1), (h3.addr, 1)],
+            ),
+        ],
+    )
+    .await;
+    let p = proxy.listen_addr();
+    let c: Http = Client::builder(TokioExecutor::new()).build_http();
+
+    // response_time: 4 concurrent callers, 10× latency gap.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                call(&c, p, "GET", "/rt", &[], "").await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (f, s) = (
+        fast.hits.load(Ordering::SeqCst),
+        slow.hits.load(Ordering::SeqCst),
+    );
+    assert!(f >= 3 * s, "faster endpoint preferred: fast {f}, slow {s}");
+
+    // availability: the failing endpoint is avoided after its first failures.
+    for _ in 0..200 {
+        call(&c, p, "GET", "/av", &[], "").await;
+    }
+    let bad = failing.hits.load(Ordering::SeqCst);
+    assert!(bad <= 10, "failing endpoint avoided: {bad} of 200");
+
+    // ip_hash on a header: a user sticks to one endpoint; users spread.
+    let mut owners = HashMap::new();
+    for u in 0..60 {
+        let user = format!("user-{u}");
+        let first = call(&c, p, "GET", "/h", &[("x-user", &user)], "").await.1;
+        for _ in 0..3 {
+            assert_eq!(
+                call(&c, p, "GET", "/h", &[("x-user", &user)], "").await.1,
+                first
+            );
+        }
+        *owners.entry(first).or_insert(0) += 1;
+    }
+    assert_eq!(
+        owners.len(),
+        3,
+        "users spread over all endpoints: {owners:?}"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_churn_under_load_fails_nothing() {
+    let a = upstream("a", 200, Duration::ZERO).await;
+    let b = upstream("b", 200, Duration::ZERO).await;
+    let proxy = proxy_with(
+        vec![fixture::prefix_route("t/r", "/", "t/a")],
+        &[
+            ("t/a", "round_robin", vec![(a.addr, 1)]),
+            ("t/b", "least_conn", vec![(b.addr, 1)]),
+        ],
+    )
+    .await;
+    let p = proxy.listen_addr();
+    let c: Http = Client::builder(TokioExecutor::new()).build_http();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (c, stop, ok, failed) = (c.clone(), stop.clone(), ok.clone(), failed.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let counter = if call(&c, p, "GET", "/x", &[], "").await.0 == 200 {
+                    &ok
+                } else {
+                    &failed
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for i in 0..50u32 {
+        let target = if i % 2 == 0 { "t/b" } else { "t/a" };
+        let mut res = fixture::simple(
+            vec![fixture::prefix_route("t/r", "/", target)],
+            &[
+                ("t/a", "round_robin", vec![(a.addr, 1)]),
+                ("t/b", "least_conn", vec![(b.addr, 1 + i % 3)]),
+            ],
+        );
+        res.insert(
+            gw_proxy::config::type_url::ROUTE,
+            "ingress",
+            &format!("v{i}"),
+            &fixture::route_config(
+                "ingress",
+                vec![(vec!["*"], vec![fixture::prefix_route("t/r", "/", target)])],
+            ),
+        );
+        proxy.shared().apply(res).unwrap();
+        // Let some requests through on each version.
+        let seen = ok.load(Ordering::Relaxed);
+        while ok.load(Ordering::Relaxed) < seen + 5 {
+            tokio::task::yield_now().await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "ok: {}",
+        ok.load(Ordering::Relaxed)
+    );
+    assert!(a.hits.load(Ordering::SeqCst) > 0 && b.hits.load(Ordering::SeqCst) > 0);
+    proxy.shutdown().await;
+}
