@@ -130,8 +130,9 @@ impl Shared {
         self.logs.offer(r);
     }
 
-    /// Compiles and serves `res` (tests and the config cache).
-    pub fn apply(&self, res: Resources) -> Result<(), String> {
+    /// Compiles and serves `res` (the xDS client, the config cache, tests); on error the
+    /// previous config keeps serving.
+    pub fn apply(&self, res: Resources) -> Result<(), config::ConfigError> {
         let rt = config::compile(&res, &self.registries)?;
         self.config.store(Arc::new(rt));
         Ok(())

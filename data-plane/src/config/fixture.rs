@@ -197,10 +197,7 @@ pub type ClusterDef<'a> = (&'a str, &'a str, Vec<(SocketAddr, u32)>);
 
 /// A whole config: listener `ingress` → route config `ingress` with `routes` on `*`, and
 /// `clusters` as `(name, lb, endpoints)`.
-pub fn simple(
-    routes: Vec<rt::Route>,
-    clusters: &[ClusterDef<'_>],
-) -> Resources {
+pub fn simple(routes: Vec<rt::Route>, clusters: &[ClusterDef<'_>]) -> Resources {
     let mut res = Resources::default();
     res.insert(
         type_url::LISTENER,
