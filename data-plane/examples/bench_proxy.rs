@@ -6,6 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gw_proxy::config::fixture;
+
+/// mimalloc: measurably faster than glibc malloc for hyper's many small, short-lived buffers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use gw_proxy::server::{Proxy, ProxyConfig};
 use std::net::SocketAddr;
 

@@ -1,6 +1,10 @@
 //! `gw-proxy`: a stateless proxy configured over xDS by the gw control plane.
 
 use clap::Parser;
+
+/// mimalloc: measurably faster than glibc malloc for hyper's many small, short-lived buffers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use gw_proxy::server::{Proxy, ProxyConfig};
 use gw_proxy::xds::Mode;
 use std::net::SocketAddr;
