@@ -101,7 +101,8 @@ impl Drop for Envoy {
     }
 }
 
-/// The bootstrap: node identity and one static cluster, the control plane.
+/// The bootstrap: node identity, one static cluster (the control plane, `gw-xds`: xDS, and the
+/// gRPC access log gw's listeners configure) and a `MetricsService` stats sink to it.
 pub fn bootstrap(xds: SocketAddr, node_id: &str, node_cluster: &str, mode: Mode) -> String {
     let api = match mode {
         Mode::Sotw => "GRPC",
@@ -109,6 +110,14 @@ pub fn bootstrap(xds: SocketAddr, node_id: &str, node_cluster: &str, mode: Mode)
     };
     format!(
         r#"node: {{id: "{node_id}", cluster: "{node_cluster}"}}
+stats_flush_interval: 1s
+stats_sinks:
+- name: envoy.stat_sinks.metrics_service
+  typed_config:
+    "@type": type.googleapis.com/envoy.config.metrics.v3.MetricsServiceConfig
+    transport_api_version: V3
+    histogram_emit_mode: HISTOGRAM
+    grpc_service: {{envoy_grpc: {{cluster_name: gw-xds}}}}
 admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
 dynamic_resources:

@@ -2,16 +2,90 @@
 
 use super::{any, resource, route, Model, DEFAULT_LISTENER};
 use crate::xds::snapshot::Resource;
+use gw_proto::envoy::pb::envoy::config::accesslog::v3::{
+    access_log, access_log_filter, comparison_filter, AccessLog, AccessLogFilter, ComparisonFilter,
+    OrFilter, ResponseFlagFilter, RuntimeFilter, StatusCodeFilter,
+};
 use gw_proto::envoy::pb::envoy::config::core::v3::{
     address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion,
     ConfigSource, SocketAddress,
 };
+use gw_proto::envoy::pb::envoy::config::core::v3::{grpc_service, GrpcService, RuntimeUInt32};
 use gw_proto::envoy::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use gw_proto::envoy::pb::envoy::extensions::access_loggers::grpc::v3::{
+    CommonGrpcAccessLogConfig, HttpGrpcAccessLogConfig,
+};
 use gw_proto::envoy::pb::envoy::extensions::filters::http::router::v3::Router;
 use gw_proto::envoy::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
+use gw_proto::envoy::pb::envoy::r#type::v3::FractionalPercent;
 use gw_proto::model::ListenerSpec;
+
+/// The cluster a stock Envoy's bootstrap must give the control plane for its access logs to
+/// reach gw (gw-proxy streams to the control plane it gets xDS from, whatever this says).
+pub const CONTROL_PLANE_CLUSTER: &str = "gw-xds";
+
+/// Percent of successful requests a stock Envoy logs (runtime key
+/// `gw.access_log.success_sample_percent` overrides it); errors are always logged.
+pub const SUCCESS_SAMPLE_PERCENT: u32 = 1;
+
+/// The HCM access log: Envoy's gRPC `AccessLogService` to the control plane, for every response
+/// ≥ 500, every request with a response flag (upstream failure, timeout, overflow…), and a sample
+/// of the rest — the same records gw-proxy sends.
+pub fn access_log() -> AccessLog {
+    let f = |s: access_log_filter::FilterSpecifier| AccessLogFilter {
+        filter_specifier: Some(s),
+    };
+    let errors = f(access_log_filter::FilterSpecifier::StatusCodeFilter(
+        StatusCodeFilter {
+            comparison: Some(ComparisonFilter {
+                op: comparison_filter::Op::Ge as i32,
+                value: Some(RuntimeUInt32 {
+                    default_value: 500,
+                    runtime_key: "gw.access_log.min_error_status".into(),
+                }),
+            }),
+        },
+    ));
+    let flagged = f(access_log_filter::FilterSpecifier::ResponseFlagFilter(
+        ResponseFlagFilter { flags: Vec::new() },
+    ));
+    let sampled = f(access_log_filter::FilterSpecifier::RuntimeFilter(
+        RuntimeFilter {
+            runtime_key: "gw.access_log.success_sample_percent".into(),
+            percent_sampled: Some(FractionalPercent {
+                numerator: SUCCESS_SAMPLE_PERCENT,
+                denominator: 0,
+            }),
+            use_independent_randomness: true,
+        },
+    ));
+    let config = HttpGrpcAccessLogConfig {
+        common_config: Some(CommonGrpcAccessLogConfig {
+            log_name: "gw".into(),
+            grpc_service: Some(GrpcService {
+                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                    grpc_service::EnvoyGrpc {
+                        cluster_name: CONTROL_PLANE_CLUSTER.into(),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }),
+            transport_api_version: ApiVersion::V3 as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    AccessLog {
+        name: "envoy.access_loggers.http_grpc".into(),
+        filter: Some(f(access_log_filter::FilterSpecifier::OrFilter(OrFilter {
+            filters: vec![errors, flagged, sampled],
+        }))),
+        config_type: Some(access_log::ConfigType::TypedConfig(any(&config))),
+    }
+}
 
 /// A `ConfigSource` that says "over the ADS stream, v3".
 pub fn ads_source() -> ConfigSource {
@@ -58,6 +132,7 @@ fn listener(name: &str, spec: &ListenerSpec) -> Resource {
     let hcm = HttpConnectionManager {
         stat_prefix: name.to_owned(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
+        access_log: vec![access_log()],
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(ads_source()),
             route_config_name: name.to_owned(),
