@@ -213,9 +213,20 @@ pub async fn forward(
                 Ok(c) => c,
                 Err(_) => return Try::ConnectFailed,
             };
-            match conn.send_request(req).await {
+            match conn.try_send_request(req).await {
                 Ok(resp) => Try::Answer(resp, conn),
-                Err(_) => Try::Reset,
+                // Handed back unsent: a pooled connection closed under us (keep-alive race).
+                // The request never left, so one fresh connection may carry it, body or not.
+                Err(mut e) => match e.take_message() {
+                    Some(req) => match ep.pool.connect(cluster.connect_timeout).await {
+                        Ok(mut fresh) => match fresh.send_request(req).await {
+                            Ok(resp) => Try::Answer(resp, fresh),
+                            Err(_) => Try::Reset,
+                        },
+                        Err(_) => Try::ConnectFailed,
+                    },
+                    None => Try::Reset,
+                },
             }
         };
         let result = match limit {

@@ -90,7 +90,8 @@ impl ConnPool {
         }
     }
 
-    async fn connect(&self, timeout: Duration) -> Result<SendRequest<ReqBody>, ConnectError> {
+    /// A new connection (never an idle one).
+    pub async fn connect(&self, timeout: Duration) -> Result<SendRequest<ReqBody>, ConnectError> {
         let connect = async {
             match self.socket {
                 Some(a) => TcpStream::connect(a).await,
