@@ -137,6 +137,7 @@ impl ControlPlane {
             crate::xds::PublishOptions::default(),
             shutdown.subscribe(),
         );
+        let xds = xds.with_metrics(metrics.clone());
         router = router
             .add_service(xds.ads().into_service())
             .add_service(xds.fleet_api().into_service());
@@ -167,7 +168,6 @@ impl ControlPlane {
         tasks.spawn(buffer.clone().run(shutdown.subscribe()));
         tasks.spawn(crate::monitoring::fleet_bridge::persist_events(
             store.clone(),
-            metrics.clone(),
             xds.events().follow(),
             shutdown.subscribe(),
         ));

@@ -43,6 +43,7 @@ pub struct Xds {
     snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
     fleet: Fleet,
     shutdown: watch::Receiver<bool>,
+    metrics: Option<crate::metrics::ControlPlaneMetrics>,
 }
 
 impl Xds {
@@ -61,6 +62,7 @@ impl Xds {
                 snapshots,
                 fleet,
                 shutdown,
+                metrics: None,
             },
             task,
         )
@@ -73,6 +75,13 @@ impl Xds {
             self.fleet.clone(),
             self.shutdown.clone(),
         )
+        .with_metrics(self.metrics.clone())
+    }
+
+    /// Counts pushes, ACKs, NACKs and push-to-ACK latency in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::ControlPlaneMetrics) -> Xds {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The Fleet service.

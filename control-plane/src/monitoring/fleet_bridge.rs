@@ -70,10 +70,9 @@ fn record(e: XdsEvent) -> EventRecord {
     }
 }
 
-/// Writes every xDS event to userdb (and counts NACKs by resource kind) until `stop`.
+/// Writes every xDS event to userdb until `stop`.
 pub async fn persist_events(
     store: Store,
-    metrics: crate::metrics::ControlPlaneMetrics,
     mut events: broadcast::Receiver<XdsEvent>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -84,10 +83,6 @@ pub async fn persist_events(
         };
         match e {
             Ok(e) => {
-                if e.kind == "config_nacked" {
-                    let kind = e.object.split('/').next().unwrap_or("");
-                    metrics.xds_nacks.with_label_values(&[kind]).inc();
-                }
                 if let Err(err) = store.record_event(record(e)).await {
                     tracing::warn!(error = %err, "persisting xDS event");
                 }

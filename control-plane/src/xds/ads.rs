@@ -33,6 +33,7 @@ pub struct AdsServer {
     snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
     fleet: Fleet,
     shutdown: watch::Receiver<bool>,
+    metrics: Option<crate::metrics::ControlPlaneMetrics>,
 }
 
 impl AdsServer {
@@ -46,7 +47,17 @@ impl AdsServer {
             snapshots,
             fleet,
             shutdown,
+            metrics: None,
         }
+    }
+
+    /// Counts pushes, ACKs, NACKs and push-to-ACK latency in `metrics`.
+    pub fn with_metrics(
+        mut self,
+        metrics: Option<crate::metrics::ControlPlaneMetrics>,
+    ) -> AdsServer {
+        self.metrics = metrics;
+        self
     }
 
     /// As a tonic service (messages up to 64 MiB: a large fleet's CDS is big).
@@ -69,6 +80,8 @@ impl AdsServer {
             fleet: self.fleet.clone(),
             shutdown: self.shutdown.clone(),
             peer,
+            metrics: self.metrics.clone(),
+            sent_at: [None; 4],
         };
         tokio::spawn(stream.run::<P>());
         Response::new(ReceiverStream::new(rx))
@@ -111,6 +124,7 @@ trait Protocol: Send + 'static {
         now_ms: i64,
     ) -> Result<(ResourceType, AckOutcome), String>;
     fn responses(s: &mut Session, snap: &Snapshot, now: Instant) -> Vec<Self::Resp>;
+    fn type_url(resp: &Self::Resp) -> &str;
 }
 
 struct Sotw;
@@ -118,6 +132,9 @@ impl Protocol for Sotw {
     type Req = DiscoveryRequest;
     type Resp = DiscoveryResponse;
     const NAME: &'static str = "sotw";
+    fn type_url(resp: &DiscoveryResponse) -> &str {
+        &resp.type_url
+    }
     fn node(req: &DiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()
     }
@@ -138,6 +155,9 @@ impl Protocol for Delta {
     type Req = DeltaDiscoveryRequest;
     type Resp = DeltaDiscoveryResponse;
     const NAME: &'static str = "delta";
+    fn type_url(resp: &DeltaDiscoveryResponse) -> &str {
+        &resp.type_url
+    }
     fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()
     }
@@ -161,6 +181,9 @@ struct Stream_<Req, Resp> {
     fleet: Fleet,
     shutdown: watch::Receiver<bool>,
     peer: String,
+    metrics: Option<crate::metrics::ControlPlaneMetrics>,
+    /// When the last response of each type was sent (push-to-ACK latency).
+    sent_at: [Option<Instant>; 4],
 }
 
 impl<Req, Resp> Stream_<Req, Resp> {
@@ -192,7 +215,11 @@ impl<Req, Resp> Stream_<Req, Resp> {
         loop {
             if let Some(req) = next.take() {
                 match P::handle(&mut session, &req, now_ms()) {
-                    Ok((t, AckOutcome::Nack(nack))) => handle.nacked(t, &nack),
+                    Ok((t, AckOutcome::Nack(nack))) => {
+                        self.observe(t, false);
+                        handle.nacked(t, &nack)
+                    }
+                    Ok((t, AckOutcome::Ack)) => self.observe(t, true),
                     Ok(_) => {}
                     Err(e) => {
                         let _ = self.tx.send(Err(Status::invalid_argument(e))).await;
@@ -201,9 +228,11 @@ impl<Req, Resp> Stream_<Req, Resp> {
                 }
             }
             for resp in P::responses(&mut session, &snap, Instant::now()) {
+                let type_url = P::type_url(&resp).to_owned();
                 if self.tx.send(Ok(resp)).await.is_err() {
                     return;
                 }
+                self.pushed(&type_url, P::NAME);
             }
             handle.update(&session);
             let deadline = session.gate_deadline().map(tokio::time::Instant::from_std);
@@ -227,6 +256,32 @@ impl<Req, Resp> Stream_<Req, Resp> {
                 _ = sleep_until(deadline) => {}
                 _ = crate::server::stopped(&mut self.shutdown) => return,
             }
+        }
+    }
+}
+
+impl<Req, Resp> Stream_<Req, Resp> {
+    fn pushed(&mut self, type_url: &str, mode: &str) {
+        if let Some(t) = ResourceType::from_type_url(type_url) {
+            self.sent_at[t.index()] = Some(Instant::now());
+        }
+        if let Some(m) = &self.metrics {
+            m.xds_pushes.with_label_values(&[type_url, mode]).inc();
+        }
+    }
+
+    fn observe(&mut self, t: ResourceType, ack: bool) {
+        let Some(m) = &self.metrics else { return };
+        let url = t.type_url();
+        if ack {
+            m.xds_acks.with_label_values(&[url]).inc();
+            if let Some(at) = self.sent_at[t.index()].take() {
+                m.xds_push_to_ack
+                    .with_label_values(&[url])
+                    .observe(at.elapsed().as_secs_f64());
+            }
+        } else {
+            m.xds_nacks.with_label_values(&[url]).inc();
         }
     }
 }
