@@ -365,10 +365,17 @@ impl pb::stats_server::Stats for StatsApi {
     ) -> Result<Response<pb::EndpointStatesResponse>, Status> {
         let r = req.into_inner();
         let since = self.store.now_ms() - 120_000;
-        let states = self.store.endpoint_states(since).await.map_err(store_status)?;
+        let states = self
+            .store
+            .endpoint_states(since)
+            .await
+            .map_err(store_status)?;
         let states = states
             .into_iter()
-            .filter(|s| (r.tenant.is_empty() || s.tenant == r.tenant) && (r.cluster.is_empty() || s.cluster == r.cluster))
+            .filter(|s| {
+                (r.tenant.is_empty() || s.tenant == r.tenant)
+                    && (r.cluster.is_empty() || s.cluster == r.cluster)
+            })
             .map(|s| pb::EndpointState {
                 node: s.node,
                 tenant: s.tenant,
