@@ -13,6 +13,13 @@ BIN="$ROOT/target/release"
 DATA="${GW_DATA:-$ROOT/target/gw-dev}"
 mkdir -p "$DATA"
 
+for port in 18000 18001 18081 18082 8080 19000; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is already in use on 127.0.0.1; stop what holds it (see: ss -ltnp | grep :$port)" >&2
+    exit 1
+  fi
+done
+
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
