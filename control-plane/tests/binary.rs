@@ -90,3 +90,68 @@ fn bad_database_url_is_one_clear_error() {
         "{err}"
     );
 }
+
+/// Starts the binary on `db` with ephemeral ports; returns the child and its gRPC address.
+fn spawn(db: &str) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gw-control-plane"))
+        .args(["--db", db, "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let grpc = line
+        .split("gRPC on ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    (child, format!("http://{grpc}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_processes_on_one_postgres_see_each_others_writes() {
+    use gw_proto::gateway::v1 as pb;
+    let Some(db) = gw_control_plane::testing::PgTestDb::create("two_processes").await else {
+        return;
+    };
+    let (mut a, url_a) = spawn(&db.url);
+    let (mut b, url_b) = spawn(&db.url);
+    let mut via_a = pb::tenants_client::TenantsClient::connect(url_a)
+        .await
+        .unwrap();
+    let meta = pb::ObjectMeta {
+        name: "from-a".into(),
+        ..Default::default()
+    };
+    via_a
+        .create_tenant(pb::Tenant {
+            metadata: Some(meta),
+            spec: None,
+        })
+        .await
+        .unwrap();
+    let mut via_b = pb::tenants_client::TenantsClient::connect(url_b)
+        .await
+        .unwrap();
+    let got = via_b
+        .get_tenant(pb::GetRequest {
+            name: "from-a".into(),
+            tenant: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.into_inner().metadata.unwrap().name, "from-a");
+    for c in [&mut a, &mut b] {
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(c.wait().unwrap().success());
+    }
+}
