@@ -44,10 +44,17 @@ fn main() {
         cfg.listen = listen;
         cfg.access_log_sample = 0.0;
         let proxy = Proxy::start(cfg).await.unwrap();
-        let res = fixture::simple(
-            vec![fixture::prefix_route("bench/all", "/", "bench/up")],
-            &[("bench/up", &lb, upstreams)],
-        );
+        let mut route = fixture::prefix_route("bench/all", "/", "bench/up");
+        // GW_BENCH_TIMEOUT_MS=0 disables the route timeout (Envoy's default is 15 s).
+        if let Some(ms) = std::env::var("GW_BENCH_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            if let Some(a) = fixture::action(&mut route) {
+                a.timeout = Some(fixture::duration(std::time::Duration::from_millis(ms)));
+            }
+        }
+        let res = fixture::simple(vec![route], &[("bench/up", &lb, upstreams)]);
         proxy.shared().apply(res).unwrap();
         eprintln!(
             "bench_proxy on {} (admin {})",

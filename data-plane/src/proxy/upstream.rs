@@ -7,12 +7,13 @@
 
 use super::ReqBody;
 use bytes::Bytes;
-use crossbeam_queue::ArrayQueue;
+use crossbeam_queue::SegQueue;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -50,7 +51,9 @@ pub enum ConnectError {
 pub struct ConnPool {
     address: String,
     socket: Option<SocketAddr>,
-    idle: ArrayQueue<SendRequest<ReqBody>>,
+    // Grows in small blocks on demand, so idle endpoints cost almost nothing.
+    idle: SegQueue<SendRequest<ReqBody>>,
+    idle_count: AtomicUsize,
 }
 
 impl ConnPool {
@@ -59,13 +62,14 @@ impl ConnPool {
         ConnPool {
             address: address.to_owned(),
             socket: address.parse().ok(),
-            idle: ArrayQueue::new(MAX_IDLE),
+            idle: SegQueue::new(),
+            idle_count: AtomicUsize::new(0),
         }
     }
 
     /// Idle connections now.
     pub fn idle(&self) -> usize {
-        self.idle.len()
+        self.idle_count.load(Ordering::Relaxed)
     }
 
     /// A ready connection: an idle one if any is still open, else a new one.
@@ -74,6 +78,7 @@ impl ConnPool {
         connect_timeout: Duration,
     ) -> Result<SendRequest<ReqBody>, ConnectError> {
         while let Some(mut c) = self.idle.pop() {
+            self.idle_count.fetch_sub(1, Ordering::Relaxed);
             // A connection whose previous response just ended becomes ready at once; a closed
             // one errors and is dropped.
             if c.ready().await.is_ok() {
@@ -85,8 +90,14 @@ impl ConnPool {
 
     /// Returns a connection whose exchange is complete.
     pub fn checkin(&self, c: SendRequest<ReqBody>) {
-        if !c.is_closed() {
-            let _ = self.idle.push(c);
+        if c.is_closed() {
+            return;
+        }
+        // The cap is approximate under races, which is all it needs to be.
+        if self.idle_count.fetch_add(1, Ordering::Relaxed) < MAX_IDLE {
+            self.idle.push(c);
+        } else {
+            self.idle_count.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -185,5 +196,80 @@ impl Drop for PooledBody {
         if self.inner.is_end_stream() {
             self.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Either, Empty, Full};
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioExecutor;
+    use std::sync::atomic::AtomicU32;
+
+    /// An upstream counting the connections it accepted.
+    async fn upstream() -> (SocketAddr, Arc<AtomicU32>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let conns = Arc::new(AtomicU32::new(0));
+        let c = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                            Bytes::from_static(b"hello"),
+                        )))
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        (addr, conns)
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_once_its_body_is_read() {
+        let (addr, conns) = upstream().await;
+        let ep = Arc::new(crate::endpoint::Endpoint::new(addr.to_string(), 1));
+        for _ in 0..5 {
+            let mut c = ep
+                .pool
+                .checkout(Duration::from_secs(1))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let req = Request::builder()
+                .uri("/")
+                .header("host", "x")
+                .body(Either::Right(Empty::new()));
+            let resp = c
+                .send_request(req.unwrap_or_else(|e| panic!("{e}")))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let body = PooledBody::new(resp.into_body(), c, ep.clone());
+            let bytes = body
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .to_bytes();
+            assert_eq!(&bytes[..], b"hello");
+            assert_eq!(ep.pool.idle(), 1, "back in the pool once read");
+        }
+        assert_eq!(
+            conns.load(Ordering::SeqCst),
+            1,
+            "one connection served all five"
+        );
+        assert!(matches!(
+            ConnPool::new("127.0.0.1:1")
+                .checkout(Duration::from_secs(1))
+                .await,
+            Err(ConnectError::Connect { .. })
+        ));
     }
 }
