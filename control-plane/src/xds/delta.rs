@@ -1,11 +1,11 @@
 //! Incremental (Delta) ADS: responses carry only changed resources and the names of removed ones.
 
 use super::session::{set_version, AckOutcome, Known, Session};
+use super::snapshot::Resource;
 use super::snapshot::{ResourceType, Snapshot};
 use gw_proto::envoy::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as DeltaResource,
 };
-use super::snapshot::Resource;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -109,7 +109,11 @@ pub fn responses(
         }
         let last = chunks.len() - 1;
         for (i, chunk) in chunks.into_iter().enumerate() {
-            let removed = if i == last { removed.clone() } else { Vec::new() };
+            let removed = if i == last {
+                removed.clone()
+            } else {
+                Vec::new()
+            };
             let resources = chunk
                 .iter()
                 .map(|(n, r)| DeltaResource {

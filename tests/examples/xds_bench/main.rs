@@ -130,13 +130,9 @@ async fn main() -> anyhow::Result<()> {
     })
     .await
     .expect("probes synced");
-    let (d_init, _) = delta_probe.get();
-    let (s_init, _) = sotw_probe.get();
     println!(
-        "first snapshot served after {:.2}s; full initial sync = {:.2} MiB (Delta), {:.2} MiB (SotW)",
-        t.elapsed().as_secs_f64(),
-        d_init as f64 / 1048576.0,
-        s_init as f64 / 1048576.0
+        "first snapshot served after {:.2}s",
+        t.elapsed().as_secs_f64()
     );
     let (rss0, _) = procstat::rss_mib(pid);
     let cpu0 = procstat::cpu_seconds(pid);
@@ -170,6 +166,13 @@ async fn main() -> anyhow::Result<()> {
     sync_times.sort_by(f64::total_cmp);
     let cpu1 = procstat::cpu_seconds(pid);
     let (rss1, hwm1) = procstat::rss_mib(pid);
+    let (d_init, _) = delta_probe.get();
+    let (s_init, _) = sotw_probe.get();
+    println!(
+        "full initial sync of one client: {:.2} MiB (Delta), {:.2} MiB (SotW)",
+        d_init as f64 / 1048576.0,
+        s_init as f64 / 1048576.0
+    );
     match synced {
         Some(d) => println!(
             "\n(a) initial sync of {clients} Delta clients: all in {:.2}s (p50 {:.2}s, p99 {:.2}s)",

@@ -138,7 +138,9 @@ fn big_pushes_are_chunked_and_each_chunk_acked() {
     let out = responses(&mut s, &snap, Instant::now());
     assert!(out.len() > 1, "{} responses", out.len());
     assert_eq!(out.iter().map(|r| r.resources.len()).sum::<usize>(), 1200);
-    assert!(out.iter().all(|r| r.system_version_info == out[0].system_version_info));
+    assert!(out
+        .iter()
+        .all(|r| r.system_version_info == out[0].system_version_info));
     for r in &out {
         assert!(!s.settled());
         assert_eq!(handle(&mut s, &ack(r), 0).unwrap().1, AckOutcome::Ack);
