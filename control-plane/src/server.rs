@@ -127,7 +127,11 @@ impl ControlPlane {
             .add_service(ConfigApi::new(store.clone()).into_service())
             .add_service(AlertRulesApi::new(store.clone()).into_service())
             .add_service(AlertsApi::new(store.clone()).into_service())
-            .add_service(EventsApi::new(store.clone()).into_service())
+            .add_service(
+                EventsApi::new(store.clone())
+                    .with_shutdown(shutdown.subscribe())
+                    .into_service(),
+            )
             .add_service(StatsApi::new(store.clone()).into_service())
             .add_service(MetricsIngest::new(buffer.clone()).into_service())
             .add_service(AccessLogIngest::new(buffer.clone()).into_service());

@@ -65,8 +65,15 @@ pub fn parse(text: &str) -> Result<Vec<Document>, ManifestError> {
             continue;
         }
         let json = serde_json::to_value(&value).map_err(|e| err(None, e.to_string()))?;
-        let raw: RawDocument = serde_path_to_error::deserialize(json)
-            .map_err(|e| err(None, format!("{}: {}", e.path(), e.inner())))?;
+        let raw: RawDocument = serde_path_to_error::deserialize(json).map_err(|e| {
+            let path = e.path().to_string();
+            let m = if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("{path}: {}", e.inner())
+            };
+            err(None, m)
+        })?;
         if raw.api_version != API_VERSION {
             return Err(err(
                 None,
@@ -236,6 +243,8 @@ spec:
         let e = parse(&typo).unwrap_err();
         assert!(e.message.contains("unknown field `conectTimeout`"), "{e}");
         assert!(parse("apiVersion: gw/v2\nkind: Tenant\nmetadata: {name: a}\n").is_err());
+        let e = parse("kind: Tenant\nmetadata: {name: a}\n").unwrap_err();
+        assert_eq!(e.to_string(), "document 1: missing field `apiVersion`");
         assert!(parse("apiVersion: gw/v1\nkind: Widget\nmetadata: {name: a}\n").is_err());
     }
 

@@ -108,12 +108,22 @@ impl pb::alerts_server::Alerts for AlertsApi {
 #[derive(Clone, Debug)]
 pub struct EventsApi {
     store: Store,
+    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl EventsApi {
     /// Serves `store`.
     pub fn new(store: Store) -> Self {
-        EventsApi { store }
+        EventsApi {
+            store,
+            shutdown: None,
+        }
+    }
+
+    /// Ends `--follow` streams cleanly when `shutdown` turns true.
+    pub fn with_shutdown(mut self, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
     }
 
     /// The tonic service.
@@ -163,6 +173,7 @@ impl pb::events_server::Events for EventsApi {
             .map_err(store_status)?;
         let store = self.store.clone();
         let follow = r.follow;
+        let mut shutdown = self.shutdown.clone();
         let stream = async_stream(move |tx| async move {
             for e in first {
                 filter.after_id = e.id.clone();
@@ -180,6 +191,7 @@ impl pb::events_server::Events for EventsApi {
                     _ = live.recv() => {}
                     _ = poll.tick() => {}
                     _ = tx.closed() => return,
+                    _ = shutdown_signal(&mut shutdown) => return,
                 }
                 match store.list_events(&filter).await {
                     Ok(events) => {
@@ -232,6 +244,14 @@ impl pb::events_server::Events for EventsApi {
         };
         let saved = self.store.record_event(rec).await.map_err(store_status)?;
         Ok(Response::new(pb::RecordEventResponse { id: saved.id }))
+    }
+}
+
+/// Resolves when `shutdown` turns true; never without one.
+async fn shutdown_signal(shutdown: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match shutdown {
+        Some(rx) => crate::server::stopped(rx).await,
+        None => std::future::pending().await,
     }
 }
 
