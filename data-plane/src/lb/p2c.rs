@@ -102,6 +102,23 @@ impl Balancer for P2c {
         if n == 0 {
             return None;
         }
+        if n >= 2 {
+            // Fast path, O(1): two distinct random endpoints, both healthy. Conditioned on that,
+            // the pair is uniform over healthy pairs, as the slow path's draw is, so mixing the
+            // two paths keeps picks uniform.
+            let a = rand_below(n);
+            let mut b = rand_below(n - 1);
+            if b >= a {
+                b += 1;
+            }
+            if endpoints[a].is_healthy() && endpoints[b].is_healthy() {
+                return Some(if self.score(&endpoints[b]) < self.score(&endpoints[a]) {
+                    b
+                } else {
+                    a
+                });
+            }
+        }
         let panic = in_panic(endpoints);
         let usable_count = endpoints.iter().filter(|e| usable(e, panic)).count();
         let (a, b) = match usable_count {
