@@ -118,8 +118,9 @@ pub struct Session {
     dirty: [bool; 4],
     /// Per type: the snapshot map the last target was computed from.
     seen: [Option<Arc<ResourceMap>>; 4],
-    /// Route configurations whose cluster references the last CDS/EDS targets kept.
-    in_use_sources: Vec<Arc<Resource>>,
+    /// Reference hashes of the route configurations the client has or ACKed, as of the last
+    /// CDS/EDS retention decision.
+    in_use_refs: BTreeSet<u64>,
 }
 
 impl Session {
@@ -134,7 +135,7 @@ impl Session {
             pushed_revision: 0,
             dirty: [true; 4],
             seen: Default::default(),
-            in_use_sources: Vec::new(),
+            in_use_refs: BTreeSet::new(),
         }
     }
 
@@ -165,22 +166,18 @@ impl Session {
     /// reference changed, CDS and EDS retention must be recomputed.
     fn refresh_in_use(&mut self) {
         let routes = self.ty(ResourceType::Route);
-        let sources: Vec<Arc<Resource>> = routes
+        let refs: BTreeSet<u64> = routes
             .known
             .values()
-            .filter_map(|k| k.resource.clone())
-            .chain(routes.acked.values().cloned())
+            .filter_map(|k| k.resource.as_ref())
+            .chain(routes.acked.values())
+            .map(|r| r.refs_version)
             .collect();
-        let same = sources.len() == self.in_use_sources.len()
-            && sources
-                .iter()
-                .zip(&self.in_use_sources)
-                .all(|(a, b)| Arc::ptr_eq(a, b) || a.refs_version == b.refs_version);
-        if !same {
+        if refs != self.in_use_refs {
             self.dirty[ResourceType::Cluster.index()] = true;
             self.dirty[ResourceType::Endpoints.index()] = true;
+            self.in_use_refs = refs;
         }
-        self.in_use_sources = sources;
     }
 
     /// Per-type state.

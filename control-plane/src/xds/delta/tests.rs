@@ -148,3 +148,39 @@ fn big_pushes_are_chunked_and_each_chunk_acked() {
     assert!(s.settled());
     assert_eq!(s.ty(Cluster).acked.len(), 1200);
 }
+
+#[test]
+fn unchanged_types_are_skipped_when_the_snapshot_shares_them() {
+    let now = Instant::now();
+    let first = snapshot(1, &["a", "b"], &[("r", "a")]);
+    let mut s = Session::new(String::new());
+    for (t, names) in [
+        (Cluster, &[][..]),
+        (Endpoints, &["*"][..]),
+        (Route, &["ingress"][..]),
+    ] {
+        handle(&mut s, &sub(t, names), 0).unwrap();
+    }
+    for r in responses(&mut s, &first, now) {
+        handle(&mut s, &ack(&r), 0).unwrap();
+    }
+    for r in responses(&mut s, &first, now) {
+        handle(&mut s, &ack(&r), 0).unwrap();
+    }
+    // (The stream task asks for responses after every request; the last ACK's turn.)
+    assert!(responses(&mut s, &first, now).is_empty());
+    assert!(s.settled());
+    // A route-only change: the publisher shares the unchanged CDS/EDS maps.
+    let mut next = snapshot(2, &["a", "b"], &[("r", "b")]);
+    next.share_unchanged(&first);
+    assert!(std::sync::Arc::ptr_eq(
+        next.shared(Cluster),
+        first.shared(Cluster)
+    ));
+    assert!(!s.needs_push(Cluster, &next));
+    assert!(!s.needs_push(Endpoints, &next));
+    assert!(s.needs_push(Route, &next));
+    let out = responses(&mut s, &next, now);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].type_url, Route.type_url());
+}
