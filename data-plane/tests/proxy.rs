@@ -91,13 +91,26 @@ async fn apply(cp: &ControlPlane, yaml: &str) {
     cp.store().apply(objs, false).await.unwrap();
 }
 
+/// Waits until the proxy serves the whole manifest: `/ready` alone is not enough, because a
+/// control plane may first publish its built-in default listener with no routes (a complete,
+/// servable config) before the applied manifest's snapshot.
 async fn ready(c: &HttpClient, proxy: &Proxy) {
     let admin = proxy.admin_addr();
-    eventually(10, "proxy ready", || async move {
-        (get(c, admin, "/ready").await.status == 200).then_some(())
-    })
+    eventually(
+        10,
+        "proxy ready with the manifest's routes",
+        || async move {
+            let dump: serde_json::Value =
+                serde_json::from_slice(&get(c, admin, "/config_dump").await.body).ok()?;
+            (dump["ready"] == true && dump["routes"].as_u64() >= Some(MANIFEST_ROUTES))
+                .then_some(())
+        },
+    )
     .await;
 }
+
+/// Routes in [`manifest`].
+const MANIFEST_ROUTES: u64 = 6;
 
 struct World {
     cp: ControlPlane,
@@ -308,7 +321,8 @@ async fn keeps_serving_without_control_plane_and_starts_from_cache() {
     cp.shutdown().await;
     // Control plane gone: last-known-good config keeps serving.
     for _ in 0..5 {
-        assert_eq!(get(&c, p, "/orders/1").await.upstream, "c");
+        let r = get(&c, p, "/orders/1").await;
+        assert_eq!(r.upstream, "c", "{} {:?}", r.status, r.body);
     }
     // A proxy started now, with no control plane, serves from the cache.
     let fresh = Proxy::start(ProxyConfig {
