@@ -52,7 +52,7 @@ pub fn clusters(shared: &Shared) -> String {
                 "name": c.name, "lb": c.lb.as_str(), "active": c.active.load(Ordering::Relaxed),
                 "endpoints": c.endpoints.iter().map(|e| serde_json::json!({
                     "address": e.address, "weight": e.weight(), "healthy": e.is_healthy(), "breaker": "closed",
-                    "inFlight": e.in_flight(), "ewmaMs": e.ewma_ns() / 1e6, "failureRate": e.failure_rate(),
+                    "inFlight": e.in_flight(), "idleConnections": e.pool.idle(), "ewmaMs": e.ewma_ns() / 1e6, "failureRate": e.failure_rate(),
                 })).collect::<Vec<_>>(),
             })
         })
