@@ -115,9 +115,7 @@ pub fn nack(msg: String) -> RpcStatus {
 
 /// Compiles `candidate`; on success it is served (and cached).
 fn accept(shared: &Shared, opts: &XdsOptions, candidate: &Resources) -> Result<(), String> {
-    shared
-        .apply(candidate.clone())
-        .map_err(|e| e.to_string())?;
+    shared.apply(candidate.clone()).map_err(|e| e.to_string())?;
     if let Some(dir) = &opts.cache_dir {
         if let Err(e) = cache::save(dir, candidate) {
             tracing::warn!(error = %e, "writing config cache");
