@@ -51,6 +51,11 @@ async fn failing_endpoint_fires_and_resolves_an_alert() {
         (get(&c, admin, "/ready").await.status == 200).then_some(())
     })
     .await;
+    // Ready can come from an earlier snapshot than the manifest's: wait for the route itself.
+    eventually(10, "route served", || async {
+        (get(&c, p, "/users/0").await.status == 200).then_some(())
+    })
+    .await;
 
     // The control plane counts the proxy as connected.
     let cp_http = cp.http_addr();

@@ -45,6 +45,12 @@ async fn setup() -> (ControlPlane, Proxy, Upstream, Upstream) {
         (get(&c, admin, "/ready").await.status == 200).then_some(())
     })
     .await;
+    // Ready can come from an earlier snapshot than the manifest's: wait for the route itself.
+    let p = proxy.listen_addr();
+    eventually(10, "route served", || async {
+        (get(&c, p, "/x").await.upstream == "a").then_some(())
+    })
+    .await;
     (cp, proxy, a, b)
 }
 
