@@ -4,10 +4,25 @@
 //! An `Endpoint` is keyed by (cluster, address) in the [`EndpointRegistry`], so a config update
 //! that keeps an endpoint keeps its in-flight count, latency average and failure history.
 
+use crate::breaker::{Breaker, BreakerConfig, State, Transition};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// Milliseconds on the process's monotonic clock (the breakers' time).
+pub fn clock_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Breaker transitions counted per endpoint, in this order.
+pub const TRANSITIONS: [(State, State); 4] = [
+    (State::Closed, State::Open),
+    (State::Open, State::HalfOpen),
+    (State::HalfOpen, State::Closed),
+    (State::HalfOpen, State::Open),
+];
 
 /// Decay time of the latency and failure averages.
 pub const DECAY: Duration = Duration::from_secs(10);
@@ -25,6 +40,10 @@ pub struct Endpoint {
     pub healthy: AtomicBool,
     /// Idle keep-alive connections to it.
     pub pool: crate::proxy::upstream::ConnPool,
+    /// Circuit breaker (replaced when the cluster's breaker settings change).
+    pub breaker: arc_swap::ArcSwap<Breaker>,
+    /// Breaker transitions so far, as [`TRANSITIONS`].
+    pub transitions: [AtomicU64; 4],
     /// Peak-EWMA latency, nanoseconds (f64 bits).
     ewma_ns: AtomicU64,
     /// Exponentially decayed failure rate (f64 bits, 0..=1).
@@ -40,6 +59,8 @@ impl Endpoint {
         let address = address.into();
         Endpoint {
             pool: crate::proxy::upstream::ConnPool::new(&address),
+            breaker: arc_swap::ArcSwap::from_pointee(Breaker::new(BreakerConfig::default())),
+            transitions: Default::default(),
             address,
             weight: AtomicU32::new(weight.max(1)),
             in_flight: AtomicU32::new(0),
@@ -78,12 +99,38 @@ impl Endpoint {
 
     /// Marks a request as started; the guard ends it (and must be given the outcome).
     pub fn start(self: &Arc<Self>) -> InFlight {
+        self.start_as(false)
+    }
+
+    /// Like [`start`](Self::start); `probe` when the breaker admitted it as a half-open probe.
+    pub fn start_as(self: &Arc<Self>, probe: bool) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight {
             ep: self.clone(),
             started: Instant::now(),
             done: false,
+            probe,
         }
+    }
+
+    /// The breaker's state now.
+    pub fn breaker_state(&self) -> State {
+        self.breaker.load().state(clock_ms())
+    }
+
+    /// Counts (and logs) a breaker transition.
+    pub fn note(&self, t: Option<Transition>) {
+        let Some(t) = t else { return };
+        if let Some(i) = TRANSITIONS.iter().position(|p| *p == (t.from, t.to)) {
+            self.transitions[i].fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::info!(endpoint = %self.address, from = t.from.as_str(), to = t.to.as_str(), "circuit breaker");
+    }
+
+    fn settle(&self, latency: Duration, success: bool, probe: bool) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.observe(latency, success);
+        self.note(self.breaker.load().record(clock_ms(), success, probe));
     }
 
     /// Records a finished request: latency feeds the peak-EWMA (a slower sample replaces the
@@ -119,6 +166,7 @@ pub struct InFlight {
     ep: Arc<Endpoint>,
     started: Instant,
     done: bool,
+    probe: bool,
 }
 
 impl InFlight {
@@ -126,8 +174,7 @@ impl InFlight {
     pub fn finish(mut self, success: bool) -> Duration {
         self.done = true;
         let latency = self.started.elapsed();
-        self.ep.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.ep.observe(latency, success);
+        self.ep.settle(latency, success, self.probe);
         latency
     }
 }
@@ -135,8 +182,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.done {
-            self.ep.in_flight.fetch_sub(1, Ordering::Relaxed);
-            self.ep.observe(self.started.elapsed(), false);
+            self.ep.settle(self.started.elapsed(), false, self.probe);
         }
     }
 }
@@ -151,6 +197,26 @@ impl EndpointRegistry {
     /// The endpoint for (cluster, address), created if new; its weight is updated.
     /// Called when config is compiled, never on the request path.
     pub fn get(&self, cluster: &str, address: &str, weight: u32) -> Arc<Endpoint> {
+        self.get_with(cluster, address, weight, &BreakerConfig::default())
+    }
+
+    /// [`get`](Self::get) with the cluster's breaker settings; a changed setting gives the
+    /// endpoint a fresh (closed) breaker.
+    pub fn get_with(
+        &self,
+        cluster: &str,
+        address: &str,
+        weight: u32,
+        breaker: &BreakerConfig,
+    ) -> Arc<Endpoint> {
+        let ep = self.get_plain(cluster, address, weight);
+        if ep.breaker.load().config() != breaker {
+            ep.breaker.store(Arc::new(Breaker::new(breaker.clone())));
+        }
+        ep
+    }
+
+    fn get_plain(&self, cluster: &str, address: &str, weight: u32) -> Arc<Endpoint> {
         let mut map = match self.map.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),

@@ -10,7 +10,7 @@
 //! | `response_time` | [`p2c`] with peak-EWMA latency × (in-flight + 1) |
 //! | `availability` | [`availability`]: lowest decayed failure rate, ties by in-flight |
 //!
-//! Unhealthy endpoints are skipped; when fewer than half are healthy (Envoy's panic threshold)
+//! Unhealthy endpoints and endpoints whose breaker is open are skipped; when fewer than half are healthy (Envoy's panic threshold)
 //! every endpoint is used, so a health-check outage never blackholes a cluster.
 
 pub mod availability;
@@ -42,7 +42,7 @@ pub const PANIC_THRESHOLD: f64 = 0.5;
 
 /// Whether `ep` may be picked, given whether the cluster is in panic mode.
 pub fn usable(ep: &Endpoint, panic: bool) -> bool {
-    panic || ep.is_healthy()
+    (panic || ep.is_healthy()) && ep.breaker_state() != crate::breaker::State::Open
 }
 
 /// Whether fewer than [`PANIC_THRESHOLD`] of the endpoints are healthy.

@@ -154,7 +154,9 @@ pub fn families(shared: &Shared) -> Vec<MetricFamily> {
             ];
             states.push(Metric {
                 label: l.clone(),
-                gauge: Some(Gauge { value: Some(0.0) }),
+                gauge: Some(Gauge {
+                    value: Some(f64::from(e.breaker_state().code())),
+                }),
                 ..Default::default()
             });
             let h = if e.is_healthy() { 1.0 } else { 0.0 };

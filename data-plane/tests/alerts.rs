@@ -27,7 +27,7 @@ async fn failing_endpoint_fires_and_resolves_an_alert() {
     let (hook, mut hooks) = webhook_receiver().await;
     let yaml = format!(
         "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: acme}}\n---\n\
-         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: users, tenant: acme}}\nspec: {{endpoints: [{{address: 127.0.0.1, port: {}}}]}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: users, tenant: acme}}\nspec: {{endpoints: [{{address: 127.0.0.1, port: {}}}], circuitBreaker: {{openTimeout: 1s}}}}\n---\n\
          apiVersion: gw/v1\nkind: Route\nmetadata: {{name: users, tenant: acme}}\nspec: {{match: {{pathPrefix: /users}}, cluster: users}}\n---\n\
          apiVersion: gw/v1\nkind: AlertRule\nmetadata: {{name: users-errors, tenant: acme}}\n\
          spec: {{metric: error_rate, scope: {{route: users}}, threshold: 0.2, window: 3s, for: 0s, webhook: {{url: 'http://{hook}/hook', secret: s3cr3t}}}}\n",
@@ -87,11 +87,12 @@ async fn failing_endpoint_fires_and_resolves_an_alert() {
     assert_eq!(fired["scope"], "route/users");
     assert!(fired["value"].as_f64().unwrap() > 0.2);
 
-    // Heal: the bad seconds leave the 3 s window and the alert resolves by itself.
+    // Heal: the breaker (open for 1 s) probes the endpoint back in, the bad seconds leave the 3 s
+    // window and the alert resolves by itself.
     up.failing.store(false, Ordering::SeqCst);
     let resolved = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            assert_eq!(get(&c, p, "/users/1").await.status, 200);
+            get(&c, p, "/users/1").await;
             if let Ok(h) = hooks.try_recv() {
                 return h;
             }
@@ -101,6 +102,11 @@ async fn failing_endpoint_fires_and_resolves_an_alert() {
     .await
     .expect("no resolved webhook within 20 s");
     assert_eq!(resolved["status"], "resolved");
+    assert_eq!(
+        get(&c, p, "/users/1").await.status,
+        200,
+        "healed and the breaker closed"
+    );
 
     // The failures were logged, with the route, cluster and endpoint they went to.
     let url = format!("http://{}", cp.grpc_addr());
@@ -111,6 +117,7 @@ async fn failing_endpoint_fires_and_resolves_an_alert() {
             let req = pb::LogsRequest {
                 status: "5xx".into(),
                 route: "users".into(),
+                limit: 10_000,
                 ..Default::default()
             };
             let recs = stats.get_logs(req).await.unwrap().into_inner().records;
@@ -118,11 +125,19 @@ async fn failing_endpoint_fires_and_resolves_an_alert() {
         }
     })
     .await;
-    assert_eq!(logs[0].tenant, "acme");
-    assert_eq!(logs[0].cluster, "users");
-    assert_eq!(logs[0].endpoint, format!("127.0.0.1:{}", up.port()));
-    assert_eq!(logs[0].status, 503);
-    assert_eq!(logs[0].node, "edge-1");
+    // Upstream 503s name the endpoint; once the breaker opened, the proxy's own 503s say why.
+    let upstream = logs
+        .iter()
+        .find(|l| !l.endpoint.is_empty())
+        .expect("an upstream 503 was logged");
+    assert_eq!(upstream.tenant, "acme");
+    assert_eq!(upstream.cluster, "users");
+    assert_eq!(upstream.endpoint, format!("127.0.0.1:{}", up.port()));
+    assert_eq!(upstream.status, 503);
+    assert_eq!(upstream.node, "edge-1");
+    if let Some(refused) = logs.iter().find(|l| l.endpoint.is_empty()) {
+        assert_eq!(refused.upstream_error, "no_healthy_upstream");
+    }
     let rows = stats
         .get_stats(pb::StatsRequest {
             kind: "route".into(),

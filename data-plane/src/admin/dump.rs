@@ -51,7 +51,7 @@ pub fn clusters(shared: &Shared) -> String {
             serde_json::json!({
                 "name": c.name, "lb": c.lb.as_str(), "active": c.active.load(Ordering::Relaxed),
                 "endpoints": c.endpoints.iter().map(|e| serde_json::json!({
-                    "address": e.address, "weight": e.weight(), "healthy": e.is_healthy(), "breaker": "closed",
+                    "address": e.address, "weight": e.weight(), "healthy": e.is_healthy(), "breaker": e.breaker_state().as_str(),
                     "inFlight": e.in_flight(), "idleConnections": e.pool.idle(), "ewmaMs": e.ewma_ns() / 1e6, "failureRate": e.failure_rate(),
                 })).collect::<Vec<_>>(),
             })

@@ -96,6 +96,7 @@ pub fn families(shared: &Shared) -> Vec<MetricFamily> {
     let mut names: Vec<&String> = cfg.clusters.keys().collect();
     names.sort();
     let (mut in_flight, mut healthy, mut ewma, mut weight) = (vec![], vec![], vec![], vec![]);
+    let (mut circuit, mut changes) = (vec![], vec![]);
     for c in names.iter().map(|n| &cfg.clusters[*n]) {
         for e in &c.endpoints {
             let l = [
@@ -107,6 +108,13 @@ pub fn families(shared: &Shared) -> Vec<MetricFamily> {
             healthy.push(gauge(&l, f64::from(u8::from(e.is_healthy()))));
             ewma.push(gauge(&l, e.ewma_ns() / 1e6));
             weight.push(gauge(&l, f64::from(e.weight())));
+            circuit.push(gauge(&l, f64::from(e.breaker_state().code())));
+            for ((from, to), n) in crate::endpoint::TRANSITIONS.iter().zip(&e.transitions) {
+                let mut lt = l.to_vec();
+                lt.push(("from", from.as_str()));
+                lt.push(("to", to.as_str()));
+                changes.push(counter(&lt, n.load(Ordering::Relaxed) as f64));
+            }
         }
     }
     let x = &shared.xds;
@@ -152,6 +160,18 @@ pub fn families(shared: &Shared) -> Vec<MetricFamily> {
             "1 when the endpoint is healthy",
             MetricType::GAUGE,
             healthy,
+        ),
+        family(
+            t::CIRCUIT_STATE,
+            "Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open",
+            MetricType::GAUGE,
+            circuit,
+        ),
+        family(
+            "gw_circuit_state_changes_total",
+            "Circuit breaker transitions per endpoint",
+            MetricType::COUNTER,
+            changes,
         ),
         family(
             "gw_endpoint_latency_ewma_ms",

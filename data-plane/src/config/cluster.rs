@@ -99,6 +99,7 @@ fn endpoints_of(
     cla: &ClusterLoadAssignment,
     cluster: &str,
     reg: &Registries,
+    breaker: &crate::breaker::BreakerConfig,
 ) -> Result<Vec<Arc<Endpoint>>, ConfigError> {
     let bad = |reason: &str| ConfigError::Endpoints {
         cluster: cluster.to_owned(),
@@ -124,7 +125,7 @@ fn endpoints_of(
                 format!("{}:{port}", sa.address)
             };
             let weight = lbe.load_balancing_weight.as_ref().map_or(1, |w| w.value);
-            let ep = reg.endpoints.get(cluster, &addr, weight);
+            let ep = reg.endpoints.get_with(cluster, &addr, weight, breaker);
             let healthy = !matches!(
                 HealthStatus::try_from(lbe.health_status),
                 Ok(HealthStatus::Unhealthy | HealthStatus::Draining | HealthStatus::Timeout)
@@ -187,11 +188,16 @@ pub(super) fn compile_cluster(
         }
     };
     let awaiting = cla.is_none();
+    let (gw_lb, spec, fallback) = gw_spec(c);
+    // gw's breaker settings when the control plane sent them; the origin's defaults otherwise.
+    let breaker = spec
+        .as_ref()
+        .map(|s| crate::breaker::BreakerConfig::from(&s.circuit_breaker))
+        .unwrap_or_default();
     let endpoints = match &cla {
-        Some(cla) => endpoints_of(cla, &c.name, reg)?,
+        Some(cla) => endpoints_of(cla, &c.name, reg, &breaker)?,
         None => Vec::new(),
     };
-    let (gw_lb, spec, fallback) = gw_spec(c);
     let lb = lb_of(c, gw_lb);
     let (tenant, short) = split(&c.name);
     let thresholds = c

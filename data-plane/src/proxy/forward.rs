@@ -179,8 +179,8 @@ pub async fn forward(
             cluster.active_retries.fetch_add(1, Ordering::Relaxed);
             _retrying = Some(Active(cluster.active_retries.clone()));
         }
-        let idx = match cluster.pick(ctx) {
-            Some(i) => i,
+        let picked = match pick_admitted(&cluster, ctx) {
+            Some(p) => Some(p),
             None => match cluster
                 .fallback
                 .as_ref()
@@ -190,15 +190,12 @@ pub async fn forward(
                 Some(fb) => {
                     used_fallback = true;
                     cluster = fb.clone();
-                    match cluster.pick(ctx) {
-                        Some(i) => i,
-                        None => break,
-                    }
+                    pick_admitted(&cluster, ctx)
                 }
-                None => break,
+                None => None,
             },
         };
-        let Some(ep) = cluster.endpoints.get(idx).cloned() else {
+        let Some((idx, ep, probe)) = picked else {
             break;
         };
         let Some(req) = pending.next() else { break };
@@ -207,7 +204,7 @@ pub async fn forward(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let guard = ep.start();
+        let guard = ep.start_as(probe);
         let exchange = async {
             let mut conn = match ep.pool.checkout(cluster.connect_timeout).await {
                 Ok(c) => c,
@@ -312,4 +309,24 @@ pub async fn forward(
             "no_healthy_upstream",
         )
     })
+}
+
+/// Picks an endpoint whose breaker admits the request: `(index, endpoint, is a half-open probe)`.
+/// A half-open endpoint with all its probes out is passed over for another pick.
+fn pick_admitted(
+    cluster: &crate::config::ClusterRt,
+    ctx: crate::lb::PickContext,
+) -> Option<(usize, std::sync::Arc<crate::endpoint::Endpoint>, bool)> {
+    for _ in 0..cluster.endpoints.len().max(1) {
+        let i = cluster.pick(ctx)?;
+        let ep = cluster.endpoints.get(i)?.clone();
+        let (admit, transition) = ep.breaker.load().admit(crate::endpoint::clock_ms());
+        ep.note(transition);
+        match admit {
+            crate::breaker::Admit::Yes => return Some((i, ep, false)),
+            crate::breaker::Admit::Probe => return Some((i, ep, true)),
+            crate::breaker::Admit::No => {}
+        }
+    }
+    None
 }

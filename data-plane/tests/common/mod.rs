@@ -23,11 +23,14 @@ pub struct Upstream {
     /// While true, every request is answered 503.
     pub failing: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
+    /// Tells open connections to close when the upstream is dropped ("killed").
+    kill: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.task.abort();
+        let _ = self.kill.send(true);
     }
 }
 
@@ -42,12 +45,14 @@ impl Upstream {
         let hits = Arc::new(AtomicU32::new(0));
         let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (n, h, f) = (name.to_owned(), hits.clone(), failing.clone());
+        let (kill, killed) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = listener.accept().await else {
                     return;
                 };
                 let (n, h, f) = (n.clone(), h.clone(), f.clone());
+                let mut killed = killed.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (n, h, f) = (n.clone(), h.clone(), f.clone());
@@ -61,9 +66,14 @@ impl Upstream {
                             Ok::<_, std::convert::Infallible>(serve(&n, &h, req).await)
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(s), svc)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(s), svc);
+                    // Dropping the connection closes its socket, as a killed process would.
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = killed.wait_for(|k| *k) => {}
+                    }
                 });
             }
         });
@@ -73,6 +83,7 @@ impl Upstream {
             hits,
             failing,
             task,
+            kill,
         }
     }
 

@@ -1,0 +1,123 @@
+//! Per-endpoint circuit breakers under a running load, with real upstream processes' sockets:
+//! a killed endpoint costs at most `consecutiveFailures` client-visible errors without retries
+//! and none with retries, is skipped while open, and comes back through HALF_OPEN.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{client, eventually, get, Upstream};
+use gw_control_plane::server::{Config, ControlPlane};
+use gw_proto::manifest;
+use gw_proxy::server::{Proxy, ProxyConfig};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn breaker_opens_skips_and_recovers() {
+    let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
+        .await
+        .unwrap();
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let c = Upstream::start("c").await;
+    let c_addr = c.addr;
+    let yaml = format!(
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: svc, tenant: t}}\nspec:\n  \
+         endpoints: [{{address: 127.0.0.1, port: {}}}, {{address: 127.0.0.1, port: {}}}, {{address: 127.0.0.1, port: {}}}]\n  \
+         circuitBreaker: {{consecutiveFailures: 3, openTimeout: 2s, halfOpenSuccesses: 2}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: plain, tenant: t}}\nspec: {{match: {{pathPrefix: /plain}}, cluster: svc}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: retried, tenant: t}}\n\
+         spec: {{match: {{pathPrefix: /retried}}, cluster: svc, retry: {{attempts: 2, on: [connect-failure, reset, 5xx]}}}}\n",
+        a.port(),
+        b.port(),
+        c.port()
+    );
+    let objs = manifest::parse(&yaml)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.object)
+        .collect();
+    cp.store().apply(objs, false).await.unwrap();
+    let proxy = Proxy::start(ProxyConfig::for_tests(
+        Some(format!("http://{}", cp.grpc_addr())),
+        "edge",
+    ))
+    .await
+    .unwrap();
+    let (p, admin) = (proxy.listen_addr(), proxy.admin_addr());
+    let h = client();
+    eventually(10, "routes served", || async {
+        (get(&h, p, "/plain/0").await.status == 200).then_some(())
+    })
+    .await;
+
+    // Endpoint c dies. Without retries clients see at most consecutiveFailures (3) errors.
+    drop(c);
+    let mut failed = 0;
+    let mut seen_c = 0;
+    for i in 0..60 {
+        let r = get(&h, p, &format!("/plain/{i}")).await;
+        if r.status != 200 {
+            failed += 1;
+        }
+        if r.upstream == "c" {
+            seen_c += 1;
+        }
+    }
+    assert!(
+        (1..=3).contains(&failed),
+        "{failed} client-visible errors, want 1..=3"
+    );
+    assert_eq!(seen_c, 0);
+    let dump: serde_json::Value =
+        serde_json::from_slice(&get(&h, admin, "/clusters").await.body).unwrap();
+    let eps = dump[0]["endpoints"].as_array().unwrap();
+    let c_state = eps
+        .iter()
+        .find(|e| e["address"] == c_addr.to_string())
+        .unwrap();
+    assert_eq!(c_state["breaker"], "open", "{dump}");
+    let m = String::from_utf8(get(&h, admin, "/metrics").await.body.to_vec()).unwrap();
+    let open_line = format!(
+        "gw_circuit_state_changes_total{{tenant=\"t\",cluster=\"svc\",endpoint=\"{c_addr}\",from=\"closed\",to=\"open\"}} 1"
+    );
+    assert!(
+        m.contains(&open_line),
+        "missing {open_line} in\n{}",
+        m.lines()
+            .filter(|l| l.contains("changes"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // It comes back: after openTimeout, half-open probes succeed and traffic returns.
+    let _c = Upstream::start_on("c", c_addr).await;
+    eventually(15, "c back in rotation", || async {
+        let mut back = false;
+        for i in 0..6 {
+            back |= get(&h, p, &format!("/plain/r{i}")).await.upstream == "c";
+        }
+        back.then_some(())
+    })
+    .await;
+    // Two probe successes close the breaker again (HALF_OPEN → CLOSED).
+    let c_key = c_addr.to_string();
+    eventually(15, "c's breaker closed", || async {
+        get(&h, p, "/plain/probe").await;
+        let dump: serde_json::Value =
+            serde_json::from_slice(&get(&h, admin, "/clusters").await.body).ok()?;
+        let eps = dump[0]["endpoints"].as_array()?.clone();
+        eps.iter()
+            .any(|e| e["address"] == c_key.as_str() && e["breaker"] == "closed")
+            .then_some(())
+    })
+    .await;
+
+    // With retries on connect failure, killing b costs clients nothing.
+    drop(b);
+    for i in 0..60 {
+        let r = get(&h, p, &format!("/retried/{i}")).await;
+        assert_eq!(r.status, 200, "request {i} failed despite retries");
+    }
+    proxy.shutdown().await;
+    cp.shutdown().await;
+}
