@@ -12,6 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Consecutive-result counting for one endpoint.
@@ -116,6 +117,73 @@ pub async fn run(
             _ = crate::server::stopped(&mut stop) => return,
             _ = tokio::time::sleep(jitter) => {}
         }
+    }
+}
+
+/// Keeps one health-check task per cluster that has a `healthCheck`, following config changes:
+/// whenever the served config is swapped, clusters whose check or endpoints changed get a fresh
+/// task and removed ones lose theirs. Runs until `stop`.
+pub async fn supervise(shared: Arc<crate::server::Shared>, mut stop: watch::Receiver<bool>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<HealthChange>();
+    let mut running: std::collections::HashMap<String, (String, tokio::task::JoinHandle<()>)> =
+        Default::default();
+    let mut seen: Option<Arc<crate::config::RuntimeConfig>> = None;
+    // The config is an ArcSwap without change notification: look at the pointer twice a second.
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = crate::server::stopped(&mut stop) => break,
+            Some(ch) = rx.recv() => {
+                tracing::info!(cluster = %ch.cluster, endpoint = %ch.endpoint, healthy = ch.healthy, "health check verdict changed");
+                continue;
+            }
+            _ = tick.tick() => {}
+        }
+        let cfg = shared.config.load_full();
+        if seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, &cfg)) {
+            continue;
+        }
+        seen = Some(cfg.clone());
+        let mut want = std::collections::HashMap::new();
+        for c in cfg.clusters.values() {
+            let Some(hc) = c.spec.as_ref().and_then(|s| s.health_check.clone()) else {
+                continue;
+            };
+            let addrs: Vec<&str> = c.endpoints.iter().map(|e| e.address.as_str()).collect();
+            want.insert(
+                c.name.clone(),
+                (
+                    format!("{hc:?}{addrs:?}"),
+                    hc,
+                    c.endpoints.clone(),
+                    c.short.clone(),
+                ),
+            );
+        }
+        running.retain(|name, (key, task)| {
+            let keep = want.get(name).is_some_and(|w| &w.0 == key);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (name, (key, hc, endpoints, host)) in want {
+            if running.contains_key(&name) {
+                continue;
+            }
+            let task = tokio::spawn(run(
+                name.clone(),
+                host,
+                endpoints,
+                hc,
+                tx.clone(),
+                stop.clone(),
+            ));
+            running.insert(name, (key, task));
+        }
+    }
+    for (_, (_, task)) in running {
+        task.abort();
     }
 }
 

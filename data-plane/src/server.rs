@@ -194,6 +194,7 @@ impl Proxy {
             cfg.drain_timeout,
         ));
         tasks.spawn(admin::serve(admin, shared.clone(), stop.subscribe()));
+        tasks.spawn(crate::health::supervise(shared.clone(), stop.subscribe()));
         if let Some(url) = &cfg.xds {
             let channel = tonic::transport::Endpoint::from_shared(url.clone())?
                 .connect_timeout(Duration::from_secs(2))

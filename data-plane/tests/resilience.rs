@@ -121,3 +121,82 @@ async fn breaker_opens_skips_and_recovers() {
     proxy.shutdown().await;
     cp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn active_health_checks_take_an_endpoint_out_and_back() {
+    let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
+        .await
+        .unwrap();
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let yaml = format!(
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: svc, tenant: t}}\nspec:\n  \
+         endpoints: [{{address: 127.0.0.1, port: {}}}, {{address: 127.0.0.1, port: {}}}]\n  \
+         healthCheck: {{path: /health, interval: 200ms, timeout: 500ms, healthyThreshold: 2, unhealthyThreshold: 2}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: t}}\nspec: {{match: {{pathPrefix: /}}, cluster: svc}}\n",
+        a.port(),
+        b.port()
+    );
+    let objs = manifest::parse(&yaml)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.object)
+        .collect();
+    cp.store().apply(objs, false).await.unwrap();
+    let proxy = Proxy::start(ProxyConfig::for_tests(
+        Some(format!("http://{}", cp.grpc_addr())),
+        "edge",
+    ))
+    .await
+    .unwrap();
+    let (p, admin) = (proxy.listen_addr(), proxy.admin_addr());
+    let h = client();
+    eventually(10, "route served", || async {
+        (get(&h, p, "/x").await.status == 200).then_some(())
+    })
+    .await;
+    let b_key = b.addr.to_string();
+    let health_of_b = || async {
+        let dump: serde_json::Value =
+            serde_json::from_slice(&get(&h, admin, "/clusters").await.body).ok()?;
+        let eps = dump[0]["endpoints"].as_array()?.clone();
+        eps.iter()
+            .find(|e| e["address"] == b_key.as_str())
+            .and_then(|e| e["healthy"].as_bool())
+    };
+
+    // b's health endpoint starts failing: two failed probes mark it unhealthy; traffic avoids it.
+    b.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    eventually(10, "b marked unhealthy", || async {
+        (health_of_b().await == Some(false)).then_some(())
+    })
+    .await;
+    for i in 0..20 {
+        let r = get(&h, p, &format!("/x/{i}")).await;
+        assert_eq!(
+            (r.status, r.upstream.as_str()),
+            (200, "a"),
+            "unhealthy b gets no traffic"
+        );
+    }
+    // It heals: two good probes bring it back and it shares traffic again.
+    b.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    eventually(10, "b healthy again", || async {
+        (health_of_b().await == Some(true)).then_some(())
+    })
+    .await;
+    eventually(10, "b serves again", || async {
+        let mut hit = false;
+        for i in 0..4 {
+            hit |= get(&h, p, &format!("/y/{i}")).await.upstream == "b";
+        }
+        hit.then_some(())
+    })
+    .await;
+    let m = String::from_utf8(get(&h, admin, "/metrics").await.body.to_vec()).unwrap();
+    assert!(m.contains(&format!(
+        "gw_endpoint_healthy{{tenant=\"t\",cluster=\"svc\",endpoint=\"{b_key}\"}} 1"
+    )));
+    proxy.shutdown().await;
+    cp.shutdown().await;
+}
