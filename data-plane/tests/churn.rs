@@ -6,18 +6,15 @@
 mod common;
 
 use bytes::Bytes;
-use common::{client, eventually, get, Upstream};
-use gw_control_plane::server::{Config, ControlPlane};
+use common::{client, eventually, get, stack, Upstream};
+use gw_control_plane::server::ControlPlane;
 use gw_proto::manifest;
-use gw_proxy::server::{Proxy, ProxyConfig};
+use gw_proxy::server::Proxy;
 use http_body_util::{BodyExt, Full};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 async fn setup() -> (ControlPlane, Proxy, Upstream, Upstream) {
-    let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
-        .await
-        .unwrap();
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
     let yaml = format!(
         "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
@@ -27,30 +24,7 @@ async fn setup() -> (ControlPlane, Proxy, Upstream, Upstream) {
         a.port(),
         b.port()
     );
-    let objs = manifest::parse(&yaml)
-        .unwrap()
-        .into_iter()
-        .map(|d| d.object)
-        .collect();
-    cp.store().apply(objs, false).await.unwrap();
-    let proxy = Proxy::start(ProxyConfig::for_tests(
-        Some(format!("http://{}", cp.grpc_addr())),
-        "edge",
-    ))
-    .await
-    .unwrap();
-    let c = client();
-    let admin = proxy.admin_addr();
-    eventually(10, "ready", || async {
-        (get(&c, admin, "/ready").await.status == 200).then_some(())
-    })
-    .await;
-    // Ready can come from an earlier snapshot than the manifest's: wait for the route itself.
-    let p = proxy.listen_addr();
-    eventually(10, "route served", || async {
-        (get(&c, p, "/x").await.upstream == "a").then_some(())
-    })
-    .await;
+    let (cp, proxy) = stack(&yaml, "edge", "/x").await;
     (cp, proxy, a, b)
 }
 

@@ -6,16 +6,10 @@
 
 mod common;
 
-use common::{client, eventually, get, Upstream};
-use gw_control_plane::server::{Config, ControlPlane};
-use gw_proto::manifest;
-use gw_proxy::server::{Proxy, ProxyConfig};
+use common::{client, eventually, get, stack, Upstream};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn breaker_opens_skips_and_recovers() {
-    let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
-        .await
-        .unwrap();
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
     let c = Upstream::start("c").await;
     let c_addr = c.addr;
@@ -31,24 +25,9 @@ async fn breaker_opens_skips_and_recovers() {
         b.port(),
         c.port()
     );
-    let objs = manifest::parse(&yaml)
-        .unwrap()
-        .into_iter()
-        .map(|d| d.object)
-        .collect();
-    cp.store().apply(objs, false).await.unwrap();
-    let proxy = Proxy::start(ProxyConfig::for_tests(
-        Some(format!("http://{}", cp.grpc_addr())),
-        "edge",
-    ))
-    .await
-    .unwrap();
+    let (cp, proxy) = stack(&yaml, "edge", "/plain/0").await;
     let (p, admin) = (proxy.listen_addr(), proxy.admin_addr());
     let h = client();
-    eventually(10, "routes served", || async {
-        (get(&h, p, "/plain/0").await.status == 200).then_some(())
-    })
-    .await;
 
     // Endpoint c dies. Without retries clients see at most consecutiveFailures (3) errors.
     drop(c);
@@ -124,9 +103,6 @@ async fn breaker_opens_skips_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn active_health_checks_take_an_endpoint_out_and_back() {
-    let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
-        .await
-        .unwrap();
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
     let yaml = format!(
         "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
@@ -137,24 +113,9 @@ async fn active_health_checks_take_an_endpoint_out_and_back() {
         a.port(),
         b.port()
     );
-    let objs = manifest::parse(&yaml)
-        .unwrap()
-        .into_iter()
-        .map(|d| d.object)
-        .collect();
-    cp.store().apply(objs, false).await.unwrap();
-    let proxy = Proxy::start(ProxyConfig::for_tests(
-        Some(format!("http://{}", cp.grpc_addr())),
-        "edge",
-    ))
-    .await
-    .unwrap();
+    let (cp, proxy) = stack(&yaml, "edge", "/x").await;
     let (p, admin) = (proxy.listen_addr(), proxy.admin_addr());
     let h = client();
-    eventually(10, "route served", || async {
-        (get(&h, p, "/x").await.status == 200).then_some(())
-    })
-    .await;
     let b_key = b.addr.to_string();
     let health_of_b = || async {
         let dump: serde_json::Value =

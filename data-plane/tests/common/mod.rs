@@ -236,3 +236,35 @@ pub async fn webhook_receiver() -> (
     });
     (addr, rx)
 }
+
+/// A control plane with `yaml` applied and one proxy (node `node`) connected to it, returned once
+/// `path` answers 200 through the proxy (so the manifest's routes are in).
+pub async fn stack(
+    yaml: &str,
+    node: &str,
+    path: &str,
+) -> (
+    gw_control_plane::server::ControlPlane,
+    gw_proxy::server::Proxy,
+) {
+    let cp = gw_control_plane::server::ControlPlane::start(
+        gw_control_plane::server::Config::for_tests("sqlite::memory:"),
+    )
+    .await
+    .unwrap();
+    let objs = gw_proto::manifest::parse(yaml)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.object)
+        .collect();
+    cp.store().apply(objs, false).await.unwrap();
+    let cfg =
+        gw_proxy::server::ProxyConfig::for_tests(Some(format!("http://{}", cp.grpc_addr())), node);
+    let proxy = gw_proxy::server::Proxy::start(cfg).await.unwrap();
+    let (c, p) = (client(), proxy.listen_addr());
+    eventually(10, "routes served", || async {
+        (get(&c, p, path).await.status == 200).then_some(())
+    })
+    .await;
+    (cp, proxy)
+}
