@@ -134,6 +134,10 @@ fn outlier_detection(spec: &ClusterSpec) -> OutlierDetection {
         failure_percentage_minimum_hosts: u32v(1),
         base_ejection_time: Some(duration(cb.open_timeout)),
         interval: Some(duration(std::time::Duration::from_secs(1))),
+        // Each endpoint has its own breaker in gw-proxy, so any number may be out; Envoy's panic
+        // threshold (below 50 % healthy, use all) keeps a cluster from being emptied. Envoy's
+        // default (10 %) would eject nobody in a cluster of fewer than ten endpoints.
+        max_ejection_percent: u32v(100),
         ..Default::default()
     }
 }

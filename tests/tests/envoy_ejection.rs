@@ -1,0 +1,97 @@
+//! Breaker parity: the same manifest gives a stock Envoy 1.40 `outlier_detection` (consecutive
+//! 5xx, ejection for the open timeout) and gw-proxy its per-endpoint breaker; with one dead
+//! endpoint of three, both stop sending to it after `consecutiveFailures` failures.
+
+#![allow(clippy::unwrap_used)]
+
+use gw_e2e::envoy::{self, Envoy, Mode};
+use gw_e2e::upstream::Upstream;
+use gw_e2e::{control, free_port, http, wait};
+use gw_proxy::server::{Proxy, ProxyConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+async fn failures(addr: SocketAddr, n: usize) -> (usize, usize) {
+    let (mut failed, mut ok) = (0, 0);
+    for i in 0..n {
+        let r = http::get(addr, "x", &format!("/svc/{i}")).await.unwrap();
+        if r.status == 200 {
+            ok += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    (failed, ok)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_and_gw_proxy_both_eject_a_dead_endpoint() {
+    let Some(bin) = envoy::binary() else { return };
+    let cp = control::start().await.unwrap();
+    let (a, b) = (
+        Upstream::start("a").await.unwrap(),
+        Upstream::start("b").await.unwrap(),
+    );
+    let (port, dead) = (free_port(), free_port());
+    let yaml = format!(
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: acme}}\n---\n\
+         apiVersion: gw/v1\nkind: Listener\nmetadata: {{name: edge}}\nspec: {{nodeCluster: edge, address: 127.0.0.1, port: {port}}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: svc, tenant: acme}}\nspec:\n  \
+         connectTimeout: 1s\n  \
+         endpoints: [{{address: 127.0.0.1, port: {}}}, {{address: 127.0.0.1, port: {}}}, {{address: 127.0.0.1, port: {dead}}}]\n  \
+         circuitBreaker: {{consecutiveFailures: 3, openTimeout: 30s}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: svc, tenant: acme}}\nspec: {{match: {{pathPrefix: /svc}}, cluster: svc}}\n",
+        a.port(),
+        b.port()
+    );
+    control::apply(&cp, &yaml).await.unwrap();
+
+    let envoy = Envoy::start(&bin, cp.grpc_addr(), "parity-envoy", "edge", Mode::Delta)
+        .await
+        .unwrap();
+    envoy.wait_ready().await.unwrap();
+    let envoy_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait::until("Envoy serving", Duration::from_secs(20), || async {
+        (http::get(envoy_addr, "x", "/svc/warm").await.ok()?.status != 404).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", envoy.log()));
+
+    let mut cfg = ProxyConfig::for_tests(Some(format!("http://{}", cp.grpc_addr())), "parity-gw");
+    cfg.node_cluster = "edge".into();
+    let gw = Proxy::start(cfg).await.unwrap();
+    let gw_addr = gw.listen_addr();
+    wait::until("gw-proxy serving", Duration::from_secs(20), || async {
+        (http::get(gw_addr, "x", "/svc/warm").await.ok()?.status != 404).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // Sixty sequential requests; a third would go to the dead endpoint without ejection.
+    let (e_failed, e_ok) = failures(envoy_addr, 60).await;
+    let (g_failed, g_ok) = failures(gw_addr, 60).await;
+    assert!(
+        e_failed <= 3,
+        "Envoy: {e_failed} failures, {e_ok} ok\n{}",
+        envoy.clusters().await.unwrap()
+    );
+    assert!(g_failed <= 3, "gw-proxy: {g_failed} failures, {g_ok} ok");
+    let clusters = envoy.clusters().await.unwrap();
+    assert!(
+        clusters
+            .lines()
+            .any(|l| l.contains(&format!(":{dead}::health_flags::/failed_outlier_check"))),
+        "Envoy ejected the dead endpoint:\n{clusters}"
+    );
+    let dump = http::get(gw.admin_addr(), "x", "/clusters")
+        .await
+        .unwrap()
+        .body;
+    assert!(
+        dump.contains("\"breaker\": \"open\""),
+        "gw-proxy opened its breaker: {dump}"
+    );
+    gw.shutdown().await;
+    drop(envoy);
+    cp.shutdown().await;
+}
