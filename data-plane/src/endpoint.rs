@@ -27,9 +27,31 @@ pub const TRANSITIONS: [(State, State); 4] = [
 /// Decay time of the latency and failure averages.
 pub const DECAY: Duration = Duration::from_secs(10);
 
+/// A breaker or health transition of an endpoint, reported to the control plane as an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointEvent {
+    /// `breaker_transition` or `health_transition`.
+    pub kind: &'static str,
+    /// Cluster (Envoy name `tenant/name`).
+    pub cluster: String,
+    /// `ADDR:PORT`.
+    pub endpoint: String,
+    /// Previous state.
+    pub from: &'static str,
+    /// New state.
+    pub to: &'static str,
+}
+
+/// Where endpoint events go (set once by the proxy; tests may leave it unset).
+pub type EventSink = tokio::sync::mpsc::UnboundedSender<EndpointEvent>;
+
 /// One upstream endpoint.
 #[derive(Debug)]
 pub struct Endpoint {
+    /// Cluster it belongs to (Envoy name), for events.
+    pub cluster: String,
+    /// Where transitions are reported.
+    pub events: OnceLock<EventSink>,
     /// `host:port`.
     pub address: String,
     /// Relative weight (≥ 1).
@@ -59,6 +81,8 @@ impl Endpoint {
         let address = address.into();
         Endpoint {
             pool: crate::proxy::upstream::ConnPool::new(&address),
+            cluster: String::new(),
+            events: OnceLock::new(),
             breaker: arc_swap::ArcSwap::from_pointee(Breaker::new(BreakerConfig::default())),
             transitions: Default::default(),
             address,
@@ -125,6 +149,20 @@ impl Endpoint {
             self.transitions[i].fetch_add(1, Ordering::Relaxed);
         }
         tracing::info!(endpoint = %self.address, from = t.from.as_str(), to = t.to.as_str(), "circuit breaker");
+        self.report("breaker_transition", t.from.as_str(), t.to.as_str());
+    }
+
+    /// Sends an event about this endpoint to the control plane (if the proxy reports).
+    pub fn report(&self, kind: &'static str, from: &'static str, to: &'static str) {
+        if let Some(tx) = self.events.get() {
+            let _ = tx.send(EndpointEvent {
+                kind,
+                cluster: self.cluster.clone(),
+                endpoint: self.address.clone(),
+                from,
+                to,
+            });
+        }
     }
 
     fn settle(&self, latency: Duration, success: bool, probe: bool) {
@@ -191,6 +229,8 @@ impl Drop for InFlight {
 #[derive(Debug, Default)]
 pub struct EndpointRegistry {
     map: Mutex<HashMap<(String, String), Arc<Endpoint>>>,
+    /// Given to every endpoint created from now on.
+    pub events: OnceLock<EventSink>,
 }
 
 impl EndpointRegistry {
@@ -223,7 +263,14 @@ impl EndpointRegistry {
         };
         let ep = map
             .entry((cluster.to_owned(), address.to_owned()))
-            .or_insert_with(|| Arc::new(Endpoint::new(address, weight)))
+            .or_insert_with(|| {
+                let mut ep = Endpoint::new(address, weight);
+                ep.cluster = cluster.to_owned();
+                if let Some(tx) = self.events.get() {
+                    let _ = ep.events.set(tx.clone());
+                }
+                Arc::new(ep)
+            })
             .clone();
         ep.weight.store(weight.max(1), Ordering::Relaxed);
         ep

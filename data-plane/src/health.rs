@@ -106,6 +106,12 @@ pub async fn run(
         for ((ep, v), ok) in endpoints.iter().zip(verdicts.iter_mut()).zip(results) {
             if let Some(now) = v.step(ep.is_healthy(), ok, &hc) {
                 ep.healthy.store(now, Ordering::Relaxed);
+                let (from, to) = if now {
+                    ("unhealthy", "healthy")
+                } else {
+                    ("healthy", "unhealthy")
+                };
+                ep.report("health_transition", from, to);
                 let _ = changes.send(HealthChange {
                     cluster: cluster.clone(),
                     endpoint: ep.address.clone(),

@@ -334,3 +334,59 @@ pub async fn run(
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
+
+/// Sends endpoint breaker and health transitions to the control plane's Events service (best
+/// effort: an event that cannot be delivered is logged and dropped), until `stop`.
+pub async fn events(
+    channel: Channel,
+    node: String,
+    mut rx: mpsc::UnboundedReceiver<crate::endpoint::EndpointEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use gw_proto::gateway::v1 as pb;
+    let mut client = pb::events_client::EventsClient::new(channel);
+    loop {
+        let e = tokio::select! {
+            _ = crate::server::stopped(&mut stop) => return,
+            e = rx.recv() => match e {
+                Some(e) => e,
+                None => return,
+            },
+        };
+        let (tenant, cluster) = e
+            .cluster
+            .split_once('/')
+            .unwrap_or(("", e.cluster.as_str()));
+        let severity = if matches!(e.to, "open" | "unhealthy") {
+            "warning"
+        } else {
+            "info"
+        };
+        let what = if e.kind == "breaker_transition" {
+            "circuit breaker"
+        } else {
+            "health"
+        };
+        let event = pb::Event {
+            kind: e.kind.into(),
+            severity: severity.into(),
+            tenant: tenant.into(),
+            object: format!("cluster/{tenant}/{cluster}"),
+            node: node.clone(),
+            message: format!("endpoint {} {what} {} -> {}", e.endpoint, e.from, e.to),
+            attributes: [
+                ("endpoint".to_string(), e.endpoint.clone()),
+                ("from".to_string(), e.from.to_string()),
+                ("to".to_string(), e.to.to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        if let Err(err) = client
+            .record_event(pb::RecordEventRequest { event: Some(event) })
+            .await
+        {
+            tracing::warn!(error = %err, "reporting an endpoint event to the control plane");
+        }
+    }
+}

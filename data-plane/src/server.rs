@@ -171,6 +171,8 @@ impl Proxy {
             overflow: AtomicU64::new(0),
             node_id: cfg.node_id.clone(),
         });
+        let (event_tx, event_rx) = tokio::sync::mpsc::unbounded_channel();
+        let _ = shared.registries.endpoints.events.set(event_tx);
         if let Some(dir) = &cfg.cache_dir {
             match xds::cache::load(dir) {
                 Ok(Some(res)) => match shared.apply(res) {
@@ -221,6 +223,12 @@ impl Proxy {
                 shared.clone(),
                 channel.clone(),
                 opts,
+                stop.subscribe(),
+            ));
+            tasks.spawn(crate::report::events(
+                channel.clone(),
+                cfg.node_id.clone(),
+                event_rx,
                 stop.subscribe(),
             ));
             tasks.spawn(crate::report::run(

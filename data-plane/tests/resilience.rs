@@ -68,6 +68,25 @@ async fn breaker_opens_skips_and_recovers() {
             .join("\n")
     );
 
+    // The transition reached the control plane as an event (what `gwctl events` shows).
+    let store = cp.store().clone();
+    let c_key = c_addr.to_string();
+    eventually(10, "breaker event in userdb", || async {
+        let f = gw_control_plane::store::EventFilter {
+            kind: "breaker_transition".into(),
+            ..Default::default()
+        };
+        let events = store.list_events(&f).await.ok()?;
+        events
+            .iter()
+            .any(|e| {
+                e.attributes.get("endpoint") == Some(&c_key)
+                    && e.attributes.get("to").map(String::as_str) == Some("open")
+            })
+            .then_some(())
+    })
+    .await;
+
     // It comes back: after openTimeout, half-open probes succeed and traffic returns.
     let _c = Upstream::start_on("c", c_addr).await;
     eventually(15, "c back in rotation", || async {
@@ -79,7 +98,6 @@ async fn breaker_opens_skips_and_recovers() {
     })
     .await;
     // Two probe successes close the breaker again (HALF_OPEN → CLOSED).
-    let c_key = c_addr.to_string();
     eventually(15, "c's breaker closed", || async {
         get(&h, p, "/plain/probe").await;
         let dump: serde_json::Value =
@@ -128,6 +146,7 @@ async fn active_health_checks_take_an_endpoint_out_and_back() {
 
     // b's health endpoint starts failing: two failed probes mark it unhealthy; traffic avoids it.
     b.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let store = cp.store().clone();
     eventually(10, "b marked unhealthy", || async {
         (health_of_b().await == Some(false)).then_some(())
     })
@@ -140,6 +159,18 @@ async fn active_health_checks_take_an_endpoint_out_and_back() {
             "unhealthy b gets no traffic"
         );
     }
+    eventually(10, "health event in userdb", || async {
+        let f = gw_control_plane::store::EventFilter {
+            kind: "health_transition".into(),
+            ..Default::default()
+        };
+        let events = store.list_events(&f).await.ok()?;
+        events
+            .iter()
+            .any(|e| e.message.contains("healthy -> unhealthy"))
+            .then_some(())
+    })
+    .await;
     // It heals: two good probes bring it back and it shares traffic again.
     b.failing.store(false, std::sync::atomic::Ordering::SeqCst);
     eventually(10, "b healthy again", || async {
