@@ -192,3 +192,109 @@ async fn active_health_checks_take_an_endpoint_out_and_back() {
     proxy.shutdown().await;
     cp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_dead_and_overloaded_clusters_fail_fast() {
+    let slow = Upstream::start("slow").await;
+    let fine = Upstream::start("fine").await;
+    let dead: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let yaml = format!(
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: mixed, tenant: t}}\nspec:\n  \
+         endpoints: [{{address: 127.0.0.1, port: {}}}, {{address: 127.0.0.1, port: {}}}]\n  \
+         circuitBreaker: {{consecutiveFailures: 2, openTimeout: 30s}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: dead, tenant: t}}\nspec:\n  \
+         connectTimeout: 1s\n  endpoints: [{{address: 127.0.0.1, port: {}}}, {{address: 127.0.0.1, port: {}}}]\n  \
+         circuitBreaker: {{consecutiveFailures: 1, openTimeout: 30s}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: small, tenant: t}}\nspec:\n  \
+         endpoints: [{{address: 127.0.0.1, port: {}}}]\n  limits: {{maxRequests: 2}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: mixed, tenant: t}}\nspec: {{match: {{pathPrefix: /slow/2}}, cluster: mixed, timeout: 300ms}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: dead, tenant: t}}\nspec: {{match: {{pathPrefix: /dead}}, cluster: dead}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: small, tenant: t}}\nspec: {{match: {{pathPrefix: /}}, cluster: small}}\n",
+        slow.port(),
+        fine.port(),
+        dead[0],
+        dead[1],
+        fine.port()
+    );
+    let (cp, proxy) = stack(&yaml, "edge", "/ok").await;
+    let (p, admin) = (proxy.listen_addr(), proxy.admin_addr());
+    let h = client();
+
+    // Slow endpoints (`/slow/2000` takes 2 s on both, the route allows 300 ms): timeouts count as
+    // failures, the breakers open, and from then on the answer is immediate.
+    let mut timeouts = 0;
+    for _ in 0..6 {
+        if get(&h, p, "/slow/2000").await.status == 504 {
+            timeouts += 1;
+        }
+    }
+    assert!(timeouts >= 2, "{timeouts} timeouts");
+    let started = std::time::Instant::now();
+    let r = get(&h, p, "/slow/2000").await;
+    assert_eq!(
+        r.status, 503,
+        "both breakers open: refused at once, not another timeout"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_millis(250));
+
+    // Every endpoint down: fast 503s, never timeouts.
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        assert_eq!(get(&h, p, "/dead/x").await.status, 503);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "a dead cluster answers fast"
+        );
+    }
+
+    // Limits: with maxRequests 2, a burst of 20 slow requests (route `small`) gets 503 at once for
+    // most of them, counted.
+    let burst: Vec<_> = (0..20)
+        .map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                let t = std::time::Instant::now();
+                (
+                    get(&h, p, &format!("/slow/300?{i}")).await.status,
+                    t.elapsed(),
+                )
+            })
+        })
+        .collect();
+    let mut overflow = 0;
+    for b in burst {
+        let (status, took) = b.await.unwrap();
+        if status == 503 {
+            overflow += 1;
+            assert!(
+                took < std::time::Duration::from_millis(250),
+                "overflow is answered at once"
+            );
+        }
+    }
+    assert!(overflow >= 10, "{overflow} of 20 refused by maxRequests 2");
+    let m = String::from_utf8(get(&h, admin, "/metrics").await.body.to_vec()).unwrap();
+    let counted: u64 = m
+        .lines()
+        .find(|l| l.starts_with("gw_upstream_overflow_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        counted >= overflow,
+        "overflow counted: {counted}: {:?}",
+        m.lines()
+            .filter(|l| l.contains("overflow"))
+            .collect::<Vec<_>>()
+    );
+    proxy.shutdown().await;
+    cp.shutdown().await;
+}
