@@ -311,6 +311,67 @@ impl Breaker {
             }
         }
     }
+
+    /// Gives back a half-open probe slot whose request ended without a verdict (refused by a
+    /// cluster limit, or failed in a way the cluster does not count).
+    pub fn release(&self) {
+        let _ = self
+            .word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                let probes = field(cur, P_SHIFT);
+                (state_of(cur) == State::HalfOpen && probes > 0).then(|| {
+                    pack(
+                        State::HalfOpen,
+                        field(cur, F_SHIFT),
+                        probes - 1,
+                        field(cur, OK_SHIFT),
+                    )
+                })
+            });
+    }
+}
+
+/// What a cluster counts as an endpoint failure (`circuitBreaker.failOn`). An answer whose
+/// status is not counted is a success; a connect failure, reset or timeout that is not counted
+/// is no verdict at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailOn {
+    /// Any 5xx answer.
+    pub any_5xx: bool,
+    /// A 502, 503 or 504 answer.
+    pub gateway_error: bool,
+    /// A failed connect.
+    pub connect_failure: bool,
+    /// A connection reset before the answer.
+    pub reset: bool,
+    /// A (per-try) timeout.
+    pub timeout: bool,
+}
+
+impl Default for FailOn {
+    fn default() -> Self {
+        FailOn::from_names(&gw_proto::model::CircuitBreaker::default().fail_on)
+    }
+}
+
+impl FailOn {
+    /// From the manifest's names (unknown ones were refused by validation).
+    pub fn from_names(names: &[String]) -> FailOn {
+        let has = |k: &str| names.iter().any(|n| n == k);
+        FailOn {
+            any_5xx: has("5xx"),
+            gateway_error: has("gateway-error"),
+            connect_failure: has("connect-failure"),
+            reset: has("reset"),
+            timeout: has("timeout"),
+        }
+    }
+
+    /// Whether an answer with `status` counts as a failure.
+    pub fn status(&self, status: u16) -> bool {
+        (self.any_5xx && (500..600).contains(&status))
+            || (self.gateway_error && (502..=504).contains(&status))
+    }
 }
 
 #[cfg(test)]
@@ -319,6 +380,34 @@ mod tests {
 
     fn b() -> Breaker {
         Breaker::new(BreakerConfig::default())
+    }
+
+    #[test]
+    fn failure_kinds_follow_fail_on() {
+        let d = FailOn::default();
+        assert!(d.status(500) && d.status(503) && !d.status(404) && !d.status(200));
+        assert!(d.connect_failure && d.reset && d.timeout);
+        let g = FailOn::from_names(&["gateway-error".to_owned()]);
+        assert!(g.status(502) && g.status(504) && !g.status(500) && !g.status(429));
+        assert!(!g.connect_failure && !g.reset && !g.timeout);
+    }
+
+    #[test]
+    fn a_released_probe_frees_its_slot_without_a_verdict() {
+        let cfg = BreakerConfig {
+            half_open_successes: 1,
+            ..BreakerConfig::default()
+        };
+        let br = Breaker::new(cfg);
+        for i in 0..5 {
+            br.record(i, false, false);
+        }
+        let after = 31_000;
+        assert_eq!(br.admit(after).0, Admit::Probe);
+        assert_eq!(br.admit(after).0, Admit::No, "its one probe is out");
+        br.release();
+        assert_eq!(br.state(after), State::HalfOpen, "no verdict");
+        assert_eq!(br.admit(after).0, Admit::Probe, "the slot is free again");
     }
 
     #[test]

@@ -16,15 +16,16 @@ pub mod listener;
 
 pub use listener::rds_names;
 
+use crate::breaker::FailOn;
 use crate::endpoint::{Endpoint, EndpointRegistry};
 use crate::lb::{Balancer, PickContext};
+use crate::limits::{ClusterLoad, Maxima};
 use crate::router::{RouteError, RouteTable};
 use crate::stats::{ObjStats, StatsRegistry};
 use gw_proto::envoy::pb::envoy::config::cluster::v3::{cluster as pb_cluster, Cluster};
 use gw_proto::model::{ClusterSpec, LbPolicy};
 use prost::Message;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,14 +140,12 @@ pub struct ClusterRt {
     pub stats: Arc<ObjStats>,
     /// Envoy name of the cluster that takes traffic when none of ours is usable.
     pub fallback: Option<String>,
-    /// Max concurrent requests (Envoy `max_requests`).
-    pub max_requests: u32,
-    /// Max concurrent retries (Envoy `max_retries`).
-    pub max_retries: u32,
-    /// Requests in flight now (shared across config versions).
-    pub active: Arc<AtomicU32>,
-    /// Retries in flight now.
-    pub active_retries: Arc<AtomicU32>,
+    /// What counts as an endpoint failure.
+    pub fail_on: FailOn,
+    /// Limits (Envoy `circuit_breakers` thresholds) of this config version.
+    pub maxima: Maxima,
+    /// Connections, pending requests, requests and retries now (shared across versions).
+    pub load: Arc<ClusterLoad>,
     /// gw's cluster spec, when the control plane sent one.
     pub spec: Option<ClusterSpec>,
 }
@@ -181,9 +180,6 @@ impl RuntimeConfig {
     }
 }
 
-/// A cluster's requests-in-flight and retries-in-flight counters.
-type ClusterCounters = (Arc<AtomicU32>, Arc<AtomicU32>);
-
 /// Shared state that outlives config versions.
 #[derive(Debug, Default)]
 pub struct Registries {
@@ -191,13 +187,13 @@ pub struct Registries {
     pub endpoints: EndpointRegistry,
     /// Counters.
     pub stats: StatsRegistry,
-    counters: std::sync::Mutex<HashMap<String, ClusterCounters>>,
+    loads: std::sync::Mutex<HashMap<String, Arc<ClusterLoad>>>,
 }
 
 impl Registries {
-    /// The in-flight counters of a cluster (compile time only, never on the request path).
-    pub(crate) fn cluster_counters(&self, name: &str) -> (Arc<AtomicU32>, Arc<AtomicU32>) {
-        let mut m = match self.counters.lock() {
+    /// The live counts of a cluster (compile time only, never on the request path).
+    pub(crate) fn cluster_load(&self, name: &str) -> Arc<ClusterLoad> {
+        let mut m = match self.loads.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };

@@ -5,6 +5,7 @@
 //! that keeps an endpoint keeps its in-flight count, latency average and failure history.
 
 use crate::breaker::{Breaker, BreakerConfig, State, Transition};
+use crate::limits::ClusterLoad;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -208,6 +209,16 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// Ends the request without a verdict: it was refused by a cluster limit or failed in a way
+    /// the cluster does not count (`circuitBreaker.failOn`).
+    pub fn abandon(mut self) {
+        self.done = true;
+        self.ep.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.probe {
+            self.ep.breaker.load().release();
+        }
+    }
+
     /// Ends the request with its outcome.
     pub fn finish(mut self, success: bool) -> Duration {
         self.done = true;
@@ -237,26 +248,40 @@ impl EndpointRegistry {
     /// The endpoint for (cluster, address), created if new; its weight is updated.
     /// Called when config is compiled, never on the request path.
     pub fn get(&self, cluster: &str, address: &str, weight: u32) -> Arc<Endpoint> {
-        self.get_with(cluster, address, weight, &BreakerConfig::default())
+        self.get_with(
+            cluster,
+            address,
+            weight,
+            &BreakerConfig::default(),
+            &Arc::default(),
+        )
     }
 
-    /// [`get`](Self::get) with the cluster's breaker settings; a changed setting gives the
-    /// endpoint a fresh (closed) breaker.
+    /// [`get`](Self::get) with the cluster's breaker settings (a changed setting gives the
+    /// endpoint a fresh, closed breaker) and the cluster's live counts, which a new endpoint's
+    /// connections count against.
     pub fn get_with(
         &self,
         cluster: &str,
         address: &str,
         weight: u32,
         breaker: &BreakerConfig,
+        load: &Arc<ClusterLoad>,
     ) -> Arc<Endpoint> {
-        let ep = self.get_plain(cluster, address, weight);
+        let ep = self.get_plain(cluster, address, weight, load);
         if ep.breaker.load().config() != breaker {
             ep.breaker.store(Arc::new(Breaker::new(breaker.clone())));
         }
         ep
     }
 
-    fn get_plain(&self, cluster: &str, address: &str, weight: u32) -> Arc<Endpoint> {
+    fn get_plain(
+        &self,
+        cluster: &str,
+        address: &str,
+        weight: u32,
+        load: &Arc<ClusterLoad>,
+    ) -> Arc<Endpoint> {
         let mut map = match self.map.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
@@ -266,6 +291,7 @@ impl EndpointRegistry {
             .or_insert_with(|| {
                 let mut ep = Endpoint::new(address, weight);
                 ep.cluster = cluster.to_owned();
+                ep.pool = crate::proxy::upstream::ConnPool::in_cluster(address, load.clone());
                 if let Some(tx) = self.events.get() {
                     let _ = ep.events.set(tx.clone());
                 }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod endpoint;
 pub mod health;
 pub mod lb;
+pub mod limits;
 pub mod proxy;
 pub mod report;
 pub mod router;

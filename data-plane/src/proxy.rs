@@ -120,7 +120,7 @@ pub async fn handle(
     parts.version = Version::HTTP_11;
     let method = parts.method.clone();
     let host = parts.headers.get(HOST).cloned();
-    let out = forward::forward(&shared, &cfg, &route, parts, body, down.peer).await;
+    let out = forward::forward(&cfg, &route, parts, body, down.peer).await;
     let status = out.response.status().as_u16();
     let latency = started.elapsed();
     let recorded = if out.upstream_error.is_empty() {

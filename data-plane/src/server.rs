@@ -118,8 +118,6 @@ pub struct Shared {
     pub started: Instant,
     /// Requests that matched no route.
     pub no_route: AtomicU64,
-    /// Requests refused by cluster limits.
-    pub overflow: AtomicU64,
     /// Our node id.
     pub node_id: String,
 }
@@ -168,7 +166,6 @@ impl Proxy {
             xds: XdsStatus::default(),
             started: Instant::now(),
             no_route: AtomicU64::new(0),
-            overflow: AtomicU64::new(0),
             node_id: cfg.node_id.clone(),
         });
         let (event_tx, event_rx) = tokio::sync::mpsc::unbounded_channel();

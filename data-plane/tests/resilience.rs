@@ -283,18 +283,175 @@ async fn slow_dead_and_overloaded_clusters_fail_fast() {
     }
     assert!(overflow >= 10, "{overflow} of 20 refused by maxRequests 2");
     let m = String::from_utf8(get(&h, admin, "/metrics").await.body.to_vec()).unwrap();
-    let counted: u64 = m
-        .lines()
-        .find(|l| l.starts_with("gw_upstream_overflow_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0);
+    let counted = metric(
+        &m,
+        "gw_upstream_overflow_total{tenant=\"t\",cluster=\"small\",limit=\"max_requests\"}",
+    )
+    .unwrap_or(0.0);
     assert!(
-        counted >= overflow,
+        counted >= f64::from(overflow),
         "overflow counted: {counted}: {:?}",
         m.lines()
             .filter(|l| l.contains("overflow"))
             .collect::<Vec<_>>()
     );
+    proxy.shutdown().await;
+    cp.shutdown().await;
+}
+
+/// The value of the first metric line starting with `prefix`.
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_and_pending_limits_queue_then_refuse() {
+    let narrow = Upstream::start("narrow").await;
+    let wide = Upstream::start("wide").await;
+    let yaml = format!(
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: narrow, tenant: t}}\nspec:\n  \
+         endpoints: [{{address: 127.0.0.1, port: {}}}]\n  limits: {{maxConnections: 2, maxPendingRequests: 3}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: wide, tenant: t}}\nspec:\n  \
+         endpoints: [{{address: 127.0.0.1, port: {}}}]\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: narrow, tenant: t}}\nspec: {{match: {{pathPrefix: /slow}}, cluster: narrow}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: wide, tenant: t}}\nspec: {{match: {{pathPrefix: /}}, cluster: wide}}\n",
+        narrow.port(),
+        wide.port()
+    );
+    let (cp, proxy) = stack(&yaml, "edge", "/ok").await;
+    let (p, admin) = (proxy.listen_addr(), proxy.admin_addr());
+    let h = client();
+
+    // Ten slow requests at once: two go out on the two connections allowed, three wait as
+    // pending requests and are served on those connections when they come back, the rest are
+    // refused at once.
+    let burst: Vec<_> = (0..10)
+        .map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                let t = std::time::Instant::now();
+                let r = get(&h, p, &format!("/slow/400?{i}")).await;
+                (r.status, r.upstream, t.elapsed())
+            })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for b in burst {
+        let (status, upstream, took) = b.await.unwrap();
+        match status {
+            200 => {
+                assert_eq!(upstream, "narrow");
+                ok += 1;
+            }
+            503 => {
+                assert!(
+                    took < std::time::Duration::from_millis(300),
+                    "overflow is answered at once, not after queueing: {took:?}"
+                );
+                refused += 1;
+            }
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert!(ok >= 5, "two sent and three pending are all served: {ok}");
+    assert!(refused >= 1, "past three pending, requests are refused");
+    assert_eq!(ok + refused, 10);
+    assert!(
+        narrow.peak_conns.load(std::sync::atomic::Ordering::SeqCst) <= 2,
+        "the upstream never saw more than maxConnections"
+    );
+    let m = String::from_utf8(get(&h, admin, "/metrics").await.body.to_vec()).unwrap();
+    let lbl = |limit: &str| format!("{{tenant=\"t\",cluster=\"narrow\",limit=\"{limit}\"}}");
+    let pending_overflow = metric(
+        &m,
+        &format!("gw_upstream_overflow_total{}", lbl("max_pending_requests")),
+    );
+    assert_eq!(
+        pending_overflow,
+        Some(f64::from(refused)),
+        "every refusal counted"
+    );
+    let cx_overflow = metric(
+        &m,
+        &format!("gw_upstream_overflow_total{}", lbl("max_connections")),
+    )
+    .unwrap();
+    assert!(cx_overflow >= 3.0 + f64::from(refused), "{cx_overflow}");
+    assert_eq!(
+        metric(
+            &m,
+            &format!("gw_upstream_limit_current{}", lbl("max_pending_requests"))
+        ),
+        Some(0.0),
+        "nothing left waiting"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!("gw_upstream_limit_max{}", lbl("max_connections"))
+        ),
+        Some(2.0)
+    );
+    let dump: serde_json::Value =
+        serde_json::from_slice(&get(&h, admin, "/clusters").await.body).unwrap();
+    let narrow_dump = dump
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "t/narrow")
+        .unwrap();
+    assert_eq!(
+        narrow_dump["limits"]["max_pending_requests"]["overflows"],
+        serde_json::json!(refused),
+        "{narrow_dump}"
+    );
+    assert!(
+        narrow_dump["limits"]["max_connections"]["current"]
+            .as_u64()
+            .unwrap()
+            <= 2
+    );
+
+    proxy.shutdown().await;
+    cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fail_on_decides_what_opens_a_breaker() {
+    let up = Upstream::start("up").await;
+    let yaml = format!(
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: picky, tenant: t}}\nspec:\n  \
+         endpoints: [{{address: 127.0.0.1, port: {}}}]\n  \
+         circuitBreaker: {{consecutiveFailures: 2, openTimeout: 30s, failOn: [gateway-error]}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: all, tenant: t}}\nspec: {{match: {{pathPrefix: /}}, cluster: picky}}\n",
+        up.port()
+    );
+    let (cp, proxy) = stack(&yaml, "edge", "/ok").await;
+    let (p, admin) = (proxy.listen_addr(), proxy.admin_addr());
+    let h = client();
+    let breaker = || async {
+        let d: serde_json::Value =
+            serde_json::from_slice(&get(&h, admin, "/clusters").await.body).unwrap();
+        d[0]["endpoints"][0]["breaker"].as_str().unwrap().to_owned()
+    };
+    // A 500 is not a gateway error: with `failOn: [gateway-error]` it never opens the breaker.
+    for _ in 0..6 {
+        let r = get(&h, p, "/status/500").await;
+        assert_eq!((r.status, r.upstream.as_str()), (500, "up"));
+    }
+    assert_eq!(breaker().await, "closed");
+    // Two 502s do.
+    for _ in 0..2 {
+        assert_eq!(get(&h, p, "/status/502").await.status, 502);
+    }
+    assert_eq!(breaker().await, "open");
+    let r = get(&h, p, "/ok").await;
+    assert_eq!(r.status, 503, "refused while open");
+    assert_eq!(r.upstream, "", "answered by the proxy");
     proxy.shutdown().await;
     cp.shutdown().await;
 }

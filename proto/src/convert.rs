@@ -144,6 +144,7 @@ pub fn cluster_spec_to_pb(c: &model::ClusterSpec) -> pb::ClusterSpec {
             half_open_successes: c.circuit_breaker.half_open_successes,
             open_timeout: Some(duration_to_pb(c.circuit_breaker.open_timeout)),
             minimum_requests: c.circuit_breaker.minimum_requests,
+            fail_on: c.circuit_breaker.fail_on.clone(),
         }),
         limits: Some(pb::Limits {
             max_connections: c.limits.max_connections,
@@ -199,6 +200,11 @@ pub fn cluster_spec_from_pb(c: Option<&pb::ClusterSpec>) -> Result<model::Cluste
                 )?
                 .unwrap_or(db.open_timeout),
                 minimum_requests: or(b.minimum_requests, db.minimum_requests),
+                fail_on: if b.fail_on.is_empty() {
+                    db.fail_on.clone()
+                } else {
+                    b.fail_on.clone()
+                },
             }
         }
     };

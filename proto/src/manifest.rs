@@ -256,5 +256,36 @@ spec:
             o.validate().unwrap_err().to_string(),
             "spec.retry.perTryTimeout: must be > 0"
         );
+        let bad = QUICK.replace(
+            "circuitBreaker: {consecutiveFailures: 7}",
+            "circuitBreaker: {consecutiveFailures: 7, failOn: [timeout, 4xx]}",
+        );
+        let mut o = parse(&bad).unwrap().remove(1).object;
+        assert_eq!(
+            o.validate().unwrap_err().to_string(),
+            "spec.circuitBreaker.failOn[1]: unknown failure kind \"4xx\"; one of 5xx, gateway-error, connect-failure, reset, timeout"
+        );
+    }
+
+    #[test]
+    fn fail_on_defaults_and_normalizes() {
+        let docs = parse(QUICK).unwrap();
+        let Spec::Cluster(c) = &docs[1].object.spec else {
+            panic!("not a cluster")
+        };
+        assert_eq!(
+            c.circuit_breaker.fail_on,
+            ["5xx", "connect-failure", "reset", "timeout"]
+        );
+        let mine = QUICK.replace(
+            "circuitBreaker: {consecutiveFailures: 7}",
+            "circuitBreaker: {failOn: [timeout, 5xx, timeout]}",
+        );
+        let mut o = parse(&mine).unwrap().remove(1).object;
+        o.validate().unwrap();
+        let Spec::Cluster(c) = &o.spec else {
+            panic!("not a cluster")
+        };
+        assert_eq!(c.circuit_breaker.fail_on, ["5xx", "timeout"]);
     }
 }

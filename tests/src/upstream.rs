@@ -1,5 +1,6 @@
 //! Upstream HTTP servers that answer every request with `200` and their own name in the body
-//! and in `x-upstream`, so tests can see which one Envoy picked.
+//! and in `x-upstream`, so tests can see which one Envoy picked. A path `/slow/MS…` answers after
+//! MS milliseconds (simulated upstream latency). Each counts its open connections and their peak.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -7,6 +8,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -17,6 +20,10 @@ pub struct Upstream {
     pub name: String,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Connections open now.
+    pub open_connections: Arc<AtomicU32>,
+    /// The most connections ever open at once (tests may reset it).
+    pub peak_connections: Arc<AtomicU32>,
     task: JoinHandle<()>,
 }
 
@@ -32,16 +39,31 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let label = name.to_owned();
+        let peak_connections = Arc::new(AtomicU32::new(0));
+        let open_connections = Arc::new(AtomicU32::new(0));
+        let open = open_connections.clone();
+        let peak = peak_connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 let label = label.clone();
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let open = open.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let label = label.clone();
                         async move {
+                            if let Some(ms) = req.uri().path().strip_prefix("/slow/") {
+                                let ms: u64 = ms
+                                    .split(|c: char| !c.is_ascii_digit())
+                                    .next()
+                                    .and_then(|d| d.parse().ok())
+                                    .unwrap_or(0);
+                                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                            }
                             let resp = Response::builder()
                                 .header("x-upstream", label.as_str())
                                 .header("x-seen-path", req.uri().path())
@@ -54,12 +76,15 @@ impl Upstream {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(io, svc)
                         .await;
+                    open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
         Ok(Upstream {
             name: name.to_owned(),
             addr,
+            open_connections,
+            peak_connections,
             task,
         })
     }

@@ -1,6 +1,10 @@
 //! Breaker parity: the same manifest gives a stock Envoy 1.40 `outlier_detection` (consecutive
 //! 5xx, ejection for the open timeout) and gw-proxy its per-endpoint breaker; with one dead
 //! endpoint of three, both stop sending to it after `consecutiveFailures` failures.
+//!
+//! Limits parity: `limits` gives Envoy `circuit_breakers` thresholds and gw-proxy the same
+//! limits; a burst against `maxConnections: 1, maxPendingRequests: 1` is queued then refused
+//! with 503 at once by both, and the upstream never sees a second connection.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,6 +13,7 @@ use gw_e2e::upstream::Upstream;
 use gw_e2e::{control, free_port, http, wait};
 use gw_proxy::server::{Proxy, ProxyConfig};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 async fn failures(addr: SocketAddr, n: usize) -> (usize, usize) {
@@ -93,5 +98,102 @@ async fn envoy_and_gw_proxy_both_eject_a_dead_endpoint() {
     );
     gw.shutdown().await;
     drop(envoy);
+    cp.shutdown().await;
+}
+
+/// Eight slow requests at once: `(ok, refused at once)`.
+async fn burst(addr: SocketAddr) -> (usize, usize) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            tokio::spawn(async move {
+                let t = std::time::Instant::now();
+                let r = http::get(addr, "x", &format!("/slow/400/{i}"))
+                    .await
+                    .unwrap();
+                (r.status, t.elapsed())
+            })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        let (status, took) = t.await.unwrap();
+        match status {
+            200 => ok += 1,
+            503 if took < Duration::from_millis(300) => refused += 1,
+            s => panic!("status {s} after {took:?}"),
+        }
+    }
+    (ok, refused)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_and_gw_proxy_both_enforce_cluster_limits() {
+    let Some(bin) = envoy::binary() else { return };
+    let cp = control::start().await.unwrap();
+    let up = Upstream::start("narrow").await.unwrap();
+    let port = free_port();
+    let yaml = format!(
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: acme}}\n---\n\
+         apiVersion: gw/v1\nkind: Listener\nmetadata: {{name: edge}}\nspec: {{nodeCluster: edge, address: 127.0.0.1, port: {port}}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: narrow, tenant: acme}}\nspec:\n  \
+         endpoints: [{{address: 127.0.0.1, port: {}}}]\n  \
+         limits: {{maxConnections: 1, maxPendingRequests: 1}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: narrow, tenant: acme}}\nspec: {{match: {{pathPrefix: /}}, cluster: narrow}}\n",
+        up.port()
+    );
+    control::apply(&cp, &yaml).await.unwrap();
+
+    let envoy = Envoy::start(&bin, cp.grpc_addr(), "limits-envoy", "edge", Mode::Delta)
+        .await
+        .unwrap();
+    envoy.wait_ready().await.unwrap();
+    let envoy_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait::until("Envoy serving", Duration::from_secs(20), || async {
+        (http::get(envoy_addr, "x", "/warm").await.ok()?.status == 200).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", envoy.log()));
+    let (e_ok, e_refused) = burst(envoy_addr).await;
+    assert!(
+        e_ok >= 2 && e_refused >= 1,
+        "Envoy: {e_ok} ok, {e_refused} refused"
+    );
+    assert_eq!(e_ok + e_refused, 8);
+    assert_eq!(
+        up.peak_connections.load(Ordering::SeqCst),
+        1,
+        "Envoy held one connection"
+    );
+    drop(envoy);
+    wait::until(
+        "Envoy's connection closed",
+        Duration::from_secs(10),
+        || async { (up.open_connections.load(Ordering::SeqCst) == 0).then_some(()) },
+    )
+    .await
+    .unwrap();
+    up.peak_connections.store(0, Ordering::SeqCst);
+
+    let mut cfg = ProxyConfig::for_tests(Some(format!("http://{}", cp.grpc_addr())), "limits-gw");
+    cfg.node_cluster = "edge".into();
+    let gw = Proxy::start(cfg).await.unwrap();
+    let gw_addr = gw.listen_addr();
+    wait::until("gw-proxy serving", Duration::from_secs(20), || async {
+        (http::get(gw_addr, "x", "/warm").await.ok()?.status == 200).then_some(())
+    })
+    .await
+    .unwrap();
+    let (g_ok, g_refused) = burst(gw_addr).await;
+    assert!(
+        g_ok >= 2 && g_refused >= 1,
+        "gw-proxy: {g_ok} ok, {g_refused} refused"
+    );
+    assert_eq!(g_ok + g_refused, 8);
+    assert_eq!(
+        up.peak_connections.load(Ordering::SeqCst),
+        1,
+        "gw-proxy held one connection"
+    );
+    gw.shutdown().await;
     cp.shutdown().await;
 }

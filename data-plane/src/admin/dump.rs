@@ -1,7 +1,6 @@
 //! The JSON views: `/config_dump` and `/clusters`.
 
 use crate::server::Shared;
-use std::sync::atomic::Ordering;
 
 /// `/config_dump`: node, readiness, served listener, accepted versions, every resource held
 /// (name, version, size) and the compiled clusters.
@@ -25,7 +24,7 @@ pub fn config_dump(shared: &Shared) -> String {
         .values()
         .map(|c| {
             serde_json::json!({"name": c.name, "lb": c.lb.as_str(), "connectTimeoutMs": c.connect_timeout.as_millis() as u64,
-            "maxRequests": c.max_requests, "fallback": c.fallback, "endpoints": c.endpoints.iter().map(|e| &e.address).collect::<Vec<_>>()})
+            "limits": limits_of(c), "fallback": c.fallback, "endpoints": c.endpoints.iter().map(|e| &e.address).collect::<Vec<_>>()})
         })
         .collect();
     clusters.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
@@ -41,6 +40,20 @@ pub fn config_dump(shared: &Shared) -> String {
     .unwrap_or_default()
 }
 
+/// Each limit's maximum, current count and overflows.
+fn limits_of(c: &crate::config::ClusterRt) -> serde_json::Value {
+    crate::limits::Limit::ALL
+        .iter()
+        .map(|l| {
+            (
+                l.as_str().to_owned(),
+                serde_json::json!({"max": c.maxima.0[*l as usize], "current": c.load.current(*l), "overflows": c.load.overflows(*l)}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// `/clusters`: every endpoint's live state.
 pub fn clusters(shared: &Shared) -> String {
     let cfg = shared.config.load();
@@ -49,7 +62,7 @@ pub fn clusters(shared: &Shared) -> String {
         .values()
         .map(|c| {
             serde_json::json!({
-                "name": c.name, "lb": c.lb.as_str(), "active": c.active.load(Ordering::Relaxed),
+                "name": c.name, "lb": c.lb.as_str(), "limits": limits_of(c),
                 "endpoints": c.endpoints.iter().map(|e| serde_json::json!({
                     "address": e.address, "weight": e.weight(), "healthy": e.is_healthy(), "breaker": e.breaker_state().as_str(),
                     "inFlight": e.in_flight(), "idleConnections": e.pool.idle(), "ewmaMs": e.ewma_ns() / 1e6, "failureRate": e.failure_rate(),

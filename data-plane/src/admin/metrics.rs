@@ -97,7 +97,18 @@ pub fn families(shared: &Shared) -> Vec<MetricFamily> {
     names.sort();
     let (mut in_flight, mut healthy, mut ewma, mut weight) = (vec![], vec![], vec![], vec![]);
     let (mut circuit, mut changes) = (vec![], vec![]);
+    let (mut overflows, mut limit_now, mut maxima) = (vec![], vec![], vec![]);
     for c in names.iter().map(|n| &cfg.clusters[*n]) {
+        for limit in crate::limits::Limit::ALL {
+            let l = [
+                ("tenant", c.tenant.as_str()),
+                ("cluster", c.short.as_str()),
+                ("limit", limit.as_str()),
+            ];
+            overflows.push(counter(&l, c.load.overflows(limit) as f64));
+            limit_now.push(gauge(&l, f64::from(c.load.current(limit))));
+            maxima.push(gauge(&l, f64::from(c.maxima.0[limit as usize])));
+        }
         for e in &c.endpoints {
             let l = [
                 ("tenant", c.tenant.as_str()),
@@ -225,10 +236,24 @@ pub fn families(shared: &Shared) -> Vec<MetricFamily> {
             "Requests that matched no route",
             shared.no_route.load(Ordering::Relaxed),
         ),
-        one_counter(
+        family(
             "gw_upstream_overflow_total",
-            "Requests refused by cluster limits",
-            shared.overflow.load(Ordering::Relaxed),
+            "Times a cluster limit was reached: max_pending_requests and max_requests answer 503, \
+             max_retries skips the retry, max_connections queues the request as pending",
+            MetricType::COUNTER,
+            overflows,
+        ),
+        family(
+            "gw_upstream_limit_current",
+            "Connections, pending requests, requests and retries held now, per cluster limit",
+            MetricType::GAUGE,
+            limit_now,
+        ),
+        family(
+            "gw_upstream_limit_max",
+            "Each cluster limit's maximum",
+            MetricType::GAUGE,
+            maxima,
         ),
         one_counter(
             "gw_access_logs_dropped_total",

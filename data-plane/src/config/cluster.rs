@@ -5,6 +5,7 @@
 use super::{type_url, ClusterRt, ConfigError, Raw, Registries, Resources};
 use crate::endpoint::Endpoint;
 use crate::lb;
+use crate::limits::{ClusterLoad, Maxima};
 use gw_proto::envoy::pb::envoy::config::cluster::v3::{cluster, Cluster};
 use gw_proto::envoy::pb::envoy::config::core::v3::{address, socket_address, HealthStatus};
 use gw_proto::envoy::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment};
@@ -100,6 +101,7 @@ fn endpoints_of(
     cluster: &str,
     reg: &Registries,
     breaker: &crate::breaker::BreakerConfig,
+    load: &Arc<ClusterLoad>,
 ) -> Result<Vec<Arc<Endpoint>>, ConfigError> {
     let bad = |reason: &str| ConfigError::Endpoints {
         cluster: cluster.to_owned(),
@@ -125,7 +127,9 @@ fn endpoints_of(
                 format!("{}:{port}", sa.address)
             };
             let weight = lbe.load_balancing_weight.as_ref().map_or(1, |w| w.value);
-            let ep = reg.endpoints.get_with(cluster, &addr, weight, breaker);
+            let ep = reg
+                .endpoints
+                .get_with(cluster, &addr, weight, breaker, load);
             let healthy = !matches!(
                 HealthStatus::try_from(lbe.health_status),
                 Ok(HealthStatus::Unhealthy | HealthStatus::Draining | HealthStatus::Timeout)
@@ -194,8 +198,9 @@ pub(super) fn compile_cluster(
         .as_ref()
         .map(|s| crate::breaker::BreakerConfig::from(&s.circuit_breaker))
         .unwrap_or_default();
+    let load = reg.cluster_load(&c.name);
     let endpoints = match &cla {
-        Some(cla) => endpoints_of(cla, &c.name, reg, &breaker)?,
+        Some(cla) => endpoints_of(cla, &c.name, reg, &breaker, &load)?,
         None => Vec::new(),
     };
     let lb = lb_of(c, gw_lb);
@@ -204,12 +209,19 @@ pub(super) fn compile_cluster(
         .circuit_breakers
         .as_ref()
         .and_then(|b| b.thresholds.first());
-    let max_requests = thresholds
-        .and_then(|t| t.max_requests.as_ref())
-        .map_or(1024, |v| v.value);
-    let max_retries = thresholds
-        .and_then(|t| t.max_retries.as_ref())
-        .map_or(3, |v| v.value);
+    // Envoy's defaults for what the threshold leaves out.
+    let default = Maxima::default().0;
+    let maxima = Maxima(match thresholds {
+        Some(t) => [
+            t.max_connections.as_ref().map_or(default[0], |v| v.value),
+            t.max_pending_requests
+                .as_ref()
+                .map_or(default[1], |v| v.value),
+            t.max_requests.as_ref().map_or(default[2], |v| v.value),
+            t.max_retries.as_ref().map_or(default[3], |v| v.value),
+        ],
+        None => default,
+    });
     let connect_timeout = c
         .connect_timeout
         .as_ref()
@@ -223,7 +235,6 @@ pub(super) fn compile_cluster(
                 .get("endpoint", &tenant, &format!("{short}/{}", e.address))
         })
         .collect();
-    let (active, active_retries) = reg.cluster_counters(&c.name);
     Ok((
         ClusterRt {
             balancer: lb::build(lb, &endpoints),
@@ -236,10 +247,12 @@ pub(super) fn compile_cluster(
             endpoints,
             endpoint_stats,
             fallback,
-            max_requests,
-            max_retries,
-            active,
-            active_retries,
+            fail_on: spec
+                .as_ref()
+                .map(|s| crate::breaker::FailOn::from_names(&s.circuit_breaker.fail_on))
+                .unwrap_or_default(),
+            maxima,
+            load,
             spec,
         },
         awaiting,

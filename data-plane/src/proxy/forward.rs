@@ -5,19 +5,18 @@
 //! per-try timeout and the route's overall timeout; a timeout answers 504. When the cluster has no
 //! usable endpoint its fallback cluster (if any) is tried; with none, 503.
 
-use super::upstream::PooledBody;
+use super::upstream::{CheckoutError, PooledBody};
 use super::{local, ReqBody, RespBody};
 use crate::config::{ClusterRt, RuntimeConfig};
 use crate::lb::{fast_rand, hash_key, PickContext};
+use crate::limits::{Held, Limit};
 use crate::router::{HashOn, Retry, Route};
-use crate::server::Shared;
 use http_body_util::{Either, Empty};
 use hyper::body::{Body, Incoming};
 use hyper::header::HeaderMap;
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -77,15 +76,6 @@ fn retry_on_status(r: &Retry, s: StatusCode) -> bool {
         || (r.on_retriable_4xx && s == StatusCode::CONFLICT)
 }
 
-/// Decrements a counter when dropped.
-struct Active(Arc<AtomicU32>);
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// The request, kept whole for a retry or moved into the only try.
 enum Pending {
     Once(Option<(Parts, Incoming)>),
@@ -119,11 +109,11 @@ enum Try {
     ConnectFailed,
     Reset,
     TimedOut,
+    Overflow,
 }
 
 /// Forwards `parts` + `body` per `route`.
 pub async fn forward(
-    shared: &Shared,
     cfg: &RuntimeConfig,
     route: &Route,
     parts: Parts,
@@ -140,18 +130,9 @@ pub async fn forward(
             "no_cluster",
         );
     };
-    if cluster.active.load(Ordering::Relaxed) >= cluster.max_requests {
-        shared.overflow.fetch_add(1, Ordering::Relaxed);
-        return Outcome::local(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upstream overflow\n",
-            Some(cluster),
-            None,
-            "overflow",
-        );
-    }
-    cluster.active.fetch_add(1, Ordering::Relaxed);
-    let _active = Active(cluster.active.clone());
+    let Some(_request) = cluster.load.try_take(Limit::Requests, &cluster.maxima) else {
+        return overflow(cluster);
+    };
     let ctx = PickContext {
         hash: route
             .hash_on
@@ -170,15 +151,8 @@ pub async fn forward(
     let per_try = retry.and_then(|r| r.per_try_timeout);
     let mut used_fallback = false;
     let mut last: Option<Outcome> = None;
-    let mut _retrying: Option<Active> = None;
+    let mut _retrying: Option<Held> = None;
     for attempt in 0..=attempts {
-        if attempt > 0 {
-            if cluster.active_retries.load(Ordering::Relaxed) >= cluster.max_retries {
-                break;
-            }
-            cluster.active_retries.fetch_add(1, Ordering::Relaxed);
-            _retrying = Some(Active(cluster.active_retries.clone()));
-        }
         let picked = match pick_admitted(&cluster, ctx) {
             Some(p) => Some(p),
             None => match cluster
@@ -206,21 +180,31 @@ pub async fn forward(
         };
         let guard = ep.start_as(probe);
         let exchange = async {
-            let mut conn = match ep.pool.checkout(cluster.connect_timeout).await {
+            let checkout = |reuse| {
+                ep.pool.checkout(
+                    cluster.connect_timeout,
+                    reuse,
+                    &cluster.maxima,
+                    &cluster.endpoints,
+                )
+            };
+            let mut conn = match checkout(true).await {
                 Ok(c) => c,
-                Err(_) => return Try::ConnectFailed,
+                Err(CheckoutError::Overflow) => return Try::Overflow,
+                Err(CheckoutError::Connect(_)) => return Try::ConnectFailed,
             };
             match conn.try_send_request(req).await {
                 Ok(resp) => Try::Answer(resp, conn),
                 // Handed back unsent: a pooled connection closed under us (keep-alive race).
                 // The request never left, so one fresh connection may carry it, body or not.
                 Err(mut e) => match e.take_message() {
-                    Some(req) => match ep.pool.connect(cluster.connect_timeout).await {
+                    Some(req) => match checkout(false).await {
                         Ok(mut fresh) => match fresh.send_request(req).await {
                             Ok(resp) => Try::Answer(resp, fresh),
                             Err(_) => Try::Reset,
                         },
-                        Err(_) => Try::ConnectFailed,
+                        Err(CheckoutError::Overflow) => Try::Overflow,
+                        Err(CheckoutError::Connect(_)) => Try::ConnectFailed,
                     },
                     None => Try::Reset,
                 },
@@ -233,15 +217,30 @@ pub async fn forward(
             None => exchange.await,
         };
         let more = attempt < attempts;
+        // A retry is made only while the cluster's `max_retries` allows.
+        let mut may_retry = |wanted: bool| {
+            if !(more && wanted) {
+                return false;
+            }
+            match cluster.load.try_take(Limit::Retries, &cluster.maxima) {
+                Some(unit) => {
+                    _retrying = Some(unit);
+                    true
+                }
+                None => false,
+            }
+        };
+        let fail_on = cluster.fail_on;
         match result {
             Try::Answer(resp, conn) => {
                 let status = resp.status();
-                if more && retry.is_some_and(|r| retry_on_status(r, status)) {
-                    guard.finish(false);
+                let failed = fail_on.status(status.as_u16());
+                if may_retry(retry.is_some_and(|r| retry_on_status(r, status))) {
+                    guard.finish(!failed);
                     // The body is unread: the connection is not reused.
                     continue;
                 }
-                guard.finish(!status.is_server_error());
+                guard.finish(!failed);
                 let (mut head, body) = resp.into_parts();
                 super::headers::strip_hop_by_hop(&mut head.headers);
                 let body = Either::Left(PooledBody::new(body, conn, ep));
@@ -252,9 +251,17 @@ pub async fn forward(
                     upstream_error: "",
                 };
             }
+            Try::Overflow => {
+                guard.abandon();
+                return overflow(cluster);
+            }
             Try::ConnectFailed | Try::Reset => {
-                guard.finish(false);
                 let connect = matches!(result, Try::ConnectFailed);
+                if (connect && fail_on.connect_failure) || (!connect && fail_on.reset) {
+                    guard.finish(false);
+                } else {
+                    guard.abandon();
+                }
                 let (status, msg, err) = if connect {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -278,13 +285,17 @@ pub async fn forward(
                     Some(idx),
                     err,
                 ));
-                if more && allowed {
+                if may_retry(allowed) {
                     continue;
                 }
                 break;
             }
             Try::TimedOut => {
-                drop(guard);
+                if fail_on.timeout {
+                    guard.finish(false);
+                } else {
+                    guard.abandon();
+                }
                 last = Some(Outcome::local(
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream request timeout\n",
@@ -293,7 +304,8 @@ pub async fn forward(
                     "timeout",
                 ));
                 let overall_left = deadline.is_none_or(|d| d > Instant::now());
-                if more && overall_left && retry.is_some_and(|r| r.on_5xx || r.on_gateway_error) {
+                if may_retry(overall_left && retry.is_some_and(|r| r.on_5xx || r.on_gateway_error))
+                {
                     continue;
                 }
                 break;
@@ -309,6 +321,22 @@ pub async fn forward(
             "no_healthy_upstream",
         )
     })
+}
+
+/// A request refused by a cluster limit: 503 at once (Envoy's `x-envoy-overloaded`).
+fn overflow(cluster: Arc<ClusterRt>) -> Outcome {
+    let mut o = Outcome::local(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "upstream overflow\n",
+        Some(cluster),
+        None,
+        "overflow",
+    );
+    o.response.headers_mut().insert(
+        "x-gw-overloaded",
+        hyper::header::HeaderValue::from_static("true"),
+    );
+    o
 }
 
 /// Picks an endpoint whose breaker admits the request: `(index, endpoint, is a half-open probe)`.

@@ -6,6 +6,7 @@
 //! body dropped half-read closes it instead, so a connection is never reused mid-response.
 
 use super::ReqBody;
+use crate::limits::{ClusterLoad, Held, Limit, Maxima};
 use bytes::Bytes;
 use crossbeam_queue::SegQueue;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -46,6 +47,17 @@ pub enum ConnectError {
     },
 }
 
+/// Why a request got no connection.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    /// Connecting failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The cluster is at `max_connections` and its pending queue is full.
+    #[error("pending request queue full")]
+    Overflow,
+}
+
 /// The idle connections of one endpoint.
 #[derive(Debug)]
 pub struct ConnPool {
@@ -54,16 +66,24 @@ pub struct ConnPool {
     // Grows in small blocks on demand, so idle endpoints cost almost nothing.
     idle: SegQueue<SendRequest<ReqBody>>,
     idle_count: AtomicUsize,
+    /// The cluster's limits and counts.
+    load: Arc<ClusterLoad>,
 }
 
 impl ConnPool {
-    /// An empty pool for `address` (`host:port`).
+    /// An empty pool for `address` (`host:port`) with a cluster of its own (default limits).
     pub fn new(address: &str) -> ConnPool {
+        ConnPool::in_cluster(address, Arc::default())
+    }
+
+    /// An empty pool for `address` whose connections count against `load`.
+    pub fn in_cluster(address: &str, load: Arc<ClusterLoad>) -> ConnPool {
         ConnPool {
             address: address.to_owned(),
             socket: address.parse().ok(),
             idle: SegQueue::new(),
             idle_count: AtomicUsize::new(0),
+            load,
         }
     }
 
@@ -72,20 +92,77 @@ impl ConnPool {
         self.idle_count.load(Ordering::Relaxed)
     }
 
-    /// A ready connection: an idle one if any is still open, else a new one.
-    pub async fn checkout(
-        &self,
-        connect_timeout: Duration,
-    ) -> Result<SendRequest<ReqBody>, ConnectError> {
+    /// The cluster's limits and counts.
+    pub fn load(&self) -> &Arc<ClusterLoad> {
+        &self.load
+    }
+
+    /// An idle connection that is still open, if any.
+    async fn take_idle(&self) -> Option<SendRequest<ReqBody>> {
         while let Some(mut c) = self.idle.pop() {
             self.idle_count.fetch_sub(1, Ordering::Relaxed);
             // A connection whose previous response just ended becomes ready at once; a closed
             // one errors and is dropped.
             if c.ready().await.is_ok() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Closes one idle connection; whether there was one.
+    fn evict_one(&self) -> bool {
+        match self.idle.pop() {
+            Some(c) => {
+                self.idle_count.fetch_sub(1, Ordering::Relaxed);
+                drop(c);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A ready connection: an idle one (when `reuse`) if any is still open, else a new one.
+    /// At the cluster's `max_connections` the request waits (as a pending request, itself
+    /// limited) for one of ours to come back or any of the cluster's to close; an idle
+    /// connection of a `sibling` endpoint is closed to make room.
+    pub async fn checkout(
+        &self,
+        connect_timeout: Duration,
+        reuse: bool,
+        max: &Maxima,
+        siblings: &[Arc<crate::endpoint::Endpoint>],
+    ) -> Result<SendRequest<ReqBody>, CheckoutError> {
+        if reuse {
+            if let Some(c) = self.take_idle().await {
                 return Ok(c);
             }
         }
-        self.connect(connect_timeout).await
+        if let Some(unit) = self.load.try_take(Limit::Connections, max) {
+            return Ok(self.connect(connect_timeout, unit).await?);
+        }
+        let Some(_pending) = self.load.try_take(Limit::Pending, max) else {
+            return Err(CheckoutError::Overflow);
+        };
+        loop {
+            let freed = self.load.freed();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(c) = self.take_idle().await {
+                return Ok(c);
+            }
+            if let Some(unit) = self.load.try_take_uncounted(Limit::Connections, max) {
+                return Ok(self.connect(connect_timeout, unit).await?);
+            }
+            // Make room: an idle connection elsewhere in the cluster is worth less than a
+            // waiting request here. Its close wakes us.
+            for s in siblings {
+                if !std::ptr::eq(&s.pool, self) && s.pool.evict_one() {
+                    break;
+                }
+            }
+            freed.await;
+        }
     }
 
     /// Returns a connection whose exchange is complete.
@@ -96,13 +173,18 @@ impl ConnPool {
         // The cap is approximate under races, which is all it needs to be.
         if self.idle_count.fetch_add(1, Ordering::Relaxed) < MAX_IDLE {
             self.idle.push(c);
+            self.load.wake_pending();
         } else {
             self.idle_count.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    /// A new connection (never an idle one).
-    pub async fn connect(&self, timeout: Duration) -> Result<SendRequest<ReqBody>, ConnectError> {
+    /// A new connection, counted by `unit` for as long as it is open.
+    async fn connect(
+        &self,
+        timeout: Duration,
+        unit: Held,
+    ) -> Result<SendRequest<ReqBody>, ConnectError> {
         let connect = async {
             match self.socket {
                 Some(a) => TcpStream::connect(a).await,
@@ -130,6 +212,7 @@ impl ConnPool {
             })?;
         tokio::spawn(async move {
             let _ = conn.await;
+            drop(unit);
         });
         Ok(send)
     }
@@ -240,7 +323,7 @@ mod tests {
         for _ in 0..5 {
             let mut c = ep
                 .pool
-                .checkout(Duration::from_secs(1))
+                .checkout(Duration::from_secs(1), true, &Maxima::default(), &[])
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             let req = Request::builder()
@@ -267,9 +350,66 @@ mod tests {
         );
         assert!(matches!(
             ConnPool::new("127.0.0.1:1")
-                .checkout(Duration::from_secs(1))
+                .checkout(Duration::from_secs(1), true, &Maxima::default(), &[])
                 .await,
-            Err(ConnectError::Connect { .. })
+            Err(CheckoutError::Connect(ConnectError::Connect { .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn at_the_connection_limit_an_idle_sibling_connection_makes_room() {
+        let (addr_a, _) = upstream().await;
+        let (addr_b, _) = upstream().await;
+        let load: Arc<ClusterLoad> = Arc::default();
+        let reg = crate::endpoint::EndpointRegistry::default();
+        let cfg = crate::breaker::BreakerConfig::default();
+        let a = reg.get_with("c", &addr_a.to_string(), 1, &cfg, &load);
+        let b = reg.get_with("c", &addr_b.to_string(), 1, &cfg, &load);
+        let siblings = [a.clone(), b.clone()];
+        let max = Maxima([1, 1, 8, 3]);
+        // One exchange with `a` leaves its one connection idle: the cluster is at its limit.
+        let mut c = a
+            .pool
+            .checkout(Duration::from_secs(1), true, &max, &siblings)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let req = Request::builder()
+            .uri("/")
+            .header("host", "x")
+            .body(Either::Right(Empty::new()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resp = c.send_request(req).await.unwrap_or_else(|e| panic!("{e}"));
+        PooledBody::new(resp.into_body(), c, a.clone())
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((a.pool.idle(), load.current(Limit::Connections)), (1, 1));
+        // `b` needs one: `a`'s idle connection is closed to make room, and `b` connects.
+        let got = b
+            .pool
+            .checkout(Duration::from_secs(1), true, &max, &siblings)
+            .await;
+        let mut got = got.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.pool.idle(), 0, "the idle sibling was closed");
+        let req = Request::builder()
+            .uri("/")
+            .header("host", "x")
+            .body(Either::Right(Empty::new()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resp = got
+            .send_request(req)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(resp.status(), 200, "b's new connection works");
+        assert_eq!(load.current(Limit::Connections), 1);
+        assert_eq!(load.overflows(Limit::Connections), 1);
+        // With `b`'s connection busy and the pending queue (1) taken, a third waits no more:
+        let _pending = load.try_take(Limit::Pending, &max);
+        assert!(matches!(
+            a.pool
+                .checkout(Duration::from_secs(1), true, &max, &siblings)
+                .await,
+            Err(CheckoutError::Overflow)
         ));
     }
 }

@@ -20,6 +20,9 @@ pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
     pub hits: Arc<AtomicU32>,
+    /// Connections open now, and the most ever open at once.
+    pub conns: Arc<AtomicU32>,
+    pub peak_conns: Arc<AtomicU32>,
     /// While true, every request is answered 503.
     pub failing: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -46,6 +49,9 @@ impl Upstream {
         let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (n, h, f) = (name.to_owned(), hits.clone(), failing.clone());
         let (kill, killed) = tokio::sync::watch::channel(false);
+        let conns = Arc::new(AtomicU32::new(0));
+        let peak_conns = Arc::new(AtomicU32::new(0));
+        let (open, peak) = (conns.clone(), peak_conns.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = listener.accept().await else {
@@ -53,6 +59,9 @@ impl Upstream {
                 };
                 let (n, h, f) = (n.clone(), h.clone(), f.clone());
                 let mut killed = killed.clone();
+                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let open = open.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (n, h, f) = (n.clone(), h.clone(), f.clone());
@@ -74,6 +83,7 @@ impl Upstream {
                         _ = conn => {}
                         _ = killed.wait_for(|k| *k) => {}
                     }
+                    open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -81,6 +91,8 @@ impl Upstream {
             name: name.into(),
             addr,
             hits,
+            conns,
+            peak_conns,
             failing,
             task,
             kill,

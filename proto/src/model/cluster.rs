@@ -124,7 +124,19 @@ pub struct CircuitBreaker {
     pub open_timeout: Duration,
     /// Requests in the window before the failure rate counts.
     pub minimum_requests: u32,
+    /// What counts as a failure, from [`FAIL_ON`]; a 4xx never does.
+    pub fail_on: Vec<String>,
 }
+
+/// The failure kinds a breaker may count: any 5xx answer, a 502/503/504 answer, a failed
+/// connect, a reset, a timeout.
+pub const FAIL_ON: [&str; 5] = [
+    "5xx",
+    "gateway-error",
+    "connect-failure",
+    "reset",
+    "timeout",
+];
 
 impl Default for CircuitBreaker {
     fn default() -> Self {
@@ -134,6 +146,9 @@ impl Default for CircuitBreaker {
             half_open_successes: 3,
             open_timeout: Duration::from_secs(30),
             minimum_requests: 20,
+            fail_on: ["5xx", "connect-failure", "reset", "timeout"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }
@@ -227,6 +242,12 @@ impl ClusterSpec {
             hc.expected_statuses.sort_unstable();
             hc.expected_statuses.dedup();
         }
+        // Unknown kinds stay where they are, so the error names the index the user wrote.
+        let f = &mut self.circuit_breaker.fail_on;
+        if f.iter().all(|k| FAIL_ON.contains(&k.as_str())) {
+            f.sort_by_key(|k| FAIL_ON.iter().position(|x| x == k));
+            f.dedup();
+        }
     }
 
     /// Validates every field.
@@ -304,6 +325,20 @@ impl ClusterSpec {
             ));
         }
         positive("spec.circuitBreaker.openTimeout", cb.open_timeout)?;
+        if cb.fail_on.is_empty() {
+            return Err(FieldError::new(
+                "spec.circuitBreaker.failOn",
+                format!("must name at least one of {}", FAIL_ON.join(", ")),
+            ));
+        }
+        for (i, k) in cb.fail_on.iter().enumerate() {
+            if !FAIL_ON.contains(&k.as_str()) {
+                return Err(FieldError::new(
+                    format!("spec.circuitBreaker.failOn[{i}]"),
+                    format!("unknown failure kind {k:?}; one of {}", FAIL_ON.join(", ")),
+                ));
+            }
+        }
         for (name, v) in [
             ("maxConnections", self.limits.max_connections),
             ("maxPendingRequests", self.limits.max_pending_requests),

@@ -118,16 +118,31 @@ fn circuit_breakers_of(spec: &ClusterSpec) -> CircuitBreakers {
 }
 
 /// The nearest Envoy equivalent of gw's per-endpoint breaker: eject after `consecutiveFailures`
-/// 5xx or when the failure rate over `minimumRequests` passes `failureRateThreshold`, for
+/// failures or when the failure rate over `minimumRequests` passes `failureRateThreshold`, for
 /// `openTimeout`.
+///
+/// `failOn` picks Envoy's counter: `5xx` → `consecutive_5xx`; `gateway-error` alone →
+/// `consecutive_gateway_failure`. Envoy cannot tell connect failures, resets and timeouts apart
+/// for ejection: any of them in `failOn` counts all three (Envoy's default), none of them splits
+/// local-origin errors out and never ejects on them.
 fn outlier_detection(spec: &ClusterSpec) -> OutlierDetection {
     let cb = &spec.circuit_breaker;
     let percent = (cb.failure_rate_threshold * 100.0)
         .round()
         .clamp(1.0, 100.0) as u32;
+    let has = |k: &str| cb.fail_on.iter().any(|f| f == k);
+    let any_5xx = has("5xx");
+    let gateway_only = !any_5xx && has("gateway-error");
+    let local = has("connect-failure") || has("reset") || has("timeout");
+    let n = cb.consecutive_failures;
     OutlierDetection {
-        consecutive_5xx: u32v(cb.consecutive_failures),
-        enforcing_consecutive_5xx: u32v(100),
+        consecutive_5xx: u32v(n),
+        enforcing_consecutive_5xx: u32v(if any_5xx { 100 } else { 0 }),
+        consecutive_gateway_failure: gateway_only.then_some(UInt32Value { value: n }),
+        enforcing_consecutive_gateway_failure: gateway_only.then_some(UInt32Value { value: 100 }),
+        split_external_local_origin_errors: !local,
+        enforcing_consecutive_local_origin_failure: (!local).then_some(UInt32Value { value: 0 }),
+        enforcing_local_origin_success_rate: (!local).then_some(UInt32Value { value: 0 }),
         failure_percentage_threshold: u32v(percent),
         enforcing_failure_percentage: u32v(100),
         failure_percentage_request_volume: u32v(cb.minimum_requests.max(1)),
@@ -210,4 +225,37 @@ fn to_value(v: &serde_json::Value) -> PbValue {
         }),
     };
     PbValue { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_failing_on(kinds: &[&str]) -> ClusterSpec {
+        let mut s = ClusterSpec::default();
+        s.circuit_breaker.fail_on = kinds.iter().map(|k| (*k).to_owned()).collect();
+        s
+    }
+
+    #[test]
+    fn fail_on_picks_envoys_ejection_counter() {
+        let on = |v: &Option<UInt32Value>| v.as_ref().map(|v| v.value);
+        let d = outlier_detection(&ClusterSpec::default());
+        assert_eq!(on(&d.enforcing_consecutive_5xx), Some(100));
+        assert_eq!(on(&d.enforcing_consecutive_gateway_failure), None);
+        assert!(
+            !d.split_external_local_origin_errors,
+            "connect failures, resets and timeouts count, as gw's default says"
+        );
+
+        let g = outlier_detection(&spec_failing_on(&["gateway-error"]));
+        assert_eq!(on(&g.enforcing_consecutive_5xx), Some(0));
+        assert_eq!(on(&g.consecutive_gateway_failure), Some(5));
+        assert_eq!(on(&g.enforcing_consecutive_gateway_failure), Some(100));
+        assert!(g.split_external_local_origin_errors);
+        assert_eq!(on(&g.enforcing_consecutive_local_origin_failure), Some(0));
+
+        let t = outlier_detection(&spec_failing_on(&["5xx", "timeout"]));
+        assert!(!t.split_external_local_origin_errors);
+    }
 }

@@ -89,6 +89,7 @@ pub fn report(r: &Report, color: bool) -> String {
                     b.half_open_successes
                 ),
             );
+            field(&mut out, "Failures", b.fail_on.join(", "));
             let l = &s.limits;
             field(
                 &mut out,

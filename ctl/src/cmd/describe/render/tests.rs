@@ -135,6 +135,7 @@ Age:           -
 LB:            least_conn
 Connect:       5s
 Breaker:       opens after 5 failures or 50% failing (min 20 requests), open 30s, 3 probes to close
+Failures:      5xx, connect-failure, reset, timeout
 Limits:        1024 connections, 1024 pending, 1024 requests, 3 retries
 Fallback:      users-svc
 
