@@ -199,7 +199,10 @@ impl Endpoint {
     }
 }
 
-/// A request in flight to an endpoint; dropping it without [`finish`](Self::finish) counts a failure.
+/// A request in flight to an endpoint. Dropping it without [`finish`](Self::finish) (the client
+/// went away mid-request, so the future was dropped) gives no verdict, as
+/// [`abandon`](Self::abandon): a downstream disconnect is not the endpoint's failure (Envoy's
+/// outlier detection does not count it either).
 #[derive(Debug)]
 pub struct InFlight {
     ep: Arc<Endpoint>,
@@ -211,12 +214,9 @@ pub struct InFlight {
 impl InFlight {
     /// Ends the request without a verdict: it was refused by a cluster limit or failed in a way
     /// the cluster does not count (`circuitBreaker.failOn`).
-    pub fn abandon(mut self) {
-        self.done = true;
-        self.ep.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if self.probe {
-            self.ep.breaker.load().release();
-        }
+    pub fn abandon(self) {
+        // Dropping without a verdict is what abandoning means.
+        drop(self);
     }
 
     /// Ends the request with its outcome.
@@ -231,7 +231,11 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.done {
-            self.ep.settle(self.started.elapsed(), false, self.probe);
+            self.done = true;
+            self.ep.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if self.probe {
+                self.ep.breaker.load().release();
+            }
         }
     }
 }
@@ -351,9 +355,16 @@ mod tests {
         assert_eq!(ep.in_flight(), 1);
         g.finish(true);
         assert_eq!(ep.in_flight(), 0);
-        drop(ep.start());
+        for _ in 0..10 {
+            drop(ep.start());
+        }
         assert_eq!(ep.in_flight(), 0);
-        assert!(ep.failure_rate() > 0.0, "an abandoned request is a failure");
+        assert_eq!(
+            ep.failure_rate(),
+            0.0,
+            "a request dropped mid-flight (client gone) is no failure"
+        );
+        assert_eq!(ep.breaker_state(), State::Closed);
     }
 
     #[test]

@@ -455,3 +455,50 @@ async fn fail_on_decides_what_opens_a_breaker() {
     proxy.shutdown().await;
     cp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_that_hang_up_mid_request_do_not_open_breakers() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start("up").await;
+    let yaml = format!(
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: svc, tenant: t}}\nspec:\n  \
+         endpoints: [{{address: 127.0.0.1, port: {}}}]\n  \
+         circuitBreaker: {{consecutiveFailures: 2, openTimeout: 30s}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: all, tenant: t}}\nspec: {{match: {{pathPrefix: /}}, cluster: svc}}\n",
+        up.port()
+    );
+    let (cp, proxy) = stack(&yaml, "edge", "/ok").await;
+    let (p, admin) = (proxy.listen_addr(), proxy.admin_addr());
+    let h = client();
+    let in_flight = |d: &serde_json::Value| d[0]["endpoints"][0]["inFlight"].as_u64().unwrap();
+    // Five clients send a slow request and reset their connection once it reached the upstream
+    // (as a load generator stopping does): the proxy drops those requests, and none of them is
+    // the endpoint's failure.
+    for i in 0..5 {
+        let before = up.hits.load(SeqCst);
+        let mut s = tokio::net::TcpStream::connect(p).await.unwrap();
+        s.write_all(format!("GET /slow/5000?{i} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        eventually(5, "the request reached the upstream", || async {
+            (up.hits.load(SeqCst) > before).then_some(())
+        })
+        .await;
+        s.set_zero_linger().unwrap();
+        drop(s);
+        eventually(3, "the proxy dropped the request", || async {
+            let d: serde_json::Value =
+                serde_json::from_slice(&get(&h, admin, "/clusters").await.body).unwrap();
+            (in_flight(&d) == 0).then_some(())
+        })
+        .await;
+    }
+    let d: serde_json::Value =
+        serde_json::from_slice(&get(&h, admin, "/clusters").await.body).unwrap();
+    assert_eq!(d[0]["endpoints"][0]["breaker"], "closed", "{d}");
+    assert_eq!(get(&h, p, "/ok").await.status, 200);
+    proxy.shutdown().await;
+    cp.shutdown().await;
+}
