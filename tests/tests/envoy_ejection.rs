@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use gw_control_plane::server::ControlPlane;
 use gw_e2e::envoy::{self, Envoy, Mode};
 use gw_e2e::upstream::Upstream;
 use gw_e2e::{control, free_port, http, wait};
@@ -27,6 +28,41 @@ async fn failures(addr: SocketAddr, n: usize) -> (usize, usize) {
         }
     }
     (failed, ok)
+}
+
+/// A stock Envoy of node cluster `edge` on `port`, serving `path` (any status but 404).
+async fn envoy_serving(
+    bin: &std::path::Path,
+    cp: &ControlPlane,
+    node: &str,
+    port: u16,
+    path: &str,
+) -> (Envoy, SocketAddr) {
+    let envoy = Envoy::start(bin, cp.grpc_addr(), node, "edge", Mode::Delta)
+        .await
+        .unwrap();
+    envoy.wait_ready().await.unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait::until("Envoy serving", Duration::from_secs(20), || async {
+        (http::get(addr, "x", path).await.ok()?.status != 404).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", envoy.log()));
+    (envoy, addr)
+}
+
+/// A gw-proxy of node cluster `edge`, serving `path` (any status but 404).
+async fn gw_serving(cp: &ControlPlane, node: &str, path: &str) -> Proxy {
+    let mut cfg = ProxyConfig::for_tests(Some(format!("http://{}", cp.grpc_addr())), node);
+    cfg.node_cluster = "edge".into();
+    let gw = Proxy::start(cfg).await.unwrap();
+    let addr = gw.listen_addr();
+    wait::until("gw-proxy serving", Duration::from_secs(20), || async {
+        (http::get(addr, "x", path).await.ok()?.status != 404).then_some(())
+    })
+    .await
+    .unwrap();
+    gw
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -51,26 +87,9 @@ async fn envoy_and_gw_proxy_both_eject_a_dead_endpoint() {
     );
     control::apply(&cp, &yaml).await.unwrap();
 
-    let envoy = Envoy::start(&bin, cp.grpc_addr(), "parity-envoy", "edge", Mode::Delta)
-        .await
-        .unwrap();
-    envoy.wait_ready().await.unwrap();
-    let envoy_addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait::until("Envoy serving", Duration::from_secs(20), || async {
-        (http::get(envoy_addr, "x", "/svc/warm").await.ok()?.status != 404).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", envoy.log()));
-
-    let mut cfg = ProxyConfig::for_tests(Some(format!("http://{}", cp.grpc_addr())), "parity-gw");
-    cfg.node_cluster = "edge".into();
-    let gw = Proxy::start(cfg).await.unwrap();
+    let (envoy, envoy_addr) = envoy_serving(&bin, &cp, "parity-envoy", port, "/svc/warm").await;
+    let gw = gw_serving(&cp, "parity-gw", "/svc/warm").await;
     let gw_addr = gw.listen_addr();
-    wait::until("gw-proxy serving", Duration::from_secs(20), || async {
-        (http::get(gw_addr, "x", "/svc/warm").await.ok()?.status != 404).then_some(())
-    })
-    .await
-    .unwrap();
 
     // Sixty sequential requests; a third would go to the dead endpoint without ejection.
     let (e_failed, e_ok) = failures(envoy_addr, 60).await;
@@ -143,16 +162,7 @@ async fn envoy_and_gw_proxy_both_enforce_cluster_limits() {
     );
     control::apply(&cp, &yaml).await.unwrap();
 
-    let envoy = Envoy::start(&bin, cp.grpc_addr(), "limits-envoy", "edge", Mode::Delta)
-        .await
-        .unwrap();
-    envoy.wait_ready().await.unwrap();
-    let envoy_addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait::until("Envoy serving", Duration::from_secs(20), || async {
-        (http::get(envoy_addr, "x", "/warm").await.ok()?.status == 200).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", envoy.log()));
+    let (envoy, envoy_addr) = envoy_serving(&bin, &cp, "limits-envoy", port, "/warm").await;
     let (e_ok, e_refused) = burst(envoy_addr).await;
     assert!(
         e_ok >= 2 && e_refused >= 1,
@@ -174,15 +184,8 @@ async fn envoy_and_gw_proxy_both_enforce_cluster_limits() {
     .unwrap();
     up.peak_connections.store(0, Ordering::SeqCst);
 
-    let mut cfg = ProxyConfig::for_tests(Some(format!("http://{}", cp.grpc_addr())), "limits-gw");
-    cfg.node_cluster = "edge".into();
-    let gw = Proxy::start(cfg).await.unwrap();
+    let gw = gw_serving(&cp, "limits-gw", "/warm").await;
     let gw_addr = gw.listen_addr();
-    wait::until("gw-proxy serving", Duration::from_secs(20), || async {
-        (http::get(gw_addr, "x", "/warm").await.ok()?.status == 200).then_some(())
-    })
-    .await
-    .unwrap();
     let (g_ok, g_refused) = burst(gw_addr).await;
     assert!(
         g_ok >= 2 && g_refused >= 1,
