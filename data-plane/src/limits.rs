@@ -137,15 +137,20 @@ impl ClusterLoad {
         self.now[Limit::Pending as usize].load(Ordering::SeqCst) > 0
     }
 
-    /// Wakes every pending request to look again (only when there are any).
+    /// Wakes every pending request to look again (only when there are any). Called after a
+    /// connection went back to its idle queue: the fence pairs with the one in
+    /// [`freed`](Self::freed)'s caller, so either the waiter sees that connection or we see the
+    /// waiter (no lost wake-up).
     pub fn wake_pending(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self.has_pending() {
             self.freed.notify_waiters();
         }
     }
 
-    /// A future that completes at the next [`wake_pending`](Self::wake_pending); enable it
-    /// before looking for a connection so no wake-up is lost in between.
+    /// A future that completes at the next [`wake_pending`](Self::wake_pending); enable it, then
+    /// [`fence`](std::sync::atomic::fence) `SeqCst`, before looking for a connection so no
+    /// wake-up is lost in between.
     pub fn freed(&self) -> tokio::sync::futures::Notified<'_> {
         self.freed.notified()
     }

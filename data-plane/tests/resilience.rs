@@ -502,3 +502,54 @@ async fn clients_that_hang_up_mid_request_do_not_open_breakers() {
     proxy.shutdown().await;
     cp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_with_nothing_usable_sends_to_its_fallback() {
+    let backup = Upstream::start("backup").await;
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (dead, dead2) = (free(), free());
+    let yaml = format!(
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: backup, tenant: t}}\nspec:\n  \
+         endpoints: [{{address: 127.0.0.1, port: {}}}]\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: primary, tenant: t}}\nspec:\n  \
+         connectTimeout: 1s\n  endpoints: [{{address: 127.0.0.1, port: {dead}}}]\n  \
+         circuitBreaker: {{consecutiveFailures: 1, openTimeout: 30s}}\n  fallbackCluster: backup\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: primary2, tenant: t}}\nspec:\n  \
+         connectTimeout: 1s\n  endpoints: [{{address: 127.0.0.1, port: {dead2}}}]\n  \
+         circuitBreaker: {{consecutiveFailures: 1, openTimeout: 30s}}\n  fallbackCluster: backup\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: plain, tenant: t}}\nspec: {{match: {{pathPrefix: /plain}}, cluster: primary}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: retried, tenant: t}}\n\
+         spec: {{match: {{pathPrefix: /retried}}, cluster: primary2, retry: {{attempts: 1, on: [connect-failure]}}}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: ok, tenant: t}}\nspec: {{match: {{pathPrefix: /ok}}, cluster: backup}}\n",
+        backup.port()
+    );
+    let (cp, proxy) = stack(&yaml, "edge", "/ok").await;
+    let p = proxy.listen_addr();
+    let h = client();
+    // Without retries the one request that finds the endpoint dead fails (and opens its
+    // breaker); from then on the primary has nothing usable and the backup answers.
+    let mut failed = 0;
+    for i in 0..10 {
+        let r = get(&h, p, &format!("/plain/{i}")).await;
+        if r.status == 200 {
+            assert_eq!(r.upstream, "backup");
+        } else {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 1, "only the request that found the endpoint dead");
+    // With a retry on connect failure not even that one fails: the retry goes to the backup.
+    for i in 0..10 {
+        let r = get(&h, p, &format!("/retried/{i}")).await;
+        assert_eq!((r.status, r.upstream.as_str()), (200, "backup"));
+    }
+    proxy.shutdown().await;
+    cp.shutdown().await;
+}

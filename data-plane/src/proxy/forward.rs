@@ -152,6 +152,7 @@ pub async fn forward(
     let mut used_fallback = false;
     let mut last: Option<Outcome> = None;
     let mut _retrying: Option<Held> = None;
+    let mut _fallback_request: Option<Held> = None;
     for attempt in 0..=attempts {
         let picked = match pick_admitted(&cluster, ctx) {
             Some(p) => Some(p),
@@ -163,6 +164,11 @@ pub async fn forward(
             {
                 Some(fb) => {
                     used_fallback = true;
+                    // The fallback's own `maxRequests` applies to what it takes over.
+                    let Some(unit) = fb.load.try_take(Limit::Requests, &fb.maxima) else {
+                        return overflow(fb.clone());
+                    };
+                    _fallback_request = Some(unit);
                     cluster = fb.clone();
                     pick_admitted(&cluster, ctx)
                 }

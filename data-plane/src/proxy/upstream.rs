@@ -148,6 +148,7 @@ impl ConnPool {
             let freed = self.load.freed();
             tokio::pin!(freed);
             freed.as_mut().enable();
+            std::sync::atomic::fence(Ordering::SeqCst);
             if let Some(c) = self.take_idle().await {
                 return Ok(c);
             }
