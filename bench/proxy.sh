@@ -45,10 +45,11 @@ log "1/2: peer kit at the ceiling (wrk), gw-proxy as EXTRA_TARGET"
 EXTRA_TARGET="gw=127.0.0.1:$GW_PORT" OUT_DIR="$OUT_DIR/kit" "$PEERS/bench.sh" | tee "$OUT_DIR/kit.txt" >&2
 
 log "2/2: fixed rate $RATE req/s, $FIXED_ROUNDS rounds of $FIXED_DURATION"
-declare -A PORT=([envoy]=18100 [nginx]=18200 [haproxy]=18300 [gw]=$GW_PORT)
-TARGETS=(envoy nginx haproxy gw)
+declare -A PORT=([direct]=18081 [envoy]=18100 [nginx]=18200 [haproxy]=18300 [gw]=$GW_PORT)
+# `direct` (the upstream without a proxy) shows the load generator's own floor.
+TARGETS=(direct envoy nginx haproxy gw)
 pids_of() { ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u; }
-for t in "${TARGETS[@]}"; do
+for t in envoy nginx haproxy gw; do
   for p in $(pids_of "${PORT[$t]}"); do
     taskset -a -p -c 1 "$p" >/dev/null
     for c in $(pgrep -P "$p" || true); do taskset -a -p -c 1 "$c" >/dev/null; done
