@@ -350,23 +350,23 @@ pub struct FailOn {
 
 impl Default for FailOn {
     fn default() -> Self {
-        FailOn::from_names(&gw_proto::model::CircuitBreaker::default().fail_on)
+        FailOn::from(&gw_proto::model::CircuitBreaker::default())
+    }
+}
+
+impl From<&gw_proto::model::CircuitBreaker> for FailOn {
+    fn from(c: &gw_proto::model::CircuitBreaker) -> Self {
+        FailOn {
+            any_5xx: c.fails_on("5xx"),
+            gateway_error: c.fails_on("gateway-error"),
+            connect_failure: c.fails_on("connect-failure"),
+            reset: c.fails_on("reset"),
+            timeout: c.fails_on("timeout"),
+        }
     }
 }
 
 impl FailOn {
-    /// From the manifest's names (unknown ones were refused by validation).
-    pub fn from_names(names: &[String]) -> FailOn {
-        let has = |k: &str| names.iter().any(|n| n == k);
-        FailOn {
-            any_5xx: has("5xx"),
-            gateway_error: has("gateway-error"),
-            connect_failure: has("connect-failure"),
-            reset: has("reset"),
-            timeout: has("timeout"),
-        }
-    }
-
     /// Whether an answer with `status` counts as a failure.
     pub fn status(&self, status: u16) -> bool {
         (self.any_5xx && (500..600).contains(&status))
@@ -387,7 +387,10 @@ mod tests {
         let d = FailOn::default();
         assert!(d.status(500) && d.status(503) && !d.status(404) && !d.status(200));
         assert!(d.connect_failure && d.reset && d.timeout);
-        let g = FailOn::from_names(&["gateway-error".to_owned()]);
+        let g = FailOn::from(&gw_proto::model::CircuitBreaker {
+            fail_on: vec!["gateway-error".to_owned()],
+            ..Default::default()
+        });
         assert!(g.status(502) && g.status(504) && !g.status(500) && !g.status(429));
         assert!(!g.connect_failure && !g.reset && !g.timeout);
     }

@@ -219,6 +219,16 @@ impl InFlight {
         drop(self);
     }
 
+    /// Ends a try that got no answer (connect failure, reset, timeout): a failure when the
+    /// cluster counts that kind (`counted`), no verdict otherwise.
+    pub fn fail(self, counted: bool) {
+        if counted {
+            self.finish(false);
+        } else {
+            self.abandon();
+        }
+    }
+
     /// Ends the request with its outcome.
     pub fn finish(mut self, success: bool) -> Duration {
         self.done = true;
@@ -249,21 +259,10 @@ pub struct EndpointRegistry {
 }
 
 impl EndpointRegistry {
-    /// The endpoint for (cluster, address), created if new; its weight is updated.
-    /// Called when config is compiled, never on the request path.
-    pub fn get(&self, cluster: &str, address: &str, weight: u32) -> Arc<Endpoint> {
-        self.get_with(
-            cluster,
-            address,
-            weight,
-            &BreakerConfig::default(),
-            &Arc::default(),
-        )
-    }
-
-    /// [`get`](Self::get) with the cluster's breaker settings (a changed setting gives the
-    /// endpoint a fresh, closed breaker) and the cluster's live counts, which a new endpoint's
-    /// connections count against.
+    /// The endpoint for (cluster, address), created if new; its weight is updated, a changed
+    /// breaker setting gives it a fresh (closed) breaker, and a new endpoint's connections count
+    /// against the cluster's live counts `load`. Called when config is compiled, never on the
+    /// request path.
     pub fn get_with(
         &self,
         cluster: &str,
@@ -370,9 +369,10 @@ mod tests {
     #[test]
     fn registry_keeps_state_across_updates() {
         let r = EndpointRegistry::default();
-        let a = r.get("c", "a:1", 1);
+        let (cfg, load) = (BreakerConfig::default(), Arc::default());
+        let a = r.get_with("c", "a:1", 1, &cfg, &load);
         let _g = a.start();
-        let again = r.get("c", "a:1", 5);
+        let again = r.get_with("c", "a:1", 5, &cfg, &load);
         assert!(Arc::ptr_eq(&a, &again));
         assert_eq!(again.in_flight(), 1);
         assert_eq!(again.weight(), 5);

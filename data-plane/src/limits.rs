@@ -54,10 +54,21 @@ impl Limit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Maxima(pub [u32; 4]);
 
+impl From<&gw_proto::model::Limits> for Maxima {
+    fn from(l: &gw_proto::model::Limits) -> Self {
+        Maxima([
+            l.max_connections,
+            l.max_pending_requests,
+            l.max_requests,
+            l.max_retries,
+        ])
+    }
+}
+
 impl Default for Maxima {
-    /// Envoy's defaults: 1024 connections, pending and requests, 3 retries.
+    /// The model's (and Envoy's) defaults: 1024 connections, pending and requests, 3 retries.
     fn default() -> Self {
-        Maxima([1024, 1024, 1024, 3])
+        Maxima::from(&gw_proto::model::Limits::default())
     }
 }
 

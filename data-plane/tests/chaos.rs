@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{client, eventually, get, stack};
+use common::{client, eventually, free_port, get, metric, stack};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncBufReadExt;
@@ -32,14 +32,6 @@ async fn upstream_process(port: u16) -> tokio::process::Child {
         .unwrap_or_default();
     assert!(line.contains(" on "), "upstream did not start: {line:?}");
     child
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// What one client saw: `(status, upstream)` per request, in order.
@@ -174,11 +166,7 @@ async fn a_killed_and_restarted_upstream_process_under_load() {
         let line = format!(
             "gw_circuit_state_changes_total{{tenant=\"t\",cluster=\"svc\",endpoint=\"{victim}\",from=\"{from}\",to=\"{to}\"}}"
         );
-        let n: f64 = m
-            .lines()
-            .find(|l| l.starts_with(&line))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0);
+        let n = metric(&m, &line).unwrap_or(0.0);
         assert!(n >= 1.0, "{from} → {to} not counted");
     }
     proxy.shutdown().await;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{client, eventually, get, stack, Upstream};
+use common::{client, eventually, free_port, get, metric, stack, Upstream};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn breaker_opens_skips_and_recovers() {
@@ -197,15 +197,7 @@ async fn active_health_checks_take_an_endpoint_out_and_back() {
 async fn slow_dead_and_overloaded_clusters_fail_fast() {
     let slow = Upstream::start("slow").await;
     let fine = Upstream::start("fine").await;
-    let dead: Vec<u16> = (0..2)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
+    let dead = [free_port(), free_port()];
     let yaml = format!(
         "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
          apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: mixed, tenant: t}}\nspec:\n  \
@@ -297,13 +289,6 @@ async fn slow_dead_and_overloaded_clusters_fail_fast() {
     );
     proxy.shutdown().await;
     cp.shutdown().await;
-}
-
-/// The value of the first metric line starting with `prefix`.
-fn metric(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -506,14 +491,7 @@ async fn clients_that_hang_up_mid_request_do_not_open_breakers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_with_nothing_usable_sends_to_its_fallback() {
     let backup = Upstream::start("backup").await;
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (dead, dead2) = (free(), free());
+    let (dead, dead2) = (free_port(), free_port());
     let yaml = format!(
         "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
          apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: backup, tenant: t}}\nspec:\n  \

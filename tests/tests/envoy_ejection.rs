@@ -145,6 +145,19 @@ async fn burst(addr: SocketAddr) -> (usize, usize) {
     (ok, refused)
 }
 
+/// A burst through `who` against `maxConnections: 1, maxPendingRequests: 1`: one sent, one
+/// queued (so at least two served), the rest refused at once, one upstream connection at most.
+async fn limits_hold(who: &str, addr: SocketAddr, up: &Upstream) {
+    let (ok, refused) = burst(addr).await;
+    assert!(ok >= 2 && refused >= 1, "{who}: {ok} ok, {refused} refused");
+    assert_eq!(ok + refused, 8);
+    assert_eq!(
+        up.peak_connections.load(Ordering::SeqCst),
+        1,
+        "{who} held one connection"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_and_gw_proxy_both_enforce_cluster_limits() {
     let Some(bin) = envoy::binary() else { return };
@@ -163,17 +176,7 @@ async fn envoy_and_gw_proxy_both_enforce_cluster_limits() {
     control::apply(&cp, &yaml).await.unwrap();
 
     let (envoy, envoy_addr) = envoy_serving(&bin, &cp, "limits-envoy", port, "/warm").await;
-    let (e_ok, e_refused) = burst(envoy_addr).await;
-    assert!(
-        e_ok >= 2 && e_refused >= 1,
-        "Envoy: {e_ok} ok, {e_refused} refused"
-    );
-    assert_eq!(e_ok + e_refused, 8);
-    assert_eq!(
-        up.peak_connections.load(Ordering::SeqCst),
-        1,
-        "Envoy held one connection"
-    );
+    limits_hold("Envoy", envoy_addr, &up).await;
     drop(envoy);
     wait::until(
         "Envoy's connection closed",
@@ -186,17 +189,7 @@ async fn envoy_and_gw_proxy_both_enforce_cluster_limits() {
 
     let gw = gw_serving(&cp, "limits-gw", "/warm").await;
     let gw_addr = gw.listen_addr();
-    let (g_ok, g_refused) = burst(gw_addr).await;
-    assert!(
-        g_ok >= 2 && g_refused >= 1,
-        "gw-proxy: {g_ok} ok, {g_refused} refused"
-    );
-    assert_eq!(g_ok + g_refused, 8);
-    assert_eq!(
-        up.peak_connections.load(Ordering::SeqCst),
-        1,
-        "gw-proxy held one connection"
-    );
+    limits_hold("gw-proxy", gw_addr, &up).await;
     gw.shutdown().await;
     cp.shutdown().await;
 }

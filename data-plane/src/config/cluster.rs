@@ -249,7 +249,7 @@ pub(super) fn compile_cluster(
             fallback,
             fail_on: spec
                 .as_ref()
-                .map(|s| crate::breaker::FailOn::from_names(&s.circuit_breaker.fail_on))
+                .map(|s| crate::breaker::FailOn::from(&s.circuit_breaker))
                 .unwrap_or_default(),
             maxima,
             load,

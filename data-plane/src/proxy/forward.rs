@@ -240,13 +240,11 @@ pub async fn forward(
         match result {
             Try::Answer(resp, conn) => {
                 let status = resp.status();
-                let failed = fail_on.status(status.as_u16());
+                guard.finish(!fail_on.status(status.as_u16()));
                 if may_retry(retry.is_some_and(|r| retry_on_status(r, status))) {
-                    guard.finish(!failed);
                     // The body is unread: the connection is not reused.
                     continue;
                 }
-                guard.finish(!failed);
                 let (mut head, body) = resp.into_parts();
                 super::headers::strip_hop_by_hop(&mut head.headers);
                 let body = Either::Left(PooledBody::new(body, conn, ep));
@@ -263,11 +261,11 @@ pub async fn forward(
             }
             Try::ConnectFailed | Try::Reset => {
                 let connect = matches!(result, Try::ConnectFailed);
-                if (connect && fail_on.connect_failure) || (!connect && fail_on.reset) {
-                    guard.finish(false);
+                guard.fail(if connect {
+                    fail_on.connect_failure
                 } else {
-                    guard.abandon();
-                }
+                    fail_on.reset
+                });
                 let (status, msg, err) = if connect {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -297,11 +295,7 @@ pub async fn forward(
                 break;
             }
             Try::TimedOut => {
-                if fail_on.timeout {
-                    guard.finish(false);
-                } else {
-                    guard.abandon();
-                }
+                guard.fail(fail_on.timeout);
                 last = Some(Outcome::local(
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream request timeout\n",

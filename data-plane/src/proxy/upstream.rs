@@ -124,8 +124,9 @@ impl ConnPool {
 
     /// A ready connection: an idle one (when `reuse`) if any is still open, else a new one.
     /// At the cluster's `max_connections` the request waits (as a pending request, itself
-    /// limited) for one of ours to come back or any of the cluster's to close; an idle
-    /// connection of a `sibling` endpoint is closed to make room.
+    /// limited) for one of ours to come back (taken even without `reuse`: it has just finished
+    /// an exchange) or any of the cluster's to close; an idle connection of a `sibling` endpoint
+    /// is closed to make room.
     pub async fn checkout(
         &self,
         connect_timeout: Duration,

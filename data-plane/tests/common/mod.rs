@@ -190,6 +190,22 @@ pub async fn get(c: &HttpClient, addr: SocketAddr, path: &str) -> Reply {
     send(c, addr, "GET", path, &[], Bytes::new()).await
 }
 
+/// A port on 127.0.0.1 nothing listens on (bound once, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of the first Prometheus text line starting with `prefix` (name and labels).
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 /// Polls `f` until it returns `Some`, at most `secs` seconds.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
 where

@@ -138,6 +138,13 @@ pub const FAIL_ON: [&str; 5] = [
     "timeout",
 ];
 
+impl CircuitBreaker {
+    /// Whether `kind` (one of [`FAIL_ON`]) counts as a failure.
+    pub fn fails_on(&self, kind: &str) -> bool {
+        self.fail_on.iter().any(|k| k == kind)
+    }
+}
+
 impl Default for CircuitBreaker {
     fn default() -> Self {
         CircuitBreaker {

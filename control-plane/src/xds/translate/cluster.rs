@@ -130,10 +130,11 @@ fn outlier_detection(spec: &ClusterSpec) -> OutlierDetection {
     let percent = (cb.failure_rate_threshold * 100.0)
         .round()
         .clamp(1.0, 100.0) as u32;
-    let has = |k: &str| cb.fail_on.iter().any(|f| f == k);
-    let any_5xx = has("5xx");
-    let gateway_only = !any_5xx && has("gateway-error");
-    let local = has("connect-failure") || has("reset") || has("timeout");
+    let any_5xx = cb.fails_on("5xx");
+    let gateway_only = !any_5xx && cb.fails_on("gateway-error");
+    let local = ["connect-failure", "reset", "timeout"]
+        .iter()
+        .any(|k| cb.fails_on(k));
     let n = cb.consecutive_failures;
     OutlierDetection {
         consecutive_5xx: u32v(n),
