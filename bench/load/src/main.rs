@@ -81,6 +81,21 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<http1::SendRequest<Empty<By
     Ok(send)
 }
 
+/// One `GET`: whether it got a 2xx answer read to the end.
+async fn exchange(
+    c: &mut http1::SendRequest<Empty<Bytes>>,
+    authority: &str,
+    path: &str,
+) -> anyhow::Result<bool> {
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, authority)
+        .body(Empty::new())?;
+    let resp = c.send_request(req).await?;
+    let good = resp.status().is_success();
+    resp.into_body().collect().await?;
+    Ok(good)
+}
+
 /// One connection: its `k`-th request is due at `start + k × interval`, until `end`.
 async fn drive(
     addr: SocketAddr,
@@ -106,22 +121,7 @@ async fn drive(
             conn = connect(addr).await.ok();
         }
         let ok = match conn.as_mut() {
-            Some(c) => {
-                let req = hyper::Request::get(path.as_str())
-                    .header(hyper::header::HOST, authority.as_str())
-                    .body(Empty::new());
-                match req {
-                    Ok(req) => match c.send_request(req).await {
-                        Ok(resp) => {
-                            let good = resp.status().is_success();
-                            let read = resp.into_body().collect().await.is_ok();
-                            good && read
-                        }
-                        Err(_) => false,
-                    },
-                    Err(_) => false,
-                }
-            }
+            Some(c) => exchange(c, &authority, &path).await.unwrap_or(false),
             None => false,
         };
         if !ok {
