@@ -9,20 +9,24 @@
 //!   [`forward`]: the attempt loop (timeouts, retries, fallback cluster).
 
 pub mod forward;
+pub mod h1;
 pub mod headers;
+pub mod native;
 pub mod upstream;
 
+use crate::config::ClusterRt;
 use crate::report::AccessRecord;
+use crate::router::Route;
 use crate::server::Shared;
 use bytes::Bytes;
 use http_body_util::{Either, Empty, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Body sent upstream: the downstream body, or nothing (retries of empty requests).
 pub type ReqBody = Either<Incoming, Empty<Bytes>>;
@@ -120,53 +124,106 @@ pub async fn handle(
     parts.version = Version::HTTP_11;
     let method = parts.method.clone();
     let host = parts.headers.get(HOST).cloned();
-    let out = forward::forward(&cfg, &route, parts, body, down.peer).await;
-    let status = out.response.status().as_u16();
-    let latency = started.elapsed();
-    let recorded = if out.upstream_error.is_empty() {
-        status
-    } else {
-        0
+    let ctx = forward::pick_context(&route, down.peer, &parts.headers);
+    // Only a request whose body is known empty can be sent twice.
+    let replayable = body.is_end_stream();
+    let mut ex = forward::HyperExchange::new(parts, body, replayable);
+    let out = forward::forward(&cfg, &route, ctx, replayable, &mut ex).await;
+    let response = match out.reply {
+        forward::Reply::Upstream((resp, conn, ep)) => {
+            let (mut head, body) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut head.headers);
+            Response::from_parts(
+                head,
+                Either::Left(upstream::PooledBody::new(body, conn, ep)),
+            )
+        }
+        forward::Reply::Local(status, msg, overloaded) => {
+            let mut r = local(status, msg);
+            if overloaded {
+                r.headers_mut()
+                    .insert("x-gw-overloaded", HeaderValue::from_static("true"));
+            }
+            r
+        }
     };
-    route.stats.record(recorded, latency);
-    if let Some(c) = &out.cluster {
-        c.stats.record(recorded, latency);
-        if let Some(s) = out.endpoint.and_then(|i| c.endpoint_stats.get(i)) {
-            s.record(recorded, latency);
+    let done = Done {
+        started,
+        route: &route,
+        cluster: out.cluster.as_ref(),
+        endpoint: out.endpoint,
+        status: response.status().as_u16(),
+        upstream_error: out.upstream_error,
+    };
+    done.record(&shared, || AccessRecord {
+        started,
+        request_id: request_id.to_str().unwrap_or("").to_owned(),
+        client_ip: down.peer.ip().to_string(),
+        route: String::new(),
+        cluster: String::new(),
+        endpoint: String::new(),
+        method: method.as_str().to_owned(),
+        authority: host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+        path: original_uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        status: 0,
+        duration: Duration::ZERO,
+        upstream_error: "",
+    });
+    response
+}
+
+/// A finished request, for stats and the access log (both downstream paths).
+pub struct Done<'a> {
+    /// When it arrived.
+    pub started: Instant,
+    /// The route it matched.
+    pub route: &'a Route,
+    /// The cluster that answered or failed.
+    pub cluster: Option<&'a Arc<ClusterRt>>,
+    /// Index of the endpoint in that cluster.
+    pub endpoint: Option<usize>,
+    /// Status sent downstream.
+    pub status: u16,
+    /// Why the upstream failed; empty when it answered.
+    pub upstream_error: &'static str,
+}
+
+impl Done<'_> {
+    /// Records route, cluster and endpoint stats, and offers an access record when the sink
+    /// wants this one; `record` gives the request's own fields (built only then).
+    pub fn record(&self, shared: &Shared, record: impl FnOnce() -> AccessRecord) {
+        let latency = self.started.elapsed();
+        let recorded = if self.upstream_error.is_empty() {
+            self.status
+        } else {
+            0
+        };
+        self.route.stats.record(recorded, latency);
+        if let Some(c) = self.cluster {
+            c.stats.record(recorded, latency);
+            if let Some(s) = self.endpoint.and_then(|i| c.endpoint_stats.get(i)) {
+                s.record(recorded, latency);
+            }
+        }
+        if shared.logs.wants(self.status, self.upstream_error) {
+            let mut r = record();
+            r.route = self.route.name.clone();
+            if let Some(c) = self.cluster {
+                r.cluster = c.name.clone();
+                if let Some(e) = self.endpoint.and_then(|i| c.endpoints.get(i)) {
+                    r.endpoint = e.address.clone();
+                }
+            }
+            r.status = self.status;
+            r.duration = latency;
+            r.upstream_error = self.upstream_error;
+            shared.log(r);
         }
     }
-    if shared.logs.wants(status, out.upstream_error) {
-        shared.log(AccessRecord {
-            started,
-            request_id: request_id.to_str().unwrap_or("").to_owned(),
-            client_ip: down.peer.ip().to_string(),
-            route: route.name.clone(),
-            cluster: out
-                .cluster
-                .as_ref()
-                .map(|c| c.name.clone())
-                .unwrap_or_default(),
-            endpoint: match (&out.cluster, out.endpoint) {
-                (Some(c), Some(i)) => c
-                    .endpoints
-                    .get(i)
-                    .map(|e| e.address.clone())
-                    .unwrap_or_default(),
-                _ => String::new(),
-            },
-            method: method.as_str().to_owned(),
-            authority: host
-                .as_ref()
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("")
-                .to_owned(),
-            path: original_uri
-                .path_and_query()
-                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
-            status,
-            duration: latency,
-            upstream_error: out.upstream_error,
-        });
-    }
-    out.response
 }

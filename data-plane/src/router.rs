@@ -12,6 +12,19 @@ use regex::Regex;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A request's headers as routing and hashing read them: the values of one header, by
+/// lower-case name, in order. Both hyper's [`HeaderMap`] and the native HTTP/1 head give them.
+pub trait Headers {
+    /// The values of `name` (lower case).
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a;
+}
+
+impl Headers for HeaderMap {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.get_all(name).into_iter().map(|v| v.as_bytes())
+    }
+}
+
 /// Why a route configuration could not be compiled (sent back as NACK detail).
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -389,7 +402,7 @@ impl RouteTable {
         host: &str,
         method: &str,
         path: &str,
-        headers: &HeaderMap,
+        headers: &impl Headers,
     ) -> Option<&Arc<Route>> {
         let lower;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -411,7 +424,10 @@ impl RouteTable {
                     let value = if h.name == ":method" {
                         Some(method)
                     } else {
-                        headers.get(h.name.as_str()).and_then(|v| v.to_str().ok())
+                        headers
+                            .values(h.name.as_str())
+                            .next()
+                            .and_then(|v| std::str::from_utf8(v).ok())
                     };
                     let hit = match value {
                         None => !h.present,

@@ -3,14 +3,12 @@
 
 use crate::admin;
 use crate::config::{self, Registries, Resources, RuntimeConfig};
-use crate::proxy::{self, Downstream};
+use crate::proxy;
 use crate::report::{AccessRecord, LogSink};
 use crate::xds::{self, Mode, XdsOptions};
 use arc_swap::ArcSwap;
-use futures::FutureExt;
 use gw_proto::envoy::pb::envoy::config::core::v3::Node;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioExecutor;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -282,7 +280,9 @@ async fn serve(
         .writev(false)
         .timer(hyper_util::rt::TokioTimer::new());
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    let hyper = Arc::new(builder);
+    // Every connection task holds a sender; the drain is over when all are gone.
+    let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         let (stream, peer) = tokio::select! {
             _ = crate::server::stopped(&mut stop) => break,
@@ -295,23 +295,24 @@ async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let down = Arc::new(Downstream::new(peer));
-        let svc = hyper::service::service_fn(move |req| {
-            proxy::handle(shared.clone(), down.clone(), req).map(Ok::<_, std::convert::Infallible>)
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let conn = proxy::native::serve_connection(
+            stream,
+            peer,
+            shared.clone(),
+            hyper.clone(),
+            stop.clone(),
+        );
+        let open = open_tx.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            conn.await;
+            drop(open);
         });
     }
     // New connections are refused from here on; in-flight ones finish or hit the deadline.
     drop(listener);
+    drop(open_tx);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("drained"),
+        _ = open_rx.recv() => tracing::info!("drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!(timeout = ?drain, "drain timeout; closing remaining connections"),
     }
 }

@@ -5,25 +5,34 @@
 //! per-try timeout and the route's overall timeout; a timeout answers 504. When the cluster has no
 //! usable endpoint its fallback cluster (if any) is tried; with none, 503.
 
-use super::upstream::{CheckoutError, PooledBody};
-use super::{local, ReqBody, RespBody};
+use super::upstream::CheckoutError;
+use super::ReqBody;
 use crate::config::{ClusterRt, RuntimeConfig};
+use crate::endpoint::Endpoint;
 use crate::lb::{fast_rand, hash_key, PickContext};
 use crate::limits::{Held, Limit};
-use crate::router::{HashOn, Retry, Route};
+use crate::router::{HashOn, Headers, Retry, Route};
 use http_body_util::{Either, Empty};
-use hyper::body::{Body, Incoming};
-use hyper::header::HeaderMap;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// What goes downstream: the upstream's answer, or a reply of our own.
+pub enum Reply<A> {
+    /// An upstream answered (its body not yet read).
+    Upstream(A),
+    /// A local reply: status, body, and whether a cluster limit refused the request.
+    Local(StatusCode, &'static str, bool),
+}
+
 /// How one request ended, for stats and the access log.
-pub struct Outcome {
+pub struct Outcome<A> {
     /// What goes downstream.
-    pub response: Response<RespBody>,
+    pub reply: Reply<A>,
     /// The cluster that answered (or failed).
     pub cluster: Option<Arc<ClusterRt>>,
     /// Index of the endpoint in that cluster.
@@ -32,16 +41,16 @@ pub struct Outcome {
     pub upstream_error: &'static str,
 }
 
-impl Outcome {
+impl<A> Outcome<A> {
     fn local(
         status: StatusCode,
         msg: &'static str,
         cluster: Option<Arc<ClusterRt>>,
         endpoint: Option<usize>,
         err: &'static str,
-    ) -> Outcome {
+    ) -> Outcome<A> {
         Outcome {
-            response: local(status, msg),
+            reply: Reply::Local(status, msg, false),
             cluster,
             endpoint,
             upstream_error: err,
@@ -49,17 +58,43 @@ impl Outcome {
     }
 }
 
-fn hash_of(h: &HashOn, client: SocketAddr, headers: &HeaderMap) -> Option<u64> {
+/// One way of carrying a request upstream: hyper's client (any downstream protocol) or the
+/// native HTTP/1 path. [`forward`] decides where and how often; this sends one try.
+pub trait Exchange {
+    /// An upstream's answer, body unread.
+    type Answer;
+    /// Readies the request for the next try; false when it cannot be sent (again).
+    fn next(&mut self) -> bool;
+    /// Sends the readied request to `ep` of `cluster` and waits for the response head.
+    fn send(
+        &mut self,
+        cluster: &ClusterRt,
+        ep: &Arc<Endpoint>,
+    ) -> impl std::future::Future<Output = Try<Self::Answer>>;
+    /// The answer's status.
+    fn status(a: &Self::Answer) -> u16;
+}
+
+/// The balancer's input for this request: the hash of what the route hashes on.
+pub fn pick_context(route: &Route, client: SocketAddr, headers: &impl Headers) -> PickContext {
+    PickContext {
+        hash: route
+            .hash_on
+            .as_ref()
+            .and_then(|h| hash_of(h, client, headers)),
+    }
+}
+
+fn hash_of(h: &HashOn, client: SocketAddr, headers: &impl Headers) -> Option<u64> {
     match h {
         HashOn::SourceIp => Some(match client.ip() {
             std::net::IpAddr::V4(ip) => hash_key(&ip.octets()),
             std::net::IpAddr::V6(ip) => hash_key(&ip.octets()),
         }),
-        HashOn::Header(name) => headers.get(name).map(|v| hash_key(v.as_bytes())),
+        HashOn::Header(name) => headers.values(name.as_str()).next().map(hash_key),
         HashOn::Cookie(name) => headers
-            .get_all(hyper::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+            .values("cookie")
+            .filter_map(|v| std::str::from_utf8(v).ok())
             .flat_map(|v| v.split(';'))
             .find_map(|kv| {
                 kv.trim()
@@ -70,10 +105,10 @@ fn hash_of(h: &HashOn, client: SocketAddr, headers: &HeaderMap) -> Option<u64> {
     }
 }
 
-fn retry_on_status(r: &Retry, s: StatusCode) -> bool {
-    (r.on_5xx && s.is_server_error())
-        || (r.on_gateway_error && matches!(s.as_u16(), 502..=504))
-        || (r.on_retriable_4xx && s == StatusCode::CONFLICT)
+fn retry_on_status(r: &Retry, s: u16) -> bool {
+    (r.on_5xx && (500..600).contains(&s))
+        || (r.on_gateway_error && matches!(s, 502..=504))
+        || (r.on_retriable_4xx && s == 409)
 }
 
 /// The request, kept whole for a retry or moved into the only try.
@@ -101,25 +136,100 @@ impl Pending {
 }
 
 /// What one try gave.
-enum Try {
-    Answer(
-        Response<Incoming>,
-        hyper::client::conn::http1::SendRequest<ReqBody>,
-    ),
+pub enum Try<A> {
+    /// A response head.
+    Answer(A),
+    /// No connection could be made.
     ConnectFailed,
+    /// The connection failed before a response head.
     Reset,
+    /// The per-try or route timeout passed first.
     TimedOut,
+    /// The cluster's pending queue is full.
     Overflow,
 }
 
-/// Forwards `parts` + `body` per `route`.
-pub async fn forward(
+/// hyper's client: a request from any downstream protocol, over a pooled HTTP/1.1 connection.
+pub struct HyperExchange {
+    pending: Pending,
+    ready: Option<Request<ReqBody>>,
+}
+
+impl HyperExchange {
+    /// `parts` + `body`, kept for a retry when `replayable` (the body is known empty).
+    pub fn new(parts: Parts, body: Incoming, replayable: bool) -> HyperExchange {
+        HyperExchange {
+            pending: if replayable {
+                Pending::Replayable(parts)
+            } else {
+                Pending::Once(Some((parts, body)))
+            },
+            ready: None,
+        }
+    }
+}
+
+/// hyper's answer: the response, its connection and endpoint (the connection goes back to the
+/// endpoint's pool when the body has been read).
+pub type HyperAnswer = (Response<Incoming>, SendRequest<ReqBody>, Arc<Endpoint>);
+
+impl Exchange for HyperExchange {
+    type Answer = HyperAnswer;
+
+    fn next(&mut self) -> bool {
+        self.ready = self.pending.next();
+        self.ready.is_some()
+    }
+
+    async fn send(&mut self, cluster: &ClusterRt, ep: &Arc<Endpoint>) -> Try<HyperAnswer> {
+        let Some(req) = self.ready.take() else {
+            return Try::Reset;
+        };
+        let checkout = |reuse| {
+            ep.pool.checkout(
+                cluster.connect_timeout,
+                reuse,
+                &cluster.maxima,
+                &cluster.endpoints,
+            )
+        };
+        let mut conn = match checkout(true).await {
+            Ok(c) => c,
+            Err(CheckoutError::Overflow) => return Try::Overflow,
+            Err(CheckoutError::Connect(_)) => return Try::ConnectFailed,
+        };
+        match conn.try_send_request(req).await {
+            Ok(resp) => Try::Answer((resp, conn, ep.clone())),
+            // Handed back unsent: a pooled connection closed under us (keep-alive race).
+            // The request never left, so one fresh connection may carry it, body or not.
+            Err(mut e) => match e.take_message() {
+                Some(req) => match checkout(false).await {
+                    Ok(mut fresh) => match fresh.send_request(req).await {
+                        Ok(resp) => Try::Answer((resp, fresh, ep.clone())),
+                        Err(_) => Try::Reset,
+                    },
+                    Err(CheckoutError::Overflow) => Try::Overflow,
+                    Err(CheckoutError::Connect(_)) => Try::ConnectFailed,
+                },
+                None => Try::Reset,
+            },
+        }
+    }
+
+    fn status(a: &HyperAnswer) -> u16 {
+        a.0.status().as_u16()
+    }
+}
+
+/// Forwards the request `ex` carries per `route`; `replayable` when its body is known empty
+/// (only such a request is retried).
+pub async fn forward<E: Exchange>(
     cfg: &RuntimeConfig,
     route: &Route,
-    parts: Parts,
-    body: Incoming,
-    client: SocketAddr,
-) -> Outcome {
+    ctx: PickContext,
+    replayable: bool,
+    ex: &mut E,
+) -> Outcome<E::Answer> {
     let name = route.target.pick(fast_rand() as u32);
     let Some(mut cluster) = cfg.clusters.get(name).cloned() else {
         return Outcome::local(
@@ -133,24 +243,12 @@ pub async fn forward(
     let Some(_request) = cluster.load.try_take(Limit::Requests, &cluster.maxima) else {
         return overflow(cluster);
     };
-    let ctx = PickContext {
-        hash: route
-            .hash_on
-            .as_ref()
-            .and_then(|h| hash_of(h, client, &parts.headers)),
-    };
-    // Only a request whose body is known empty can be sent twice.
-    let retry = route.retry.as_ref().filter(|_| body.is_end_stream());
+    let retry = route.retry.as_ref().filter(|_| replayable);
     let attempts = retry.map_or(0, |r| r.attempts);
-    let mut pending = if attempts > 0 {
-        Pending::Replayable(parts)
-    } else {
-        Pending::Once(Some((parts, body)))
-    };
     let deadline = route.timeout.map(|t| Instant::now() + t);
     let per_try = retry.and_then(|r| r.per_try_timeout);
     let mut used_fallback = false;
-    let mut last: Option<Outcome> = None;
+    let mut last: Option<Outcome<E::Answer>> = None;
     let mut _retrying: Option<Held> = None;
     let mut _fallback_request: Option<Held> = None;
     for attempt in 0..=attempts {
@@ -178,44 +276,16 @@ pub async fn forward(
         let Some((idx, ep, probe)) = picked else {
             break;
         };
-        let Some(req) = pending.next() else { break };
+        if !ex.next() {
+            break;
+        }
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let limit = match (per_try, remaining) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         let guard = ep.start_as(probe);
-        let exchange = async {
-            let checkout = |reuse| {
-                ep.pool.checkout(
-                    cluster.connect_timeout,
-                    reuse,
-                    &cluster.maxima,
-                    &cluster.endpoints,
-                )
-            };
-            let mut conn = match checkout(true).await {
-                Ok(c) => c,
-                Err(CheckoutError::Overflow) => return Try::Overflow,
-                Err(CheckoutError::Connect(_)) => return Try::ConnectFailed,
-            };
-            match conn.try_send_request(req).await {
-                Ok(resp) => Try::Answer(resp, conn),
-                // Handed back unsent: a pooled connection closed under us (keep-alive race).
-                // The request never left, so one fresh connection may carry it, body or not.
-                Err(mut e) => match e.take_message() {
-                    Some(req) => match checkout(false).await {
-                        Ok(mut fresh) => match fresh.send_request(req).await {
-                            Ok(resp) => Try::Answer(resp, fresh),
-                            Err(_) => Try::Reset,
-                        },
-                        Err(CheckoutError::Overflow) => Try::Overflow,
-                        Err(CheckoutError::Connect(_)) => Try::ConnectFailed,
-                    },
-                    None => Try::Reset,
-                },
-            }
-        };
+        let exchange = ex.send(&cluster, &ep);
         let result = match limit {
             Some(l) => tokio::time::timeout(l, exchange)
                 .await
@@ -238,18 +308,15 @@ pub async fn forward(
         };
         let fail_on = cluster.fail_on;
         match result {
-            Try::Answer(resp, conn) => {
-                let status = resp.status();
-                guard.finish(!fail_on.status(status.as_u16()));
+            Try::Answer(answer) => {
+                let status = E::status(&answer);
+                guard.finish(!fail_on.status(status));
                 if may_retry(retry.is_some_and(|r| retry_on_status(r, status))) {
                     // The body is unread: the connection is not reused.
                     continue;
                 }
-                let (mut head, body) = resp.into_parts();
-                super::headers::strip_hop_by_hop(&mut head.headers);
-                let body = Either::Left(PooledBody::new(body, conn, ep));
                 return Outcome {
-                    response: Response::from_parts(head, body),
+                    reply: Reply::Upstream(answer),
                     cluster: Some(cluster),
                     endpoint: Some(idx),
                     upstream_error: "",
@@ -324,19 +391,13 @@ pub async fn forward(
 }
 
 /// A request refused by a cluster limit: 503 at once (Envoy's `x-envoy-overloaded`).
-fn overflow(cluster: Arc<ClusterRt>) -> Outcome {
-    let mut o = Outcome::local(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "upstream overflow\n",
-        Some(cluster),
-        None,
-        "overflow",
-    );
-    o.response.headers_mut().insert(
-        "x-gw-overloaded",
-        hyper::header::HeaderValue::from_static("true"),
-    );
-    o
+fn overflow<A>(cluster: Arc<ClusterRt>) -> Outcome<A> {
+    Outcome {
+        reply: Reply::Local(StatusCode::SERVICE_UNAVAILABLE, "upstream overflow\n", true),
+        cluster: Some(cluster),
+        endpoint: None,
+        upstream_error: "overflow",
+    }
 }
 
 /// Picks an endpoint whose breaker admits the request: `(index, endpoint, is a half-open probe)`.

@@ -7,7 +7,7 @@
 
 use super::ReqBody;
 use crate::limits::{ClusterLoad, Held, Limit, Maxima};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use crossbeam_queue::SegQueue;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -58,13 +58,130 @@ pub enum CheckoutError {
     Overflow,
 }
 
+/// A raw HTTP/1.1 connection for the native path: the socket and what was read past the last
+/// response. Counted against the cluster's `max_connections` while it exists.
+#[derive(Debug)]
+pub struct RawConn {
+    /// The socket.
+    pub io: TcpStream,
+    /// Bytes read and not yet used.
+    pub buf: BytesMut,
+    /// Whether it carried an exchange before this one (a closed-under-us race is possible).
+    pub reused: bool,
+    /// The last response head read.
+    pub head: super::h1::Head,
+    /// How that response's body ends.
+    pub body: super::h1::BodyLen,
+    /// The upstream closes after that response.
+    pub close: bool,
+    _unit: Held,
+}
+
+/// A connection kind the pool keeps: hyper's client connection or a [`RawConn`].
+pub trait Pooled: Sized + Send + 'static {
+    /// Takes an idle connection of this kind from `pool`.
+    fn pop(pool: &ConnPool) -> Option<Self>;
+    /// Gives an idle connection of this kind to `pool`.
+    fn push(pool: &ConnPool, c: Self);
+    /// Whether an idle connection is still usable (it may have been closed while idle).
+    fn alive(&mut self) -> impl std::future::Future<Output = bool> + Send;
+    /// Whether it is known closed.
+    fn is_closed(&self) -> bool;
+    /// A connection over a fresh `stream`, counted by `unit` for as long as it is open.
+    fn open(
+        stream: TcpStream,
+        unit: Held,
+        addr: &str,
+    ) -> impl std::future::Future<Output = Result<Self, ConnectError>> + Send;
+}
+
+impl Pooled for SendRequest<ReqBody> {
+    fn pop(pool: &ConnPool) -> Option<Self> {
+        pool.idle.pop()
+    }
+
+    fn push(pool: &ConnPool, c: Self) {
+        pool.idle.push(c);
+    }
+
+    async fn alive(&mut self) -> bool {
+        // A connection whose previous response just ended becomes ready at once; a closed one
+        // errors.
+        self.ready().await.is_ok()
+    }
+
+    fn is_closed(&self) -> bool {
+        SendRequest::is_closed(self)
+    }
+
+    async fn open(stream: TcpStream, unit: Held, addr: &str) -> Result<Self, ConnectError> {
+        let (send, conn) = http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| ConnectError::Handshake {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(unit);
+        });
+        Ok(send)
+    }
+}
+
+impl Pooled for RawConn {
+    fn pop(pool: &ConnPool) -> Option<Self> {
+        pool.raw_idle.pop()
+    }
+
+    fn push(pool: &ConnPool, c: Self) {
+        pool.raw_idle.push(c);
+    }
+
+    async fn alive(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        // Readiness is cached from epoll: a quiet socket costs no system call here. One that
+        // shows readable has either closed (EOF) or sent something unasked; neither is reused.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        false
+    }
+
+    async fn open(stream: TcpStream, unit: Held, _addr: &str) -> Result<Self, ConnectError> {
+        Ok(RawConn {
+            io: stream,
+            buf: BytesMut::with_capacity(8 * 1024),
+            reused: false,
+            head: super::h1::Head::default(),
+            body: super::h1::BodyLen::Length(0),
+            close: false,
+            _unit: unit,
+        })
+    }
+}
+
 /// The idle connections of one endpoint.
 #[derive(Debug)]
 pub struct ConnPool {
     address: String,
     socket: Option<SocketAddr>,
-    // Grows in small blocks on demand, so idle endpoints cost almost nothing.
+    // Grow in small blocks on demand, so idle endpoints cost almost nothing.
     idle: SegQueue<SendRequest<ReqBody>>,
+    raw_idle: SegQueue<RawConn>,
     idle_count: AtomicUsize,
     /// The cluster's limits and counts.
     load: Arc<ClusterLoad>,
@@ -82,6 +199,7 @@ impl ConnPool {
             address: address.to_owned(),
             socket: address.parse().ok(),
             idle: SegQueue::new(),
+            raw_idle: SegQueue::new(),
             idle_count: AtomicUsize::new(0),
             load,
         }
@@ -98,12 +216,10 @@ impl ConnPool {
     }
 
     /// An idle connection that is still open, if any.
-    async fn take_idle(&self) -> Option<SendRequest<ReqBody>> {
-        while let Some(mut c) = self.idle.pop() {
+    async fn take_idle<C: Pooled>(&self) -> Option<C> {
+        while let Some(mut c) = C::pop(self) {
             self.idle_count.fetch_sub(1, Ordering::Relaxed);
-            // A connection whose previous response just ended becomes ready at once; a closed
-            // one errors and is dropped.
-            if c.ready().await.is_ok() {
+            if c.alive().await {
                 return Some(c);
             }
         }
@@ -112,21 +228,14 @@ impl ConnPool {
 
     /// Closes one idle connection; whether there was one.
     fn evict_one(&self) -> bool {
-        match self.idle.pop() {
-            Some(c) => {
-                self.idle_count.fetch_sub(1, Ordering::Relaxed);
-                drop(c);
-                true
-            }
-            None => false,
+        let evicted = self.idle.pop().map(drop).is_some() || RawConn::pop(self).map(drop).is_some();
+        if evicted {
+            self.idle_count.fetch_sub(1, Ordering::Relaxed);
         }
+        evicted
     }
 
-    /// A ready connection: an idle one (when `reuse`) if any is still open, else a new one.
-    /// At the cluster's `max_connections` the request waits (as a pending request, itself
-    /// limited) for one of ours to come back (taken even without `reuse`: it has just finished
-    /// an exchange) or any of the cluster's to close; an idle connection of a `sibling` endpoint
-    /// is closed to make room.
+    /// A ready hyper client connection; see [`checkout_any`](Self::checkout_any).
     pub async fn checkout(
         &self,
         connect_timeout: Duration,
@@ -134,6 +243,22 @@ impl ConnPool {
         max: &Maxima,
         siblings: &[Arc<crate::endpoint::Endpoint>],
     ) -> Result<SendRequest<ReqBody>, CheckoutError> {
+        self.checkout_any(connect_timeout, reuse, max, siblings)
+            .await
+    }
+
+    /// A connection of kind `C`: an idle one (when `reuse`) if any is still open, else a new
+    /// one. At the cluster's `max_connections` the request waits (as a pending request, itself
+    /// limited) for one of ours to come back (taken even without `reuse`: it has just finished
+    /// an exchange) or any of the cluster's to close; an idle connection of a `sibling` endpoint
+    /// is closed to make room.
+    pub async fn checkout_any<C: Pooled>(
+        &self,
+        connect_timeout: Duration,
+        reuse: bool,
+        max: &Maxima,
+        siblings: &[Arc<crate::endpoint::Endpoint>],
+    ) -> Result<C, CheckoutError> {
         if reuse {
             if let Some(c) = self.take_idle().await {
                 return Ok(c);
@@ -168,13 +293,13 @@ impl ConnPool {
     }
 
     /// Returns a connection whose exchange is complete.
-    pub fn checkin(&self, c: SendRequest<ReqBody>) {
+    pub fn checkin<C: Pooled>(&self, c: C) {
         if c.is_closed() {
             return;
         }
         // The cap is approximate under races, which is all it needs to be.
         if self.idle_count.fetch_add(1, Ordering::Relaxed) < MAX_IDLE {
-            self.idle.push(c);
+            C::push(self, c);
             self.load.wake_pending();
         } else {
             self.idle_count.fetch_sub(1, Ordering::Relaxed);
@@ -182,11 +307,7 @@ impl ConnPool {
     }
 
     /// A new connection, counted by `unit` for as long as it is open.
-    async fn connect(
-        &self,
-        timeout: Duration,
-        unit: Held,
-    ) -> Result<SendRequest<ReqBody>, ConnectError> {
+    async fn connect<C: Pooled>(&self, timeout: Duration, unit: Held) -> Result<C, ConnectError> {
         let connect = async {
             match self.socket {
                 Some(a) => TcpStream::connect(a).await,
@@ -204,19 +325,7 @@ impl ConnPool {
             Err(_) => return Err(ConnectError::Timeout(self.address.clone())),
         };
         let _ = stream.set_nodelay(true);
-        let (send, conn) = http1::Builder::new()
-            .writev(false)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| ConnectError::Handshake {
-                addr: self.address.clone(),
-                source,
-            })?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(unit);
-        });
-        Ok(send)
+        C::open(stream, unit, &self.address).await
     }
 }
 

@@ -1,0 +1,465 @@
+//! HTTP/1.1 on the wire, for the native path: request and response heads parsed by `httparse`
+//! into offsets (so a head is kept as one `Bytes` with no per-header allocation), how long a
+//! message body is (RFC 9112 §6), and a scanner that finds where a chunked body ends without
+//! decoding it, so chunks pass through as they came.
+
+use bytes::Bytes;
+use std::mem::MaybeUninit;
+
+/// Headers a head may have.
+pub const MAX_HEADERS: usize = 100;
+/// Largest head read (request or response); past it the native path gives up on the message.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// Where something is in a head.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Span(u32, u32);
+
+impl Span {
+    fn of(base: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - base.as_ptr() as usize;
+        Span(start as u32, (start + part.len()) as u32)
+    }
+
+    /// The bytes at this span of `b`.
+    pub fn of_bytes(self, b: &[u8]) -> &[u8] {
+        &b[self.0 as usize..self.1 as usize]
+    }
+}
+
+/// A parsed head: the bytes, the start line's parts and each header's name and value.
+#[derive(Debug, Default)]
+pub struct Head {
+    /// The head as received, blank line included.
+    pub bytes: Bytes,
+    /// Request: method; response: the status line after the version (`200 OK`).
+    pub first: Span,
+    /// Request: the target (path and query).
+    pub target: Span,
+    /// Response: the status code.
+    pub status: u16,
+    /// `HTTP/1.1` (not 1.0).
+    pub http11: bool,
+    /// Header names and values.
+    pub headers: Vec<(Span, Span)>,
+}
+
+/// What parsing found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// The head is not complete yet.
+    Partial,
+    /// A head this many bytes long.
+    Done(usize),
+    /// Not HTTP/1.x (or malformed, or too many headers).
+    Invalid,
+}
+
+impl Head {
+    /// The method (requests).
+    pub fn method(&self) -> &str {
+        std::str::from_utf8(self.first.of_bytes(&self.bytes)).unwrap_or("")
+    }
+
+    /// The request target (requests).
+    pub fn target(&self) -> &str {
+        std::str::from_utf8(self.target.of_bytes(&self.bytes)).unwrap_or("")
+    }
+
+    /// `(name, value)` of every header.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.headers
+            .iter()
+            .map(|(n, v)| (n.of_bytes(&self.bytes), v.of_bytes(&self.bytes)))
+    }
+
+    /// The first value of `name` (any case).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// Parses a request head at the start of `buf`; on `Done` call [`Head::own`] with the bytes.
+    pub fn parse_request(&mut self, buf: &[u8]) -> Parsed {
+        let mut hs = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(buf, &mut hs) {
+            Ok(httparse::Status::Complete(n)) => {
+                self.first = Span::of(buf, req.method.unwrap_or("").as_bytes());
+                self.target = Span::of(buf, req.path.unwrap_or("").as_bytes());
+                self.http11 = req.version == Some(1);
+                self.status = 0;
+                self.headers.clear();
+                self.headers.extend(
+                    req.headers
+                        .iter()
+                        .map(|h| (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value))),
+                );
+                Parsed::Done(n)
+            }
+            Ok(httparse::Status::Partial) => Parsed::Partial,
+            Err(_) => Parsed::Invalid,
+        }
+    }
+
+    /// Parses a response head at the start of `buf`; on `Done` call [`Head::own`].
+    pub fn parse_response(&mut self, buf: &[u8]) -> Parsed {
+        // Most responses have few headers: a small array first, the full one when needed.
+        let mut few = [httparse::EMPTY_HEADER; 24];
+        match self.parse_response_with(buf, &mut few) {
+            Err(httparse::Error::TooManyHeaders) => {
+                let mut many = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                self.parse_response_with(buf, &mut many)
+                    .unwrap_or(Parsed::Invalid)
+            }
+            r => r.unwrap_or(Parsed::Invalid),
+        }
+    }
+
+    fn parse_response_with<'b>(
+        &mut self,
+        buf: &'b [u8],
+        hs: &mut [httparse::Header<'b>],
+    ) -> Result<Parsed, httparse::Error> {
+        let mut resp = httparse::Response::new(hs);
+        Ok(match resp.parse(buf)? {
+            httparse::Status::Complete(n) => {
+                // "HTTP/1.x " is 9 bytes; the rest of the line is code and reason.
+                let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n');
+                let line_end = line_end.unwrap_or(9).max(9);
+                self.first = Span(9, line_end as u32);
+                self.target = Span::default();
+                self.status = resp.code.unwrap_or(0);
+                self.http11 = resp.version == Some(1);
+                self.headers.clear();
+                self.headers.extend(
+                    resp.headers
+                        .iter()
+                        .map(|h| (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value))),
+                );
+                Parsed::Done(n)
+            }
+            httparse::Status::Partial => Parsed::Partial,
+        })
+    }
+
+    /// Takes the parsed head's bytes (the spans index into them).
+    pub fn own(&mut self, bytes: Bytes) {
+        self.bytes = bytes;
+    }
+}
+
+impl crate::router::Headers for Head {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+}
+
+/// Whether a header is hop-by-hop (never forwarded as is).
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 8] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    ];
+    HOP.iter()
+        .any(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name))
+}
+
+/// How a message body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLen {
+    /// After this many bytes (0: no body).
+    Length(u64),
+    /// With the last chunk.
+    Chunked,
+    /// When the connection closes (responses only).
+    Close,
+}
+
+/// What a head says about its body and connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    /// How the body ends.
+    pub body: BodyLen,
+    /// The sender will close (or wants closed) the connection after this message.
+    pub close: bool,
+    /// Something the native path leaves to hyper: `Upgrade`, `Expect`, a `Connection` header
+    /// naming other headers, a transfer coding other than chunked, conflicting lengths.
+    pub unusual: bool,
+}
+
+/// Reads `Content-Length`, `Transfer-Encoding` and `Connection` of a head.
+pub fn framing(head: &Head) -> Framing {
+    let mut length: Option<u64> = None;
+    let mut f = Framing {
+        body: BodyLen::Length(0),
+        close: !head.http11,
+        unusual: false,
+    };
+    let mut chunked = false;
+    // A transfer coding other than a lone `chunked`: the body (of a response) runs to the close.
+    let mut other_coding = false;
+    for (name, value) in head.iter() {
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                match (n, length) {
+                    (Some(n), None) => length = Some(n),
+                    (Some(n), Some(m)) if n == m => {}
+                    _ => f.unusual = true,
+                }
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                if value.eq_ignore_ascii_case(b"chunked") && !chunked && !other_coding {
+                    chunked = true;
+                } else {
+                    f.unusual = true;
+                    other_coding = true;
+                }
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in value.split(|&b| b == b',') {
+                    let t = token.trim_ascii();
+                    if t.eq_ignore_ascii_case(b"close") {
+                        f.close = true;
+                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                        if !head.http11 {
+                            f.close = false;
+                        }
+                    } else if !t.is_empty() {
+                        f.unusual = true;
+                    }
+                }
+            }
+            7 if name.eq_ignore_ascii_case(b"upgrade") => f.unusual = true,
+            6 if name.eq_ignore_ascii_case(b"expect") => f.unusual = true,
+            _ => {}
+        }
+    }
+    if chunked && length.is_some() {
+        f.unusual = true;
+    }
+    f.body = if other_coding {
+        BodyLen::Close
+    } else if chunked {
+        BodyLen::Chunked
+    } else {
+        BodyLen::Length(length.unwrap_or(0))
+    };
+    f
+}
+
+/// How a response body ends (RFC 9112 §6.3), given the request's method was `HEAD` or not.
+pub fn response_body(head: &Head, f: &Framing, head_request: bool) -> BodyLen {
+    if head_request || head.status == 204 || head.status == 304 || head.status < 200 {
+        return BodyLen::Length(0);
+    }
+    match f.body {
+        BodyLen::Length(0)
+            if !head
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(b"content-length")) =>
+        {
+            BodyLen::Close
+        }
+        b => b,
+    }
+}
+
+/// Finds where a chunked body ends, fed the bytes as they come.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Chunks {
+    /// Expecting a chunk size's first hex digit.
+    #[default]
+    Size,
+    /// Reading a chunk size (the value so far).
+    SizeDigits(u64),
+    /// In a chunk extension, up to the line end.
+    Extension(u64),
+    /// Expecting the LF after a chunk size line.
+    SizeLf(u64),
+    /// Inside chunk data (bytes left).
+    Data(u64),
+    /// Expecting the CR after chunk data.
+    DataCr,
+    /// Expecting the LF after chunk data.
+    DataLf,
+    /// At the start of a trailer line (or the final blank line).
+    TrailerStart,
+    /// Inside a trailer line.
+    Trailer,
+    /// Expecting the final LF.
+    EndLf,
+    /// The body has ended.
+    Done,
+}
+
+/// A malformed chunked body.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed chunked body")]
+pub struct BadChunk;
+
+fn hex(b: u8) -> Option<u64> {
+    (b as char).to_digit(16).map(u64::from)
+}
+
+impl Chunks {
+    /// How many bytes of `buf` belong to the body: all of them unless it ends inside.
+    pub fn scan(&mut self, buf: &[u8]) -> Result<usize, BadChunk> {
+        let mut i = 0;
+        while i < buf.len() && *self != Chunks::Done {
+            if let Chunks::Data(left) = *self {
+                let take = left.min((buf.len() - i) as u64);
+                i += take as usize;
+                *self = if take == left {
+                    Chunks::DataCr
+                } else {
+                    Chunks::Data(left - take)
+                };
+                continue;
+            }
+            let b = buf[i];
+            i += 1;
+            *self = match (*self, b) {
+                (Chunks::Size, _) => Chunks::SizeDigits(hex(b).ok_or(BadChunk)?),
+                (Chunks::SizeDigits(s), _) if hex(b).is_some() => {
+                    Chunks::SizeDigits(s.checked_mul(16).ok_or(BadChunk)? + hex(b).unwrap_or(0))
+                }
+                (Chunks::SizeDigits(s), b';' | b' ' | b'\t') => Chunks::Extension(s),
+                (Chunks::SizeDigits(s) | Chunks::Extension(s), b'\r') => Chunks::SizeLf(s),
+                (Chunks::SizeDigits(s) | Chunks::Extension(s) | Chunks::SizeLf(s), b'\n') => {
+                    if s == 0 {
+                        Chunks::TrailerStart
+                    } else {
+                        Chunks::Data(s)
+                    }
+                }
+                (Chunks::Extension(s), _) => Chunks::Extension(s),
+                (Chunks::DataCr, b'\r') => Chunks::DataLf,
+                (Chunks::DataCr | Chunks::DataLf, b'\n') => Chunks::Size,
+                (Chunks::TrailerStart, b'\r') => Chunks::EndLf,
+                (Chunks::TrailerStart | Chunks::EndLf, b'\n') => Chunks::Done,
+                (Chunks::Trailer, b'\n') => Chunks::TrailerStart,
+                (Chunks::TrailerStart | Chunks::Trailer, _) => Chunks::Trailer,
+                _ => return Err(BadChunk),
+            };
+        }
+        Ok(i)
+    }
+
+    /// Whether the body has ended.
+    pub fn done(&self) -> bool {
+        *self == Chunks::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str, response: bool) -> Head {
+        let mut h = Head::default();
+        let r = if response {
+            h.parse_response(raw.as_bytes())
+        } else {
+            h.parse_request(raw.as_bytes())
+        };
+        assert_eq!(r, Parsed::Done(raw.len()));
+        h.own(Bytes::copy_from_slice(raw.as_bytes()));
+        h
+    }
+
+    #[test]
+    fn a_request_head_is_kept_as_offsets() {
+        let h = head(
+            "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\n\r\n",
+            false,
+        );
+        assert_eq!(h.method(), "GET");
+        assert_eq!(h.target(), "/a?b=1");
+        assert!(h.http11);
+        assert_eq!(h.get("host"), Some(&b"x"[..]));
+        let v: Vec<_> = crate::router::Headers::values(&h, "x-a").collect();
+        assert_eq!(v, vec![&b"1"[..], &b"2"[..]]);
+        let mut p = Head::default();
+        assert_eq!(p.parse_request(b"GET / HTTP/1.1\r\nHost"), Parsed::Partial);
+        assert_eq!(
+            p.parse_request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            Parsed::Invalid
+        );
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let f = framing(&head("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", false));
+        assert_eq!(
+            (f.body, f.close, f.unusual),
+            (BodyLen::Length(5), false, false)
+        );
+        let f = framing(&head("GET / HTTP/1.0\r\n\r\n", false));
+        assert!(f.close);
+        let f = framing(&head(
+            "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            false,
+        ));
+        assert!(!f.close);
+        for unusual in [
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: x-secret\r\n\r\n",
+        ] {
+            assert!(framing(&head(unusual, false)).unusual, "{unusual}");
+        }
+        let r = head(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            true,
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(r.first.of_bytes(&r.bytes), b"200 OK");
+        assert_eq!(response_body(&r, &framing(&r), false), BodyLen::Chunked);
+        assert_eq!(response_body(&r, &framing(&r), true), BodyLen::Length(0));
+        let r = head("HTTP/1.1 200 OK\r\n\r\n", true);
+        assert_eq!(response_body(&r, &framing(&r), false), BodyLen::Close);
+        let r = head("HTTP/1.1 204 No Content\r\n\r\n", true);
+        assert_eq!(response_body(&r, &framing(&r), false), BodyLen::Length(0));
+    }
+
+    #[test]
+    fn chunked_bodies_end_where_the_last_chunk_says_in_any_split() {
+        let body = b"5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\n\r\n";
+        let mut with_next = body.to_vec();
+        with_next.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        for split in 0..=body.len() {
+            let mut c = Chunks::default();
+            let a = c
+                .scan(&with_next[..split])
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(a, split);
+            let b = c
+                .scan(&with_next[split..])
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(c.done(), "split at {split}");
+            assert_eq!(a + b, body.len(), "split at {split}");
+        }
+        let mut c = Chunks::default();
+        assert_eq!(c.scan(b"0\r\n\r\n").ok(), Some(5));
+        assert!(c.done());
+        assert!(Chunks::default().scan(b"zz\r\n").is_err());
+        assert!(Chunks::default().scan(b"2\r\nabX").is_err());
+        assert!(Chunks::default().scan(b"ffffffffffffffffff\r\n").is_err());
+    }
+}

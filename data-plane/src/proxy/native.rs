@@ -1,0 +1,593 @@
+//! The native HTTP/1.1 path: what most traffic takes, written like HAProxy's or Envoy's codec
+//! rather than as two HTTP libraries back to back.
+//!
+//! A downstream connection is read into one buffer; a request head is parsed in place
+//! (`httparse`, offsets only), routed on borrowed bytes, and written upstream as one buffer —
+//! request line, the headers minus hop-by-hop ones, `x-forwarded-for`, `x-request-id`, and the
+//! body — over a pooled raw connection. The response head is parsed the same way and sent
+//! downstream with the first body bytes in one write; the rest of the body is relayed as it
+//! comes (`Content-Length`, chunked passed through, or until close). No header map, no task
+//! per upstream connection, no channels: two reads and two writes per exchange.
+//!
+//! Whatever this path does not handle goes to hyper for the rest of the connection, with the
+//! bytes read so far: HTTP/2 prior knowledge, HTTP/1.0, `Upgrade`, `Expect`, chunked or large
+//! (> 64 KiB) request bodies (hyper streams them), absolute-form targets, a request without
+//! `Host`, a `Connection` header naming other headers, malformed requests (hyper answers 400).
+//! The attempt loop (balancing, breakers, limits, timeouts, retries, fallback) is the same
+//! [`forward`](super::forward::forward) for both.
+
+use super::forward::{self, Exchange, Reply, Try};
+use super::h1::{self, BodyLen, Chunks, Head, Parsed};
+use super::upstream::{CheckoutError, RawConn};
+use super::{Done, Downstream};
+use crate::config::ClusterRt;
+use crate::endpoint::Endpoint;
+use crate::report::AccessRecord;
+use crate::server::{stopped, Shared};
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Request bodies up to this size are read whole before forwarding; larger ones go to hyper,
+/// which streams them.
+pub const MAX_BUFFERED_BODY: usize = 64 * 1024;
+/// How long a started request head may take to arrive (hyper's default too).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Reads ask for at least this much room.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// The hyper server connections are handed to.
+pub type HyperServer = hyper_util::server::conn::auto::Builder<TokioExecutor>;
+
+/// Reads more of `io` into `buf`: the count read (0 at end of stream).
+async fn fill(io: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        buf.reserve(READ_CHUNK);
+    }
+    io.read_buf(buf).await
+}
+
+/// Serves one downstream connection.
+pub async fn serve_connection(
+    mut io: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    hyper: Arc<HyperServer>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let down = Arc::new(Downstream::new(peer));
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut up = Vec::with_capacity(1024);
+    let mut out = Vec::with_capacity(1024);
+    let mut head = Head::default();
+    loop {
+        // The next request head.
+        let n = loop {
+            if !buf.is_empty() {
+                match head.parse_request(&buf) {
+                    Parsed::Done(n) => break n,
+                    Parsed::Partial if buf.len() < h1::MAX_HEAD => {}
+                    _ => return hand_off(io, buf.freeze(), down, shared, &hyper, stop).await,
+                }
+            }
+            let read = if buf.is_empty() {
+                // Idle between requests: a drain closes the connection here.
+                tokio::select! {
+                    r = fill(&mut io, &mut buf) => r,
+                    _ = stopped(&mut stop) => return,
+                }
+            } else {
+                match tokio::time::timeout(HEAD_TIMEOUT, fill(&mut io, &mut buf)).await {
+                    Ok(r) => r,
+                    Err(_) => return,
+                }
+            };
+            if !matches!(read, Ok(n) if n > 0) {
+                return;
+            }
+        };
+        head.own(buf.split_to(n).freeze());
+        let f = h1::framing(&head);
+        let len = match f.body {
+            BodyLen::Length(n) if n <= MAX_BUFFERED_BODY as u64 => n as usize,
+            _ => usize::MAX,
+        };
+        if f.unusual
+            || len == usize::MAX
+            || !head.http11
+            || !head.target().starts_with('/')
+            || head.get("host").is_none()
+        {
+            let mut all = BytesMut::with_capacity(head.bytes.len() + buf.len());
+            all.extend_from_slice(&head.bytes);
+            all.extend_from_slice(&buf);
+            return hand_off(io, all.freeze(), down, shared, &hyper, stop).await;
+        }
+        while buf.len() < len {
+            match tokio::time::timeout(HEAD_TIMEOUT, fill(&mut io, &mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
+        let body = buf.split_to(len);
+        let close = f.close || *stop.borrow();
+        let state = ConnState {
+            pipelined: &mut buf,
+            up: &mut up,
+            out: &mut out,
+            stop: &stop,
+        };
+        let ok = exchange(&shared, &down, &head, &body, close, &mut io, state).await;
+        if !ok {
+            let _ = io.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// A connection's buffers, kept across its requests, and the drain signal.
+struct ConnState<'a> {
+    /// Bytes read past the current request (a pipelined next one).
+    pipelined: &'a mut BytesMut,
+    /// The upstream request.
+    up: &'a mut Vec<u8>,
+    /// Response heads and local replies.
+    out: &'a mut Vec<u8>,
+    /// True once the proxy drains: the response in flight says `connection: close`.
+    stop: &'a watch::Receiver<bool>,
+}
+
+/// Resolves when the client hangs up (end of stream or an error), reading whatever else it
+/// sends (a pipelined request) into `buf` meanwhile.
+async fn hung_up(io: &TcpStream, buf: &mut BytesMut) {
+    loop {
+        if io.readable().await.is_err() {
+            return;
+        }
+        if buf.len() >= h1::MAX_HEAD + MAX_BUFFERED_BODY {
+            // Enough read ahead; the rest waits in the socket.
+            return std::future::pending().await;
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK);
+        }
+        match io.try_read_buf(buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// One request: route, forward, answer. False when the downstream connection cannot go on.
+async fn exchange(
+    shared: &Shared,
+    down: &Downstream,
+    head: &Head,
+    body: &[u8],
+    close: bool,
+    io: &mut TcpStream,
+    state: ConnState<'_>,
+) -> bool {
+    let ConnState {
+        pipelined,
+        up,
+        out,
+        stop,
+    } = state;
+    let started = Instant::now();
+    let cfg = shared.config.load_full();
+    let host = std::str::from_utf8(head.get("host").unwrap_or_default()).unwrap_or("");
+    let Some(route) = cfg
+        .routes
+        .find(host, head.method(), head.target(), head)
+        .cloned()
+    else {
+        shared.no_route.fetch_add(1, Ordering::Relaxed);
+        return write_local(
+            io,
+            out,
+            StatusCode::NOT_FOUND,
+            "no route matched\n",
+            false,
+            close,
+        )
+        .await;
+    };
+    // The upstream request, whole: request line, headers, body.
+    up.clear();
+    up.extend_from_slice(head.method().as_bytes());
+    up.push(b' ');
+    up.extend_from_slice(head.target().as_bytes());
+    up.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut forwarded_for: Option<&[u8]> = None;
+    let mut request_id: Option<&[u8]> = None;
+    for (name, value) in head.iter() {
+        if h1::is_hop_by_hop(name) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            forwarded_for.get_or_insert(value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"x-request-id") {
+            request_id.get_or_insert(value);
+        }
+        put_header(up, name, value);
+    }
+    up.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(prev) = forwarded_for {
+        up.extend_from_slice(prev);
+        up.extend_from_slice(b", ");
+    }
+    up.extend_from_slice(down.peer_ip.as_bytes());
+    up.extend_from_slice(b"\r\n");
+    let generated;
+    let request_id = match request_id {
+        Some(id) => id,
+        None => {
+            generated = super::headers::request_id();
+            put_header(up, b"x-request-id", generated.as_bytes());
+            generated.as_bytes()
+        }
+    };
+    up.extend_from_slice(b"\r\n");
+    up.extend_from_slice(body);
+
+    let ctx = forward::pick_context(&route, down.peer, head);
+    let replayable = body.is_empty();
+    let mut ex = Native {
+        request: up.as_slice(),
+        replayable,
+        sent: false,
+        head_request: head.method() == "HEAD",
+    };
+    // A client that hangs up while the upstream works gets its request dropped (no verdict on
+    // the endpoint), as hyper and Envoy do.
+    let outcome = tokio::select! {
+        biased;
+        o = forward::forward(&cfg, &route, ctx, replayable, &mut ex) => o,
+        _ = hung_up(io, pipelined) => return false,
+    };
+    let close = close || *stop.borrow();
+    let (status, ok) = match outcome.reply {
+        Reply::Local(status, msg, overloaded) => (
+            status.as_u16(),
+            write_local(io, out, status, msg, overloaded, close).await,
+        ),
+        Reply::Upstream((conn, ep)) => {
+            let status = conn.head.status;
+            (status, relay(io, out, conn, &ep, close).await)
+        }
+    };
+    let done = Done {
+        started,
+        route: &route,
+        cluster: outcome.cluster.as_ref(),
+        endpoint: outcome.endpoint,
+        status,
+        upstream_error: outcome.upstream_error,
+    };
+    done.record(shared, || AccessRecord {
+        started,
+        request_id: String::from_utf8_lossy(request_id).into_owned(),
+        client_ip: down.peer.ip().to_string(),
+        route: String::new(),
+        cluster: String::new(),
+        endpoint: String::new(),
+        method: head.method().to_owned(),
+        authority: host.to_owned(),
+        path: head.target().to_owned(),
+        status: 0,
+        duration: Duration::ZERO,
+        upstream_error: "",
+    });
+    ok
+}
+
+fn put_header(b: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    b.extend_from_slice(name);
+    b.extend_from_slice(b": ");
+    b.extend_from_slice(value);
+    b.extend_from_slice(b"\r\n");
+}
+
+/// A reply of our own. False when the downstream connection cannot go on.
+async fn write_local(
+    io: &mut TcpStream,
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    msg: &str,
+    overloaded: bool,
+    close: bool,
+) -> bool {
+    use std::io::Write;
+    out.clear();
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        msg.len()
+    );
+    if overloaded {
+        out.extend_from_slice(b"x-gw-overloaded: true\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(msg.as_bytes());
+    io.write_all(out).await.is_ok() && !close
+}
+
+/// Sends the upstream's response downstream: the head and the body bytes at hand in one write,
+/// then the rest of the body as it arrives. The upstream connection goes back to its pool when
+/// the body ended cleanly. False when the downstream connection cannot go on.
+async fn relay(
+    io: &mut TcpStream,
+    out: &mut Vec<u8>,
+    mut conn: RawConn,
+    ep: &Endpoint,
+    close: bool,
+) -> bool {
+    let body = conn.body;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(conn.head.first.of_bytes(&conn.head.bytes));
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in conn.head.iter() {
+        // Chunks pass through as they came, so their framing header stays.
+        let chunked_framing =
+            body == BodyLen::Chunked && name.eq_ignore_ascii_case(b"transfer-encoding");
+        if !h1::is_hop_by_hop(name) || chunked_framing {
+            put_header(out, name, value);
+        }
+    }
+    let down_close = close || body == BodyLen::Close;
+    if down_close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let mut chunks = Chunks::default();
+    // How much of `conn.buf` is body, and whether the body ends there.
+    let mut left = match body {
+        BodyLen::Length(n) => n,
+        _ => u64::MAX,
+    };
+    let take = |buf: &BytesMut, chunks: &mut Chunks, left: u64| -> Result<(usize, bool), ()> {
+        match body {
+            BodyLen::Length(_) => {
+                let n = (buf.len() as u64).min(left) as usize;
+                Ok((n, n as u64 == left))
+            }
+            BodyLen::Chunked => {
+                let n = chunks.scan(buf).map_err(|_| ())?;
+                Ok((n, chunks.done()))
+            }
+            BodyLen::Close => Ok((buf.len(), false)),
+        }
+    };
+    let Ok((n, mut ended)) = take(&conn.buf, &mut chunks, left) else {
+        return false;
+    };
+    if n <= 16 * 1024 {
+        out.extend_from_slice(&conn.buf[..n]);
+        if io.write_all(out).await.is_err() {
+            return false;
+        }
+    } else if io.write_all(out).await.is_err() || io.write_all(&conn.buf[..n]).await.is_err() {
+        return false;
+    }
+    conn.buf.advance(n);
+    left = left.saturating_sub(n as u64);
+    while !ended {
+        match fill(&mut conn.io, &mut conn.buf).await {
+            Ok(0) if body == BodyLen::Close => break,
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
+        }
+        let Ok((n, end)) = take(&conn.buf, &mut chunks, left) else {
+            return false;
+        };
+        if io.write_all(&conn.buf[..n]).await.is_err() {
+            return false;
+        }
+        conn.buf.advance(n);
+        left = left.saturating_sub(n as u64);
+        ended = end;
+    }
+    if ended && !conn.close && conn.buf.is_empty() {
+        conn.reused = true;
+        ep.pool.checkin(conn);
+    }
+    !down_close
+}
+
+/// The native path's way of sending one try.
+struct Native<'a> {
+    request: &'a [u8],
+    replayable: bool,
+    sent: bool,
+    head_request: bool,
+}
+
+/// Why a round trip got no response head.
+enum Failed {
+    /// Nothing came back: on a reused connection, most likely closed while idle.
+    Unanswered,
+    /// The connection broke, or sent something that is not an HTTP/1 response.
+    Broken,
+}
+
+impl Native<'_> {
+    /// Writes the request on `conn` and reads the response head into `conn.head`.
+    async fn round_trip(&self, conn: &mut RawConn) -> Result<(), Failed> {
+        conn.io
+            .write_all(self.request)
+            .await
+            .map_err(|_| Failed::Unanswered)?;
+        let mut answered = false;
+        loop {
+            if !conn.buf.is_empty() {
+                answered = true;
+                match conn.head.parse_response(&conn.buf) {
+                    Parsed::Done(n) => {
+                        conn.head.own(conn.buf.split_to(n).freeze());
+                        match conn.head.status {
+                            101 => return Err(Failed::Broken),
+                            // Interim responses (100, 103) are dropped.
+                            s if s < 200 => continue,
+                            _ => {}
+                        }
+                        let f = h1::framing(&conn.head);
+                        conn.body = h1::response_body(&conn.head, &f, self.head_request);
+                        conn.close = f.close;
+                        return Ok(());
+                    }
+                    Parsed::Partial if conn.buf.len() < h1::MAX_HEAD => {}
+                    _ => return Err(Failed::Broken),
+                }
+            }
+            match fill(&mut conn.io, &mut conn.buf).await {
+                Ok(n) if n > 0 => {}
+                _ if answered => return Err(Failed::Broken),
+                _ => return Err(Failed::Unanswered),
+            }
+        }
+    }
+}
+
+impl Exchange for Native<'_> {
+    type Answer = (RawConn, Arc<Endpoint>);
+
+    fn next(&mut self) -> bool {
+        let first = !self.sent;
+        self.sent = true;
+        first || self.replayable
+    }
+
+    async fn send(&mut self, cluster: &ClusterRt, ep: &Arc<Endpoint>) -> Try<Self::Answer> {
+        let checkout = |reuse| {
+            ep.pool.checkout_any::<RawConn>(
+                cluster.connect_timeout,
+                reuse,
+                &cluster.maxima,
+                &cluster.endpoints,
+            )
+        };
+        let mut conn = match checkout(true).await {
+            Ok(c) => c,
+            Err(CheckoutError::Overflow) => return Try::Overflow,
+            Err(CheckoutError::Connect(_)) => return Try::ConnectFailed,
+        };
+        match self.round_trip(&mut conn).await {
+            Ok(()) => Try::Answer((conn, ep.clone())),
+            // A pooled connection closed under us (keep-alive race) and nothing came back: a
+            // request with no body goes once more on a fresh connection.
+            Err(Failed::Unanswered) if conn.reused && self.replayable => {
+                drop(conn);
+                match checkout(false).await {
+                    Ok(mut fresh) => match self.round_trip(&mut fresh).await {
+                        Ok(()) => Try::Answer((fresh, ep.clone())),
+                        Err(_) => Try::Reset,
+                    },
+                    Err(CheckoutError::Overflow) => Try::Overflow,
+                    Err(CheckoutError::Connect(_)) => Try::ConnectFailed,
+                }
+            }
+            Err(_) => Try::Reset,
+        }
+    }
+
+    fn status(a: &Self::Answer) -> u16 {
+        a.0.head.status
+    }
+}
+
+/// Gives the connection to hyper for the rest of its life, bytes read so far first.
+async fn hand_off(
+    io: TcpStream,
+    read: Bytes,
+    down: Arc<Downstream>,
+    shared: Arc<Shared>,
+    hyper: &HyperServer,
+    mut stop: watch::Receiver<bool>,
+) {
+    use futures::FutureExt;
+    let svc = hyper::service::service_fn(move |req| {
+        super::handle(shared.clone(), down.clone(), req).map(Ok::<_, std::convert::Infallible>)
+    });
+    let conn = hyper.serve_connection(TokioIo::new(Rewind { read, io }), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// A socket with bytes already read from it put back in front.
+struct Rewind {
+    read: Bytes,
+    io: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            buf.put_slice(&self.read[..n]);
+            self.read.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,395 @@
+//! HTTP/1.1 on the wire through gw-proxy, byte for byte: a scripted upstream on a raw socket and
+//! a raw client, so framing the native path must get right (pipelining, chunked pass-through,
+//! close-delimited bodies, HEAD, interim responses, an upstream closing an idle connection)
+//! and what it hands to hyper (HTTP/1.0, chunked and large request bodies, `Expect`, garbage)
+//! are seen as a client and an upstream see them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use gw_proxy::config::fixture;
+use gw_proxy::server::{Proxy, ProxyConfig};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A scripted upstream: answers by path; counts connections; `/echo…` answers with the request
+/// head it got and the length of the body.
+struct Scripted {
+    addr: SocketAddr,
+    conns: Arc<AtomicUsize>,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+async fn scripted() -> Scripted {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counter = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // One request: head, then a Content-Length or chunked body.
+                    let end = loop {
+                        if let Some(i) = find(&buf, b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 65536];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let body_len = if header(&head, "transfer-encoding").is_some() {
+                        loop {
+                            if let Some(i) = find(&buf, b"0\r\n\r\n") {
+                                break i + 5;
+                            }
+                            let mut chunk = [0u8; 65536];
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                    } else {
+                        let n: usize =
+                            header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
+                        while buf.len() < n {
+                            let mut chunk = [0u8; 65536];
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                            }
+                        }
+                        n
+                    };
+                    let body: Vec<u8> = buf.drain(..body_len).collect();
+                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    let r = if head.starts_with("HEAD ") {
+                        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+                            .await
+                    } else if path.starts_with("/chunked") {
+                        let parts: [&[u8]; 3] = [
+                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+                            b"lo\r\n6\r\n world\r\n0\r\n",
+                            b"X-Trailer: t\r\n\r\n",
+                        ];
+                        let mut r = Ok(());
+                        for p in parts {
+                            r = r.and(s.write_all(p).await).and(s.flush().await);
+                        }
+                        r
+                    } else if path.starts_with("/close") {
+                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil close").await;
+                        return;
+                    } else if path.starts_with("/idle-close") {
+                        // Answers, then closes without saying so (an idle timeout).
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await;
+                        return;
+                    } else if path.starts_with("/interim") {
+                        s.write_all(
+                            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                        )
+                        .await
+                    } else {
+                        let text = format!("{head}body={}", body.len());
+                        s.write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                                text.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .await
+                    };
+                    if r.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Scripted { addr, conns }
+}
+
+async fn proxy(up: &Scripted) -> Proxy {
+    let proxy = Proxy::start(ProxyConfig::for_tests(None, "wire"))
+        .await
+        .unwrap();
+    let route = fixture::prefix_route("t/all", "/", "t/up");
+    let res = fixture::simple(vec![route], &[("t/up", "round_robin", vec![(up.addr, 1)])]);
+    proxy.shared().apply(res).unwrap();
+    proxy
+}
+
+/// A response read off a raw socket.
+struct Resp {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn status(&self) -> u16 {
+        self.head.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response; `chunked_end` is what ends a chunked body in this test, `head_only`
+/// for responses to HEAD.
+async fn read_resp(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Resp {
+    let more = async |s: &mut TcpStream, buf: &mut Vec<u8>| {
+        let mut chunk = [0u8; 65536];
+        let n = s.read(&mut chunk).await.unwrap();
+        buf.extend_from_slice(&chunk[..n]);
+        n
+    };
+    let end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        assert!(more(s, buf).await > 0, "closed before a response head");
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.drain(..end);
+    let body = if head_only {
+        Vec::new()
+    } else if let Some(n) = header(&head, "content-length") {
+        let n: usize = n.parse().unwrap();
+        while buf.len() < n {
+            assert!(more(s, buf).await > 0, "closed mid-body");
+        }
+        buf.drain(..n).collect()
+    } else if header(&head, "transfer-encoding").is_some() {
+        let n = loop {
+            if let Some(i) = find(buf, b"0\r\nX-Trailer: t\r\n\r\n") {
+                break i + 19;
+            }
+            assert!(more(s, buf).await > 0, "closed mid-body");
+        };
+        buf.drain(..n).collect()
+    } else {
+        while more(s, buf).await > 0 {}
+        std::mem::take(buf)
+    };
+    Resp { head, body }
+}
+
+async fn connect(p: &Proxy) -> TcpStream {
+    TcpStream::connect(p.listen_addr()).await.unwrap()
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection() {
+    let up = scripted().await;
+    let p = proxy(&up).await;
+    let mut s = connect(&p).await;
+    s.write_all(
+        b"GET /echo/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /echo/2 HTTP/1.1\r\nHost: a\r\n\r\nPOST /echo/3 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nabcd",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    for i in 1..=3 {
+        let r = read_resp(&mut s, &mut buf, false).await;
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.text().contains(&format!("/echo/{i} HTTP/1.1")),
+            "{}",
+            r.text()
+        );
+    }
+    assert!(buf.is_empty());
+    assert_eq!(up.conns.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn headers_are_forwarded_as_envoy_forwards_them() {
+    let up = scripted().await;
+    let p = proxy(&up).await;
+    let mut s = connect(&p).await;
+    s.write_all(
+        b"GET /echo?q=1 HTTP/1.1\r\nHost: Example.COM\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: secret\r\nX-Forwarded-For: 10.0.0.1\r\nX-Custom: kept\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let r = read_resp(&mut s, &mut Vec::new(), false).await;
+    let echoed = r.text();
+    assert!(echoed.starts_with("GET /echo?q=1 HTTP/1.1\r\n"), "{echoed}");
+    assert_eq!(header(&echoed, "host"), Some("Example.COM"));
+    assert_eq!(header(&echoed, "x-custom"), Some("kept"));
+    assert_eq!(
+        header(&echoed, "x-forwarded-for"),
+        Some("10.0.0.1, 127.0.0.1")
+    );
+    assert_eq!(header(&echoed, "x-request-id").map(str::len), Some(36));
+    for gone in ["connection", "keep-alive", "te", "proxy-authorization"] {
+        assert_eq!(header(&echoed, gone), None, "{gone} forwarded: {echoed}");
+    }
+    // A request id the client sent is kept.
+    s.write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Request-Id: abc\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_resp(&mut s, &mut Vec::new(), false).await;
+    assert_eq!(header(&r.text(), "x-request-id"), Some("abc"));
+}
+
+#[tokio::test]
+async fn chunked_responses_pass_through_and_the_upstream_connection_is_reused() {
+    let up = scripted().await;
+    let p = proxy(&up).await;
+    let mut s = connect(&p).await;
+    let mut buf = Vec::new();
+    for _ in 0..3 {
+        s.write_all(b"GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let r = read_resp(&mut s, &mut buf, false).await;
+        assert_eq!(header(&r.head, "transfer-encoding"), Some("chunked"));
+        assert_eq!(
+            r.body,
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n".to_vec()
+        );
+    }
+    s.write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_resp(&mut s, &mut buf, false).await.status(), 200);
+    assert_eq!(up.conns.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_close_delimited_response_ends_the_downstream_connection() {
+    let up = scripted().await;
+    let p = proxy(&up).await;
+    let mut s = connect(&p).await;
+    s.write_all(b"GET /close HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_resp(&mut s, &mut Vec::new(), false).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r.head, "connection"), Some("close"));
+    assert_eq!(r.text(), "until close");
+}
+
+#[tokio::test]
+async fn head_and_interim_responses_keep_the_framing() {
+    let up = scripted().await;
+    let p = proxy(&up).await;
+    let mut s = connect(&p).await;
+    let mut buf = Vec::new();
+    s.write_all(b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\nGET /interim HTTP/1.1\r\nHost: a\r\n\r\nGET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_resp(&mut s, &mut buf, true).await;
+    assert_eq!(header(&head.head, "content-length"), Some("10"));
+    let interim = read_resp(&mut s, &mut buf, false).await;
+    assert_eq!((interim.status(), interim.text().as_str()), (200, "ok"));
+    let echo = read_resp(&mut s, &mut buf, false).await;
+    assert!(echo.text().starts_with("GET /echo "), "{}", echo.text());
+}
+
+#[tokio::test]
+async fn an_upstream_closing_an_idle_connection_costs_no_request() {
+    let up = scripted().await;
+    let p = proxy(&up).await;
+    let mut s = connect(&p).await;
+    let mut buf = Vec::new();
+    for i in 0..5 {
+        s.write_all(b"GET /idle-close HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let r = read_resp(&mut s, &mut buf, false).await;
+        assert_eq!((r.status(), r.text().as_str()), (200, "ok"), "request {i}");
+    }
+    assert_eq!(up.conns.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn what_the_native_path_leaves_to_hyper_still_works() {
+    let up = scripted().await;
+    let p = proxy(&up).await;
+    let mut buf = Vec::new();
+
+    // HTTP/1.0: answered, then closed.
+    let mut s = connect(&p).await;
+    s.write_all(b"GET /echo/10 HTTP/1.0\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_resp(&mut s, &mut buf, false).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().contains("/echo/10 HTTP/1.1"));
+
+    // A chunked request body reaches the upstream whole.
+    let mut s = connect(&p).await;
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_resp(&mut s, &mut buf, false).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        header(&r.text(), "transfer-encoding").is_some(),
+        "{}",
+        r.text()
+    );
+
+    // A body larger than the native path buffers streams through hyper, then the connection
+    // goes on.
+    let big = vec![b'x'; 200 * 1024];
+    let mut req = format!(
+        "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+        big.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&big);
+    req.extend_from_slice(b"GET /echo/after HTTP/1.1\r\nHost: a\r\n\r\n");
+    s.write_all(&req).await.unwrap();
+    let r = read_resp(&mut s, &mut buf, false).await;
+    assert!(
+        r.text().ends_with(&format!("body={}", big.len())),
+        "{}",
+        r.text()
+    );
+    let r = read_resp(&mut s, &mut buf, false).await;
+    assert!(r.text().contains("/echo/after "));
+
+    // Expect: 100-continue gets its interim answer and the body goes through.
+    let mut s = connect(&p).await;
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let cont = read_resp(&mut s, &mut buf, true).await;
+    assert_eq!(cont.status(), 100);
+    s.write_all(b"abc").await.unwrap();
+    let r = read_resp(&mut s, &mut buf, false).await;
+    assert!(r.text().ends_with("body=3"), "{}", r.text());
+
+    // Garbage gets 400.
+    let mut s = connect(&p).await;
+    buf.clear();
+    s.write_all(b"NOT HTTP AT ALL\r\n\r\n").await.unwrap();
+    let r = read_resp(&mut s, &mut buf, false).await;
+    assert_eq!(r.status(), 400);
+}
