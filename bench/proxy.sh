@@ -27,7 +27,8 @@ log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 [[ -x "$PEERS/bench.sh" ]] || { echo "peer kit not found at $PEERS (set PEERS)" >&2; exit 2; }
 log "building gw-proxy (bench_proxy) and gw-bench-load (release)"
-(cd "$ROOT" && cargo build --release -q -p gw-proxy --example bench_proxy -p gw-bench-load)
+# Two builds: `--example` would otherwise filter gw-bench-load's binary out too.
+(cd "$ROOT" && cargo build --release -q -p gw-proxy --example bench_proxy && cargo build --release -q -p gw-bench-load)
 BP="$ROOT/target/release/examples/bench_proxy"; LOAD="$ROOT/target/release/gw-bench-load"
 
 "$PEERS/install.sh" >"$OUT_DIR/install.log" 2>&1 || { cat "$OUT_DIR/install.log" >&2; exit 2; }

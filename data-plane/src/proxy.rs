@@ -1,9 +1,18 @@
 //! The forwarding path: route, pick, forward with timeouts and retries, stream both bodies.
 //!
+//! Two downstream paths share one attempt loop ([`forward`]):
+//!
+//! - [`native`]: HTTP/1.1 as most traffic speaks it. The request head is parsed in place
+//!   ([`h1`]), routed on borrowed bytes and forwarded as one write over a pooled raw connection;
+//!   the response head and first body bytes go downstream in one write. No header maps, no task
+//!   or channel per upstream connection.
+//! - [`handle`] (hyper): HTTP/2, and whatever the native path hands over with the connection
+//!   (HTTP/1.0, `Upgrade`, `Expect`, chunked or large request bodies, malformed requests).
+//!
 //! Per request: one atomic load of the config, a route lookup, a balancer pick, a pooled
-//! connection from a lock-free queue, and atomic counter updates — no locks, and only a few
-//! small allocations (hyper's own). Headers follow Envoy: hop-by-hop headers removed,
-//! `x-forwarded-for` appended, `x-request-id` kept or generated, `Host` preserved.
+//! connection from a lock-free queue, and atomic counter updates — no locks. Headers follow
+//! Envoy: hop-by-hop headers removed, `x-forwarded-for` appended, `x-request-id` kept or
+//! generated, `Host` preserved.
 //!
 //! - [`headers`]: header rules; [`upstream`]: per-endpoint connection pools;
 //!   [`forward`]: the attempt loop (timeouts, retries, fallback cluster).
