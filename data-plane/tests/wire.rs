@@ -199,11 +199,21 @@ async fn connect(p: &Proxy) -> TcpStream {
     TcpStream::connect(p.listen_addr()).await.unwrap()
 }
 
-#[tokio::test]
-async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection() {
+/// A scripted upstream, a proxy in front of it, and a client connection to the proxy.
+async fn setup() -> (Scripted, Proxy, TcpStream) {
     let up = scripted().await;
     let p = proxy(&up).await;
-    let mut s = connect(&p).await;
+    let s = connect(&p).await;
+    (up, p, s)
+}
+
+async fn send(s: &mut TcpStream, bytes: &[u8]) {
+    s.write_all(bytes).await.unwrap();
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection() {
+    let (up, _p, mut s) = setup().await;
     s.write_all(
         b"GET /echo/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /echo/2 HTTP/1.1\r\nHost: a\r\n\r\nPOST /echo/3 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nabcd",
     )
@@ -225,9 +235,7 @@ async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection()
 
 #[tokio::test]
 async fn headers_are_forwarded_as_envoy_forwards_them() {
-    let up = scripted().await;
-    let p = proxy(&up).await;
-    let mut s = connect(&p).await;
+    let (_up, _p, mut s) = setup().await;
     s.write_all(
         b"GET /echo?q=1 HTTP/1.1\r\nHost: Example.COM\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: secret\r\nX-Forwarded-For: 10.0.0.1\r\nX-Custom: kept\r\nContent-Length: 0\r\n\r\n",
     )
@@ -247,23 +255,21 @@ async fn headers_are_forwarded_as_envoy_forwards_them() {
         assert_eq!(header(&echoed, gone), None, "{gone} forwarded: {echoed}");
     }
     // A request id the client sent is kept.
-    s.write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Request-Id: abc\r\n\r\n")
-        .await
-        .unwrap();
+    send(
+        &mut s,
+        b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Request-Id: abc\r\n\r\n",
+    )
+    .await;
     let r = read_resp(&mut s, &mut Vec::new(), false).await;
     assert_eq!(header(&r.text(), "x-request-id"), Some("abc"));
 }
 
 #[tokio::test]
 async fn chunked_responses_pass_through_and_the_upstream_connection_is_reused() {
-    let up = scripted().await;
-    let p = proxy(&up).await;
-    let mut s = connect(&p).await;
+    let (up, _p, mut s) = setup().await;
     let mut buf = Vec::new();
     for _ in 0..3 {
-        s.write_all(b"GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n")
-            .await
-            .unwrap();
+        send(&mut s, b"GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n").await;
         let r = read_resp(&mut s, &mut buf, false).await;
         assert_eq!(header(&r.head, "transfer-encoding"), Some("chunked"));
         assert_eq!(
@@ -271,21 +277,15 @@ async fn chunked_responses_pass_through_and_the_upstream_connection_is_reused() 
             b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n".to_vec()
         );
     }
-    s.write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
+    send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(read_resp(&mut s, &mut buf, false).await.status(), 200);
     assert_eq!(up.conns.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
 async fn a_close_delimited_response_ends_the_downstream_connection() {
-    let up = scripted().await;
-    let p = proxy(&up).await;
-    let mut s = connect(&p).await;
-    s.write_all(b"GET /close HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
+    let (_up, _p, mut s) = setup().await;
+    send(&mut s, b"GET /close HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let r = read_resp(&mut s, &mut Vec::new(), false).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r.head, "connection"), Some("close"));
@@ -294,13 +294,9 @@ async fn a_close_delimited_response_ends_the_downstream_connection() {
 
 #[tokio::test]
 async fn head_and_interim_responses_keep_the_framing() {
-    let up = scripted().await;
-    let p = proxy(&up).await;
-    let mut s = connect(&p).await;
+    let (_up, _p, mut s) = setup().await;
     let mut buf = Vec::new();
-    s.write_all(b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\nGET /interim HTTP/1.1\r\nHost: a\r\n\r\nGET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
+    send(&mut s, b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\nGET /interim HTTP/1.1\r\nHost: a\r\n\r\nGET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let head = read_resp(&mut s, &mut buf, true).await;
     assert_eq!(header(&head.head, "content-length"), Some("10"));
     let interim = read_resp(&mut s, &mut buf, false).await;
@@ -311,14 +307,10 @@ async fn head_and_interim_responses_keep_the_framing() {
 
 #[tokio::test]
 async fn an_upstream_closing_an_idle_connection_costs_no_request() {
-    let up = scripted().await;
-    let p = proxy(&up).await;
-    let mut s = connect(&p).await;
+    let (up, _p, mut s) = setup().await;
     let mut buf = Vec::new();
     for i in 0..5 {
-        s.write_all(b"GET /idle-close HTTP/1.1\r\nHost: a\r\n\r\n")
-            .await
-            .unwrap();
+        send(&mut s, b"GET /idle-close HTTP/1.1\r\nHost: a\r\n\r\n").await;
         let r = read_resp(&mut s, &mut buf, false).await;
         assert_eq!((r.status(), r.text().as_str()), (200, "ok"), "request {i}");
     }
@@ -333,18 +325,14 @@ async fn what_the_native_path_leaves_to_hyper_still_works() {
 
     // HTTP/1.0: answered, then closed.
     let mut s = connect(&p).await;
-    s.write_all(b"GET /echo/10 HTTP/1.0\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
+    send(&mut s, b"GET /echo/10 HTTP/1.0\r\nHost: a\r\n\r\n").await;
     let r = read_resp(&mut s, &mut buf, false).await;
     assert_eq!(r.status(), 200);
     assert!(r.text().contains("/echo/10 HTTP/1.1"));
 
     // A chunked request body reaches the upstream whole.
     let mut s = connect(&p).await;
-    s.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
-        .await
-        .unwrap();
+    send(&mut s, b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n").await;
     let r = read_resp(&mut s, &mut buf, false).await;
     assert_eq!(r.status(), 200);
     assert!(
@@ -382,14 +370,14 @@ async fn what_the_native_path_leaves_to_hyper_still_works() {
     .unwrap();
     let cont = read_resp(&mut s, &mut buf, true).await;
     assert_eq!(cont.status(), 100);
-    s.write_all(b"abc").await.unwrap();
+    send(&mut s, b"abc").await;
     let r = read_resp(&mut s, &mut buf, false).await;
     assert!(r.text().ends_with("body=3"), "{}", r.text());
 
     // Garbage gets 400.
     let mut s = connect(&p).await;
     buf.clear();
-    s.write_all(b"NOT HTTP AT ALL\r\n\r\n").await.unwrap();
+    send(&mut s, b"NOT HTTP AT ALL\r\n\r\n").await;
     let r = read_resp(&mut s, &mut buf, false).await;
     assert_eq!(r.status(), 400);
 }

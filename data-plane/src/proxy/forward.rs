@@ -5,7 +5,7 @@
 //! per-try timeout and the route's overall timeout; a timeout answers 504. When the cluster has no
 //! usable endpoint its fallback cluster (if any) is tried; with none, 503.
 
-use super::upstream::CheckoutError;
+use super::upstream::{CheckoutError, Pooled};
 use super::ReqBody;
 use crate::config::{ClusterRt, RuntimeConfig};
 use crate::endpoint::Endpoint;
@@ -149,6 +149,27 @@ pub enum Try<A> {
     Overflow,
 }
 
+/// A connection of kind `C` to `ep` for one try (`reuse`: an idle one will do), or how the try
+/// ends without one.
+pub async fn connection<C: Pooled, A>(
+    cluster: &ClusterRt,
+    ep: &Endpoint,
+    reuse: bool,
+) -> Result<C, Try<A>> {
+    ep.pool
+        .checkout_any(
+            cluster.connect_timeout,
+            reuse,
+            &cluster.maxima,
+            &cluster.endpoints,
+        )
+        .await
+        .map_err(|e| match e {
+            CheckoutError::Overflow => Try::Overflow,
+            CheckoutError::Connect(_) => Try::ConnectFailed,
+        })
+}
+
 /// hyper's client: a request from any downstream protocol, over a pooled HTTP/1.1 connection.
 pub struct HyperExchange {
     pending: Pending,
@@ -185,32 +206,24 @@ impl Exchange for HyperExchange {
         let Some(req) = self.ready.take() else {
             return Try::Reset;
         };
-        let checkout = |reuse| {
-            ep.pool.checkout(
-                cluster.connect_timeout,
-                reuse,
-                &cluster.maxima,
-                &cluster.endpoints,
-            )
-        };
-        let mut conn = match checkout(true).await {
+        let mut conn: SendRequest<ReqBody> = match connection(cluster, ep, true).await {
             Ok(c) => c,
-            Err(CheckoutError::Overflow) => return Try::Overflow,
-            Err(CheckoutError::Connect(_)) => return Try::ConnectFailed,
+            Err(t) => return t,
         };
         match conn.try_send_request(req).await {
             Ok(resp) => Try::Answer((resp, conn, ep.clone())),
             // Handed back unsent: a pooled connection closed under us (keep-alive race).
             // The request never left, so one fresh connection may carry it, body or not.
             Err(mut e) => match e.take_message() {
-                Some(req) => match checkout(false).await {
-                    Ok(mut fresh) => match fresh.send_request(req).await {
-                        Ok(resp) => Try::Answer((resp, fresh, ep.clone())),
-                        Err(_) => Try::Reset,
-                    },
-                    Err(CheckoutError::Overflow) => Try::Overflow,
-                    Err(CheckoutError::Connect(_)) => Try::ConnectFailed,
-                },
+                Some(req) => {
+                    match connection::<SendRequest<ReqBody>, _>(cluster, ep, false).await {
+                        Ok(mut fresh) => match fresh.send_request(req).await {
+                            Ok(resp) => Try::Answer((resp, fresh, ep.clone())),
+                            Err(_) => Try::Reset,
+                        },
+                        Err(t) => t,
+                    }
+                }
                 None => Try::Reset,
             },
         }

@@ -90,12 +90,7 @@ impl Head {
                 self.target = Span::of(buf, req.path.unwrap_or("").as_bytes());
                 self.http11 = req.version == Some(1);
                 self.status = 0;
-                self.headers.clear();
-                self.headers.extend(
-                    req.headers
-                        .iter()
-                        .map(|h| (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value))),
-                );
+                self.set_headers(buf, req.headers);
                 Parsed::Done(n)
             }
             Ok(httparse::Status::Partial) => Parsed::Partial,
@@ -132,16 +127,20 @@ impl Head {
                 self.target = Span::default();
                 self.status = resp.code.unwrap_or(0);
                 self.http11 = resp.version == Some(1);
-                self.headers.clear();
-                self.headers.extend(
-                    resp.headers
-                        .iter()
-                        .map(|h| (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value))),
-                );
+                self.set_headers(buf, resp.headers);
                 Parsed::Done(n)
             }
             httparse::Status::Partial => Parsed::Partial,
         })
+    }
+
+    fn set_headers(&mut self, buf: &[u8], headers: &[httparse::Header<'_>]) {
+        self.headers.clear();
+        self.headers.extend(
+            headers
+                .iter()
+                .map(|h| (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value))),
+        );
     }
 
     /// Takes the parsed head's bytes (the spans index into them).

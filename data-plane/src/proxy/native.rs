@@ -18,7 +18,7 @@
 
 use super::forward::{self, Exchange, Reply, Try};
 use super::h1::{self, BodyLen, Chunks, Head, Parsed};
-use super::upstream::{CheckoutError, RawConn};
+use super::upstream::RawConn;
 use super::{Done, Downstream};
 use crate::config::ClusterRt;
 use crate::endpoint::Endpoint;
@@ -479,18 +479,9 @@ impl Exchange for Native<'_> {
     }
 
     async fn send(&mut self, cluster: &ClusterRt, ep: &Arc<Endpoint>) -> Try<Self::Answer> {
-        let checkout = |reuse| {
-            ep.pool.checkout_any::<RawConn>(
-                cluster.connect_timeout,
-                reuse,
-                &cluster.maxima,
-                &cluster.endpoints,
-            )
-        };
-        let mut conn = match checkout(true).await {
+        let mut conn: RawConn = match forward::connection(cluster, ep, true).await {
             Ok(c) => c,
-            Err(CheckoutError::Overflow) => return Try::Overflow,
-            Err(CheckoutError::Connect(_)) => return Try::ConnectFailed,
+            Err(t) => return t,
         };
         match self.round_trip(&mut conn).await {
             Ok(()) => Try::Answer((conn, ep.clone())),
@@ -498,13 +489,12 @@ impl Exchange for Native<'_> {
             // request with no body goes once more on a fresh connection.
             Err(Failed::Unanswered) if conn.reused && self.replayable => {
                 drop(conn);
-                match checkout(false).await {
+                match forward::connection::<RawConn, _>(cluster, ep, false).await {
                     Ok(mut fresh) => match self.round_trip(&mut fresh).await {
                         Ok(()) => Try::Answer((fresh, ep.clone())),
                         Err(_) => Try::Reset,
                     },
-                    Err(CheckoutError::Overflow) => Try::Overflow,
-                    Err(CheckoutError::Connect(_)) => Try::ConnectFailed,
+                    Err(t) => t,
                 }
             }
             Err(_) => Try::Reset,
