@@ -581,3 +581,39 @@ impl AsyncWrite for Rewind {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let client = TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (server, _) = l.accept().await.unwrap_or_else(|e| panic!("{e}"));
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn a_pipelined_request_read_while_watching_for_a_hang_up_is_kept() {
+        let (mut client, server) = pair().await;
+        let mut buf = BytesMut::new();
+        client
+            .write_all(b"GET /next HTTP/1.1\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        server.readable().await.unwrap_or_else(|e| panic!("{e}"));
+        // More bytes are not a hang-up: they are kept for the next request.
+        assert!(hung_up(&server, &mut buf).now_or_never().is_none());
+        assert_eq!(&buf[..], b"GET /next HTTP/1.1\r\n");
+        // The client closing is.
+        client.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+        hung_up(&server, &mut buf).await;
+        assert_eq!(&buf[..], b"GET /next HTTP/1.1\r\n");
+    }
+}
