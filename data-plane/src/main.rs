@@ -48,6 +48,10 @@ struct Args {
     /// How long SIGTERM waits for in-flight requests.
     #[arg(long, env = "GW_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime_duration)]
     drain_timeout: Duration,
+    /// Close a client connection that sends no complete request head for this long (between
+    /// keep-alive requests too).
+    #[arg(long, env = "GW_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime_duration)]
+    idle_timeout: Duration,
     /// Log format.
     #[arg(long, env = "GW_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -104,6 +108,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         stats_interval: args.stats_interval,
         access_log_sample: args.access_log_sample,
         drain_timeout: args.drain_timeout,
+        idle_timeout: args.idle_timeout,
     };
     let proxy = Proxy::start(cfg).await?;
     println!(

@@ -47,6 +47,9 @@ pub struct ProxyConfig {
     pub access_log_sample: f64,
     /// How long SIGTERM waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// How long a client connection may go without sending a complete request head (between
+    /// keep-alive requests too) before it is closed.
+    pub idle_timeout: Duration,
 }
 
 impl ProxyConfig {
@@ -64,6 +67,7 @@ impl ProxyConfig {
             stats_interval: Duration::from_millis(200),
             access_log_sample: 1.0,
             drain_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -118,6 +122,8 @@ pub struct Shared {
     pub no_route: AtomicU64,
     /// Our node id.
     pub node_id: String,
+    /// See [`ProxyConfig::idle_timeout`].
+    pub idle_timeout: Duration,
 }
 
 impl Shared {
@@ -165,6 +171,7 @@ impl Proxy {
             started: Instant::now(),
             no_route: AtomicU64::new(0),
             node_id: cfg.node_id.clone(),
+            idle_timeout: cfg.idle_timeout,
         });
         let (event_tx, event_rx) = tokio::sync::mpsc::unbounded_channel();
         let _ = shared.registries.endpoints.events.set(event_tx);
@@ -278,7 +285,8 @@ async fn serve(
         .http1()
         .keep_alive(true)
         .writev(false)
-        .timer(hyper_util::rt::TokioTimer::new());
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(shared.idle_timeout);
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
     let hyper = Arc::new(builder);
     // Every connection task holds a sender; the drain is over when all are gone.

@@ -131,9 +131,11 @@ async fn scripted() -> Scripted {
 }
 
 async fn proxy(up: &Scripted) -> Proxy {
-    let proxy = Proxy::start(ProxyConfig::for_tests(None, "wire"))
-        .await
-        .unwrap();
+    proxy_with(up, ProxyConfig::for_tests(None, "wire")).await
+}
+
+async fn proxy_with(up: &Scripted, cfg: ProxyConfig) -> Proxy {
+    let proxy = Proxy::start(cfg).await.unwrap();
     let route = fixture::prefix_route("t/all", "/", "t/up");
     let res = fixture::simple(vec![route], &[("t/up", "round_robin", vec![(up.addr, 1)])]);
     proxy.shared().apply(res).unwrap();
@@ -380,4 +382,35 @@ async fn what_the_native_path_leaves_to_hyper_still_works() {
     send(&mut s, b"NOT HTTP AT ALL\r\n\r\n").await;
     let r = read_resp(&mut s, &mut buf, false).await;
     assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn connections_that_send_no_request_head_in_time_are_closed() {
+    let up = scripted().await;
+    let mut cfg = ProxyConfig::for_tests(None, "wire");
+    cfg.idle_timeout = std::time::Duration::from_millis(300);
+    let p = proxy_with(&up, cfg).await;
+    let closed = |mut s: TcpStream| async move {
+        let mut rest = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest))
+            .await
+            .expect("the proxy kept an idle connection open")
+            .unwrap();
+        rest
+    };
+    // Nothing sent at all.
+    assert!(closed(connect(&p).await).await.is_empty());
+    // Half a head.
+    let mut s = connect(&p).await;
+    send(&mut s, b"GET / HTTP/1.1\r\nHo").await;
+    assert!(closed(s).await.is_empty());
+    // Idle after an answered request: the answer, then the close.
+    let mut s = connect(&p).await;
+    send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let rest = closed(s).await;
+    assert!(
+        rest.starts_with(b"HTTP/1.1 200 OK"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
 }

@@ -41,8 +41,8 @@ use tokio::sync::watch;
 /// Request bodies up to this size are read whole before forwarding; larger ones go to hyper,
 /// which streams them.
 pub const MAX_BUFFERED_BODY: usize = 64 * 1024;
-/// How long a started request head may take to arrive (hyper's default too).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long each read of a request body may take.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reads ask for at least this much room.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -70,8 +70,13 @@ pub async fn serve_connection(
     let mut up = Vec::with_capacity(1024);
     let mut out = Vec::with_capacity(1024);
     let mut head = Head::default();
+    // The next request head must be complete within the idle timeout of the previous answer
+    // (as hyper's header read timeout). One timer per connection, re-armed only when it fires.
+    let idle_timeout = shared.idle_timeout;
+    let mut waiting_since = tokio::time::Instant::now();
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     loop {
-        // The next request head.
         let n = loop {
             if !buf.is_empty() {
                 match head.parse_request(&buf) {
@@ -80,16 +85,17 @@ pub async fn serve_connection(
                     _ => return hand_off(io, buf.freeze(), down, shared, &hyper, stop).await,
                 }
             }
-            let read = if buf.is_empty() {
+            let read = tokio::select! {
+                r = fill(&mut io, &mut buf) => r,
                 // Idle between requests: a drain closes the connection here.
-                tokio::select! {
-                    r = fill(&mut io, &mut buf) => r,
-                    _ = stopped(&mut stop) => return,
-                }
-            } else {
-                match tokio::time::timeout(HEAD_TIMEOUT, fill(&mut io, &mut buf)).await {
-                    Ok(r) => r,
-                    Err(_) => return,
+                _ = stopped(&mut stop), if buf.is_empty() => return,
+                _ = idle.as_mut() => {
+                    let deadline = waiting_since + idle_timeout;
+                    if tokio::time::Instant::now() >= deadline {
+                        return;
+                    }
+                    idle.as_mut().reset(deadline);
+                    continue;
                 }
             };
             if !matches!(read, Ok(n) if n > 0) {
@@ -114,7 +120,7 @@ pub async fn serve_connection(
             return hand_off(io, all.freeze(), down, shared, &hyper, stop).await;
         }
         while buf.len() < len {
-            match tokio::time::timeout(HEAD_TIMEOUT, fill(&mut io, &mut buf)).await {
+            match tokio::time::timeout(BODY_READ_TIMEOUT, fill(&mut io, &mut buf)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
@@ -132,6 +138,7 @@ pub async fn serve_connection(
             let _ = io.shutdown().await;
             return;
         }
+        waiting_since = tokio::time::Instant::now();
     }
 }
 
