@@ -104,6 +104,11 @@ async fn scripted() -> Scripted {
                             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                             .await;
                         return;
+                    } else if path.starts_with("/bad-length") {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok")
+                            .await;
+                        return;
                     } else if path.starts_with("/interim") {
                         s.write_all(
                             b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
@@ -305,6 +310,17 @@ async fn head_and_interim_responses_keep_the_framing() {
     assert_eq!((interim.status(), interim.text().as_str()), (200, "ok"));
     let echo = read_resp(&mut s, &mut buf, false).await;
     assert!(echo.text().starts_with("GET /echo "), "{}", echo.text());
+}
+
+#[tokio::test]
+async fn a_response_whose_length_cannot_be_trusted_is_a_bad_gateway() {
+    let (_up, _p, mut s) = setup().await;
+    let mut buf = Vec::new();
+    send(&mut s, b"GET /bad-length HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(read_resp(&mut s, &mut buf, false).await.status(), 502);
+    // The client connection goes on.
+    send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(read_resp(&mut s, &mut buf, false).await.status(), 200);
 }
 
 #[tokio::test]

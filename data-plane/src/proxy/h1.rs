@@ -194,6 +194,10 @@ pub struct Framing {
     /// Something the native path leaves to hyper: `Upgrade`, `Expect`, a `Connection` header
     /// naming other headers, a transfer coding other than chunked, conflicting lengths.
     pub unusual: bool,
+    /// The length cannot be trusted: a malformed or repeated-and-different `Content-Length`, or
+    /// one beside `Transfer-Encoding`. A request like that goes to hyper (which refuses it); a
+    /// response like that is a broken upstream (502).
+    pub bad_length: bool,
 }
 
 /// Reads `Content-Length`, `Transfer-Encoding` and `Connection` of a head.
@@ -203,6 +207,7 @@ pub fn framing(head: &Head) -> Framing {
         body: BodyLen::Length(0),
         close: !head.http11,
         unusual: false,
+        bad_length: false,
     };
     let mut chunked = false;
     // A transfer coding other than a lone `chunked`: the body (of a response) runs to the close.
@@ -210,13 +215,17 @@ pub fn framing(head: &Head) -> Framing {
     for (name, value) in head.iter() {
         match name.len() {
             14 if name.eq_ignore_ascii_case(b"content-length") => {
-                let n = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok());
+                // 1*DIGIT only: `+5` or `5 5` would be read differently by someone else.
+                let v = value.trim_ascii();
+                let n = (!v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit))
+                    .then(|| v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
                 match (n, length) {
                     (Some(n), None) => length = Some(n),
                     (Some(n), Some(m)) if n == m => {}
-                    _ => f.unusual = true,
+                    _ => {
+                        f.unusual = true;
+                        f.bad_length = true;
+                    }
                 }
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
@@ -248,6 +257,7 @@ pub fn framing(head: &Head) -> Framing {
     }
     if chunked && length.is_some() {
         f.unusual = true;
+        f.bad_length = true;
     }
     f.body = if other_coding {
         BodyLen::Close
@@ -420,6 +430,9 @@ mod tests {
             "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
             "GET / HTTP/1.1\r\nConnection: x-secret\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
         ] {
             assert!(framing(&head(unusual, false)).unusual, "{unusual}");
         }

@@ -459,6 +459,9 @@ impl Native<'_> {
                             _ => {}
                         }
                         let f = h1::framing(&conn.head);
+                        if f.bad_length {
+                            return Err(Failed::Broken);
+                        }
                         conn.body = h1::response_body(&conn.head, &f, self.head_request);
                         conn.close = f.close;
                         return Ok(());
