@@ -35,7 +35,7 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Body sent upstream: the downstream body, or nothing (retries of empty requests).
 pub type ReqBody = Either<Incoming, Empty<Bytes>>;
@@ -90,15 +90,12 @@ pub async fn handle(
     let started = Instant::now();
     let cfg = shared.config.load_full();
     let (mut parts, body) = req.into_parts();
-    let route = cfg
-        .routes
-        .find(
-            host_of(&parts.headers, &parts.uri),
-            parts.method.as_str(),
-            parts.uri.path(),
-            &parts.headers,
-        )
-        .cloned();
+    let route = cfg.routes.find(
+        host_of(&parts.headers, &parts.uri),
+        parts.method.as_str(),
+        parts.uri.path(),
+        &parts.headers,
+    );
     let Some(route) = route else {
         shared.no_route.fetch_add(1, Ordering::Relaxed);
         return local(StatusCode::NOT_FOUND, "no route matched\n");
@@ -133,11 +130,11 @@ pub async fn handle(
     parts.version = Version::HTTP_11;
     let method = parts.method.clone();
     let host = parts.headers.get(HOST).cloned();
-    let ctx = forward::pick_context(&route, down.peer, &parts.headers);
+    let ctx = forward::pick_context(route, down.peer, &parts.headers);
     // Only a request whose body is known empty can be sent twice.
     let replayable = body.is_end_stream();
     let mut ex = forward::HyperExchange::new(parts, body, replayable);
-    let out = forward::forward(&cfg, &route, ctx, replayable, &mut ex).await;
+    let out = forward::forward(&cfg, route, ctx, replayable, &mut ex).await;
     let response = match out.reply {
         forward::Reply::Upstream((resp, conn, ep)) => {
             let (mut head, body) = resp.into_parts();
@@ -150,27 +147,24 @@ pub async fn handle(
         forward::Reply::Local(status, msg, overloaded) => {
             let mut r = local(status, msg);
             if overloaded {
-                r.headers_mut()
-                    .insert("x-gw-overloaded", HeaderValue::from_static("true"));
+                r.headers_mut().insert(
+                    headers::X_GW_OVERLOADED.clone(),
+                    HeaderValue::from_static("true"),
+                );
             }
             r
         }
     };
     let done = Done {
         started,
-        route: &route,
+        route,
         cluster: out.cluster.as_ref(),
         endpoint: out.endpoint,
         status: response.status().as_u16(),
         upstream_error: out.upstream_error,
     };
-    done.record(&shared, || AccessRecord {
-        started,
+    done.record(&shared, down.peer, || Asked {
         request_id: request_id.to_str().unwrap_or("").to_owned(),
-        client_ip: down.peer.ip().to_string(),
-        route: String::new(),
-        cluster: String::new(),
-        endpoint: String::new(),
         method: method.as_str().to_owned(),
         authority: host
             .as_ref()
@@ -180,11 +174,20 @@ pub async fn handle(
         path: original_uri
             .path_and_query()
             .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
-        status: 0,
-        duration: Duration::ZERO,
-        upstream_error: "",
     });
     response
+}
+
+/// What the client asked, for the access log (built only for records the sink wants).
+pub struct Asked {
+    /// `x-request-id` as sent upstream.
+    pub request_id: String,
+    /// Method.
+    pub method: String,
+    /// Host.
+    pub authority: String,
+    /// Path and query as received.
+    pub path: String,
 }
 
 /// A finished request, for stats and the access log (both downstream paths).
@@ -205,8 +208,8 @@ pub struct Done<'a> {
 
 impl Done<'_> {
     /// Records route, cluster and endpoint stats, and offers an access record when the sink
-    /// wants this one; `record` gives the request's own fields (built only then).
-    pub fn record(&self, shared: &Shared, record: impl FnOnce() -> AccessRecord) {
+    /// wants this one; `asked` gives the request's own fields (built only then).
+    pub fn record(&self, shared: &Shared, client: SocketAddr, asked: impl FnOnce() -> Asked) {
         let latency = self.started.elapsed();
         let recorded = if self.upstream_error.is_empty() {
             self.status
@@ -221,18 +224,25 @@ impl Done<'_> {
             }
         }
         if shared.logs.wants(self.status, self.upstream_error) {
-            let mut r = record();
-            r.route = self.route.name.clone();
-            if let Some(c) = self.cluster {
-                r.cluster = c.name.clone();
-                if let Some(e) = self.endpoint.and_then(|i| c.endpoints.get(i)) {
-                    r.endpoint = e.address.clone();
-                }
-            }
-            r.status = self.status;
-            r.duration = latency;
-            r.upstream_error = self.upstream_error;
-            shared.log(r);
+            let asked = asked();
+            let endpoint = match (self.cluster, self.endpoint) {
+                (Some(c), Some(i)) => c.endpoints.get(i).map(|e| e.address.clone()),
+                _ => None,
+            };
+            shared.log(AccessRecord {
+                started: self.started,
+                request_id: asked.request_id,
+                client_ip: client.ip().to_string(),
+                route: self.route.name.clone(),
+                cluster: self.cluster.map(|c| c.name.clone()).unwrap_or_default(),
+                endpoint: endpoint.unwrap_or_default(),
+                method: asked.method,
+                authority: asked.authority,
+                path: asked.path,
+                status: self.status,
+                duration: latency,
+                upstream_error: self.upstream_error,
+            });
         }
     }
 }

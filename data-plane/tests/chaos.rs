@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{client, eventually, free_port, get, metric, stack};
+use common::{admin_json, client, eventually, free_port, get, metric, stack};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncBufReadExt;
@@ -85,8 +85,7 @@ async fn a_killed_and_restarted_upstream_process_under_load() {
     let breaker = |h: common::HttpClient| {
         let victim = victim.clone();
         async move {
-            let d: serde_json::Value =
-                serde_json::from_slice(&get(&h, admin, "/clusters").await.body).unwrap();
+            let d = admin_json(&h, admin, "/clusters").await;
             d[0]["endpoints"]
                 .as_array()
                 .unwrap()

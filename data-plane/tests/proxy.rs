@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{client, eventually, get, send, HttpClient, Upstream};
+use common::{admin_json, client, eventually, get, named, send, HttpClient, Upstream};
 use gw_control_plane::server::{Config, ControlPlane};
 use gw_proto::manifest;
 use gw_proxy::server::{Proxy, ProxyConfig};
@@ -376,17 +376,10 @@ async fn admin_endpoints_report_state() {
         "{m}"
     );
     assert!(m.contains("gw_xds_connected 1"));
-    let clusters: serde_json::Value =
-        serde_json::from_slice(&get(&w.c, a, "/clusters").await.body).unwrap();
-    let users = clusters
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "acme/users")
-        .unwrap();
+    let clusters = admin_json(&w.c, a, "/clusters").await;
+    let users = named(&clusters, "acme/users");
     assert_eq!(users["endpoints"].as_array().unwrap().len(), 2);
-    let dump: serde_json::Value =
-        serde_json::from_slice(&get(&w.c, a, "/config_dump").await.body).unwrap();
+    let dump = admin_json(&w.c, a, "/config_dump").await;
     assert_eq!(dump["ready"], true);
     assert_eq!(dump["listener"], "ingress");
     w.proxy.shutdown().await;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{client, eventually, free_port, get, metric, stack, Upstream};
+use common::{admin_json, client, eventually, free_port, get, metric, named, stack, Upstream};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn breaker_opens_skips_and_recovers() {
@@ -47,8 +47,7 @@ async fn breaker_opens_skips_and_recovers() {
         "{failed} client-visible errors, want 1..=3"
     );
     assert_eq!(seen_c, 0);
-    let dump: serde_json::Value =
-        serde_json::from_slice(&get(&h, admin, "/clusters").await.body).unwrap();
+    let dump = admin_json(&h, admin, "/clusters").await;
     let eps = dump[0]["endpoints"].as_array().unwrap();
     let c_state = eps
         .iter()
@@ -380,14 +379,8 @@ async fn connection_and_pending_limits_queue_then_refuse() {
         ),
         Some(2.0)
     );
-    let dump: serde_json::Value =
-        serde_json::from_slice(&get(&h, admin, "/clusters").await.body).unwrap();
-    let narrow_dump = dump
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "t/narrow")
-        .unwrap();
+    let dump = admin_json(&h, admin, "/clusters").await;
+    let narrow_dump = named(&dump, "t/narrow");
     assert_eq!(
         narrow_dump["limits"]["max_pending_requests"]["overflows"],
         serde_json::json!(refused),
@@ -419,8 +412,7 @@ async fn fail_on_decides_what_opens_a_breaker() {
     let (p, admin) = (proxy.listen_addr(), proxy.admin_addr());
     let h = client();
     let breaker = || async {
-        let d: serde_json::Value =
-            serde_json::from_slice(&get(&h, admin, "/clusters").await.body).unwrap();
+        let d = admin_json(&h, admin, "/clusters").await;
         d[0]["endpoints"][0]["breaker"].as_str().unwrap().to_owned()
     };
     // A 500 is not a gateway error: with `failOn: [gateway-error]` it never opens the breaker.
@@ -474,14 +466,12 @@ async fn clients_that_hang_up_mid_request_do_not_open_breakers() {
         s.set_zero_linger().unwrap();
         drop(s);
         eventually(3, "the proxy dropped the request", || async {
-            let d: serde_json::Value =
-                serde_json::from_slice(&get(&h, admin, "/clusters").await.body).unwrap();
+            let d = admin_json(&h, admin, "/clusters").await;
             (in_flight(&d) == 0).then_some(())
         })
         .await;
     }
-    let d: serde_json::Value =
-        serde_json::from_slice(&get(&h, admin, "/clusters").await.body).unwrap();
+    let d = admin_json(&h, admin, "/clusters").await;
     assert_eq!(d[0]["endpoints"][0]["breaker"], "closed", "{d}");
     assert_eq!(get(&h, p, "/ok").await.status, 200);
     proxy.shutdown().await;

@@ -157,7 +157,7 @@ pub async fn connection<C: Pooled, A>(
     reuse: bool,
 ) -> Result<C, Try<A>> {
     ep.pool
-        .checkout_any(
+        .checkout(
             cluster.connect_timeout,
             reuse,
             &cluster.maxima,

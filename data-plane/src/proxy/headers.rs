@@ -19,6 +19,8 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `x-request-id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// On a 503 a cluster limit refused (Envoy's `x-envoy-overloaded`).
+pub static X_GW_OVERLOADED: HeaderName = HeaderName::from_static("x-gw-overloaded");
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {

@@ -18,11 +18,11 @@
 
 use super::forward::{self, Exchange, Reply, Try};
 use super::h1::{self, BodyLen, Chunks, Head, Parsed};
+use super::headers;
 use super::upstream::RawConn;
-use super::{Done, Downstream};
+use super::{Asked, Done, Downstream};
 use crate::config::ClusterRt;
 use crate::endpoint::Endpoint;
-use crate::report::AccessRecord;
 use crate::server::{stopped, Shared};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::StatusCode;
@@ -49,11 +49,16 @@ const READ_CHUNK: usize = 8 * 1024;
 /// The hyper server connections are handed to.
 pub type HyperServer = hyper_util::server::conn::auto::Builder<TokioExecutor>;
 
-/// Reads more of `io` into `buf`: the count read (0 at end of stream).
-async fn fill(io: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+/// Makes room in `buf` for a read.
+fn room(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < READ_CHUNK / 2 {
         buf.reserve(READ_CHUNK);
     }
+}
+
+/// Reads more of `io` into `buf`: the count read (0 at end of stream).
+async fn fill(io: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    room(buf);
     io.read_buf(buf).await
 }
 
@@ -165,9 +170,7 @@ async fn hung_up(io: &TcpStream, buf: &mut BytesMut) {
             // Enough read ahead; the rest waits in the socket.
             return std::future::pending().await;
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-            buf.reserve(READ_CHUNK);
-        }
+        room(buf);
         match io.try_read_buf(buf) {
             Ok(0) => return,
             Ok(_) => {}
@@ -196,11 +199,7 @@ async fn exchange(
     let started = Instant::now();
     let cfg = shared.config.load_full();
     let host = std::str::from_utf8(head.get("host").unwrap_or_default()).unwrap_or("");
-    let Some(route) = cfg
-        .routes
-        .find(host, head.method(), head.target(), head)
-        .cloned()
-    else {
+    let Some(route) = cfg.routes.find(host, head.method(), head.target(), head) else {
         shared.no_route.fetch_add(1, Ordering::Relaxed);
         return write_local(
             io,
@@ -244,7 +243,7 @@ async fn exchange(
     let request_id = match request_id {
         Some(id) => id,
         None => {
-            generated = super::headers::request_id();
+            generated = headers::request_id();
             put_header(up, b"x-request-id", generated.as_bytes());
             generated.as_bytes()
         }
@@ -252,7 +251,7 @@ async fn exchange(
     up.extend_from_slice(b"\r\n");
     up.extend_from_slice(body);
 
-    let ctx = forward::pick_context(&route, down.peer, head);
+    let ctx = forward::pick_context(route, down.peer, head);
     let replayable = body.is_empty();
     let mut ex = Native {
         request: up.as_slice(),
@@ -264,7 +263,7 @@ async fn exchange(
     // the endpoint), as hyper and Envoy do.
     let outcome = tokio::select! {
         biased;
-        o = forward::forward(&cfg, &route, ctx, replayable, &mut ex) => o,
+        o = forward::forward(&cfg, route, ctx, replayable, &mut ex) => o,
         _ = hung_up(io, pipelined) => return false,
     };
     let close = close || *stop.borrow();
@@ -280,25 +279,17 @@ async fn exchange(
     };
     let done = Done {
         started,
-        route: &route,
+        route,
         cluster: outcome.cluster.as_ref(),
         endpoint: outcome.endpoint,
         status,
         upstream_error: outcome.upstream_error,
     };
-    done.record(shared, || AccessRecord {
-        started,
+    done.record(shared, down.peer, || Asked {
         request_id: String::from_utf8_lossy(request_id).into_owned(),
-        client_ip: down.peer.ip().to_string(),
-        route: String::new(),
-        cluster: String::new(),
-        endpoint: String::new(),
         method: head.method().to_owned(),
         authority: host.to_owned(),
         path: head.target().to_owned(),
-        status: 0,
-        duration: Duration::ZERO,
-        upstream_error: "",
     });
     ok
 }
@@ -329,7 +320,7 @@ async fn write_local(
         msg.len()
     );
     if overloaded {
-        out.extend_from_slice(b"x-gw-overloaded: true\r\n");
+        put_header(out, headers::X_GW_OVERLOADED.as_str().as_bytes(), b"true");
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");

@@ -235,24 +235,12 @@ impl ConnPool {
         evicted
     }
 
-    /// A ready hyper client connection; see [`checkout_any`](Self::checkout_any).
-    pub async fn checkout(
-        &self,
-        connect_timeout: Duration,
-        reuse: bool,
-        max: &Maxima,
-        siblings: &[Arc<crate::endpoint::Endpoint>],
-    ) -> Result<SendRequest<ReqBody>, CheckoutError> {
-        self.checkout_any(connect_timeout, reuse, max, siblings)
-            .await
-    }
-
     /// A connection of kind `C`: an idle one (when `reuse`) if any is still open, else a new
     /// one. At the cluster's `max_connections` the request waits (as a pending request, itself
     /// limited) for one of ours to come back (taken even without `reuse`: it has just finished
     /// an exchange) or any of the cluster's to close; an idle connection of a `sibling` endpoint
     /// is closed to make room.
-    pub async fn checkout_any<C: Pooled>(
+    pub async fn checkout<C: Pooled>(
         &self,
         connect_timeout: Duration,
         reuse: bool,
@@ -432,7 +420,7 @@ mod tests {
         let (addr, conns) = upstream().await;
         let ep = Arc::new(crate::endpoint::Endpoint::new(addr.to_string(), 1));
         for _ in 0..5 {
-            let mut c = ep
+            let mut c: SendRequest<ReqBody> = ep
                 .pool
                 .checkout(Duration::from_secs(1), true, &Maxima::default(), &[])
                 .await
@@ -461,7 +449,12 @@ mod tests {
         );
         assert!(matches!(
             ConnPool::new("127.0.0.1:1")
-                .checkout(Duration::from_secs(1), true, &Maxima::default(), &[])
+                .checkout::<SendRequest<ReqBody>>(
+                    Duration::from_secs(1),
+                    true,
+                    &Maxima::default(),
+                    &[]
+                )
                 .await,
             Err(CheckoutError::Connect(ConnectError::Connect { .. }))
         ));
@@ -479,7 +472,7 @@ mod tests {
         let siblings = [a.clone(), b.clone()];
         let max = Maxima([1, 1, 8, 3]);
         // One exchange with `a` leaves its one connection idle: the cluster is at its limit.
-        let mut c = a
+        let mut c: SendRequest<ReqBody> = a
             .pool
             .checkout(Duration::from_secs(1), true, &max, &siblings)
             .await
@@ -500,7 +493,7 @@ mod tests {
             .pool
             .checkout(Duration::from_secs(1), true, &max, &siblings)
             .await;
-        let mut got = got.unwrap_or_else(|e| panic!("{e}"));
+        let mut got: SendRequest<ReqBody> = got.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.pool.idle(), 0, "the idle sibling was closed");
         let req = Request::builder()
             .uri("/")
@@ -518,7 +511,7 @@ mod tests {
         let _pending = load.try_take(Limit::Pending, &max);
         assert!(matches!(
             a.pool
-                .checkout(Duration::from_secs(1), true, &max, &siblings)
+                .checkout::<SendRequest<ReqBody>>(Duration::from_secs(1), true, &max, &siblings)
                 .await,
             Err(CheckoutError::Overflow)
         ));

@@ -190,6 +190,20 @@ pub async fn get(c: &HttpClient, addr: SocketAddr, path: &str) -> Reply {
     send(c, addr, "GET", path, &[], Bytes::new()).await
 }
 
+/// The admin endpoint's JSON at `path` (`/clusters`, `/config_dump`).
+pub async fn admin_json(c: &HttpClient, admin: SocketAddr, path: &str) -> serde_json::Value {
+    serde_json::from_slice(&get(c, admin, path).await.body).unwrap()
+}
+
+/// The entry of a JSON array whose `name` is `name`.
+pub fn named<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {list}"))
+}
+
 /// A port on 127.0.0.1 nothing listens on (bound once, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
