@@ -193,11 +193,17 @@ pub struct Registries {
 impl Registries {
     /// The live counts of a cluster (compile time only, never on the request path).
     pub(crate) fn cluster_load(&self, name: &str) -> Arc<ClusterLoad> {
-        let mut m = match self.loads.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        m.entry(name.to_owned()).or_default().clone()
+        self.loads().entry(name.to_owned()).or_default().clone()
+    }
+
+    fn loads(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ClusterLoad>>> {
+        self.loads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets the counts of clusters no longer configured, as the endpoint registry forgets
+    /// their endpoints (connections still open keep their own reference until they close).
+    fn retain_loads(&self, live: &HashMap<String, Arc<ClusterRt>>) {
+        self.loads().retain(|name, _| live.contains_key(name));
     }
 }
 
@@ -220,6 +226,7 @@ pub fn compile(res: &Resources, reg: &Registries) -> Result<RuntimeConfig, Confi
         None => (None, Arc::new(RouteTable::default())),
     };
     reg.endpoints.retain(&live);
+    reg.retain_loads(&clusters);
     Ok(RuntimeConfig {
         resources: res.clone(),
         listener,

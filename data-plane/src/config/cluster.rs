@@ -341,4 +341,27 @@ mod tests {
             Some("Cluster t/x: only EDS and STATIC clusters are supported")
         );
     }
+
+    #[test]
+    fn counts_survive_updates_and_go_with_their_cluster() {
+        let reg = Registries::default();
+        let first = compile(&res("round_robin", 2), &reg).unwrap_or_else(|e| panic!("{e}"));
+        let again = compile(&res("round_robin", 3), &reg).unwrap_or_else(|e| panic!("{e}"));
+        assert!(Arc::ptr_eq(
+            &first.clusters["t/a"].load,
+            &again.clusters["t/a"].load
+        ));
+        // A config without the cluster forgets its counts; one that brings it back starts anew.
+        let mut other = res("round_robin", 1);
+        if let Some(clusters) = other.by_type.get_mut(type_url::CLUSTER) {
+            clusters.remove("t/a");
+        }
+        compile(&other, &reg).unwrap_or_else(|e| panic!("{e}"));
+        assert!(reg.loads().is_empty());
+        let back = compile(&res("round_robin", 2), &reg).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!Arc::ptr_eq(
+            &first.clusters["t/a"].load,
+            &back.clusters["t/a"].load
+        ));
+    }
 }
