@@ -269,11 +269,13 @@ impl ConnPool {
             if let Some(unit) = self.load.try_take_uncounted(Limit::Connections, max) {
                 return Ok(self.connect(connect_timeout, unit).await?);
             }
-            // Make room: an idle connection elsewhere in the cluster is worth less than a
-            // waiting request here. Its close wakes us.
-            for s in siblings {
-                if !std::ptr::eq(&s.pool, self) && s.pool.evict_one() {
-                    break;
+            // Make room: an idle connection of the other kind here, or any idle one elsewhere
+            // in the cluster, is worth less than a waiting request. Its close wakes us.
+            if !self.evict_one() {
+                for s in siblings {
+                    if !std::ptr::eq(&s.pool, self) && s.pool.evict_one() {
+                        break;
+                    }
                 }
             }
             freed.await;
@@ -472,21 +474,7 @@ mod tests {
         let siblings = [a.clone(), b.clone()];
         let max = Maxima([1, 1, 8, 3]);
         // One exchange with `a` leaves its one connection idle: the cluster is at its limit.
-        let mut c: SendRequest<ReqBody> = a
-            .pool
-            .checkout(Duration::from_secs(1), true, &max, &siblings)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let req = Request::builder()
-            .uri("/")
-            .header("host", "x")
-            .body(Either::Right(Empty::new()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let resp = c.send_request(req).await.unwrap_or_else(|e| panic!("{e}"));
-        PooledBody::new(resp.into_body(), c, a.clone())
-            .collect()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        exchange_leaving_idle(&a, &max, &siblings).await;
         assert_eq!((a.pool.idle(), load.current(Limit::Connections)), (1, 1));
         // `b` needs one: `a`'s idle connection is closed to make room, and `b` connects.
         let got = b
@@ -515,5 +503,51 @@ mod tests {
                 .await,
             Err(CheckoutError::Overflow)
         ));
+    }
+
+    /// One hyper exchange with `ep`, read to the end: its connection goes back idle.
+    async fn exchange_leaving_idle(
+        ep: &Arc<crate::endpoint::Endpoint>,
+        max: &Maxima,
+        siblings: &[Arc<crate::endpoint::Endpoint>],
+    ) {
+        let mut c: SendRequest<ReqBody> = ep
+            .pool
+            .checkout(Duration::from_secs(1), true, max, siblings)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let req = Request::builder()
+            .uri("/")
+            .header("host", "x")
+            .body(Either::Right(Empty::new()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resp = c.send_request(req).await.unwrap_or_else(|e| panic!("{e}"));
+        PooledBody::new(resp.into_body(), c, ep.clone())
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_of_the_other_kind_makes_room() {
+        let (addr, _) = upstream().await;
+        let reg = crate::endpoint::EndpointRegistry::default();
+        let load = Arc::new(ClusterLoad::default());
+        let a = reg.get_with("c", &addr.to_string(), 1, &Default::default(), &load);
+        let siblings = [a.clone()];
+        let max = Maxima([1, 1, 8, 3]);
+        // An HTTP/2 client's request (hyper) leaves the cluster's one connection idle.
+        exchange_leaving_idle(&a, &max, &siblings).await;
+        assert_eq!((a.pool.idle(), load.current(Limit::Connections)), (1, 1));
+        // An HTTP/1.1 request (native) needs a raw connection: the idle hyper one is closed.
+        let raw = tokio::time::timeout(
+            Duration::from_secs(10),
+            a.pool
+                .checkout::<RawConn>(Duration::from_secs(1), true, &max, &siblings),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("waited for a connection that never came back"));
+        assert!(raw.is_ok());
+        assert_eq!((a.pool.idle(), load.current(Limit::Connections)), (0, 1));
     }
 }
