@@ -8,6 +8,9 @@
 //!   or channel per upstream connection.
 //! - [`handle`] (hyper): HTTP/2, and whatever the native path hands over with the connection
 //!   (HTTP/1.0, `Upgrade`, `Expect`, chunked or large request bodies, malformed requests).
+//!   Upstream, a request without a body goes the native way too ([`raw`]: one serialized head
+//!   over a pooled raw connection, the response body decoded as it arrives); one with a body
+//!   goes through hyper's client, which streams it.
 //!
 //! Per request: one atomic load of the config, a route lookup, a balancer pick, a pooled
 //! connection from a lock-free queue, and atomic counter updates — no locks. Headers follow
@@ -21,6 +24,7 @@ pub mod forward;
 pub mod h1;
 pub mod headers;
 pub mod native;
+pub mod raw;
 pub mod upstream;
 
 use crate::config::ClusterRt;
@@ -37,10 +41,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Body sent upstream: the downstream body, or nothing (retries of empty requests).
+/// Body sent upstream through hyper's client: the downstream body (or, in tests, nothing).
 pub type ReqBody = Either<Incoming, Empty<Bytes>>;
-/// Body sent downstream: the upstream body streamed, or a local reply.
-pub type RespBody = Either<upstream::PooledBody, Full<Bytes>>;
+/// Body sent downstream: the upstream body streamed (read by hyper's client, or from a raw
+/// connection), or a local reply.
+pub type RespBody = Either<Either<upstream::PooledBody, raw::RawBody>, Full<Bytes>>;
 
 /// One downstream connection: what every request on it shares.
 #[derive(Debug)]
@@ -69,6 +74,18 @@ pub fn local(status: StatusCode, msg: &'static str) -> Response<RespBody> {
         hyper::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain"),
     );
+    r
+}
+
+/// A local reply, marked when a cluster limit refused the request.
+fn local_reply(status: StatusCode, msg: &'static str, overloaded: bool) -> Response<RespBody> {
+    let mut r = local(status, msg);
+    if overloaded {
+        r.headers_mut().insert(
+            headers::X_GW_OVERLOADED.clone(),
+            HeaderValue::from_static("true"),
+        );
+    }
     r
 }
 
@@ -131,37 +148,51 @@ pub async fn handle(
     let method = parts.method.clone();
     let host = parts.headers.get(HOST).cloned();
     let ctx = forward::pick_context(route, down.peer, &parts.headers);
-    // Only a request whose body is known empty can be sent twice.
-    let replayable = body.is_end_stream();
-    let mut ex = forward::HyperExchange::new(parts, body, replayable);
-    let out = forward::forward(&cfg, route, ctx, replayable, &mut ex).await;
-    let response = match out.reply {
-        forward::Reply::Upstream((resp, conn, ep)) => {
-            let (mut head, body) = resp.into_parts();
-            headers::strip_hop_by_hop(&mut head.headers);
-            Response::from_parts(
-                head,
-                Either::Left(upstream::PooledBody::new(body, conn, ep)),
-            )
-        }
-        forward::Reply::Local(status, msg, overloaded) => {
-            let mut r = local(status, msg);
-            if overloaded {
-                r.headers_mut().insert(
-                    headers::X_GW_OVERLOADED.clone(),
-                    HeaderValue::from_static("true"),
-                );
+    // Only a request whose body is known empty can be sent twice; such a request goes over a
+    // raw connection, one with a body through hyper's client, which streams it.
+    let (response, cluster, endpoint, upstream_error) = if body.is_end_stream() {
+        let head = raw::request_head(&parts);
+        let mut ex = raw::exchange(&head, &parts.method);
+        let out = forward::forward(&cfg, route, ctx, true, &mut ex).await;
+        let (response, err) = match out.reply {
+            forward::Reply::Upstream((conn, ep)) => match raw::response(conn, ep) {
+                Some(r) => (
+                    r.map(|b| Either::Left(Either::Right(b))),
+                    out.upstream_error,
+                ),
+                None => (
+                    local(StatusCode::BAD_GATEWAY, "upstream sent a bad header\n"),
+                    "bad response header",
+                ),
+            },
+            forward::Reply::Local(status, msg, overloaded) => {
+                (local_reply(status, msg, overloaded), out.upstream_error)
             }
-            r
-        }
+        };
+        (response, out.cluster, out.endpoint, err)
+    } else {
+        let mut ex = forward::HyperExchange::new(parts, body);
+        let out = forward::forward(&cfg, route, ctx, false, &mut ex).await;
+        let response = match out.reply {
+            forward::Reply::Upstream((resp, conn, ep)) => {
+                let (mut head, body) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut head.headers);
+                Response::from_parts(
+                    head,
+                    Either::Left(Either::Left(upstream::PooledBody::new(body, conn, ep))),
+                )
+            }
+            forward::Reply::Local(status, msg, overloaded) => local_reply(status, msg, overloaded),
+        };
+        (response, out.cluster, out.endpoint, out.upstream_error)
     };
     let done = Done {
         started,
         route,
-        cluster: out.cluster.as_ref(),
-        endpoint: out.endpoint,
+        cluster: cluster.as_ref(),
+        endpoint,
         status: response.status().as_u16(),
-        upstream_error: out.upstream_error,
+        upstream_error,
     };
     done.record(&shared, down.peer, || Asked {
         request_id: request_id.to_str().unwrap_or("").to_owned(),

@@ -430,3 +430,79 @@ async fn connections_that_send_no_request_head_in_time_are_closed() {
         String::from_utf8_lossy(&rest)
     );
 }
+
+/// One HTTP/2 (prior knowledge) request through the proxy: status, headers, body, trailers.
+async fn h2(
+    client: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    method: &str,
+    path: &str,
+) -> (u16, hyper::HeaderMap, String, Option<hyper::HeaderMap>) {
+    use http_body_util::BodyExt;
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://wire.test{path}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = client.send_request(req).await.unwrap();
+    let (head, body) = resp.into_parts();
+    let got = body.collect().await.unwrap();
+    let trailers = got.trailers().cloned();
+    let text = String::from_utf8_lossy(&got.to_bytes()).into_owned();
+    (head.status.as_u16(), head.headers, text, trailers)
+}
+
+#[tokio::test]
+async fn http2_requests_without_a_body_take_raw_upstream_connections() {
+    let up = scripted().await;
+    let p = proxy(&up).await;
+    let io = hyper_util::rt::TokioIo::new(connect(&p).await);
+    let (mut c, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+
+    // Chunks are decoded into DATA frames, the trailer section into HTTP/2 trailers, and the
+    // upstream connection is reused afterwards.
+    let (status, headers, body, trailers) = h2(&mut c, "GET", "/chunked").await;
+    assert_eq!((status, body.as_str()), (200, "hello world"));
+    assert!(headers.get("transfer-encoding").is_none());
+    assert_eq!(trailers.expect("trailers")["x-trailer"], "t");
+    let (status, _, echo, _) = h2(&mut c, "GET", "/echo/h2?q=1").await;
+    assert_eq!(status, 200);
+    assert!(echo.starts_with("GET /echo/h2?q=1 HTTP/1.1\r\n"), "{echo}");
+    assert_eq!(header(&echo, "host"), Some("wire.test"), "{echo}");
+    assert_eq!(
+        header(&echo, "x-forwarded-for"),
+        Some("127.0.0.1"),
+        "{echo}"
+    );
+    assert!(header(&echo, "x-request-id").is_some(), "{echo}");
+    assert_eq!(
+        up.conns.load(Ordering::SeqCst),
+        1,
+        "one upstream connection"
+    );
+
+    // A POST with no body says so upstream.
+    let (_, _, echo, _) = h2(&mut c, "POST", "/echo/empty").await;
+    assert_eq!(header(&echo, "content-length"), Some("0"), "{echo}");
+    assert!(echo.ends_with("body=0"), "{echo}");
+
+    // HEAD keeps the length it would have had, with no body.
+    let (status, headers, body, _) = h2(&mut c, "HEAD", "/").await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert_eq!(headers["content-length"], "10");
+
+    // Interim responses are dropped; a close-delimited body is read to the close.
+    let (status, _, body, _) = h2(&mut c, "GET", "/interim").await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, _, body, _) = h2(&mut c, "GET", "/close").await;
+    assert_eq!((status, body.as_str()), (200, "until close"));
+
+    // A length that cannot be trusted is a bad gateway, and the stream's connection goes on.
+    let (status, _, _, _) = h2(&mut c, "GET", "/bad-length").await;
+    assert_eq!(status, 502);
+    let (status, _, body, _) = h2(&mut c, "GET", "/echo/after").await;
+    assert_eq!(status, 200, "{body}");
+}

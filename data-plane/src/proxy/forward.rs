@@ -12,7 +12,7 @@ use crate::endpoint::Endpoint;
 use crate::lb::{fast_rand, hash_key, PickContext};
 use crate::limits::{Held, Limit};
 use crate::router::{HashOn, Headers, Retry, Route};
-use http_body_util::{Either, Empty};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::http::request::Parts;
@@ -111,30 +111,6 @@ fn retry_on_status(r: &Retry, s: u16) -> bool {
         || (r.on_retriable_4xx && s == 409)
 }
 
-/// The request, kept whole for a retry or moved into the only try.
-enum Pending {
-    Once(Option<(Parts, Incoming)>),
-    Replayable(Parts),
-}
-
-impl Pending {
-    fn next(&mut self) -> Option<Request<ReqBody>> {
-        match self {
-            Pending::Once(p) => p
-                .take()
-                .map(|(parts, body)| Request::from_parts(parts, Either::Left(body))),
-            Pending::Replayable(p) => {
-                let mut r = Request::new(Either::Right(Empty::new()));
-                *r.method_mut() = p.method.clone();
-                *r.uri_mut() = p.uri.clone();
-                *r.version_mut() = p.version;
-                *r.headers_mut() = p.headers.clone();
-                Some(r)
-            }
-        }
-    }
-}
-
 /// What one try gave.
 pub enum Try<A> {
     /// A response head.
@@ -170,21 +146,18 @@ pub async fn connection<C: Pooled, A>(
         })
 }
 
-/// hyper's client: a request from any downstream protocol, over a pooled HTTP/1.1 connection.
+/// hyper's client: a request with a body (which it streams), from any downstream protocol, over
+/// a pooled HTTP/1.1 connection. Sent at most once: the body cannot be had again.
 pub struct HyperExchange {
-    pending: Pending,
+    pending: Option<(Parts, Incoming)>,
     ready: Option<Request<ReqBody>>,
 }
 
 impl HyperExchange {
-    /// `parts` + `body`, kept for a retry when `replayable` (the body is known empty).
-    pub fn new(parts: Parts, body: Incoming, replayable: bool) -> HyperExchange {
+    /// `parts` + `body`, for the only try.
+    pub fn new(parts: Parts, body: Incoming) -> HyperExchange {
         HyperExchange {
-            pending: if replayable {
-                Pending::Replayable(parts)
-            } else {
-                Pending::Once(Some((parts, body)))
-            },
+            pending: Some((parts, body)),
             ready: None,
         }
     }
@@ -198,7 +171,10 @@ impl Exchange for HyperExchange {
     type Answer = HyperAnswer;
 
     fn next(&mut self) -> bool {
-        self.ready = self.pending.next();
+        self.ready = self
+            .pending
+            .take()
+            .map(|(parts, body)| Request::from_parts(parts, Either::Left(body)));
         self.ready.is_some()
     }
 

@@ -371,11 +371,76 @@ impl Chunks {
     pub fn done(&self) -> bool {
         *self == Chunks::Done
     }
+
+    /// Decodes from the start of `buf` up to the end of the next run of chunk data: how many
+    /// bytes that consumed, and where in them the data is (empty when `buf` held only framing).
+    /// Whatever is consumed while [`Chunks::in_trailers`] holds is the trailer section.
+    pub fn decode(&mut self, buf: &[u8]) -> Result<(usize, std::ops::Range<usize>), BadChunk> {
+        let mut i = 0;
+        while i < buf.len() && !self.done() {
+            if let Chunks::Data(left) = *self {
+                let take = left.min((buf.len() - i) as u64) as usize;
+                self.scan(&buf[i..i + take])?;
+                return Ok((i + take, i..i + take));
+            }
+            i += self.scan(&buf[i..=i])?;
+            if self.in_trailers() {
+                break;
+            }
+        }
+        Ok((i, i..i))
+    }
+
+    /// Past the last chunk, in the trailer section (or its final blank line).
+    pub fn in_trailers(&self) -> bool {
+        matches!(self, Chunks::TrailerStart | Chunks::Trailer | Chunks::EndLf)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decodes `body` fed in pieces split at `cut`: the data and the trailer section.
+    fn decode_split(body: &[u8], cut: usize) -> Result<(Vec<u8>, Vec<u8>), BadChunk> {
+        let (mut data, mut trailers) = (Vec::new(), Vec::new());
+        let mut c = Chunks::default();
+        let mut held = Vec::new();
+        for piece in [&body[..cut], &body[cut..]] {
+            held.extend_from_slice(piece);
+            while !held.is_empty() && !c.done() {
+                if c.in_trailers() {
+                    let n = c.scan(&held)?;
+                    trailers.extend_from_slice(&held[..n]);
+                    held.drain(..n);
+                    continue;
+                }
+                let (n, r) = c.decode(&held)?;
+                data.extend_from_slice(&held[r]);
+                held.drain(..n);
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        assert!(c.done(), "body ends");
+        Ok((data, trailers))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_to_their_data_wherever_they_are_split() {
+        let body = b"5;ext=1\r\nhello\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-sum: 9\r\n\r\n";
+        for cut in 0..=body.len() {
+            let (data, trailers) = decode_split(body, cut).expect("well-formed");
+            assert_eq!(data, b"helloabcdefghijklmnopqrstuvwxyz", "cut at {cut}");
+            assert_eq!(trailers, b"x-sum: 9\r\n\r\n", "cut at {cut}");
+        }
+        let (data, trailers) = decode_split(b"0\r\n\r\n", 2).expect("empty body");
+        assert!(data.is_empty());
+        assert_eq!(trailers, b"\r\n");
+        assert!(decode_split(b"5\r\nhelloXX0\r\n\r\n", 3).is_err());
+        assert!(decode_split(b"zz\r\n", 1).is_err());
+    }
 
     fn head(raw: &str, response: bool) -> Head {
         let mut h = Head::default();

@@ -50,7 +50,7 @@ const READ_CHUNK: usize = 8 * 1024;
 pub type HyperServer = hyper_util::server::conn::auto::Builder<TokioExecutor>;
 
 /// Makes room in `buf` for a read.
-fn room(buf: &mut BytesMut) {
+pub(super) fn room(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < READ_CHUNK / 2 {
         buf.reserve(READ_CHUNK);
     }
@@ -253,12 +253,7 @@ async fn exchange(
 
     let ctx = forward::pick_context(route, down.peer, head);
     let replayable = body.is_empty();
-    let mut ex = Native {
-        request: up.as_slice(),
-        replayable,
-        sent: false,
-        head_request: head.method() == "HEAD",
-    };
+    let mut ex = Native::new(up.as_slice(), replayable, head.method() == "HEAD");
     // A client that hangs up while the upstream works gets its request dropped (no verdict on
     // the endpoint), as hyper and Envoy do.
     let outcome = tokio::select! {
@@ -413,12 +408,25 @@ async fn relay(
     !down_close
 }
 
-/// The native path's way of sending one try.
-struct Native<'a> {
+/// The native path's way of sending one try: a serialized request without a body, or with one
+/// held whole, over a raw pooled connection.
+pub(super) struct Native<'a> {
     request: &'a [u8],
     replayable: bool,
     sent: bool,
     head_request: bool,
+}
+
+impl<'a> Native<'a> {
+    /// Sends `request` (head and whole body); `replayable` when it may go more than once.
+    pub(super) fn new(request: &'a [u8], replayable: bool, head_request: bool) -> Native<'a> {
+        Native {
+            request,
+            replayable,
+            sent: false,
+            head_request,
+        }
+    }
 }
 
 /// Why a round trip got no response head.
@@ -518,7 +526,10 @@ async fn hand_off(
 ) {
     use futures::FutureExt;
     let svc = hyper::service::service_fn(move |req| {
-        super::handle(shared.clone(), down.clone(), req).map(Ok::<_, std::convert::Infallible>)
+        // Boxed: hyper moves the future it is given into a task per HTTP/2 stream, and the
+        // unboxed state machine (~4 KiB) was copied several times per request on the way.
+        Box::pin(super::handle(shared.clone(), down.clone(), req))
+            .map(Ok::<_, std::convert::Infallible>)
     });
     let conn = hyper.serve_connection(TokioIo::new(Rewind { read, io }), svc);
     tokio::pin!(conn);

@@ -1,0 +1,248 @@
+//! Requests that came through hyper (HTTP/2, HTTP/1.0, …) with no body, carried upstream the
+//! native way: serialized once into an HTTP/1.1 head and sent over a pooled raw connection
+//! ([`Native`]), the response body decoded from that connection as it arrives ([`RawBody`]).
+//! This skips hyper's client: no connection task, no channel per request, no second header map
+//! for the request. Requests with a body stay on hyper's client, which streams it.
+
+use super::h1::{BodyLen, Chunks};
+use super::native::{room, Native};
+use super::upstream::RawConn;
+use crate::endpoint::Endpoint;
+use bytes::{Buf, Bytes};
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use hyper::http::request::Parts;
+use hyper::{HeaderMap, Method, Response, StatusCode};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+/// The HTTP/1.1 request head for `parts` (origin-form target, hop-by-hop headers already gone).
+pub fn request_head(parts: &Parts) -> Vec<u8> {
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut b = Vec::with_capacity(256);
+    b.extend_from_slice(parts.method.as_str().as_bytes());
+    b.push(b' ');
+    b.extend_from_slice(target.as_bytes());
+    b.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        b.extend_from_slice(name.as_str().as_bytes());
+        b.extend_from_slice(b": ");
+        b.extend_from_slice(value.as_bytes());
+        b.extend_from_slice(b"\r\n");
+    }
+    // A method that normally carries a body says it has none, as hyper's client does.
+    let bodied = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
+    if bodied && !parts.headers.contains_key(CONTENT_LENGTH) {
+        b.extend_from_slice(b"content-length: 0\r\n");
+    }
+    b.extend_from_slice(b"\r\n");
+    b
+}
+
+/// The exchange for a body-less request serialized by [`request_head`].
+pub(super) fn exchange<'a>(head: &'a [u8], method: &Method) -> Native<'a> {
+    Native::new(head, true, method == Method::HEAD)
+}
+
+/// The upstream's response as hyper sends it downstream: its status and end-to-end headers, and
+/// a body read from `conn`. `None` when a header is not one hyper can carry (a 502).
+pub fn response(conn: RawConn, ep: Arc<Endpoint>) -> Option<Response<RawBody>> {
+    let status = StatusCode::from_u16(conn.head.status).ok()?;
+    let mut headers = HeaderMap::with_capacity(conn.head.iter().count());
+    for (name, value) in conn.head.iter() {
+        if super::h1::is_hop_by_hop(name) {
+            continue;
+        }
+        headers.append(
+            HeaderName::from_bytes(name).ok()?,
+            HeaderValue::from_bytes(value).ok()?,
+        );
+    }
+    let left = match conn.body {
+        BodyLen::Length(n) => n,
+        _ => u64::MAX,
+    };
+    let body = RawBody {
+        framing: conn.body,
+        left,
+        chunks: Chunks::default(),
+        trailers: Vec::new(),
+        conn: Some((conn, ep)),
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    Some(r)
+}
+
+/// A response body read from a raw upstream connection: counted, de-chunked (trailers kept) or
+/// read to the close. The connection goes back to its pool when the body ended cleanly; a body
+/// dropped before its end closes it.
+#[derive(Debug)]
+pub struct RawBody {
+    framing: BodyLen,
+    /// Bytes left of a counted body.
+    left: u64,
+    chunks: Chunks,
+    /// The trailer section of a chunked body, as it came.
+    trailers: Vec<u8>,
+    conn: Option<(RawConn, Arc<Endpoint>)>,
+}
+
+/// How a raw upstream body failed.
+fn broken(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+impl RawBody {
+    /// The body has ended: the connection is reusable if it is clean and was not to be closed.
+    fn finish(&mut self) {
+        if let Some((mut conn, ep)) = self.conn.take() {
+            if !conn.close && conn.buf.is_empty() && self.framing != BodyLen::Close {
+                conn.reused = true;
+                ep.pool.checkin(conn);
+            }
+        }
+    }
+
+    /// What the buffered bytes give, if anything: a frame, the end, or a need for more.
+    fn take(&mut self) -> Result<Option<Option<Frame<Bytes>>>, io::Error> {
+        let Some((conn, _)) = self.conn.as_mut() else {
+            return Ok(Some(None));
+        };
+        match self.framing {
+            BodyLen::Length(_) if self.left == 0 => {
+                self.finish();
+                Ok(Some(None))
+            }
+            _ if conn.buf.is_empty() => Ok(None),
+            BodyLen::Length(_) => {
+                let n = (conn.buf.len() as u64).min(self.left) as usize;
+                self.left -= n as u64;
+                let data = conn.buf.split_to(n).freeze();
+                if self.left == 0 {
+                    self.finish();
+                }
+                Ok(Some(Some(Frame::data(data))))
+            }
+            BodyLen::Close => Ok(Some(Some(Frame::data(conn.buf.split().freeze())))),
+            BodyLen::Chunked => loop {
+                if conn.buf.is_empty() {
+                    return Ok(None);
+                }
+                if self.chunks.in_trailers() {
+                    let n = self.chunks.scan(&conn.buf).map_err(|_| broken("chunk"))?;
+                    self.trailers.extend_from_slice(&conn.buf[..n]);
+                    conn.buf.advance(n);
+                } else {
+                    let (n, data) = self.chunks.decode(&conn.buf).map_err(|_| broken("chunk"))?;
+                    if !data.is_empty() {
+                        let bytes = conn.buf.split_to(n).freeze().slice(data);
+                        return Ok(Some(Some(Frame::data(bytes))));
+                    }
+                    conn.buf.advance(n);
+                }
+                if self.chunks.done() {
+                    let trailers = parse_trailers(&self.trailers)?;
+                    self.finish();
+                    return Ok(Some(trailers.map(Frame::trailers)));
+                }
+            },
+        }
+    }
+}
+
+/// A trailer section (`name: value` lines and the final blank line) as a header map; `None`
+/// when it is empty.
+fn parse_trailers(raw: &[u8]) -> Result<Option<HeaderMap>, io::Error> {
+    if raw.len() <= 2 {
+        return Ok(None);
+    }
+    let mut parsed = [httparse::EMPTY_HEADER; 32];
+    let httparse::Status::Complete((_, fields)) =
+        httparse::parse_headers(raw, &mut parsed).map_err(|_| broken("trailers"))?
+    else {
+        return Err(broken("trailers"));
+    };
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for f in fields {
+        map.append(
+            HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| broken("trailer name"))?,
+            HeaderValue::from_bytes(f.value).map_err(|_| broken("trailer value"))?,
+        );
+    }
+    Ok(Some(map))
+}
+
+impl Body for RawBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        loop {
+            match self.take() {
+                Ok(Some(frame)) => return Poll::Ready(frame.map(Ok)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            let close_delimited = self.framing == BodyLen::Close;
+            let Some((conn, _)) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            room(&mut conn.buf);
+            let read = match conn.io.try_read_buf(&mut conn.buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = ready!(conn.io.poll_read_ready(cx)) {
+                        Err(e)
+                    } else {
+                        continue;
+                    }
+                }
+                r => r,
+            };
+            match read {
+                Ok(0) if close_delimited => {
+                    self.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(broken("upstream closed mid-body"))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none() || (matches!(self.framing, BodyLen::Length(_)) && self.left == 0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            BodyLen::Length(_) => SizeHint::with_exact(self.left),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for RawBody {
+    fn drop(&mut self) {
+        // A counted body already read to its end (or empty) leaves a reusable connection.
+        if matches!(self.framing, BodyLen::Length(_)) && self.left == 0 {
+            self.finish();
+        }
+    }
+}
