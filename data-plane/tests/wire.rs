@@ -109,6 +109,11 @@ async fn scripted() -> Scripted {
                             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok")
                             .await;
                         return;
+                    } else if path.starts_with("/conn-named") {
+                        s.write_all(
+                            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nX-Kept: 2\r\nContent-Length: 2\r\n\r\nok",
+                        )
+                        .await
                     } else if path.starts_with("/interim") {
                         s.write_all(
                             b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
@@ -269,6 +274,16 @@ async fn headers_are_forwarded_as_envoy_forwards_them() {
     .await;
     let r = read_resp(&mut s, &mut Vec::new(), false).await;
     assert_eq!(header(&r.text(), "x-request-id"), Some("abc"));
+    // Response headers the upstream's Connection header names are hop-by-hop too.
+    send(&mut s, b"GET /conn-named HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = read_resp(&mut s, &mut Vec::new(), false).await;
+    assert_eq!(
+        (header(&r.head, "x-hop"), header(&r.head, "connection")),
+        (None, None),
+        "{}",
+        r.head
+    );
+    assert_eq!(header(&r.head, "x-kept"), Some("2"));
 }
 
 #[tokio::test]
@@ -493,6 +508,12 @@ async fn http2_requests_without_a_body_take_raw_upstream_connections() {
     let (status, headers, body, _) = h2(&mut c, "HEAD", "/").await;
     assert_eq!((status, body.as_str()), (200, ""));
     assert_eq!(headers["content-length"], "10");
+
+    // Headers the upstream's Connection header names are hop-by-hop.
+    let (status, headers, _, _) = h2(&mut c, "GET", "/conn-named").await;
+    assert_eq!(status, 200);
+    assert!(headers.get("x-hop").is_none() && headers.get("connection").is_none());
+    assert_eq!(headers["x-kept"], "2");
 
     // Interim responses are dropped; a close-delimited body is read to the close.
     let (status, _, body, _) = h2(&mut c, "GET", "/interim").await;

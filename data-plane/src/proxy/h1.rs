@@ -173,6 +173,26 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
         .any(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name))
 }
 
+/// The tokens of a head's `Connection` headers that name other headers (not `close` or
+/// `keep-alive`): those headers are hop-by-hop for this message (RFC 9110 §7.6.1).
+pub fn connection_named(head: &Head) -> Vec<&[u8]> {
+    head.iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+        .flat_map(|(_, v)| v.split(|&b| b == b','))
+        .map(|t| t.trim_ascii())
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"close")
+                && !t.eq_ignore_ascii_case(b"keep-alive")
+        })
+        .collect()
+}
+
+/// Whether `name` is hop-by-hop in a message whose `Connection` headers name `named`.
+pub fn is_hop_by_hop_here(name: &[u8], named: &[&[u8]]) -> bool {
+    is_hop_by_hop(name) || named.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
 /// How a message body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyLen {

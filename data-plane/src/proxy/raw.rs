@@ -51,8 +51,9 @@ pub(super) fn exchange<'a>(head: &'a [u8], method: &Method) -> Native<'a> {
 pub fn response(conn: RawConn, ep: Arc<Endpoint>) -> Option<Response<RawBody>> {
     let status = StatusCode::from_u16(conn.head.status).ok()?;
     let mut headers = HeaderMap::with_capacity(conn.head.iter().count());
+    let named = super::h1::connection_named(&conn.head);
     for (name, value) in conn.head.iter() {
-        if super::h1::is_hop_by_hop(name) {
+        if super::h1::is_hop_by_hop_here(name, &named) {
             continue;
         }
         headers.append(
