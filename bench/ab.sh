@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# bench/ab.sh BIN_A [BIN_B] — quick A/B of one or two gw-bench-proxy builds against the peer kit's
+# HAProxy and nginx: ROUNDS rounds of `wrk -t1 -c64 -d$D`, targets rotating, pinned as the kit pins
+# (wrk + upstream on CPU 0, proxies on CPU 1). Prints each round (req/s, p99, CPU µs/request) and
+# the medians as ratios to the faster peer. For trying a change in minutes; bench/proxy.sh is the
+# full, reported benchmark. Environment for a binary: wrap it in a script.
+#
+#   cargo build --release -p gw-bench-proxy && cp target/release/gw-bench-proxy /tmp/a
+#   ... change, build, cp to /tmp/b ...
+#   ROUNDS=6 D=4s bash bench/ab.sh /tmp/a /tmp/b
+set -euo pipefail
+PEERS="${PEERS:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/shared/peers}"
+A="$1"; B="${2:-}"; ROUNDS="${ROUNDS:-5}"; D="${D:-5s}"
+OUT="$(mktemp -d)"
+"$PEERS/upstream.sh" start >/dev/null
+PROXY_CPUS=1 "$PEERS/proxies.sh" start haproxy >/dev/null
+PROXY_CPUS=1 "$PEERS/proxies.sh" start nginx >/dev/null
+pids_of() { ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u; }
+with_children() { for p in "$@"; do echo "$p"; pgrep -P "$p" || true; done | sort -u; }
+declare -A PORT=([gwA]=18601 [haproxy]=18300 [nginx]=18200)
+T=(gwA haproxy nginx)
+taskset -c 1 "$A" 127.0.0.1:18601 >"$OUT/a.log" 2>&1 &
+PIDS=($!)
+if [[ -n "$B" ]]; then
+  taskset -c 1 "$B" 127.0.0.1:18602 >"$OUT/b.log" 2>&1 &
+  PIDS+=($!); PORT[gwB]=18602; T=(gwA gwB haproxy nginx)
+fi
+trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
+for t in "${T[@]}"; do
+  for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:${PORT[$t]}/" && break; sleep 0.1; done
+done
+for p in $(with_children $(pids_of 18081)); do taskset -a -p -c 0 "$p" >/dev/null; done
+for t in haproxy nginx; do for p in $(with_children $(pids_of "${PORT[$t]}")); do taskset -a -p -c 1 "$p" >/dev/null; done; done
+# CPU ticks of a target's processes (each counted once).
+ticks() { local s=0; for p in $(with_children $(pids_of "$1")); do s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$s"; }
+HZ=$(getconf CLK_TCK)
+for t in "${T[@]}"; do taskset -c 0 wrk -t1 -c64 -d1s "http://127.0.0.1:${PORT[$t]}/" >/dev/null; done
+for ((r = 0; r < ROUNDS; r++)); do
+  for ((i = 0; i < ${#T[@]}; i++)); do
+    t=${T[$(((i + r) % ${#T[@]}))]}
+    c0=$(ticks "${PORT[$t]}")
+    out=$(taskset -c 0 wrk -t1 -c64 -d"$D" --latency "http://127.0.0.1:${PORT[$t]}/")
+    c1=$(ticks "${PORT[$t]}")
+    awk -v t="$t" -v c=$((c1 - c0)) -v hz="$HZ" '
+      /Requests\/sec/ {rps=$2} $1=="99%" {p99=$2} /requests in/ {n=$1}
+      END {printf "%s %.0f %s cpu_us/r=%.2f\n", t, rps, p99, c*1e6/hz/n}' <<<"$out"
+  done
+done | tee "$OUT/rounds.txt"
+python3 - "$OUT/rounds.txt" <<'PY'
+import collections, statistics, sys
+d = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    f = line.split(); d[f[0]].append(float(f[1]))
+best = max(statistics.median(v) for k, v in d.items() if not k.startswith("gw"))
+for k, v in d.items():
+    print(f"{k:8} median {statistics.median(v):9.0f}  x_faster_peer {statistics.median(v) / best:.3f}  rounds {sorted(int(x) for x in v)}")
+PY
