@@ -148,43 +148,73 @@ pub async fn handle(
     let method = parts.method.clone();
     let host = parts.headers.get(HOST).cloned();
     let ctx = forward::pick_context(route, down.peer, &parts.headers);
-    // Only a request whose body is known empty can be sent twice; such a request goes over a
-    // raw connection, one with a body through hyper's client, which streams it.
-    let (response, cluster, endpoint, upstream_error) = if body.is_end_stream() {
-        let head = raw::request_head(&parts);
-        let mut ex = raw::exchange(&head, &parts.method);
-        let out = forward::forward(&cfg, route, ctx, true, &mut ex).await;
-        let (response, err) = match out.reply {
-            forward::Reply::Upstream((conn, ep)) => match raw::response(conn, ep) {
-                Some(r) => (
-                    r.map(|b| Either::Left(Either::Right(b))),
-                    out.upstream_error,
-                ),
-                None => (
-                    local(StatusCode::BAD_GATEWAY, "upstream sent a bad header\n"),
-                    "bad response header",
-                ),
-            },
-            forward::Reply::Local(status, msg, overloaded) => {
-                (local_reply(status, msg, overloaded), out.upstream_error)
+    // A request whose whole body is at hand (none, or a small one of declared length, read
+    // first) goes over a raw connection; a larger one, or one of unknown length, goes through
+    // hyper's client, which streams it. As on the native path, only a request without a body
+    // may be sent more than once.
+    let small = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n <= native::MAX_BUFFERED_BODY as u64);
+    let replayable = body.is_end_stream();
+    let whole = if replayable {
+        Ok(raw::request_head(&parts))
+    } else if small {
+        use http_body_util::BodyExt;
+        match tokio::time::timeout(native::BODY_READ_TIMEOUT, body.collect()).await {
+            Ok(Ok(got)) => {
+                let trailers = got.trailers().cloned();
+                Ok(raw::request_with_body(
+                    &mut parts,
+                    &got.to_bytes(),
+                    trailers,
+                ))
             }
-        };
-        (response, out.cluster, out.endpoint, err)
+            _ => return local(StatusCode::BAD_REQUEST, "request body could not be read\n"),
+        }
     } else {
-        let mut ex = forward::HyperExchange::new(parts, body);
-        let out = forward::forward(&cfg, route, ctx, false, &mut ex).await;
-        let response = match out.reply {
-            forward::Reply::Upstream((resp, conn, ep)) => {
-                let (mut head, body) = resp.into_parts();
-                headers::strip_hop_by_hop(&mut head.headers);
-                Response::from_parts(
-                    head,
-                    Either::Left(Either::Left(upstream::PooledBody::new(body, conn, ep))),
-                )
-            }
-            forward::Reply::Local(status, msg, overloaded) => local_reply(status, msg, overloaded),
-        };
-        (response, out.cluster, out.endpoint, out.upstream_error)
+        Err(body)
+    };
+    let (response, cluster, endpoint, upstream_error) = match whole {
+        Ok(request) => {
+            let mut ex = raw::exchange(&request, &parts.method, replayable);
+            let out = forward::forward(&cfg, route, ctx, replayable, &mut ex).await;
+            let (response, err) = match out.reply {
+                forward::Reply::Upstream((conn, ep)) => match raw::response(conn, ep) {
+                    Some(r) => (
+                        r.map(|b| Either::Left(Either::Right(b))),
+                        out.upstream_error,
+                    ),
+                    None => (
+                        local(StatusCode::BAD_GATEWAY, "upstream sent a bad header\n"),
+                        "bad response header",
+                    ),
+                },
+                forward::Reply::Local(status, msg, overloaded) => {
+                    (local_reply(status, msg, overloaded), out.upstream_error)
+                }
+            };
+            (response, out.cluster, out.endpoint, err)
+        }
+        Err(body) => {
+            let mut ex = forward::HyperExchange::new(parts, body);
+            let out = forward::forward(&cfg, route, ctx, false, &mut ex).await;
+            let response = match out.reply {
+                forward::Reply::Upstream((resp, conn, ep)) => {
+                    let (mut head, body) = resp.into_parts();
+                    headers::strip_hop_by_hop(&mut head.headers);
+                    Response::from_parts(
+                        head,
+                        Either::Left(Either::Left(upstream::PooledBody::new(body, conn, ep))),
+                    )
+                }
+                forward::Reply::Local(status, msg, overloaded) => {
+                    local_reply(status, msg, overloaded)
+                }
+            };
+            (response, out.cluster, out.endpoint, out.upstream_error)
+        }
     };
     let done = Done {
         started,

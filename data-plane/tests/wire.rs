@@ -448,15 +448,31 @@ async fn connections_that_send_no_request_head_in_time_are_closed() {
 
 /// One HTTP/2 (prior knowledge) request through the proxy: status, headers, body, trailers.
 async fn h2(
-    client: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    client: &mut hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
     method: &str,
     path: &str,
 ) -> (u16, hyper::HeaderMap, String, Option<hyper::HeaderMap>) {
+    h2_with(client, method, path, "").await
+}
+
+/// [`h2`] with a request body (sent with its length).
+async fn h2_with(
+    client: &mut hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    method: &str,
+    path: &str,
+    body: &'static str,
+) -> (u16, hyper::HeaderMap, String, Option<hyper::HeaderMap>) {
     use http_body_util::BodyExt;
-    let req = hyper::Request::builder()
+    let mut req = hyper::Request::builder()
         .method(method)
-        .uri(format!("http://wire.test{path}"))
-        .body(http_body_util::Empty::new())
+        .uri(format!("http://wire.test{path}"));
+    if !body.is_empty() {
+        req = req.header("content-length", body.len());
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            body.as_bytes(),
+        )))
         .unwrap();
     let resp = client.send_request(req).await.unwrap();
     let (head, body) = resp.into_parts();
@@ -467,7 +483,7 @@ async fn h2(
 }
 
 #[tokio::test]
-async fn http2_requests_without_a_body_take_raw_upstream_connections() {
+async fn http2_requests_with_their_whole_body_take_raw_upstream_connections() {
     let up = scripted().await;
     let p = proxy(&up).await;
     let io = hyper_util::rt::TokioIo::new(connect(&p).await);
@@ -503,6 +519,12 @@ async fn http2_requests_without_a_body_take_raw_upstream_connections() {
     let (_, _, echo, _) = h2(&mut c, "POST", "/echo/empty").await;
     assert_eq!(header(&echo, "content-length"), Some("0"), "{echo}");
     assert!(echo.ends_with("body=0"), "{echo}");
+
+    // A small body of declared length is read whole and sent with the head.
+    let (status, _, echo, _) = h2_with(&mut c, "POST", "/echo/body", "hello").await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&echo, "content-length"), Some("5"), "{echo}");
+    assert!(echo.ends_with("body=5"), "{echo}");
 
     // HEAD keeps the length it would have had, with no body.
     let (status, headers, body, _) = h2(&mut c, "HEAD", "/").await;

@@ -1,8 +1,10 @@
-//! Requests that came through hyper (HTTP/2, HTTP/1.0, …) with no body, carried upstream the
-//! native way: serialized once into an HTTP/1.1 head and sent over a pooled raw connection
-//! ([`Native`]), the response body decoded from that connection as it arrives ([`RawBody`]).
+//! Requests that came through hyper (HTTP/2, HTTP/1.0, …) with their whole body at hand (none,
+//! or a small one of declared length, read first), carried upstream the native way: serialized
+//! once into an HTTP/1.1 request and sent over a pooled raw connection ([`Native`]); the
+//! response body is decoded from that connection as it arrives ([`RawBody`]).
 //! This skips hyper's client: no connection task, no channel per request, no second header map
-//! for the request. Requests with a body stay on hyper's client, which streams it.
+//! for the request. Larger bodies, and bodies of unknown length, stay on hyper's client, which
+//! streams them.
 
 use super::h1::{BodyLen, Chunks};
 use super::native::{room, Native};
@@ -34,16 +36,49 @@ pub fn request_head(parts: &Parts) -> Vec<u8> {
     }
     // A method that normally carries a body says it has none, as hyper's client does.
     let bodied = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
-    if bodied && !parts.headers.contains_key(CONTENT_LENGTH) {
+    let framed = parts.headers.contains_key(CONTENT_LENGTH)
+        || parts.headers.contains_key(hyper::header::TRANSFER_ENCODING);
+    if bodied && !framed {
         b.extend_from_slice(b"content-length: 0\r\n");
     }
     b.extend_from_slice(b"\r\n");
     b
 }
 
-/// The exchange for a body-less request serialized by [`request_head`].
-pub(super) fn exchange<'a>(head: &'a [u8], method: &Method) -> Native<'a> {
-    Native::new(head, true, method == Method::HEAD)
+/// The HTTP/1.1 request for `parts` with its whole `body`: as the client framed it by length, or
+/// chunked when it came with trailers (which only chunked framing carries).
+pub fn request_with_body(parts: &mut Parts, body: &[u8], trailers: Option<HeaderMap>) -> Vec<u8> {
+    let Some(trailers) = trailers else {
+        let mut b = request_head(parts);
+        b.extend_from_slice(body);
+        return b;
+    };
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.insert(
+        hyper::header::TRANSFER_ENCODING,
+        HeaderValue::from_static("chunked"),
+    );
+    let mut b = request_head(parts);
+    if !body.is_empty() {
+        b.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+        b.extend_from_slice(body);
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(b"0\r\n");
+    for (name, value) in &trailers {
+        b.extend_from_slice(name.as_str().as_bytes());
+        b.extend_from_slice(b": ");
+        b.extend_from_slice(value.as_bytes());
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(b"\r\n");
+    b
+}
+
+/// The exchange for a request serialized whole by [`request_head`] or [`request_with_body`];
+/// `replayable` when it may be sent more than once.
+pub(super) fn exchange<'a>(request: &'a [u8], method: &Method, replayable: bool) -> Native<'a> {
+    Native::new(request, replayable, method == Method::HEAD)
 }
 
 /// The upstream's response as hyper sends it downstream: its status and end-to-end headers, and
@@ -245,5 +280,41 @@ impl Drop for RawBody {
         if matches!(self.framing, BodyLen::Length(_)) && self.left == 0 {
             self.finish();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: &str, headers: &[(&'static str, &'static str)]) -> Parts {
+        let mut b = hyper::Request::builder().method(method).uri("/p?q=1");
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn requests_are_serialized_as_http11_with_their_framing() {
+        let p = parts("GET", &[("host", "a")]);
+        assert_eq!(request_head(&p), b"GET /p?q=1 HTTP/1.1\r\nhost: a\r\n\r\n");
+        let p = parts("POST", &[("host", "a")]);
+        assert_eq!(
+            request_head(&p),
+            b"POST /p?q=1 HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n"
+        );
+        let mut p = parts("PUT", &[("host", "a"), ("content-length", "3")]);
+        assert_eq!(
+            request_with_body(&mut p, b"abc", None),
+            b"PUT /p?q=1 HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nabc"
+        );
+        // Trailers only travel with chunked framing.
+        let mut t = HeaderMap::new();
+        t.insert("x-sum", HeaderValue::from_static("9"));
+        assert_eq!(
+            request_with_body(&mut p, b"abc", Some(t)),
+            b"PUT /p?q=1 HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx-sum: 9\r\n\r\n"
+        );
     }
 }
