@@ -77,6 +77,16 @@ pub fn local(status: StatusCode, msg: &'static str) -> Response<RespBody> {
     r
 }
 
+/// How a request behind hyper goes upstream.
+enum Whole {
+    /// Serialized whole (head and body) for a raw connection.
+    Raw(Vec<u8>),
+    /// Its body streamed through hyper's client.
+    Stream(Incoming),
+    /// Not at all: its body could not be read (the reply to send).
+    Refused(StatusCode, &'static str),
+}
+
 /// A local reply, marked when a cluster limit refused the request.
 fn local_reply(status: StatusCode, msg: &'static str, overloaded: bool) -> Response<RespBody> {
     let mut r = local(status, msg);
@@ -159,25 +169,20 @@ pub async fn handle(
         .is_some_and(|n| n <= native::MAX_BUFFERED_BODY as u64);
     let replayable = body.is_end_stream();
     let whole = if replayable {
-        Ok(raw::request_head(&parts))
+        Whole::Raw(raw::request_head(&parts))
     } else if small {
-        use http_body_util::BodyExt;
-        match tokio::time::timeout(native::BODY_READ_TIMEOUT, body.collect()).await {
-            Ok(Ok(got)) => {
-                let trailers = got.trailers().cloned();
-                Ok(raw::request_with_body(
-                    &mut parts,
-                    &got.to_bytes(),
-                    trailers,
-                ))
+        match raw::read_whole(body).await {
+            Ok((bytes, trailers)) => {
+                Whole::Raw(raw::request_with_body(&mut parts, &bytes, trailers))
             }
-            _ => return local(StatusCode::BAD_REQUEST, "request body could not be read\n"),
+            Err((status, msg)) => Whole::Refused(status, msg),
         }
     } else {
-        Err(body)
+        Whole::Stream(body)
     };
     let (response, cluster, endpoint, upstream_error) = match whole {
-        Ok(request) => {
+        Whole::Refused(status, msg) => (local(status, msg), None, None, ""),
+        Whole::Raw(request) => {
             let mut ex = raw::exchange(&request, &parts.method, replayable);
             let out = forward::forward(&cfg, route, ctx, replayable, &mut ex).await;
             let (response, err) = match out.reply {
@@ -197,7 +202,7 @@ pub async fn handle(
             };
             (response, out.cluster, out.endpoint, err)
         }
-        Err(body) => {
+        Whole::Stream(body) => {
             let mut ex = forward::HyperExchange::new(parts, body);
             let out = forward::forward(&cfg, route, ctx, false, &mut ex).await;
             let response = match out.reply {

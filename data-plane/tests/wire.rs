@@ -104,6 +104,16 @@ async fn scripted() -> Scripted {
                             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                             .await;
                         return;
+                    } else if path.starts_with("/coded") {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+                            .await;
+                        return;
+                    } else if path.starts_with("/conn-length") {
+                        s.write_all(
+                            b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 2\r\n\r\nok",
+                        )
+                        .await
                     } else if path.starts_with("/bad-length") {
                         let _ = s
                             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok")
@@ -333,6 +343,19 @@ async fn a_response_whose_length_cannot_be_trusted_is_a_bad_gateway() {
     let mut buf = Vec::new();
     send(&mut s, b"GET /bad-length HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(read_resp(&mut s, &mut buf, false).await.status(), 502);
+    // A transfer coding that cannot be passed on without its header is no better.
+    send(&mut s, b"GET /coded HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(read_resp(&mut s, &mut buf, false).await.status(), 502);
+    // A length the upstream's Connection header names still frames the body.
+    send(&mut s, b"GET /conn-length HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    // (Without its length the response would run to a close that never comes.)
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        read_resp(&mut s, &mut buf, false),
+    )
+    .await
+    .expect("a response framed by its length");
+    assert_eq!((r.status(), r.text().as_str()), (200, "ok"), "{}", r.head);
     // The client connection goes on.
     send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert_eq!(read_resp(&mut s, &mut buf, false).await.status(), 200);
@@ -546,6 +569,22 @@ async fn http2_requests_with_their_whole_body_take_raw_upstream_connections() {
     // A length that cannot be trusted is a bad gateway, and the stream's connection goes on.
     let (status, _, _, _) = h2(&mut c, "GET", "/bad-length").await;
     assert_eq!(status, 502);
+    let (status, _, _, _) = h2(&mut c, "GET", "/coded").await;
+    assert_eq!(status, 502);
     let (status, _, body, _) = h2(&mut c, "GET", "/echo/after").await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_small_request_body_that_breaks_off_is_a_bad_request() {
+    let (_up, _p, mut s) = setup().await;
+    // HTTP/1.0 goes to hyper; its small body is read whole before going upstream.
+    send(
+        &mut s,
+        b"POST /echo HTTP/1.0\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello",
+    )
+    .await;
+    s.shutdown().await.unwrap();
+    let r = read_resp(&mut s, &mut Vec::new(), false).await;
+    assert_eq!(r.status(), 400, "{}", r.head);
 }

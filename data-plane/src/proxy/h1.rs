@@ -174,7 +174,8 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 }
 
 /// The tokens of a head's `Connection` headers that name other headers (not `close` or
-/// `keep-alive`): those headers are hop-by-hop for this message (RFC 9110 §7.6.1).
+/// `keep-alive`): those headers are hop-by-hop for this message (RFC 9110 §7.6.1). A token naming
+/// `Content-Length` is ignored: the length frames the body the proxy passes on.
 pub fn connection_named(head: &Head) -> Vec<&[u8]> {
     head.iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
@@ -184,6 +185,7 @@ pub fn connection_named(head: &Head) -> Vec<&[u8]> {
             !t.is_empty()
                 && !t.eq_ignore_ascii_case(b"close")
                 && !t.eq_ignore_ascii_case(b"keep-alive")
+                && !t.eq_ignore_ascii_case(b"content-length")
         })
         .collect()
 }
@@ -214,9 +216,10 @@ pub struct Framing {
     /// Something the native path leaves to hyper: `Upgrade`, `Expect`, a `Connection` header
     /// naming other headers, a transfer coding other than chunked, conflicting lengths.
     pub unusual: bool,
-    /// The length cannot be trusted: a malformed or repeated-and-different `Content-Length`, or
-    /// one beside `Transfer-Encoding`. A request like that goes to hyper (which refuses it); a
-    /// response like that is a broken upstream (502).
+    /// The length cannot be trusted: a malformed or repeated-and-different `Content-Length`, one
+    /// beside `Transfer-Encoding`, or a transfer coding other than a lone `chunked` (which a
+    /// proxy that drops `Transfer-Encoding` could not pass on). A request like that goes to hyper
+    /// (which decodes or refuses it); a response like that is a broken upstream (502).
     pub bad_length: bool,
 }
 
@@ -275,7 +278,7 @@ pub fn framing(head: &Head) -> Framing {
             _ => {}
         }
     }
-    if chunked && length.is_some() {
+    if (chunked && length.is_some()) || other_coding {
         f.unusual = true;
         f.bad_length = true;
     }
@@ -533,6 +536,19 @@ mod tests {
         assert_eq!(response_body(&r, &framing(&r), false), BodyLen::Close);
         let r = head("HTTP/1.1 204 No Content\r\n\r\n", true);
         assert_eq!(response_body(&r, &framing(&r), false), BodyLen::Length(0));
+        // Transfer codings a proxy dropping `Transfer-Encoding` could not pass on.
+        for coded in [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(framing(&head(coded, true)).bad_length, "{coded}");
+        }
+        // Only other headers are dropped for `Connection`, never the length.
+        let r = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop, Content-Length\r\nContent-Length: 2\r\n\r\n",
+            true,
+        );
+        assert_eq!(connection_named(&r), vec![&b"X-Hop"[..]]);
     }
 
     #[test]

@@ -7,11 +7,11 @@
 //! streams them.
 
 use super::h1::{BodyLen, Chunks};
-use super::native::{room, Native};
+use super::native::{room, Native, BODY_READ_TIMEOUT};
 use super::upstream::RawConn;
 use crate::endpoint::Endpoint;
-use bytes::{Buf, Bytes};
-use hyper::body::{Body, Frame, SizeHint};
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
 use hyper::http::request::Parts;
 use hyper::{HeaderMap, Method, Response, StatusCode};
@@ -75,6 +75,30 @@ pub fn request_with_body(parts: &mut Parts, body: &[u8], trailers: Option<Header
     b
 }
 
+/// Reads a small request body whole, each read bounded by [`BODY_READ_TIMEOUT`] as on the native
+/// path: its bytes and trailers, or the reply when the client was too slow (408) or the body
+/// broke (400).
+pub async fn read_whole(
+    mut body: Incoming,
+) -> Result<(Bytes, Option<HeaderMap>), (StatusCode, &'static str)> {
+    use http_body_util::BodyExt;
+    let mut data = BytesMut::new();
+    let mut trailers = None;
+    loop {
+        match tokio::time::timeout(BODY_READ_TIMEOUT, body.frame()).await {
+            Err(_) => return Err((StatusCode::REQUEST_TIMEOUT, "request body timed out\n")),
+            Ok(None) => return Ok((data.freeze(), trailers)),
+            Ok(Some(Err(_))) => {
+                return Err((StatusCode::BAD_REQUEST, "request body could not be read\n"))
+            }
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(d) => data.extend_from_slice(&d),
+                Err(frame) => trailers = frame.into_trailers().ok().or(trailers),
+            },
+        }
+    }
+}
+
 /// The exchange for a request serialized whole by [`request_head`] or [`request_with_body`];
 /// `replayable` when it may be sent more than once.
 pub(super) fn exchange<'a>(request: &'a [u8], method: &Method, replayable: bool) -> Native<'a> {
@@ -127,6 +151,10 @@ pub struct RawBody {
     conn: Option<(RawConn, Arc<Endpoint>)>,
 }
 
+/// The most trailer bytes and fields taken from an upstream (as hyper's client allowed).
+const MAX_TRAILERS: usize = 16 * 1024;
+const MAX_TRAILER_FIELDS: usize = 100;
+
 /// How a raw upstream body failed.
 fn broken(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
@@ -170,6 +198,9 @@ impl RawBody {
                 }
                 if self.chunks.in_trailers() {
                     let n = self.chunks.scan(&conn.buf).map_err(|_| broken("chunk"))?;
+                    if self.trailers.len() + n > MAX_TRAILERS {
+                        return Err(broken("trailer section too large"));
+                    }
                     self.trailers.extend_from_slice(&conn.buf[..n]);
                     conn.buf.advance(n);
                 } else {
@@ -196,7 +227,7 @@ fn parse_trailers(raw: &[u8]) -> Result<Option<HeaderMap>, io::Error> {
     if raw.len() <= 2 {
         return Ok(None);
     }
-    let mut parsed = [httparse::EMPTY_HEADER; 32];
+    let mut parsed = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
     let httparse::Status::Complete((_, fields)) =
         httparse::parse_headers(raw, &mut parsed).map_err(|_| broken("trailers"))?
     else {
