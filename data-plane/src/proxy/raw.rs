@@ -12,7 +12,7 @@ use super::upstream::RawConn;
 use crate::endpoint::Endpoint;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, COOKIE};
 use hyper::http::request::Parts;
 use hyper::{HeaderMap, Method, Response, StatusCode};
 use std::io;
@@ -29,9 +29,23 @@ pub fn request_head(parts: &Parts) -> Vec<u8> {
     b.extend_from_slice(target.as_bytes());
     b.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
+        if name == COOKIE {
+            continue;
+        }
         b.extend_from_slice(name.as_str().as_bytes());
         b.extend_from_slice(b": ");
         b.extend_from_slice(value.as_bytes());
+        b.extend_from_slice(b"\r\n");
+    }
+    // HTTP/2 may split cookies into several fields; HTTP/1.1 carries one line (RFC 9113 §8.2.3).
+    let mut cookies = parts.headers.get_all(COOKIE).iter();
+    if let Some(first) = cookies.next() {
+        b.extend_from_slice(b"cookie: ");
+        b.extend_from_slice(first.as_bytes());
+        for more in cookies {
+            b.extend_from_slice(b"; ");
+            b.extend_from_slice(more.as_bytes());
+        }
         b.extend_from_slice(b"\r\n");
     }
     // A method that normally carries a body says it has none, as hyper's client does.
@@ -330,6 +344,14 @@ mod tests {
     fn requests_are_serialized_as_http11_with_their_framing() {
         let p = parts("GET", &[("host", "a")]);
         assert_eq!(request_head(&p), b"GET /p?q=1 HTTP/1.1\r\nhost: a\r\n\r\n");
+        let p = parts(
+            "GET",
+            &[("cookie", "a=1"), ("host", "a"), ("cookie", "b=2")],
+        );
+        assert_eq!(
+            request_head(&p),
+            b"GET /p?q=1 HTTP/1.1\r\nhost: a\r\ncookie: a=1; b=2\r\n\r\n"
+        );
         let p = parts("POST", &[("host", "a")]);
         assert_eq!(
             request_head(&p),
