@@ -289,7 +289,8 @@ async fn exchange(
     ok
 }
 
-fn put_header(b: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// Appends `name: value` and a line end.
+pub(super) fn put_header(b: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     b.extend_from_slice(name);
     b.extend_from_slice(b": ");
     b.extend_from_slice(value);

@@ -7,7 +7,7 @@
 //! streams them.
 
 use super::h1::{BodyLen, Chunks};
-use super::native::{room, Native, BODY_READ_TIMEOUT};
+use super::native::{put_header, room, Native, BODY_READ_TIMEOUT};
 use super::upstream::RawConn;
 use crate::endpoint::Endpoint;
 use bytes::{Buf, Bytes, BytesMut};
@@ -32,10 +32,7 @@ pub fn request_head(parts: &Parts) -> Vec<u8> {
         if name == COOKIE {
             continue;
         }
-        b.extend_from_slice(name.as_str().as_bytes());
-        b.extend_from_slice(b": ");
-        b.extend_from_slice(value.as_bytes());
-        b.extend_from_slice(b"\r\n");
+        put_header(&mut b, name.as_str().as_bytes(), value.as_bytes());
     }
     // HTTP/2 may split cookies into several fields; HTTP/1.1 carries one line (RFC 9113 §8.2.3).
     let mut cookies = parts.headers.get_all(COOKIE).iter();
@@ -80,10 +77,7 @@ pub fn request_with_body(parts: &mut Parts, body: &[u8], trailers: Option<Header
     }
     b.extend_from_slice(b"0\r\n");
     for (name, value) in &trailers {
-        b.extend_from_slice(name.as_str().as_bytes());
-        b.extend_from_slice(b": ");
-        b.extend_from_slice(value.as_bytes());
-        b.extend_from_slice(b"\r\n");
+        put_header(&mut b, name.as_str().as_bytes(), value.as_bytes());
     }
     b.extend_from_slice(b"\r\n");
     b
