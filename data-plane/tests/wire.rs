@@ -104,6 +104,11 @@ async fn scripted() -> Scripted {
                             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                             .await;
                         return;
+                    } else if path.starts_with("/big-trailer") {
+                        let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-big: ".to_vec();
+                        r.extend(std::iter::repeat_n(b'a', 20 * 1024));
+                        r.extend_from_slice(b"\r\n\r\n");
+                        s.write_all(&r).await
                     } else if path.starts_with("/coded") {
                         let _ = s
                             .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
@@ -565,6 +570,19 @@ async fn http2_requests_with_their_whole_body_take_raw_upstream_connections() {
     assert_eq!((status, body.as_str()), (200, "ok"));
     let (status, _, body, _) = h2(&mut c, "GET", "/close").await;
     assert_eq!((status, body.as_str()), (200, "until close"));
+
+    // A trailer section past 16 KiB (hyper's client's limit) breaks the stream, not the
+    // connection.
+    let req = hyper::Request::get("http://wire.test/big-trailer")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let broke = match c.send_request(req).await {
+        Ok(resp) => http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .is_err(),
+        Err(_) => true,
+    };
+    assert!(broke, "trailers past the limit");
 
     // A length that cannot be trusted is a bad gateway, and the stream's connection goes on.
     let (status, _, _, _) = h2(&mut c, "GET", "/bad-length").await;
