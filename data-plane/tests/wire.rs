@@ -32,6 +32,11 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// The 1 MiB body `/big-body` answers with: a pattern that shows a lost or repeated byte.
+fn big_body() -> Vec<u8> {
+    (0..1_048_576u32).map(|i| (i % 251) as u8).collect()
+}
+
 async fn scripted() -> Scripted {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -104,6 +109,15 @@ async fn scripted() -> Scripted {
                             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                             .await;
                         return;
+                    } else if path.starts_with("/big-body") {
+                        // 1 MiB by length, in pieces, so reads see it arrive over time.
+                        let mut r = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n")
+                            .await;
+                        for piece in big_body().chunks(100_000) {
+                            r = r.and(s.write_all(piece).await);
+                        }
+                        r
                     } else if path.starts_with("/big-trailer") {
                         let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-big: ".to_vec();
                         r.extend(std::iter::repeat_n(b'a', 20 * 1024));
@@ -605,4 +619,35 @@ async fn a_small_request_body_that_breaks_off_is_a_bad_request() {
     s.shutdown().await.unwrap();
     let r = read_resp(&mut s, &mut Vec::new(), false).await;
     assert_eq!(r.status(), 400, "{}", r.head);
+}
+
+#[tokio::test]
+async fn large_response_bodies_arrive_whole_on_both_paths_and_leave_the_connection_reusable() {
+    let (up, p, mut s) = setup().await;
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        send(&mut s, b"GET /big-body HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        let r = read_resp(&mut s, &mut buf, false).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.body == big_body(), "HTTP/1.1 body differs");
+    }
+    let io = hyper_util::rt::TokioIo::new(connect(&p).await);
+    let (mut c, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..2 {
+        let req = hyper::Request::get("http://wire.test/big-body")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let resp = c.send_request(req).await.unwrap();
+        let got = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(got == big_body(), "HTTP/2 body differs");
+    }
+    // Four large bodies, one after the other: one upstream connection carried them all.
+    assert_eq!(up.conns.load(Ordering::SeqCst), 1);
 }

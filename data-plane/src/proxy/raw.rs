@@ -7,7 +7,7 @@
 //! streams them.
 
 use super::h1::{BodyLen, Chunks};
-use super::native::{put_header, room, Native, BODY_READ_TIMEOUT};
+use super::native::{put_header, room_for_body, Native, BODY_READ_TIMEOUT};
 use super::upstream::RawConn;
 use crate::endpoint::Endpoint;
 use bytes::{Buf, Bytes, BytesMut};
@@ -269,10 +269,11 @@ impl Body for RawBody {
                 }
             }
             let close_delimited = self.framing == BodyLen::Close;
+            let left = self.left;
             let Some((conn, _)) = self.conn.as_mut() else {
                 return Poll::Ready(None);
             };
-            room(&mut conn.buf);
+            room_for_body(&mut conn.buf, left);
             let read = match conn.io.try_read_buf(&mut conn.buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Err(e) = ready!(conn.io.poll_read_ready(cx)) {

@@ -20,6 +20,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
+/// Read buffer of a new raw connection, and the most an idle one keeps.
+const IDLE_BUF: usize = 8 * 1024;
+const IDLE_BUF_MAX: usize = 16 * 1024;
+
 /// Idle connections kept per endpoint; more are closed when they come back.
 pub const MAX_IDLE: usize = 512;
 
@@ -136,7 +140,12 @@ impl Pooled for RawConn {
         pool.raw_idle.pop()
     }
 
-    fn push(pool: &ConnPool, c: Self) {
+    fn push(pool: &ConnPool, mut c: Self) {
+        // A large body grew the read buffer; an idle connection keeps a small one (a buffer
+        // holding unasked-for bytes stays, so the liveness check still refuses the connection).
+        if c.buf.is_empty() && c.buf.capacity() > IDLE_BUF_MAX {
+            c.buf = BytesMut::with_capacity(IDLE_BUF);
+        }
         pool.raw_idle.push(c);
     }
 
@@ -164,7 +173,7 @@ impl Pooled for RawConn {
     async fn open(stream: TcpStream, unit: Held, _addr: &str) -> Result<Self, ConnectError> {
         Ok(RawConn {
             io: stream,
-            buf: BytesMut::with_capacity(8 * 1024),
+            buf: BytesMut::with_capacity(IDLE_BUF),
             reused: false,
             head: super::h1::Head::default(),
             body: super::h1::BodyLen::Length(0),
