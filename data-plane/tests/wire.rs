@@ -32,6 +32,34 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// Fixed answers of the scripted upstream: path prefix, the bytes, and whether it closes after.
+const CANNED: &[(&str, &[u8], bool)] = &[
+    ("/close", b"HTTP/1.1 200 OK\r\n\r\nuntil close", true),
+    // Answers, then closes without saying so (an idle timeout).
+    ("/idle-close", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true),
+    ("/bad-length", b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok", true),
+    (
+        "/coded",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        true,
+    ),
+    (
+        "/conn-length",
+        b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    ),
+    (
+        "/conn-named",
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nX-Kept: 2\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    ),
+    (
+        "/interim",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    ),
+];
+
 /// The 1 MiB body `/big-body` answers with: a pattern that shows a lost or repeated byte.
 fn big_body() -> Vec<u8> {
     (0..1_048_576u32).map(|i| (i % 251) as u8).collect()
@@ -89,6 +117,15 @@ async fn scripted() -> Scripted {
                     let r = if head.starts_with("HEAD ") {
                         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
                             .await
+                    } else if let Some(&(_, answer, close)) = CANNED
+                        .iter()
+                        .find(|(prefix, _, _)| path.starts_with(prefix))
+                    {
+                        let r = s.write_all(answer).await;
+                        if close {
+                            return;
+                        }
+                        r
                     } else if path.starts_with("/chunked") {
                         let parts: [&[u8]; 3] = [
                             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
@@ -100,15 +137,6 @@ async fn scripted() -> Scripted {
                             r = r.and(s.write_all(p).await).and(s.flush().await);
                         }
                         r
-                    } else if path.starts_with("/close") {
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil close").await;
-                        return;
-                    } else if path.starts_with("/idle-close") {
-                        // Answers, then closes without saying so (an idle timeout).
-                        let _ = s
-                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                            .await;
-                        return;
                     } else if path.starts_with("/big-body") {
                         // 1 MiB by length, in pieces, so reads see it arrive over time.
                         let mut r = s
@@ -123,31 +151,6 @@ async fn scripted() -> Scripted {
                         r.extend(std::iter::repeat_n(b'a', 20 * 1024));
                         r.extend_from_slice(b"\r\n\r\n");
                         s.write_all(&r).await
-                    } else if path.starts_with("/coded") {
-                        let _ = s
-                            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
-                            .await;
-                        return;
-                    } else if path.starts_with("/conn-length") {
-                        s.write_all(
-                            b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 2\r\n\r\nok",
-                        )
-                        .await
-                    } else if path.starts_with("/bad-length") {
-                        let _ = s
-                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok")
-                            .await;
-                        return;
-                    } else if path.starts_with("/conn-named") {
-                        s.write_all(
-                            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nX-Kept: 2\r\nContent-Length: 2\r\n\r\nok",
-                        )
-                        .await
-                    } else if path.starts_with("/interim") {
-                        s.write_all(
-                            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-                        )
-                        .await
                     } else {
                         let text = format!("{head}body={}", body.len());
                         s.write_all(
@@ -488,6 +491,18 @@ async fn connections_that_send_no_request_head_in_time_are_closed() {
     );
 }
 
+/// An HTTP/2 (prior knowledge) client connection to the proxy.
+async fn h2_client(
+    p: &Proxy,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>> {
+    let io = hyper_util::rt::TokioIo::new(connect(p).await);
+    let (c, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c
+}
+
 /// One HTTP/2 (prior knowledge) request through the proxy: status, headers, body, trailers.
 async fn h2(
     client: &mut hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
@@ -528,12 +543,7 @@ async fn h2_with(
 async fn http2_requests_with_their_whole_body_take_raw_upstream_connections() {
     let up = scripted().await;
     let p = proxy(&up).await;
-    let io = hyper_util::rt::TokioIo::new(connect(&p).await);
-    let (mut c, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut c = h2_client(&p).await;
 
     // Chunks are decoded into DATA frames, the trailer section into HTTP/2 trailers, and the
     // upstream connection is reused afterwards.
@@ -631,12 +641,7 @@ async fn large_response_bodies_arrive_whole_on_both_paths_and_leave_the_connecti
         assert_eq!(r.status(), 200);
         assert!(r.body == big_body(), "HTTP/1.1 body differs");
     }
-    let io = hyper_util::rt::TokioIo::new(connect(&p).await);
-    let (mut c, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut c = h2_client(&p).await;
     for _ in 0..2 {
         let req = hyper::Request::get("http://wire.test/big-body")
             .body(http_body_util::Full::new(bytes::Bytes::new()))
