@@ -35,7 +35,7 @@ use bytes::Bytes;
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderValue, HOST};
-use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -162,16 +162,16 @@ pub async fn handle(
     // first) goes over a raw connection; a larger one, or one of unknown length, goes through
     // hyper's client, which streams it. As on the native path, only a request without a body
     // may be sent more than once.
-    let small = parts
-        .headers
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|n| n <= native::MAX_BUFFERED_BODY as u64);
+    let declared = || {
+        let v = parts.headers.get(hyper::header::CONTENT_LENGTH)?;
+        let n: usize = v.to_str().ok()?.parse().ok()?;
+        (n <= native::MAX_BUFFERED_BODY).then_some(n)
+    };
     let replayable = body.is_end_stream();
     let whole = if replayable {
         Whole::Raw(raw::request_head(&parts))
-    } else if small {
-        match raw::read_whole(body).await {
+    } else if let Some(n) = declared() {
+        match raw::read_whole(body, n).await {
             Ok((bytes, trailers)) => {
                 Whole::Raw(raw::request_with_body(&mut parts, &bytes, trailers))
             }
@@ -183,7 +183,7 @@ pub async fn handle(
     let (response, cluster, endpoint, upstream_error) = match whole {
         Whole::Refused(status, msg) => (local(status, msg), None, None, ""),
         Whole::Raw(request) => {
-            let mut ex = raw::exchange(&request, &parts.method, replayable);
+            let mut ex = native::Native::new(&request, replayable, method == Method::HEAD);
             let out = forward::forward(&cfg, route, ctx, replayable, &mut ex).await;
             let (response, err) = match out.reply {
                 forward::Reply::Upstream((conn, ep)) => match raw::response(conn, ep) {

@@ -25,6 +25,14 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Reads what `s` has into `buf`: the count (0 at the end or on an error).
+async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
+    let mut chunk = [0u8; 65536];
+    let n = s.read(&mut chunk).await.unwrap_or(0);
+    buf.extend_from_slice(&chunk[..n]);
+    n
+}
+
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().find_map(|l| {
         let (n, v) = l.split_once(':')?;
@@ -81,10 +89,8 @@ async fn scripted() -> Scripted {
                         if let Some(i) = find(&buf, b"\r\n\r\n") {
                             break i + 4;
                         }
-                        let mut chunk = [0u8; 65536];
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        if read_more(&mut s, &mut buf).await == 0 {
+                            return;
                         }
                     };
                     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
@@ -94,20 +100,16 @@ async fn scripted() -> Scripted {
                             if let Some(i) = find(&buf, b"0\r\n\r\n") {
                                 break i + 5;
                             }
-                            let mut chunk = [0u8; 65536];
-                            match s.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            if read_more(&mut s, &mut buf).await == 0 {
+                                return;
                             }
                         }
                     } else {
                         let n: usize =
                             header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
                         while buf.len() < n {
-                            let mut chunk = [0u8; 65536];
-                            match s.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                            if read_more(&mut s, &mut buf).await == 0 {
+                                return;
                             }
                         }
                         n
@@ -202,17 +204,11 @@ impl Resp {
 /// Reads one response; `chunked_end` is what ends a chunked body in this test, `head_only`
 /// for responses to HEAD.
 async fn read_resp(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Resp {
-    let more = async |s: &mut TcpStream, buf: &mut Vec<u8>| {
-        let mut chunk = [0u8; 65536];
-        let n = s.read(&mut chunk).await.unwrap();
-        buf.extend_from_slice(&chunk[..n]);
-        n
-    };
     let end = loop {
         if let Some(i) = find(buf, b"\r\n\r\n") {
             break i + 4;
         }
-        assert!(more(s, buf).await > 0, "closed before a response head");
+        assert!(read_more(s, buf).await > 0, "closed before a response head");
     };
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     buf.drain(..end);
@@ -221,7 +217,7 @@ async fn read_resp(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Res
     } else if let Some(n) = header(&head, "content-length") {
         let n: usize = n.parse().unwrap();
         while buf.len() < n {
-            assert!(more(s, buf).await > 0, "closed mid-body");
+            assert!(read_more(s, buf).await > 0, "closed mid-body");
         }
         buf.drain(..n).collect()
     } else if header(&head, "transfer-encoding").is_some() {
@@ -229,11 +225,11 @@ async fn read_resp(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Res
             if let Some(i) = find(buf, b"0\r\nX-Trailer: t\r\n\r\n") {
                 break i + 19;
             }
-            assert!(more(s, buf).await > 0, "closed mid-body");
+            assert!(read_more(s, buf).await > 0, "closed mid-body");
         };
         buf.drain(..n).collect()
     } else {
-        while more(s, buf).await > 0 {}
+        while read_more(s, buf).await > 0 {}
         std::mem::take(buf)
     };
     Resp { head, body }
@@ -258,11 +254,11 @@ async fn send(s: &mut TcpStream, bytes: &[u8]) {
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection() {
     let (up, _p, mut s) = setup().await;
-    s.write_all(
+    send(
+        &mut s,
         b"GET /echo/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /echo/2 HTTP/1.1\r\nHost: a\r\n\r\nPOST /echo/3 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nabcd",
     )
-    .await
-    .unwrap();
+    .await;
     let mut buf = Vec::new();
     for i in 1..=3 {
         let r = read_resp(&mut s, &mut buf, false).await;
@@ -280,11 +276,11 @@ async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection()
 #[tokio::test]
 async fn headers_are_forwarded_as_envoy_forwards_them() {
     let (_up, _p, mut s) = setup().await;
-    s.write_all(
+    send(
+        &mut s,
         b"GET /echo?q=1 HTTP/1.1\r\nHost: Example.COM\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: secret\r\nX-Forwarded-For: 10.0.0.1\r\nX-Custom: kept\r\nContent-Length: 0\r\n\r\n",
     )
-    .await
-    .unwrap();
+    .await;
     let r = read_resp(&mut s, &mut Vec::new(), false).await;
     let echoed = r.text();
     assert!(echoed.starts_with("GET /echo?q=1 HTTP/1.1\r\n"), "{echoed}");
@@ -441,11 +437,11 @@ async fn what_the_native_path_leaves_to_hyper_still_works() {
 
     // Expect: 100-continue gets its interim answer and the body goes through.
     let mut s = connect(&p).await;
-    s.write_all(
+    send(
+        &mut s,
         b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
     )
-    .await
-    .unwrap();
+    .await;
     let cont = read_resp(&mut s, &mut buf, true).await;
     assert_eq!(cont.status(), 100);
     send(&mut s, b"abc").await;

@@ -190,9 +190,14 @@ pub fn connection_named(head: &Head) -> Vec<&[u8]> {
         .collect()
 }
 
-/// Whether `name` is hop-by-hop in a message whose `Connection` headers name `named`.
-pub fn is_hop_by_hop_here(name: &[u8], named: &[&[u8]]) -> bool {
-    is_hop_by_hop(name) || named.iter().any(|n| n.eq_ignore_ascii_case(name))
+impl Head {
+    /// The headers a proxy passes on: neither hop-by-hop nor named by `Connection`.
+    pub fn end_to_end(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let named = connection_named(self);
+        self.iter().filter(move |(name, _)| {
+            !is_hop_by_hop(name) && !named.iter().any(|n| n.eq_ignore_ascii_case(name))
+        })
+    }
 }
 
 /// How a message body ends.

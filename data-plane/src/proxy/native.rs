@@ -356,14 +356,12 @@ async fn relay(
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(conn.head.first.of_bytes(&conn.head.bytes));
     out.extend_from_slice(b"\r\n");
-    let named = h1::connection_named(&conn.head);
-    for (name, value) in conn.head.iter() {
-        // Chunks pass through as they came, so their framing header stays.
-        let chunked_framing =
-            body == BodyLen::Chunked && name.eq_ignore_ascii_case(b"transfer-encoding");
-        if !h1::is_hop_by_hop_here(name, &named) || chunked_framing {
-            put_header(out, name, value);
-        }
+    for (name, value) in conn.head.end_to_end() {
+        put_header(out, name, value);
+    }
+    // Chunks pass through as they came, so their framing header goes with them.
+    if body == BodyLen::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     let down_close = close || body == BodyLen::Close;
     if down_close {

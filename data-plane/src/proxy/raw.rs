@@ -1,13 +1,13 @@
 //! Requests that came through hyper (HTTP/2, HTTP/1.0, …) with their whole body at hand (none,
 //! or a small one of declared length, read first), carried upstream the native way: serialized
-//! once into an HTTP/1.1 request and sent over a pooled raw connection ([`Native`]); the
+//! once into an HTTP/1.1 request and sent over a pooled raw connection ([`Native`](super::native::Native)); the
 //! response body is decoded from that connection as it arrives ([`RawBody`]).
 //! This skips hyper's client: no connection task, no channel per request, no second header map
 //! for the request. Larger bodies, and bodies of unknown length, stay on hyper's client, which
 //! streams them.
 
 use super::h1::{BodyLen, Chunks};
-use super::native::{put_header, room_for_body, Native, BODY_READ_TIMEOUT};
+use super::native::{put_header, room_for_body, BODY_READ_TIMEOUT};
 use super::upstream::RawConn;
 use crate::endpoint::Endpoint;
 use bytes::{Buf, Bytes, BytesMut};
@@ -88,9 +88,10 @@ pub fn request_with_body(parts: &mut Parts, body: &[u8], trailers: Option<Header
 /// broke (400).
 pub async fn read_whole(
     mut body: Incoming,
+    declared: usize,
 ) -> Result<(Bytes, Option<HeaderMap>), (StatusCode, &'static str)> {
     use http_body_util::BodyExt;
-    let mut data = BytesMut::new();
+    let mut data = BytesMut::with_capacity(declared);
     let mut trailers = None;
     loop {
         match tokio::time::timeout(BODY_READ_TIMEOUT, body.frame()).await {
@@ -107,22 +108,12 @@ pub async fn read_whole(
     }
 }
 
-/// The exchange for a request serialized whole by [`request_head`] or [`request_with_body`];
-/// `replayable` when it may be sent more than once.
-pub(super) fn exchange<'a>(request: &'a [u8], method: &Method, replayable: bool) -> Native<'a> {
-    Native::new(request, replayable, method == Method::HEAD)
-}
-
 /// The upstream's response as hyper sends it downstream: its status and end-to-end headers, and
 /// a body read from `conn`. `None` when a header is not one hyper can carry (a 502).
 pub fn response(conn: RawConn, ep: Arc<Endpoint>) -> Option<Response<RawBody>> {
     let status = StatusCode::from_u16(conn.head.status).ok()?;
-    let mut headers = HeaderMap::with_capacity(conn.head.iter().count());
-    let named = super::h1::connection_named(&conn.head);
-    for (name, value) in conn.head.iter() {
-        if super::h1::is_hop_by_hop_here(name, &named) {
-            continue;
-        }
+    let mut headers = HeaderMap::with_capacity(conn.head.headers.len());
+    for (name, value) in conn.head.end_to_end() {
         headers.append(
             HeaderName::from_bytes(name).ok()?,
             HeaderValue::from_bytes(value).ok()?,
