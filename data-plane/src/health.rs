@@ -275,12 +275,10 @@ mod tests {
             ..hc()
         };
         assert!(probe(&client, &ep, &expected, "x").await);
-        // Nothing listens here any more.
-        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        // Bound but never listening: nothing answers here.
+        let unanswered = tokio::net::TcpSocket::new_v4().unwrap();
+        unanswered.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let closed = unanswered.local_addr().unwrap();
         let gone = Endpoint::new(closed.to_string(), 1);
         assert!(!probe(&client, &gone, &tcp, "x").await);
         assert!(!probe(&client, &gone, &http, "x").await);

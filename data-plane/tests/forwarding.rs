@@ -202,11 +202,10 @@ async fn statuses_weights_h2c_and_headers() {
 async fn retries_only_what_may_be_sent_twice() {
     let bad = upstream("bad", 503, Duration::ZERO).await;
     let good = upstream("good", 200, Duration::ZERO).await;
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Bound but never listening: connections are refused, and the port stays ours.
+    let unanswered = tokio::net::TcpSocket::new_v4().unwrap();
+    unanswered.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let dead = unanswered.local_addr().unwrap();
     let mut r5xx = fixture::prefix_route("t/r", "/r", "t/mixed");
     retry(&mut r5xx, "5xx", 3);
     let mut rconn = fixture::prefix_route("t/c", "/c", "t/half-dead");

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{admin_json, client, eventually, free_port, get, metric, named, stack, Upstream};
+use common::{admin_json, client, dead_port, eventually, get, metric, named, stack, Upstream};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn breaker_opens_skips_and_recovers() {
@@ -196,7 +196,7 @@ async fn active_health_checks_take_an_endpoint_out_and_back() {
 async fn slow_dead_and_overloaded_clusters_fail_fast() {
     let slow = Upstream::start("slow").await;
     let fine = Upstream::start("fine").await;
-    let dead = [free_port(), free_port()];
+    let dead = [dead_port(), dead_port()];
     let yaml = format!(
         "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
          apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: mixed, tenant: t}}\nspec:\n  \
@@ -212,8 +212,8 @@ async fn slow_dead_and_overloaded_clusters_fail_fast() {
          apiVersion: gw/v1\nkind: Route\nmetadata: {{name: small, tenant: t}}\nspec: {{match: {{pathPrefix: /}}, cluster: small}}\n",
         slow.port(),
         fine.port(),
-        dead[0],
-        dead[1],
+        dead[0].port(),
+        dead[1].port(),
         fine.port()
     );
     let (cp, proxy) = stack(&yaml, "edge", "/ok").await;
@@ -481,22 +481,24 @@ async fn clients_that_hang_up_mid_request_do_not_open_breakers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_with_nothing_usable_sends_to_its_fallback() {
     let backup = Upstream::start("backup").await;
-    let (dead, dead2) = (free_port(), free_port());
+    let (dead, dead2) = (dead_port(), dead_port());
     let yaml = format!(
         "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
          apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: backup, tenant: t}}\nspec:\n  \
          endpoints: [{{address: 127.0.0.1, port: {}}}]\n---\n\
          apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: primary, tenant: t}}\nspec:\n  \
-         connectTimeout: 1s\n  endpoints: [{{address: 127.0.0.1, port: {dead}}}]\n  \
+         connectTimeout: 1s\n  endpoints: [{{address: 127.0.0.1, port: {}}}]\n  \
          circuitBreaker: {{consecutiveFailures: 1, openTimeout: 30s}}\n  fallbackCluster: backup\n---\n\
          apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: primary2, tenant: t}}\nspec:\n  \
-         connectTimeout: 1s\n  endpoints: [{{address: 127.0.0.1, port: {dead2}}}]\n  \
+         connectTimeout: 1s\n  endpoints: [{{address: 127.0.0.1, port: {}}}]\n  \
          circuitBreaker: {{consecutiveFailures: 1, openTimeout: 30s}}\n  fallbackCluster: backup\n---\n\
          apiVersion: gw/v1\nkind: Route\nmetadata: {{name: plain, tenant: t}}\nspec: {{match: {{pathPrefix: /plain}}, cluster: primary}}\n---\n\
          apiVersion: gw/v1\nkind: Route\nmetadata: {{name: retried, tenant: t}}\n\
          spec: {{match: {{pathPrefix: /retried}}, cluster: primary2, retry: {{attempts: 1, on: [connect-failure]}}}}\n---\n\
          apiVersion: gw/v1\nkind: Route\nmetadata: {{name: ok, tenant: t}}\nspec: {{match: {{pathPrefix: /ok}}, cluster: backup}}\n",
-        backup.port()
+        backup.port(),
+        dead.port(),
+        dead2.port()
     );
     let (cp, proxy) = stack(&yaml, "edge", "/ok").await;
     let p = proxy.listen_addr();

@@ -223,9 +223,8 @@ async fn acks_nacks_reconnects_and_caches() {
 
     // A proxy started with the control plane unreachable serves the cached config at once.
     drop(s2);
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead_addr = dead.local_addr().unwrap();
-    drop(dead);
+    let dead = common::dead_port();
+    let dead_addr = format!("127.0.0.1:{}", dead.port());
     let cold = Proxy::start(ProxyConfig {
         xds: Some(format!("http://{dead_addr}")),
         ..cfg

@@ -6,7 +6,7 @@
 
 use gw_e2e::envoy::{self, Envoy, Mode};
 use gw_e2e::upstream::Upstream;
-use gw_e2e::{control, free_port, http, wait};
+use gw_e2e::{control, dead_port, free_port, http, wait};
 use gw_proxy::server::{Proxy, ProxyConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -119,7 +119,8 @@ async fn envoy_and_gw_proxy_answer_alike() {
         Upstream::start("b").await.unwrap(),
         Upstream::start("c").await.unwrap(),
     );
-    let dead = free_port();
+    let unanswered = dead_port();
+    let dead = unanswered.port();
     let port = free_port();
     control::apply(&cp, &manifest(port, &a, &b, &c, dead))
         .await

@@ -11,7 +11,7 @@
 use gw_control_plane::server::ControlPlane;
 use gw_e2e::envoy::{self, Envoy, Mode};
 use gw_e2e::upstream::Upstream;
-use gw_e2e::{control, free_port, http, wait};
+use gw_e2e::{control, dead_port, free_port, http, wait};
 use gw_proxy::server::{Proxy, ProxyConfig};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -73,7 +73,8 @@ async fn envoy_and_gw_proxy_both_eject_a_dead_endpoint() {
         Upstream::start("a").await.unwrap(),
         Upstream::start("b").await.unwrap(),
     );
-    let (port, dead) = (free_port(), free_port());
+    let unanswered = dead_port();
+    let (port, dead) = (free_port(), unanswered.port());
     let yaml = format!(
         "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: acme}}\n---\n\
          apiVersion: gw/v1\nkind: Listener\nmetadata: {{name: edge}}\nspec: {{nodeCluster: edge, address: 127.0.0.1, port: {port}}}\n---\n\

@@ -5,7 +5,7 @@
 
 use gw_e2e::envoy::{self, Envoy, Mode};
 use gw_e2e::upstream::Upstream;
-use gw_e2e::{control, free_port, http, wait};
+use gw_e2e::{control, dead_port, free_port, http, wait};
 use gw_proto::gateway::v1 as pb;
 use gw_proto::gateway::v1::stats_client::StatsClient;
 use std::net::SocketAddr;
@@ -16,7 +16,8 @@ async fn envoy_stats_and_access_logs_reach_the_control_plane() {
     let Some(bin) = envoy::binary() else { return };
     let cp = control::start().await.unwrap();
     let up = Upstream::start("a").await.unwrap();
-    let (port, dead) = (free_port(), free_port());
+    let unanswered = dead_port();
+    let (port, dead) = (free_port(), unanswered.port());
     let yaml = format!(
         "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: acme}}\n---\n\
          apiVersion: gw/v1\nkind: Listener\nmetadata: {{name: edge}}\nspec: {{nodeCluster: edge, address: 127.0.0.1, port: {port}}}\n---\n\
