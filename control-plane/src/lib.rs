@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod discovery;
 pub mod metrics;
 pub mod monitoring;
 pub mod server;

@@ -1,5 +1,6 @@
 //! `gw-control-plane`: userdb + gateway.v1 API + xDS for the proxy fleet.
 
+use anyhow::Context;
 use clap::Parser;
 use gw_control_plane::server::{Config, ControlPlane};
 use std::net::SocketAddr;
@@ -26,6 +27,10 @@ struct Args {
     /// How often alert rules are evaluated.
     #[arg(long, env = "GW_EVAL_INTERVAL", default_value = "5s", value_parser = duration)]
     eval_interval: std::time::Duration,
+    /// Watch Kubernetes EndpointSlices for clusters with `spec.kubernetes` (the pod's service
+    /// account in a cluster, else KUBECONFIG or ~/.kube/config).
+    #[arg(long, env = "GW_KUBERNETES")]
+    kubernetes: bool,
     /// Log format.
     #[arg(long, env = "GW_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -85,6 +90,12 @@ async fn main() -> anyhow::Result<()> {
     cfg.ingest.resolution = args.rollup_resolution;
     cfg.monitoring.retention = args.retention;
     cfg.monitoring.interval = args.eval_interval;
+    if args.kubernetes {
+        let source = gw_control_plane::discovery::KubeSource::connect()
+            .await
+            .context("--kubernetes: connecting to the Kubernetes API server")?;
+        cfg.discovery.source = Some(std::sync::Arc::new(source));
+    }
     let cp = ControlPlane::start(cfg).await?;
     println!(
         "gw-control-plane: gRPC on {} (API, xDS), HTTP on {} (/metrics, /healthz)",

@@ -1,5 +1,5 @@
 //! Wiring: the gRPC listener (API, reflection, xDS), the HTTP listener (`/metrics`, `/healthz`) and
-//! background tasks (lease reaper). [`ControlPlane`] is what `main` runs and what tests start
+//! background tasks (lease reaper, Kubernetes discovery). [`ControlPlane`] is what `main` runs and what tests start
 //! in-process on `127.0.0.1:0`.
 
 mod http;
@@ -36,6 +36,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Alert evaluation and retention.
     pub monitoring: MonitoringConfig,
+    /// Kubernetes EndpointSlice discovery (off unless it has a source).
+    pub discovery: crate::discovery::DiscoveryConfig,
 }
 
 impl Config {
@@ -48,6 +50,7 @@ impl Config {
             reap_interval: Duration::from_secs(1),
             ingest: IngestConfig::default(),
             monitoring: MonitoringConfig::default(),
+            discovery: crate::discovery::DiscoveryConfig::default(),
         }
     }
 
@@ -83,6 +86,7 @@ pub struct ControlPlane {
     buffer: Buffer,
     metrics: ControlPlaneMetrics,
     xds: crate::xds::Xds,
+    discovery_leading: watch::Receiver<Option<bool>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -175,6 +179,14 @@ impl ControlPlane {
             xds.events().follow(),
             shutdown.subscribe(),
         ));
+        let (leading, discovery_leading) = watch::channel(None);
+        tasks.spawn(crate::discovery::run(
+            store.clone(),
+            cfg.db.clone(),
+            cfg.discovery.clone(),
+            leading,
+            shutdown.subscribe(),
+        ));
         let fleet = std::sync::Arc::new(FleetBridge::new(xds.fleet().clone(), store.clone()));
         tasks.spawn(crate::monitoring::run(
             store.clone(),
@@ -193,6 +205,7 @@ impl ControlPlane {
             buffer,
             metrics,
             xds,
+            discovery_leading,
             shutdown,
             tasks,
         })
@@ -221,6 +234,12 @@ impl ControlPlane {
     /// The xDS server: snapshots, fleet registry, xDS events.
     pub fn xds(&self) -> &crate::xds::Xds {
         &self.xds
+    }
+
+    /// Whether this replica runs Kubernetes discovery: `None` while discovery is off or has not
+    /// tried the leader lock yet.
+    pub fn discovery_leading(&self) -> Option<bool> {
+        *self.discovery_leading.borrow()
     }
 
     /// The telemetry ingest buffer (tests flush it to make ingested data visible at once).

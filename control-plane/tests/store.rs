@@ -434,3 +434,133 @@ async fn alert_rules_are_stored_objects_with_checked_references() {
     })
     .await;
 }
+
+fn discovered(address: &str, port: u32, zone: &str) -> Endpoint {
+    Endpoint {
+        key: EndpointKey {
+            tenant: "acme".into(),
+            cluster: "users-svc".into(),
+            address: address.into(),
+            port,
+        },
+        weight: 1,
+        metadata: [("zone".to_string(), zone.to_string())].into(),
+        source: EndpointSource::Kubernetes,
+        ttl: None,
+        expires_at_ms: None,
+        registered_at_ms: 0,
+        resource_version: 0,
+        healthy: true,
+    }
+}
+
+#[tokio::test]
+async fn discovered_endpoints_sync_as_one_write_per_change() {
+    on_both("discovered", None, |store| async move {
+        store.apply(objects(QUICKSTART), false).await.unwrap();
+        let listed = |store: Store| async move {
+            let page = store
+                .discover("acme", Some("users-svc"), 0, "")
+                .await
+                .unwrap();
+            page.items
+                .iter()
+                .map(|e| {
+                    (
+                        e.key.address.clone(),
+                        e.key.port,
+                        e.source,
+                        e.metadata.get("zone").cloned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let a = discovered("10.1.0.1", 8080, "a");
+        let b = discovered("10.1.0.2", 8080, "b");
+        let before = store.revision().await.unwrap();
+        let rev = store
+            .sync_discovered_endpoints("acme", "users-svc", &[a.clone(), b.clone()])
+            .await
+            .unwrap()
+            .expect("two new endpoints are a write");
+        assert_eq!(rev, before + 1, "one revision for the whole set");
+        let k8s = EndpointSource::Kubernetes;
+        assert_eq!(
+            listed(store.clone()).await,
+            vec![
+                ("10.1.0.1".into(), 8080, k8s, Some("a".into())),
+                ("10.1.0.2".into(), 8080, k8s, Some("b".into())),
+                ("127.0.0.1".into(), 18081, EndpointSource::Static, None),
+            ]
+        );
+        // The same set again (a relist, another replica): no write, no revision.
+        assert_eq!(
+            store
+                .sync_discovered_endpoints("acme", "users-svc", &[a.clone(), b.clone()])
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.revision().await.unwrap(), rev);
+
+        // A registered endpoint is the registry's: discovery neither takes it over nor removes it.
+        let mut reg = registration(8080, None);
+        reg.key.address = "10.1.0.3".into();
+        store.register_endpoint(reg).await.unwrap();
+        // b moves zone, a goes, 10.1.0.3 shows up in Kubernetes too.
+        let b2 = discovered("10.1.0.2", 8080, "c");
+        let c = discovered("10.1.0.3", 8080, "c");
+        store
+            .sync_discovered_endpoints("acme", "users-svc", &[b2.clone(), c])
+            .await
+            .unwrap()
+            .expect("a change");
+        assert_eq!(
+            listed(store.clone()).await,
+            vec![
+                ("10.1.0.2".into(), 8080, k8s, Some("c".into())),
+                (
+                    "10.1.0.3".into(),
+                    8080,
+                    EndpointSource::Registry,
+                    Some("a".into())
+                ),
+                ("127.0.0.1".into(), 18081, EndpointSource::Static, None),
+            ]
+        );
+        // Nothing from Kubernetes: its endpoints go, the registered one stays.
+        store
+            .sync_discovered_endpoints("acme", "users-svc", &[])
+            .await
+            .unwrap()
+            .expect("a change");
+        let left: Vec<_> = listed(store.clone())
+            .await
+            .into_iter()
+            .map(|e| e.2)
+            .collect();
+        assert_eq!(left, vec![EndpointSource::Registry, EndpointSource::Static]);
+
+        // Bad input names the field and writes nothing; a missing cluster is NotFound.
+        let rev = store.revision().await.unwrap();
+        let mut bad = discovered("10.1.0.9", 0, "a");
+        bad.key.port = 0;
+        match store
+            .sync_discovered_endpoints("acme", "users-svc", &[b2, bad])
+            .await
+        {
+            Err(StoreError::Invalid(m)) => assert!(m.starts_with("endpoints[1].port"), "{m}"),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        let mut elsewhere = discovered("10.1.0.1", 8080, "a");
+        elsewhere.key.cluster = "gone".into();
+        assert!(matches!(
+            store
+                .sync_discovered_endpoints("acme", "gone", &[elsewhere])
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(store.revision().await.unwrap(), rev);
+    })
+    .await;
+}

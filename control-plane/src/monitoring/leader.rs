@@ -1,26 +1,38 @@
-//! One evaluator among replicas: a PostgreSQL session-level advisory lock held on a dedicated
-//! connection. SQLite is single-process, so its one control plane always leads.
+//! One replica at a time for a job (alert evaluation, Kubernetes discovery): a PostgreSQL
+//! session-level advisory lock held on a dedicated connection. SQLite is single-process, so its one
+//! control plane always leads.
 
 use crate::store::Backend;
 use sqlx::{Connection, PgConnection};
 
-/// Advisory lock key ("gw-alert" in ASCII).
+/// Advisory lock key of alert evaluation ("gw-alert" in ASCII).
 const LOCK_KEY: i64 = 0x6777_2d61_6c65_7274;
+/// Advisory lock key of Kubernetes discovery ("gw-disco" in ASCII).
+pub const DISCOVERY_LOCK_KEY: i64 = 0x6777_2d64_6973_636f;
 
-/// Whether this replica evaluates alerts.
+/// Whether this replica does a job (by default, evaluates alerts).
 pub struct Leadership {
     backend: Backend,
     url: String,
+    key: i64,
+    job: &'static str,
     conn: Option<PgConnection>,
     held: bool,
 }
 
 impl Leadership {
-    /// Not leading yet.
+    /// Not leading alert evaluation yet.
     pub fn new(backend: Backend, url: String) -> Self {
+        Self::for_job(backend, url, LOCK_KEY, "evaluates alerts")
+    }
+
+    /// Not leading yet; `key` is the job's advisory lock, `job` says what it does (for logs).
+    pub fn for_job(backend: Backend, url: String, key: i64, job: &'static str) -> Self {
         Leadership {
             backend,
             url,
+            key,
+            job,
             conn: None,
             held: false,
         }
@@ -51,14 +63,14 @@ impl Leadership {
                 .map(|_| true)
         } else {
             sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
-                .bind(LOCK_KEY)
+                .bind(self.key)
                 .fetch_one(&mut *conn)
                 .await
         };
         match result {
             Ok(held) => {
                 if held && !self.held {
-                    tracing::info!("this replica now evaluates alerts");
+                    tracing::info!("this replica now {}", self.job);
                 }
                 self.held = held;
                 held

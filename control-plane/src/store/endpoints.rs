@@ -90,27 +90,7 @@ impl Store {
         ep.registered_at_ms = prior.unwrap_or(now);
         ep.expires_at_ms = ep.ttl.map(|t| now + t.as_millis() as i64);
         ep.resource_version = rev;
-        sqlx::query(
-            "INSERT INTO gw_endpoints (tenant, cluster, address, port, weight, metadata, source, ttl_ms, expires_at, registered_at, resource_version, healthy) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (tenant, cluster, address, port) DO UPDATE SET weight = excluded.weight, metadata = excluded.metadata, \
-             source = excluded.source, ttl_ms = excluded.ttl_ms, expires_at = excluded.expires_at, \
-             resource_version = excluded.resource_version, healthy = excluded.healthy",
-        )
-        .bind(&k.tenant)
-        .bind(&k.cluster)
-        .bind(&k.address)
-        .bind(i64::from(k.port))
-        .bind(i64::from(ep.weight))
-        .bind(metadata_json(&ep.metadata))
-        .bind(ep.source.as_str())
-        .bind(ep.ttl.map(|t| t.as_millis() as i64))
-        .bind(ep.expires_at_ms)
-        .bind(ep.registered_at_ms)
-        .bind(rev as i64)
-        .bind(i64::from(ep.healthy))
-        .execute(&mut *tx)
-        .await?;
+        upsert(&mut tx, &ep).await?;
         let op = if prior.is_some() { "update" } else { "create" };
         self.record_change(
             &mut tx,
@@ -302,5 +282,152 @@ impl Store {
             .fetch_all(&mut **tx)
             .await?;
         rows.iter().map(decode).collect()
+    }
+}
+
+/// Writes `ep` (insert or replace by key) inside a write transaction.
+async fn upsert(tx: &mut Transaction<'static, Any>, ep: &Endpoint) -> Result<(), StoreError> {
+    let k = &ep.key;
+    sqlx::query(
+        "INSERT INTO gw_endpoints (tenant, cluster, address, port, weight, metadata, source, ttl_ms, expires_at, registered_at, resource_version, healthy) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (tenant, cluster, address, port) DO UPDATE SET weight = excluded.weight, metadata = excluded.metadata, \
+         source = excluded.source, ttl_ms = excluded.ttl_ms, expires_at = excluded.expires_at, \
+         resource_version = excluded.resource_version, healthy = excluded.healthy",
+    )
+    .bind(&k.tenant)
+    .bind(&k.cluster)
+    .bind(&k.address)
+    .bind(i64::from(k.port))
+    .bind(i64::from(ep.weight))
+    .bind(metadata_json(&ep.metadata))
+    .bind(ep.source.as_str())
+    .bind(ep.ttl.map(|t| t.as_millis() as i64))
+    .bind(ep.expires_at_ms)
+    .bind(ep.registered_at_ms)
+    .bind(ep.resource_version as i64)
+    .bind(i64::from(ep.healthy))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What a discovered endpoint's row must say for it to be left as it is.
+fn same_discovered(stored: &Endpoint, want: &Endpoint) -> bool {
+    stored.weight == want.weight
+        && stored.metadata == want.metadata
+        && stored.healthy == want.healthy
+        && stored.ttl.is_none()
+}
+
+impl Store {
+    /// Makes the cluster's Kubernetes-discovered endpoints exactly `want`, in one write: rows of
+    /// source `kubernetes` are added, updated (weight, metadata, health) and removed; registered
+    /// endpoints are left alone (a registered address:port wins over a discovered one). Returns
+    /// the revision of the write, or `None` when the stored set already matched (no write, no
+    /// revision, so proxies see nothing). `NotFound` when the cluster is gone.
+    pub async fn sync_discovered_endpoints(
+        &self,
+        tenant: &str,
+        cluster: &str,
+        want: &[Endpoint],
+    ) -> Result<Option<u64>, StoreError> {
+        for (i, ep) in want.iter().enumerate() {
+            ep.validate()
+                .map_err(|e| StoreError::from(e.prefixed(&format!("endpoints[{i}]"))))?;
+            if ep.key.tenant != tenant || ep.key.cluster != cluster {
+                return Err(StoreError::Invalid(format!(
+                    "endpoints[{i}]: {} is not of cluster {tenant}/{cluster}",
+                    ep.key
+                )));
+            }
+        }
+        let plan = |stored: &[Endpoint]| {
+            let by_key: BTreeMap<&EndpointKey, &Endpoint> =
+                stored.iter().map(|e| (&e.key, e)).collect();
+            let wanted: BTreeMap<&EndpointKey, &Endpoint> =
+                want.iter().map(|e| (&e.key, e)).collect();
+            let upserts: Vec<Endpoint> = want
+                .iter()
+                .filter(|w| match by_key.get(&w.key) {
+                    None => true,
+                    Some(s) => s.source == EndpointSource::Kubernetes && !same_discovered(s, w),
+                })
+                .cloned()
+                .collect();
+            let removals: Vec<EndpointKey> = stored
+                .iter()
+                .filter(|s| s.source == EndpointSource::Kubernetes && !wanted.contains_key(&s.key))
+                .map(|s| s.key.clone())
+                .collect();
+            (upserts, removals)
+        };
+        // A read first: an unchanged set (every relist, every replica) costs no write.
+        let mut tx = self.pool.begin().await?;
+        let stored = self
+            .live_endpoints(&mut tx, Some(tenant), Some(cluster))
+            .await?;
+        tx.commit().await?;
+        let (upserts, removals) = plan(&stored);
+        if upserts.is_empty() && removals.is_empty() {
+            return Ok(None);
+        }
+        let (mut tx, rev) = self.begin_write().await?;
+        let exists: Option<i64> = sqlx::query_scalar(
+            "SELECT resource_version FROM gw_objects WHERE kind = 'cluster' AND tenant = $1 AND name = $2",
+        )
+        .bind(tenant)
+        .bind(cluster)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!("cluster {tenant}/{cluster}")));
+        }
+        let stored = self
+            .live_endpoints(&mut tx, Some(tenant), Some(cluster))
+            .await?;
+        let registered: BTreeMap<&EndpointKey, i64> = stored
+            .iter()
+            .map(|e| (&e.key, e.registered_at_ms))
+            .collect();
+        let (upserts, removals) = plan(&stored);
+        let now = self.now_ms();
+        for mut ep in upserts {
+            let op = match registered.get(&ep.key) {
+                Some(&at) => {
+                    ep.registered_at_ms = at;
+                    "update"
+                }
+                None => {
+                    ep.registered_at_ms = now;
+                    "create"
+                }
+            };
+            ep.source = EndpointSource::Kubernetes;
+            ep.ttl = None;
+            ep.expires_at_ms = None;
+            ep.resource_version = rev;
+            upsert(&mut tx, &ep).await?;
+            let k = &ep.key;
+            let name = format!("{}/{}:{}", k.cluster, k.address, k.port);
+            self.record_change(&mut tx, rev, "endpoint", tenant, &name, op)
+                .await?;
+        }
+        for k in removals {
+            sqlx::query(
+                "DELETE FROM gw_endpoints WHERE tenant = $1 AND cluster = $2 AND address = $3 AND port = $4 AND source = 'kubernetes'",
+            )
+            .bind(&k.tenant)
+            .bind(&k.cluster)
+            .bind(&k.address)
+            .bind(i64::from(k.port))
+            .execute(&mut *tx)
+            .await?;
+            let name = format!("{}/{}:{}", k.cluster, k.address, k.port);
+            self.record_change(&mut tx, rev, "endpoint", tenant, &name, "delete")
+                .await?;
+        }
+        self.commit_write(tx, rev).await?;
+        Ok(Some(rev))
     }
 }
