@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "gateway/v1/config.proto",
         "gateway/v1/fleet.proto",
         "gateway/v1/monitoring.proto",
+        "gateway/v1/tokens.proto",
     ];
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("gateway_v1_descriptor.bin"))

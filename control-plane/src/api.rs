@@ -8,9 +8,11 @@ mod endpoints;
 mod monitoring;
 mod objects;
 mod status;
+mod tokens;
 
 pub use config::ConfigApi;
 pub use endpoints::EndpointsApi;
 pub use monitoring::{AlertsApi, EventsApi, StatsApi};
 pub use objects::{AlertRulesApi, ClustersApi, ListenersApi, RoutesApi, TenantsApi};
 pub use status::store_status;
+pub use tokens::TokensApi;

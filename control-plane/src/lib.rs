@@ -10,6 +10,7 @@
 //! - [`clock`]: wall clock and a manual clock for tests.
 
 pub mod api;
+pub mod auth;
 pub mod clock;
 pub mod discovery;
 pub mod metrics;

@@ -31,6 +31,14 @@ struct Args {
     /// account in a cluster, else KUBECONFIG or ~/.kube/config).
     #[arg(long, env = "GW_KUBERNETES")]
     kubernetes: bool,
+    /// Require a bearer token on every management API call (roles admin, tenant-admin, viewer;
+    /// `gwctl tokens create`). xDS and telemetry stay open to proxies.
+    #[arg(long, env = "GW_AUTH")]
+    auth: bool,
+    /// Makes (or keeps) an admin token named `admin` with this secret at start-up, so a fresh
+    /// userdb with --auth has a way in. Prefer the environment variable to the flag.
+    #[arg(long, env = "GW_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Log format.
     #[arg(long, env = "GW_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -90,6 +98,8 @@ async fn main() -> anyhow::Result<()> {
     cfg.ingest.resolution = args.rollup_resolution;
     cfg.monitoring.retention = args.retention;
     cfg.monitoring.interval = args.eval_interval;
+    cfg.auth = args.auth;
+    cfg.admin_token = args.admin_token.filter(|t| !t.is_empty());
     if args.kubernetes {
         let source = gw_control_plane::discovery::KubeSource::connect()
             .await

@@ -6,8 +6,9 @@ mod http;
 
 use crate::api::{
     AlertRulesApi, AlertsApi, ClustersApi, ConfigApi, EndpointsApi, EventsApi, ListenersApi,
-    RoutesApi, StatsApi, TenantsApi,
+    RoutesApi, StatsApi, TenantsApi, TokensApi,
 };
+use crate::auth::{Authenticator, Tokens};
 use crate::metrics::ControlPlaneMetrics;
 use crate::monitoring::{fleet_bridge::FleetBridge, MonitoringConfig};
 use crate::store::{Store, StoreOptions};
@@ -20,6 +21,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tonic::service::interceptor::InterceptedService;
 
 /// How to run a control plane.
 #[derive(Debug, Clone)]
@@ -38,6 +40,11 @@ pub struct Config {
     pub monitoring: MonitoringConfig,
     /// Kubernetes EndpointSlice discovery (off unless it has a source).
     pub discovery: crate::discovery::DiscoveryConfig,
+    /// Whether gateway.v1 calls need a bearer token (`--auth`).
+    pub auth: bool,
+    /// A secret made (or kept) as the admin token named `admin` at start-up (`GW_ADMIN_TOKEN`),
+    /// so a fresh userdb with `--auth` has a way in.
+    pub admin_token: Option<String>,
 }
 
 impl Config {
@@ -51,6 +58,8 @@ impl Config {
             ingest: IngestConfig::default(),
             monitoring: MonitoringConfig::default(),
             discovery: crate::discovery::DiscoveryConfig::default(),
+            auth: false,
+            admin_token: None,
         }
     }
 
@@ -119,24 +128,65 @@ impl ControlPlane {
             .register_encoded_file_descriptor_set(gw_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building gRPC reflection")?;
+        if let Some(secret) = &cfg.admin_token {
+            store
+                .ensure_token("admin", "admin", secret)
+                .await
+                .context("GW_ADMIN_TOKEN")?;
+        }
+        let tokens = if cfg.auth {
+            let t = Tokens::load(store.clone())
+                .await
+                .context("loading API tokens")?;
+            tasks.spawn(
+                t.clone()
+                    .refresh(Duration::from_secs(2), shutdown.subscribe()),
+            );
+            Some(t)
+        } else {
+            None
+        };
+        // The gateway.v1 services sit behind the token check; xDS, telemetry ingest and
+        // reflection do not (proxies and Envoy send no tokens).
+        let auth = Authenticator::new(tokens.clone());
         #[allow(unused_mut)]
         let mut router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(reflection)
-            .add_service(TenantsApi::new(store.clone()).into_service())
-            .add_service(ListenersApi::new(store.clone()).into_service())
-            .add_service(ClustersApi::new(store.clone()).into_service())
-            .add_service(RoutesApi::new(store.clone()).into_service())
-            .add_service(EndpointsApi::new(store.clone()).into_service())
-            .add_service(ConfigApi::new(store.clone()).into_service())
-            .add_service(AlertRulesApi::new(store.clone()).into_service())
-            .add_service(AlertsApi::new(store.clone()).into_service())
-            .add_service(
+            .add_service(guarded(
+                TenantsApi::new(store.clone()).into_service(),
+                &auth,
+            ))
+            .add_service(guarded(
+                ListenersApi::new(store.clone()).into_service(),
+                &auth,
+            ))
+            .add_service(guarded(
+                ClustersApi::new(store.clone()).into_service(),
+                &auth,
+            ))
+            .add_service(guarded(RoutesApi::new(store.clone()).into_service(), &auth))
+            .add_service(guarded(
+                EndpointsApi::new(store.clone()).into_service(),
+                &auth,
+            ))
+            .add_service(guarded(ConfigApi::new(store.clone()).into_service(), &auth))
+            .add_service(guarded(
+                AlertRulesApi::new(store.clone()).into_service(),
+                &auth,
+            ))
+            .add_service(guarded(AlertsApi::new(store.clone()).into_service(), &auth))
+            .add_service(guarded(
                 EventsApi::new(store.clone())
                     .with_shutdown(shutdown.subscribe())
                     .into_service(),
-            )
-            .add_service(StatsApi::new(store.clone()).into_service())
+                &auth,
+            ))
+            .add_service(guarded(StatsApi::new(store.clone()).into_service(), &auth))
+            .add_service(guarded(
+                TokensApi::new(store.clone(), tokens).into_service(),
+                &auth,
+            ))
             .add_service(MetricsIngest::new(buffer.clone()).into_service())
             .add_service(AccessLogIngest::new(buffer.clone()).into_service());
         // xds services are added here
@@ -148,7 +198,7 @@ impl ControlPlane {
         let xds = xds.with_metrics(metrics.clone());
         router = router
             .add_service(xds.ads().into_service())
-            .add_service(xds.fleet_api().into_service());
+            .add_service(guarded(xds.fleet_api().into_service(), &auth));
         tasks.spawn(async move {
             let _ = xds_task.await;
         });
@@ -259,6 +309,11 @@ impl ControlPlane {
             self.tasks.abort_all();
         }
     }
+}
+
+/// A gateway.v1 service behind the token check.
+fn guarded<S>(svc: S, auth: &Authenticator) -> InterceptedService<S, Authenticator> {
+    InterceptedService::new(svc, auth.clone())
 }
 
 /// Deletes expired endpoint leases, so proxies drop them.

@@ -20,6 +20,7 @@ mod notify;
 mod objects;
 mod rollups;
 mod sql;
+mod tokens;
 
 pub use access_logs::{parse_status_filter, AccessLog, LogFilter};
 pub use alerts::{AlertRecord, Delivery};
@@ -28,6 +29,7 @@ pub use error::StoreError;
 pub use events::{new_id, EventFilter, EventRecord};
 pub use rollups::{bucket_of, Rollup, RollupKey, BUCKETS, LATENCY_BOUNDS_MS};
 pub use sql::{Backend, Store, StoreOptions};
+pub use tokens::TokenRecord;
 
 use gw_proto::model::{Endpoint, Object, ObjectKey};
 

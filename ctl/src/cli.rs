@@ -88,6 +88,11 @@ pub enum Command {
     Events(EventsArgs),
     /// Firing and resolved alerts; `alerts ack ID` acknowledges one.
     Alerts(AlertsArgs),
+    /// API tokens (admin): create, list, revoke. `-t TENANT` scopes a new token to one tenant.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Who the token is: its name, role and tenant.
+    Whoami,
     /// Print a shell completion script.
     Completion {
         /// Shell.
@@ -96,6 +101,29 @@ pub enum Command {
     /// Store the server and token in the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// `tokens` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Make a token and print its secret (once).
+    Create {
+        /// Unique name, e.g. ci-deploy.
+        name: String,
+        /// admin | tenant-admin | viewer (tenant-admin needs -t; viewer may have one).
+        #[arg(long)]
+        role: String,
+        /// Expire after this long (30d, 12h); never when omitted.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Every token (never their secrets).
+    List,
+    /// Delete a token; it stops working at once.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
 }
 
 /// `apply` flags.

@@ -135,6 +135,11 @@ impl Client {
         pb::events_client::EventsClient::new(self.channel.clone())
     }
 
+    /// API tokens and `WhoAmI`.
+    pub fn tokens(&self) -> pb::tokens_client::TokensClient<Channel> {
+        pb::tokens_client::TokensClient::new(self.channel.clone())
+    }
+
     /// Alerts.
     pub fn alerts(&self) -> pb::alerts_client::AlertsClient<Channel> {
         pb::alerts_client::AlertsClient::new(self.channel.clone())

@@ -10,6 +10,7 @@ mod fleet;
 mod get;
 mod objects;
 mod telemetry;
+mod tokens;
 
 use crate::cli::{Cli, Command};
 use crate::client::{Client, DEFAULT_SERVER};
@@ -109,6 +110,8 @@ async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<u8> {
         Command::Logs(a) => telemetry::logs(ctx, a).await,
         Command::Events(a) => telemetry::events(ctx, a).await,
         Command::Alerts(a) => telemetry::alerts(ctx, a).await,
+        Command::Tokens(c) => tokens::run(ctx, c).await,
+        Command::Whoami => tokens::whoami(ctx).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "gwctl", &mut std::io::stdout());

@@ -1,6 +1,7 @@
 //! The `Config` service: batch apply and delete, each one transaction.
 
 use super::store_status;
+use crate::auth::{check, object_scope, principal, Access};
 use crate::store::{ApplyOutcome, Store};
 use gw_proto::convert::{object_from_pb, object_kind};
 use gw_proto::gateway::v1 as pb;
@@ -40,6 +41,7 @@ impl pb::config_server::Config for ConfigApi {
         &self,
         req: Request<pb::ApplyRequest>,
     ) -> Result<Response<pb::ApplyResponse>, Status> {
+        let who = principal(&req).cloned();
         let req = req.into_inner();
         let mut objects = Vec::with_capacity(req.objects.len());
         for (i, o) in req.objects.iter().enumerate() {
@@ -53,6 +55,10 @@ impl pb::config_server::Config for ConfigApi {
                     None => format!("objects[{i}]: {e}"),
                 })
             })?;
+            // A manifest may carry its Tenant document: applying it is its tenant's business
+            // (a tenant-admin token names an existing tenant, so this is a re-apply).
+            let scope = object_scope(obj.spec.kind(), &obj.meta.tenant, &obj.meta.name, false);
+            check(who.as_ref(), Access::Write, scope.as_deref())?;
             objects.push(obj);
         }
         let report = self
@@ -81,6 +87,7 @@ impl pb::config_server::Config for ConfigApi {
         &self,
         req: Request<pb::DeleteObjectsRequest>,
     ) -> Result<Response<pb::DeleteObjectsResponse>, Status> {
+        let who = principal(&req).cloned();
         let req = req.into_inner();
         let mut keys = Vec::with_capacity(req.objects.len());
         for (i, r) in req.objects.into_iter().enumerate() {
@@ -89,6 +96,8 @@ impl pb::config_server::Config for ConfigApi {
             })?;
             validate_name(&format!("objects[{i}].name"), &r.name)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let scope = object_scope(kind, &r.tenant, &r.name, true);
+            check(who.as_ref(), Access::Write, scope.as_deref())?;
             keys.push(ObjectKey {
                 kind,
                 tenant: r.tenant,

@@ -1,6 +1,7 @@
 //! The `Endpoints` service: the registry (register / deregister / heartbeat / discover).
 
 use super::store_status;
+use crate::auth::{authorize, Access};
 use crate::store::Store;
 use gw_proto::convert::{duration_from_pb, endpoint_to_pb, ts_to_pb};
 use gw_proto::gateway::v1 as pb;
@@ -44,6 +45,7 @@ impl pb::endpoints_server::Endpoints for EndpointsApi {
         &self,
         req: Request<pb::RegisterEndpointRequest>,
     ) -> Result<Response<pb::RegisterEndpointResponse>, Status> {
+        authorize(&req, Access::Write, Some(&req.get_ref().tenant))?;
         let r = req.into_inner();
         let ttl = duration_from_pb("ttl", r.ttl.as_ref())
             .map_err(invalid)?
@@ -83,6 +85,7 @@ impl pb::endpoints_server::Endpoints for EndpointsApi {
         &self,
         req: Request<pb::EndpointKey>,
     ) -> Result<Response<pb::DeregisterEndpointResponse>, Status> {
+        authorize(&req, Access::Write, Some(&req.get_ref().tenant))?;
         let revision = self
             .store
             .deregister_endpoint(&key(req.into_inner()))
@@ -95,6 +98,7 @@ impl pb::endpoints_server::Endpoints for EndpointsApi {
         &self,
         req: Request<pb::EndpointKey>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        authorize(&req, Access::Write, Some(&req.get_ref().tenant))?;
         let expires = self
             .store
             .heartbeat(&key(req.into_inner()))
@@ -109,6 +113,7 @@ impl pb::endpoints_server::Endpoints for EndpointsApi {
         &self,
         req: Request<pb::DiscoverRequest>,
     ) -> Result<Response<pb::DiscoverResponse>, Status> {
+        authorize(&req, Access::Read, Some(&req.get_ref().tenant))?;
         let r = req.into_inner();
         validate_name("tenant", &r.tenant).map_err(invalid)?;
         let cluster = (!r.cluster.is_empty()).then_some(r.cluster.as_str());

@@ -1,6 +1,7 @@
 //! Alerts, Events and Stats services: the monitoring chain as operators see it.
 
 use super::store_status;
+use crate::auth::{check, list_scope, principal, Access};
 use crate::store::{
     parse_status_filter, AccessLog, AlertRecord, EventFilter, EventRecord, LogFilter, Store,
 };
@@ -65,6 +66,7 @@ impl pb::alerts_server::Alerts for AlertsApi {
         &self,
         req: Request<pb::ListAlertsRequest>,
     ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        let tenant = list_scope(principal(&req), &req.get_ref().tenant)?;
         let r = req.into_inner();
         if !matches!(r.state.as_str(), "" | "pending" | "firing" | "resolved") {
             return Err(Status::invalid_argument(format!(
@@ -74,7 +76,7 @@ impl pb::alerts_server::Alerts for AlertsApi {
         }
         let alerts = self
             .store
-            .list_alerts(&r.tenant, &r.state, r.limit)
+            .list_alerts(&tenant, &r.state, r.limit)
             .await
             .map_err(store_status)?;
         Ok(Response::new(pb::ListAlertsResponse {
@@ -86,9 +88,15 @@ impl pb::alerts_server::Alerts for AlertsApi {
         &self,
         req: Request<pb::AckAlertRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
+        let who = principal(&req).cloned();
         let r = req.into_inner();
         if r.id.is_empty() {
             return Err(Status::invalid_argument("id: is required"));
+        }
+        if who.is_some() {
+            let alert = self.store.get_alert(&r.id).await.map_err(store_status)?;
+            let tenant = (!alert.tenant.is_empty()).then_some(alert.tenant.as_str());
+            check(who.as_ref(), Access::Write, tenant)?;
         }
         let by = if r.by.is_empty() {
             "gwctl".to_owned()
@@ -156,9 +164,10 @@ impl pb::events_server::Events for EventsApi {
         &self,
         req: Request<pb::ListEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
+        let tenant = list_scope(principal(&req), &req.get_ref().tenant)?;
         let r = req.into_inner();
         let mut filter = EventFilter {
-            tenant: r.tenant,
+            tenant,
             kind: r.kind,
             since_ms: since_ms(&self.store, r.since.as_ref(), Duration::from_secs(3600))?,
             after_id: String::new(),
@@ -216,6 +225,7 @@ impl pb::events_server::Events for EventsApi {
         &self,
         req: Request<pb::RecordEventRequest>,
     ) -> Result<Response<pb::RecordEventResponse>, Status> {
+        let who = principal(&req).cloned();
         let e = req
             .into_inner()
             .event
@@ -228,6 +238,8 @@ impl pb::events_server::Events for EventsApi {
                 "event.severity: must be info, warning or error",
             ));
         }
+        let tenant = (!e.tenant.is_empty()).then_some(e.tenant.as_str());
+        check(who.as_ref(), Access::Write, tenant)?;
         let rec = EventRecord {
             id: String::new(),
             at_ms: e
@@ -312,6 +324,7 @@ impl pb::stats_server::Stats for StatsApi {
         &self,
         req: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
+        let tenant = list_scope(principal(&req), &req.get_ref().tenant)?;
         let r = req.into_inner();
         if !matches!(r.kind.as_str(), "route" | "cluster" | "endpoint") {
             return Err(Status::invalid_argument(format!(
@@ -322,7 +335,7 @@ impl pb::stats_server::Stats for StatsApi {
         let since = since_ms(&self.store, r.since.as_ref(), Duration::from_secs(15 * 60))?;
         let rows = self
             .store
-            .stats(&r.kind, &r.tenant, &r.name, since)
+            .stats(&r.kind, &tenant, &r.name, since)
             .await
             .map_err(store_status)?;
         let rows = rows
@@ -356,6 +369,7 @@ impl pb::stats_server::Stats for StatsApi {
         &self,
         req: Request<pb::LogsRequest>,
     ) -> Result<Response<pb::LogsResponse>, Status> {
+        let tenant = list_scope(principal(&req), &req.get_ref().tenant)?;
         let r = req.into_inner();
         let status = match r.status.as_str() {
             "" => None,
@@ -366,7 +380,7 @@ impl pb::stats_server::Stats for StatsApi {
             })?),
         };
         let filter = LogFilter {
-            tenant: r.tenant,
+            tenant,
             route: r.route,
             cluster: r.cluster,
             status,
@@ -383,6 +397,7 @@ impl pb::stats_server::Stats for StatsApi {
         &self,
         req: Request<pb::EndpointStatesRequest>,
     ) -> Result<Response<pb::EndpointStatesResponse>, Status> {
+        let tenant = list_scope(principal(&req), &req.get_ref().tenant)?;
         let r = req.into_inner();
         let since = self.store.now_ms() - 120_000;
         let states = self
@@ -393,7 +408,7 @@ impl pb::stats_server::Stats for StatsApi {
         let states = states
             .into_iter()
             .filter(|s| {
-                (r.tenant.is_empty() || s.tenant == r.tenant)
+                (tenant.is_empty() || s.tenant == tenant)
                     && (r.cluster.is_empty() || s.cluster == r.cluster)
             })
             .map(|s| pb::EndpointState {

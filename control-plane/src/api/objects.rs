@@ -1,6 +1,7 @@
 //! Tenants, Listeners, Clusters and Routes services: create / update / get / list / delete.
 
 use super::store_status;
+use crate::auth::{check, list_scope, object_scope, Access, Principal};
 use crate::store::Store;
 use gw_proto::convert::{self, object_to_pb};
 use gw_proto::gateway::v1 as pb;
@@ -29,24 +30,29 @@ struct Objects {
 impl Objects {
     async fn create(
         &self,
+        who: Option<&Principal>,
         o: Result<Object, FieldError>,
     ) -> Result<(pb::Object, pb::WriteResult), Status> {
-        self.write(o, true).await
+        self.write(who, o, true).await
     }
 
     async fn update(
         &self,
+        who: Option<&Principal>,
         o: Result<Object, FieldError>,
     ) -> Result<(pb::Object, pb::WriteResult), Status> {
-        self.write(o, false).await
+        self.write(who, o, false).await
     }
 
     async fn write(
         &self,
+        who: Option<&Principal>,
         o: Result<Object, FieldError>,
         create: bool,
     ) -> Result<(pb::Object, pb::WriteResult), Status> {
         let o = o.map_err(invalid)?;
+        let scope = object_scope(o.spec.kind(), &o.meta.tenant, &o.meta.name, create);
+        check(who, Access::Write, scope.as_deref())?;
         let written = if create {
             self.store.create(o).await
         } else {
@@ -60,31 +66,65 @@ impl Objects {
         Ok((object_to_pb(&o), result))
     }
 
-    async fn get(&self, req: pb::GetRequest) -> Result<pb::Object, Status> {
+    async fn get(
+        &self,
+        who: Option<&Principal>,
+        req: pb::GetRequest,
+    ) -> Result<pb::Object, Status> {
         let key = key(self.kind, req.tenant, req.name)?;
+        let scope = object_scope(self.kind, &key.tenant, &key.name, false);
+        check(who, Access::Read, scope.as_deref())?;
         match self.store.get(&key).await.map_err(store_status)? {
             Some(o) => Ok(object_to_pb(&o)),
             None => Err(Status::not_found(format!("{key} not found"))),
         }
     }
 
-    async fn list(&self, req: pb::ListRequest) -> Result<(Vec<pb::Object>, String, u64), Status> {
+    async fn list(
+        &self,
+        who: Option<&Principal>,
+        req: pb::ListRequest,
+    ) -> Result<(Vec<pb::Object>, String, u64), Status> {
         let page = req.page.unwrap_or_default();
-        let tenant = (!req.tenant.is_empty()).then_some(req.tenant.as_str());
+        // Tenant-scoped kinds list the caller's tenant; a scoped caller sees its own Tenant
+        // object only; listeners are fleet-wide.
+        let asked = match self.kind {
+            k if k.is_tenant_scoped() => list_scope(who, &req.tenant)?,
+            _ => {
+                let mine = who.map(|p| p.tenant.as_str()).filter(|t| !t.is_empty());
+                let scope = match self.kind {
+                    Kind::Tenant => mine,
+                    _ => None,
+                };
+                check(who, Access::Read, scope)?;
+                req.tenant.clone()
+            }
+        };
+        let tenant = (!asked.is_empty()).then_some(asked.as_str());
         let p = self
             .store
             .list(self.kind, tenant, page.page_size, &page.page_token)
             .await
             .map_err(store_status)?;
+        let visible = |o: &&Object| match (self.kind, who) {
+            (Kind::Tenant, Some(p)) if !p.tenant.is_empty() => o.meta.name == p.tenant,
+            _ => true,
+        };
         Ok((
-            p.items.iter().map(object_to_pb).collect(),
+            p.items.iter().filter(visible).map(object_to_pb).collect(),
             p.next_page_token.unwrap_or_default(),
             p.revision,
         ))
     }
 
-    async fn delete(&self, req: pb::DeleteRequest) -> Result<pb::DeleteResponse, Status> {
+    async fn delete(
+        &self,
+        who: Option<&Principal>,
+        req: pb::DeleteRequest,
+    ) -> Result<pb::DeleteResponse, Status> {
         let key = key(self.kind, req.tenant, req.name)?;
+        let scope = object_scope(self.kind, &key.tenant, &key.name, true);
+        check(who, Access::Write, scope.as_deref())?;
         let revision = self
             .store
             .delete(&key, req.resource_version)
@@ -127,7 +167,8 @@ macro_rules! object_service {
         #[tonic::async_trait]
         impl pb::$server_mod::$trait_ for $api {
             async fn $create(&self, req: Request<pb::$msg>) -> Result<Response<pb::$resp>, Status> {
-                let (o, result) = self.0.create($from_pb(req.get_ref())).await?;
+                let who = crate::auth::principal(&req);
+                let (o, result) = self.0.create(who, $from_pb(req.get_ref())).await?;
                 Ok(Response::new(pb::$resp {
                     $field: Some(unwrap_variant(o)?),
                     result: Some(result),
@@ -135,7 +176,8 @@ macro_rules! object_service {
             }
 
             async fn $update(&self, req: Request<pb::$msg>) -> Result<Response<pb::$resp>, Status> {
-                let (o, result) = self.0.update($from_pb(req.get_ref())).await?;
+                let who = crate::auth::principal(&req);
+                let (o, result) = self.0.update(who, $from_pb(req.get_ref())).await?;
                 Ok(Response::new(pb::$resp {
                     $field: Some(unwrap_variant(o)?),
                     result: Some(result),
@@ -146,8 +188,9 @@ macro_rules! object_service {
                 &self,
                 req: Request<pb::GetRequest>,
             ) -> Result<Response<pb::$msg>, Status> {
+                let who = crate::auth::principal(&req).cloned();
                 Ok(Response::new(unwrap_variant(
-                    self.0.get(req.into_inner()).await?,
+                    self.0.get(who.as_ref(), req.into_inner()).await?,
                 )?))
             }
 
@@ -155,7 +198,9 @@ macro_rules! object_service {
                 &self,
                 req: Request<pb::ListRequest>,
             ) -> Result<Response<pb::$list_resp>, Status> {
-                let (items, next_page_token, revision) = self.0.list(req.into_inner()).await?;
+                let who = crate::auth::principal(&req).cloned();
+                let (items, next_page_token, revision) =
+                    self.0.list(who.as_ref(), req.into_inner()).await?;
                 let $list_field = items
                     .into_iter()
                     .map(unwrap_variant)
@@ -171,7 +216,10 @@ macro_rules! object_service {
                 &self,
                 req: Request<pb::DeleteRequest>,
             ) -> Result<Response<pb::DeleteResponse>, Status> {
-                Ok(Response::new(self.0.delete(req.into_inner()).await?))
+                let who = crate::auth::principal(&req).cloned();
+                Ok(Response::new(
+                    self.0.delete(who.as_ref(), req.into_inner()).await?,
+                ))
             }
         }
     };

@@ -15,7 +15,7 @@ fn ms(v: f64) -> String {
     }
 }
 
-fn emit<T: serde::Serialize>(format: Format, v: &T) {
+pub(crate) fn emit<T: serde::Serialize>(format: Format, v: &T) {
     if format == Format::Yaml {
         print!("{}", serde_yaml::to_string(v).unwrap_or_default());
     } else {

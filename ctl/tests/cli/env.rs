@@ -21,9 +21,19 @@ pub struct Out {
 
 impl Env {
     pub async fn start() -> Env {
-        let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
-            .await
-            .unwrap();
+        Self::start_with(Config::for_tests("sqlite::memory:")).await
+    }
+
+    /// With `--auth` and an admin token.
+    pub async fn start_with_auth(admin_token: &str) -> Env {
+        let mut cfg = Config::for_tests("sqlite::memory:");
+        cfg.auth = true;
+        cfg.admin_token = Some(admin_token.into());
+        Self::start_with(cfg).await
+    }
+
+    async fn start_with(cfg: Config) -> Env {
+        let cp = ControlPlane::start(cfg).await.unwrap();
         Env {
             cp,
             dir: tempfile::tempdir().unwrap(),
@@ -45,23 +55,32 @@ impl Env {
         self.run_with_stdin(args, "").await
     }
 
+    /// Runs gwctl with `GW_TOKEN` set.
+    pub async fn run_as(&self, token: &str, args: &[&str]) -> Out {
+        self.run_full(args, "", Some(token)).await
+    }
+
     /// Runs gwctl with `stdin` as its standard input.
     pub async fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Out {
+        self.run_full(args, stdin, None).await
+    }
+
+    async fn run_full(&self, args: &[&str], stdin: &str, token: Option<&str>) -> Out {
         let server = self.server();
         let config = self.dir.path().join("config.yaml");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let stdin = stdin.to_owned();
+        let token = token.map(str::to_owned);
         tokio::task::spawn_blocking(move || {
-            let out = Command::cargo_bin("gwctl")
-                .unwrap()
-                .env("GW_SERVER", server)
+            let mut cmd = Command::cargo_bin("gwctl").unwrap();
+            cmd.env("GW_SERVER", server)
                 .env("GW_CONFIG", config)
                 .env("NO_COLOR", "1")
-                .env_remove("GW_TOKEN")
-                .args(&args)
-                .write_stdin(stdin)
-                .output()
-                .unwrap();
+                .env_remove("GW_TOKEN");
+            if let Some(t) = token {
+                cmd.env("GW_TOKEN", t);
+            }
+            let out = cmd.args(&args).write_stdin(stdin).output().unwrap();
             Out {
                 code: out.status.code().unwrap_or(-1),
                 stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

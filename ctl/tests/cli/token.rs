@@ -1,150 +1,130 @@
-//! The bearer token reaches the server as `authorization: Bearer …`, from `--token`, `GW_TOKEN`
-//! or the config file; a refusal says how to give one. A stand-in Tenants server checks it, since
-//! the control plane does not enforce tokens yet.
+//! Tokens as an operator uses them, against a real control plane started with `--auth`: the
+//! bearer token from `--token`, `GW_TOKEN` or the config file; `tokens create|list|revoke`;
+//! `whoami`; what a tenant-scoped token may not do.
 
-use assert_cmd::Command;
-use gw_proto::gateway::v1 as pb;
-use gw_proto::gateway::v1::tenants_server::{Tenants, TenantsServer};
-use tonic::{Request, Response, Status};
+use super::env::{quickstart, Env};
 
-const TOKEN: &str = "s3cr3t";
-
-struct Guarded;
-
-fn check<T>(r: &Request<T>) -> Result<(), Status> {
-    match r.metadata().get("authorization").map(|v| v.to_str()) {
-        Some(Ok(v)) if v == format!("Bearer {TOKEN}") => Ok(()),
-        _ => Err(Status::unauthenticated("missing or invalid token")),
-    }
-}
-
-#[tonic::async_trait]
-impl Tenants for Guarded {
-    async fn create_tenant(
-        &self,
-        r: Request<pb::Tenant>,
-    ) -> Result<Response<pb::TenantResponse>, Status> {
-        check(&r)?;
-        Err(Status::unimplemented(""))
-    }
-    async fn update_tenant(
-        &self,
-        r: Request<pb::Tenant>,
-    ) -> Result<Response<pb::TenantResponse>, Status> {
-        check(&r)?;
-        Err(Status::unimplemented(""))
-    }
-    async fn get_tenant(&self, r: Request<pb::GetRequest>) -> Result<Response<pb::Tenant>, Status> {
-        check(&r)?;
-        Err(Status::not_found("tenant x not found"))
-    }
-    async fn list_tenants(
-        &self,
-        r: Request<pb::ListRequest>,
-    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
-        check(&r)?;
-        Ok(Response::new(pb::ListTenantsResponse::default()))
-    }
-    async fn delete_tenant(
-        &self,
-        r: Request<pb::DeleteRequest>,
-    ) -> Result<Response<pb::DeleteResponse>, Status> {
-        check(&r)?;
-        Err(Status::unimplemented(""))
-    }
-}
-
-async fn serve() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TenantsServer::new(Guarded))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    format!("http://{addr}")
-}
-
-async fn gwctl(
-    server: &str,
-    config: &std::path::Path,
-    env_token: Option<&str>,
-    args: &[&str],
-) -> (i32, String) {
-    let mut cmd = Command::cargo_bin("gwctl").unwrap();
-    cmd.env("GW_SERVER", server)
-        .env("GW_CONFIG", config)
-        .env_remove("GW_TOKEN")
-        .args(args);
-    if let Some(t) = env_token {
-        cmd.env("GW_TOKEN", t);
-    }
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-    )
-}
+const ADMIN: &str = "admin-secret-for-tests-0123";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn token_from_flag_env_or_config_file() {
-    let server = serve().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yaml");
+async fn tokens_from_flag_env_or_config_file_and_their_roles() {
+    let env = Env::start_with_auth(ADMIN).await;
 
-    let (code, err) = gwctl(&server, &config, None, &["get", "tenants"]).await;
-    assert_eq!(code, 1);
+    let out = env.run(&["get", "tenants"]).await;
+    assert_eq!(out.code, 1);
     assert_eq!(
-        err,
-        "error: listing tenants: not authenticated (missing or invalid token): pass --token, set GW_TOKEN or run `gwctl config set-token`"
+        out.stderr.trim(),
+        "error: listing tenants: not authenticated (a bearer token is required (authorization: Bearer TOKEN)): pass --token, set GW_TOKEN or run `gwctl config set-token`"
     );
-    let ok = (0, "No tenants found.".to_owned());
+    let bad = env.run(&["--token", "gw_wrong", "get", "tenants"]).await;
+    assert!(
+        bad.stderr
+            .contains("the token is not valid (unknown, revoked or expired)"),
+        "{bad:?}"
+    );
+
+    let ok = |o: &super::env::Out| (o.code, o.stderr.trim().to_owned());
+    let none = (0, "No tenants found.".to_owned());
     assert_eq!(
-        gwctl(
-            &server,
-            &config,
-            None,
-            &["--token", TOKEN, "get", "tenants"]
-        )
-        .await,
-        ok
+        ok(&env.run(&["--token", ADMIN, "get", "tenants"]).await),
+        none
     );
-    assert_eq!(
-        gwctl(&server, &config, Some(TOKEN), &["get", "tenants"]).await,
-        ok
-    );
+    assert_eq!(ok(&env.run_as(ADMIN, &["get", "tenants"]).await), none);
     // The flag wins over the environment.
     assert_eq!(
-        gwctl(
-            &server,
-            &config,
-            Some("wrong"),
-            &["--token", TOKEN, "get", "tenants"]
-        )
-        .await
-        .0,
-        0
-    );
-    assert_eq!(
-        gwctl(&server, &config, None, &["config", "set-token", TOKEN])
+        env.run_as("gw_wrong", &["--token", ADMIN, "get", "tenants"])
             .await
-            .0,
+            .code,
         0
     );
+    assert_eq!(env.run(&["config", "set-token", ADMIN]).await.code, 0);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
+        let config = env.dir.path().join("config.yaml");
         let mode = std::fs::metadata(&config).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "the token file is private");
     }
-    assert_eq!(gwctl(&server, &config, None, &["get", "tenants"]).await, ok);
-    // Only the Tenants service is served here: the rest of the API is "not offered".
-    let (code, err) = gwctl(&server, &config, None, &["get", "routes"]).await;
-    assert_eq!(code, 1);
+    // From here on the config file's admin token is used unless GW_TOKEN says otherwise.
+    assert_eq!(ok(&env.run(&["get", "tenants"]).await), none);
+    let q = quickstart();
+    let applied = env.run(&["apply", "-f", q.to_str().unwrap()]).await;
+    assert_eq!(applied.code, 0, "{applied:?}");
+
+    // A token for CI that deploys tenant acme, shown once on stdout.
+    let made = env
+        .run(&[
+            "tokens",
+            "create",
+            "ci",
+            "--role",
+            "tenant-admin",
+            "-t",
+            "acme",
+            "--ttl",
+            "30d",
+        ])
+        .await;
+    assert_eq!(made.code, 0, "{made:?}");
+    let ci = made.stdout.trim().to_owned();
+    assert!(ci.starts_with("gw_") && ci.len() == 43, "{made:?}");
+    assert!(
+        made.stderr
+            .contains("token ci created (tenant-admin of acme, expires "),
+        "{made:?}"
+    );
+    let listed = env.run(&["tokens", "list"]).await;
+    let rows: Vec<Vec<&str>> = listed
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(
-        err,
-        "error: listing routes: the control plane does not offer this call (unimplemented); is it an older version than gwctl?"
+        rows[0],
+        vec!["NAME", "ROLE", "TENANT", "CREATED", "EXPIRES"]
+    );
+    assert_eq!(&rows[1][..3], ["admin", "admin", "*"]);
+    assert_eq!(rows[1][4], "never");
+    assert_eq!(&rows[2][..3], ["ci", "tenant-admin", "acme"]);
+    assert!(!listed.stdout.contains(&ci), "secrets are never listed");
+
+    assert_eq!(
+        env.run_as(&ci, &["whoami"]).await.stdout.trim(),
+        "ci (tenant-admin of tenant acme)"
+    );
+    let routes = env.run_as(&ci, &["get", "routes", "-t", "acme"]).await;
+    assert_eq!(routes.code, 0, "{routes:?}");
+    assert!(routes.stdout.contains("users"), "{routes:?}");
+    let denied = env.run_as(&ci, &["get", "listeners"]).await;
+    assert_eq!(denied.code, 1);
+    assert_eq!(
+        denied.stderr.trim(),
+        "error: listing listeners: permission denied: token ci (tenant-admin of tenant acme) may not read fleet-wide objects"
+    );
+    let denied = env
+        .run_as(&ci, &["tokens", "create", "mine", "--role", "admin"])
+        .await;
+    assert!(denied.stderr.contains("permission denied"), "{denied:?}");
+
+    assert_eq!(
+        env.run(&["tokens", "revoke", "ci"]).await.stdout.trim(),
+        "token ci revoked"
+    );
+    let gone = env.run_as(&ci, &["whoami"]).await;
+    assert_eq!(gone.code, 1);
+    assert!(gone.stderr.contains("not authenticated"), "{gone:?}");
+    let again = env.run(&["tokens", "revoke", "ci"]).await;
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("not found"), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whoami_says_when_auth_is_off() {
+    let env = Env::start().await;
+    let out = env.run(&["whoami"]).await;
+    assert_eq!(out.code, 0);
+    assert_eq!(
+        out.stdout.trim(),
+        "auth is off on this control plane: every caller may do everything (start it with --auth)"
     );
 }

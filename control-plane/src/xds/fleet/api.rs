@@ -31,6 +31,8 @@ impl FleetService for FleetApi {
         &self,
         req: Request<pb::ListProxiesRequest>,
     ) -> Result<Response<pb::ListProxiesResponse>, Status> {
+        // Proxies serve every tenant: fleet-wide.
+        crate::auth::authorize(&req, crate::auth::Access::Read, None)?;
         let req = req.into_inner();
         let current = self.fleet.current_revision();
         let proxies = self
@@ -51,6 +53,7 @@ impl FleetService for FleetApi {
         &self,
         req: Request<pb::GetProxyRequest>,
     ) -> Result<Response<pb::Proxy>, Status> {
+        crate::auth::authorize(&req, crate::auth::Access::Read, None)?;
         let id = req.into_inner().node_id;
         let current = self.fleet.current_revision();
         self.fleet

@@ -1,0 +1,336 @@
+//! API authentication and authorization: bearer tokens, roles, tenant scoping.
+//!
+//! - A token is `gw_` and 40 hex digits; userdb keeps only its SHA-256. Each replica holds the
+//!   token table in memory ([`Tokens`]), reloaded after every change it makes and every 2 s
+//!   (so a revocation on another replica lands within 2 s), which lets a plain tonic interceptor
+//!   check the `authorization: Bearer …` header without a database round trip.
+//! - With `--auth` every gateway.v1 call needs a valid token (`UNAUTHENTICATED` otherwise), and
+//!   the handlers check what the token's role may do ([`authorize`], `PERMISSION_DENIED`). Without
+//!   it, calls carry no principal and everything is allowed, as before.
+//! - Roles: `admin` does everything; `viewer` reads (every tenant, or one); `tenant-admin` reads
+//!   and writes one tenant's clusters, routes, endpoints, alert rules and events, and reads and
+//!   updates its tenant object, but touches nothing fleet-wide (listeners, tenants, proxies,
+//!   tokens).
+//! - xDS and the telemetry services are not behind tokens: proxies and Envoy do not send them.
+
+use crate::store::{Store, StoreError};
+use gw_proto::model::Kind;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tonic::{Request, Status};
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Read and write within one tenant.
+    TenantAdmin,
+    /// Read only (every tenant, or one).
+    Viewer,
+}
+
+impl Role {
+    /// Stored and API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::TenantAdmin => "tenant-admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// Parses the spelling.
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Admin, Role::TenantAdmin, Role::Viewer]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// Who is calling: a token's name, role and tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// The one tenant it may touch; empty: every tenant.
+    pub tenant: String,
+    /// When it stops working (ms since the epoch).
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Reading or changing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Get, list, watch.
+    Read,
+    /// Create, update, delete, register, acknowledge.
+    Write,
+}
+
+impl Principal {
+    /// Whether this principal may `access` something of `tenant` (`None`: something fleet-wide,
+    /// such as a listener, the tenant list, proxies or tokens).
+    pub fn allows(&self, access: Access, tenant: Option<&str>) -> bool {
+        let in_scope = match (tenant, self.tenant.as_str()) {
+            (_, "") => true,
+            (Some(t), mine) => t == mine,
+            (None, _) => false,
+        };
+        match self.role {
+            Role::Admin => in_scope,
+            Role::Viewer => access == Access::Read && in_scope,
+            Role::TenantAdmin => tenant.is_some() && in_scope,
+        }
+    }
+}
+
+/// The caller of `req`; `None` when the control plane runs without `--auth`.
+pub fn principal<T>(req: &Request<T>) -> Option<&Principal> {
+    req.extensions().get::<Principal>()
+}
+
+/// Refuses with `PERMISSION_DENIED` (naming the token, its role and what it tried) unless the
+/// caller may `access` `tenant` (see [`Principal::allows`]). Always allowed without `--auth`.
+pub fn authorize<T>(req: &Request<T>, access: Access, tenant: Option<&str>) -> Result<(), Status> {
+    check(principal(req), access, tenant)
+}
+
+/// [`authorize`] for a principal already taken out of its request.
+pub fn check(who: Option<&Principal>, access: Access, tenant: Option<&str>) -> Result<(), Status> {
+    match who {
+        None => Ok(()),
+        Some(p) if p.allows(access, tenant) => Ok(()),
+        Some(p) => {
+            let verb = match access {
+                Access::Read => "read",
+                Access::Write => "change",
+            };
+            let what = match tenant {
+                Some(t) => format!("tenant {t}"),
+                None => "fleet-wide objects".to_owned(),
+            };
+            let scope = if p.tenant.is_empty() {
+                String::new()
+            } else {
+                format!(" of tenant {}", p.tenant)
+            };
+            Err(Status::permission_denied(format!(
+                "token {} ({}{scope}) may not {verb} {what}",
+                p.name,
+                p.role.as_str()
+            )))
+        }
+    }
+}
+
+/// The tenant a list should cover: what was asked (empty: all), narrowed to the caller's tenant
+/// when its token has one; refused when it asked for another tenant.
+pub fn list_scope(who: Option<&Principal>, asked: &str) -> Result<String, Status> {
+    let Some(p) = who else {
+        return Ok(asked.to_owned());
+    };
+    let tenant = match (asked, p.tenant.as_str()) {
+        ("", "") => None,
+        ("", mine) => Some(mine),
+        (asked, _) => Some(asked),
+    };
+    check(who, Access::Read, tenant)?;
+    Ok(tenant.unwrap_or("").to_owned())
+}
+
+/// The tenant an object counts as for access checks: its own for clusters, routes and alert
+/// rules; a Tenant object is its tenant's to read and update (`fleet_wide_op` false) but
+/// fleet-wide to create or delete; listeners are fleet-wide.
+pub fn object_scope(kind: Kind, tenant: &str, name: &str, fleet_wide_op: bool) -> Option<String> {
+    match kind {
+        Kind::Tenant if !fleet_wide_op => Some(name.to_owned()),
+        k if k.is_tenant_scoped() => Some(tenant.to_owned()),
+        _ => None,
+    }
+}
+
+/// The SHA-256 of a secret, as stored.
+pub fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A new secret: `gw_` and 40 hex digits (160 random bits).
+pub fn new_secret() -> String {
+    format!("gw_{}", hex::encode(rand::random::<[u8; 20]>()))
+}
+
+/// The token table of this replica, by hash.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    store: Store,
+    by_hash: Arc<RwLock<HashMap<String, Principal>>>,
+}
+
+impl Tokens {
+    /// Loads the table from userdb.
+    pub async fn load(store: Store) -> Result<Tokens, StoreError> {
+        let t = Tokens {
+            store,
+            by_hash: Arc::default(),
+        };
+        t.reload().await?;
+        Ok(t)
+    }
+
+    /// Reads the table again (after a change, and every 2 s for other replicas' changes).
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let all = self.store.token_hashes().await?;
+        *self.by_hash.write().unwrap_or_else(|e| e.into_inner()) = all.into_iter().collect();
+        Ok(())
+    }
+
+    /// Keeps the table fresh until `stop`.
+    pub async fn refresh(self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = crate::server::stopped(&mut stop) => return,
+                _ = tick.tick() => {
+                    if let Err(e) = self.reload().await {
+                        tracing::warn!(error = %e, "reloading API tokens");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The principal of a bearer secret, if it is a live token.
+    pub fn authenticate(&self, secret: &str) -> Option<Principal> {
+        let map = self.by_hash.read().unwrap_or_else(|e| e.into_inner());
+        let p = map.get(&hash(secret))?;
+        match p.expires_at_ms {
+            Some(at) if at <= self.store.now_ms() => None,
+            _ => Some(p.clone()),
+        }
+    }
+
+    /// The store the table comes from.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// The tonic interceptor in front of the gateway.v1 services: with `--auth` it turns the bearer
+/// token into a [`Principal`] on the request, or refuses the call.
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    tokens: Option<Tokens>,
+}
+
+impl Authenticator {
+    /// `None`: auth is off, every call passes without a principal.
+    pub fn new(tokens: Option<Tokens>) -> Authenticator {
+        Authenticator { tokens }
+    }
+}
+
+impl tonic::service::Interceptor for Authenticator {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(req);
+        };
+        let header = req.metadata().get("authorization");
+        let Some(header) = header else {
+            return Err(Status::unauthenticated(
+                "a bearer token is required (authorization: Bearer TOKEN)",
+            ));
+        };
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match secret.and_then(|s| tokens.authenticate(s)) {
+            Some(p) => {
+                req.extensions_mut().insert(p);
+                Ok(req)
+            }
+            None => Err(Status::unauthenticated(
+                "the token is not valid (unknown, revoked or expired)",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(role: Role, tenant: &str) -> Principal {
+        Principal {
+            name: "t".into(),
+            role,
+            tenant: tenant.into(),
+            expires_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn roles_and_tenants_decide_access() {
+        use Access::{Read, Write};
+        let admin = p(Role::Admin, "");
+        let viewer = p(Role::Viewer, "");
+        let acme_viewer = p(Role::Viewer, "acme");
+        let acme = p(Role::TenantAdmin, "acme");
+        for (who, access, tenant, ok) in [
+            (&admin, Write, None, true),
+            (&admin, Write, Some("acme"), true),
+            (&viewer, Read, None, true),
+            (&viewer, Read, Some("acme"), true),
+            (&viewer, Write, Some("acme"), false),
+            (&acme_viewer, Read, Some("acme"), true),
+            (&acme_viewer, Read, Some("globex"), false),
+            (&acme_viewer, Read, None, false),
+            (&acme, Write, Some("acme"), true),
+            (&acme, Read, Some("acme"), true),
+            (&acme, Write, Some("globex"), false),
+            (&acme, Read, Some("globex"), false),
+            (&acme, Read, None, false),
+            (&acme, Write, None, false),
+        ] {
+            assert_eq!(
+                who.allows(access, tenant),
+                ok,
+                "{who:?} {access:?} {tenant:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lists_narrow_to_the_tokens_tenant() {
+        let acme = p(Role::TenantAdmin, "acme");
+        assert_eq!(list_scope(Some(&acme), "").unwrap(), "acme");
+        assert_eq!(list_scope(Some(&acme), "acme").unwrap(), "acme");
+        let denied = list_scope(Some(&acme), "globex").unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        assert!(
+            denied
+                .message()
+                .contains("token t (tenant-admin of tenant acme) may not read tenant globex"),
+            "{}",
+            denied.message()
+        );
+        assert_eq!(list_scope(Some(&p(Role::Viewer, "")), "").unwrap(), "");
+        assert_eq!(list_scope(None, "").unwrap(), "");
+    }
+
+    #[test]
+    fn secrets_are_long_random_and_stored_hashed() {
+        let (a, b) = (new_secret(), new_secret());
+        assert_ne!(a, b);
+        assert!(a.starts_with("gw_") && a.len() == 43, "{a}");
+        assert_eq!(hash(&a).len(), 64);
+        assert_ne!(hash(&a), hash(&b));
+    }
+}

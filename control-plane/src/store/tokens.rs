@@ -1,0 +1,215 @@
+//! API tokens: name, role, tenant and the SHA-256 of the secret. Not config: writes here do not
+//! bump the revision, and proxies never see them.
+
+use super::{Store, StoreError};
+use crate::auth::{self, Principal, Role};
+use gw_proto::model::{validate_name, FieldError};
+use sqlx::Row;
+use std::time::Duration;
+
+/// A token as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Unique name.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Its one tenant, or empty for every tenant.
+    pub tenant: String,
+    /// When it was made (ms since the epoch).
+    pub created_at_ms: i64,
+    /// When it stops working, if ever.
+    pub expires_at_ms: Option<i64>,
+}
+
+fn record(row: &sqlx::any::AnyRow) -> Result<TokenRecord, StoreError> {
+    let role: String = row.try_get("role")?;
+    let name: String = row.try_get("name")?;
+    let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt {
+        what: format!("token {name}"),
+        reason: format!("unknown role {role:?}"),
+    })?;
+    Ok(TokenRecord {
+        name,
+        role,
+        tenant: row.try_get("tenant")?,
+        created_at_ms: row.try_get("created_at")?,
+        expires_at_ms: row.try_get("expires_at")?,
+    })
+}
+
+impl Store {
+    /// Makes a token; returns it and its secret (shown once, stored only hashed). `tenant-admin`
+    /// needs a tenant; a tenant must exist; names are unique (`AlreadyExists`-style conflict).
+    pub async fn create_token(
+        &self,
+        name: &str,
+        role: &str,
+        tenant: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(TokenRecord, String), StoreError> {
+        let secret = auth::new_secret();
+        let record = self.insert_token(name, role, tenant, ttl, &secret).await?;
+        Ok((record, secret))
+    }
+
+    /// Makes a token with a secret chosen by the operator (`GW_ADMIN_TOKEN` at start-up), or
+    /// leaves it if a token of that name already has that secret.
+    pub async fn ensure_token(
+        &self,
+        name: &str,
+        role: &str,
+        secret: &str,
+    ) -> Result<TokenRecord, StoreError> {
+        if secret.len() < 16 {
+            return Err(FieldError::new("secret", "must be at least 16 characters").into());
+        }
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT hash FROM gw_tokens WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        match existing {
+            Some(h) if h == auth::hash(secret) => self.token(name).await,
+            Some(_) => {
+                sqlx::query(
+                    "UPDATE gw_tokens SET hash = $1, role = $2, tenant = '' WHERE name = $3",
+                )
+                .bind(auth::hash(secret))
+                .bind(role)
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+                self.token(name).await
+            }
+            None => self.insert_token(name, role, "", None, secret).await,
+        }
+    }
+
+    async fn insert_token(
+        &self,
+        name: &str,
+        role: &str,
+        tenant: &str,
+        ttl: Option<Duration>,
+        secret: &str,
+    ) -> Result<TokenRecord, StoreError> {
+        validate_name("name", name)?;
+        let role = Role::parse(role).ok_or_else(|| {
+            FieldError::new(
+                "role",
+                format!("{role:?} is not admin, tenant-admin or viewer"),
+            )
+        })?;
+        match (role, tenant) {
+            (Role::TenantAdmin, "") => {
+                return Err(
+                    FieldError::new("tenant", "is required for a tenant-admin token").into(),
+                )
+            }
+            (Role::Admin, t) if !t.is_empty() => {
+                return Err(FieldError::new(
+                    "tenant",
+                    "an admin token covers every tenant; use tenant-admin for one",
+                )
+                .into())
+            }
+            _ => {}
+        }
+        if !tenant.is_empty() {
+            validate_name("tenant", tenant)?;
+            let exists: Option<String> = sqlx::query_scalar(
+                "SELECT name FROM gw_objects WHERE kind = 'tenant' AND tenant = '' AND name = $1",
+            )
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?;
+            if exists.is_none() {
+                return Err(
+                    FieldError::new("tenant", format!("tenant {tenant} does not exist")).into(),
+                );
+            }
+        }
+        let now = self.now_ms();
+        let expires = ttl.map(|t| now + t.as_millis() as i64);
+        let r = sqlx::query(
+            "INSERT INTO gw_tokens (name, hash, role, tenant, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(name)
+        .bind(auth::hash(secret))
+        .bind(role.as_str())
+        .bind(tenant)
+        .bind(now)
+        .bind(expires)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::AlreadyExists(format!("token {name}")));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(TokenRecord {
+            name: name.to_owned(),
+            role,
+            tenant: tenant.to_owned(),
+            created_at_ms: now,
+            expires_at_ms: expires,
+        })
+    }
+
+    /// One token by name.
+    async fn token(&self, name: &str) -> Result<TokenRecord, StoreError> {
+        let rows = self.list_tokens().await?;
+        rows.into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| StoreError::NotFound(format!("token {name}")))
+    }
+
+    /// Every token, by name.
+    pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, role, tenant, created_at, expires_at FROM gw_tokens ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// Deletes a token; `NotFound` if there is none of that name.
+    pub async fn revoke_token(&self, name: &str) -> Result<(), StoreError> {
+        let n = sqlx::query("DELETE FROM gw_tokens WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("token {name}")));
+        }
+        Ok(())
+    }
+
+    /// (hash, principal) of every token, for the in-memory table.
+    pub(crate) async fn token_hashes(&self) -> Result<Vec<(String, Principal)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, hash, role, tenant, created_at, expires_at FROM gw_tokens")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let r = record(row)?;
+                let hash: String = row.try_get("hash")?;
+                Ok((
+                    hash,
+                    Principal {
+                        name: r.name,
+                        role: r.role,
+                        tenant: r.tenant,
+                        expires_at_ms: r.expires_at_ms,
+                    },
+                ))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,448 @@
+//! Bearer tokens over real gRPC, on SQLite and on PostgreSQL: who may call, what each role may
+//! read and change, tenant scoping, revocation and expiry.
+
+#![allow(clippy::unwrap_used)]
+
+use gw_control_plane::clock::ManualClock;
+use gw_control_plane::server::{Config, ControlPlane};
+use gw_control_plane::store::{Store, StoreOptions};
+use gw_control_plane::testing::PgTestDb;
+use gw_proto::gateway::v1 as pb;
+use gw_proto::gateway::v1::clusters_client::ClustersClient;
+use gw_proto::gateway::v1::config_client::ConfigClient;
+use gw_proto::gateway::v1::endpoints_client::EndpointsClient;
+use gw_proto::gateway::v1::fleet_client::FleetClient;
+use gw_proto::gateway::v1::listeners_client::ListenersClient;
+use gw_proto::gateway::v1::tenants_client::TenantsClient;
+use gw_proto::gateway::v1::tokens_client::TokensClient;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+const ADMIN: &str = "admin-secret-0123456789";
+
+fn as_<T>(token: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    if !token.is_empty() {
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    r
+}
+
+fn meta(name: &str, tenant: &str) -> Option<pb::ObjectMeta> {
+    Some(pb::ObjectMeta {
+        name: name.into(),
+        tenant: tenant.into(),
+        ..Default::default()
+    })
+}
+
+fn cluster(name: &str, tenant: &str) -> pb::Cluster {
+    pb::Cluster {
+        metadata: meta(name, tenant),
+        spec: None,
+    }
+}
+
+fn denied<T: std::fmt::Debug>(r: Result<tonic::Response<T>, Status>, code: Code, says: &str) {
+    match r {
+        Err(s) => {
+            assert_eq!(s.code(), code, "{s:?}");
+            assert!(
+                s.message().contains(says),
+                "{:?} lacks {says:?}",
+                s.message()
+            );
+        }
+        Ok(r) => panic!("expected {code:?}, got {r:?}"),
+    }
+}
+
+fn apply_of(objects: Vec<pb::Object>) -> pb::ApplyRequest {
+    pb::ApplyRequest {
+        objects,
+        dry_run: false,
+    }
+}
+
+fn obj_cluster(name: &str, tenant: &str) -> pb::Object {
+    pb::Object {
+        kind: Some(pb::object::Kind::Cluster(cluster(name, tenant))),
+    }
+}
+
+fn obj_tenant(name: &str) -> pb::Object {
+    pb::Object {
+        kind: Some(pb::object::Kind::Tenant(pb::Tenant {
+            metadata: meta(name, ""),
+            spec: None,
+        })),
+    }
+}
+
+async fn token(ch: &Channel, name: &str, role: &str, tenant: &str, ttl: u64) -> String {
+    TokensClient::new(ch.clone())
+        .create_token(as_(
+            ADMIN,
+            pb::CreateTokenRequest {
+                name: name.into(),
+                role: role.into(),
+                tenant: tenant.into(),
+                ttl_seconds: ttl,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret
+}
+
+async fn cluster_names(ch: &Channel, tok: &str, tenant: &str) -> Result<Vec<String>, Status> {
+    let r = ClustersClient::new(ch.clone())
+        .list_clusters(as_(
+            tok,
+            pb::ListRequest {
+                tenant: tenant.into(),
+                page: None,
+            },
+        ))
+        .await?;
+    Ok(r.into_inner()
+        .clusters
+        .iter()
+        .map(|c| {
+            let m = c.metadata.as_ref().unwrap();
+            format!("{}/{}", m.tenant, m.name)
+        })
+        .collect())
+}
+
+async fn scenario(db: &str) {
+    let clock = ManualClock::new(1_800_000_000_000);
+    let store = Store::connect(StoreOptions::new(db).with_clock(Arc::new(clock.clone())))
+        .await
+        .unwrap();
+    let mut cfg = Config::for_tests(db);
+    cfg.auth = true;
+    cfg.admin_token = Some(ADMIN.into());
+    let cp = ControlPlane::start_with_store(cfg, store).await.unwrap();
+    let ch = Channel::from_shared(format!("http://{}", cp.grpc_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let tenants = || TenantsClient::new(ch.clone());
+    let clusters = || ClustersClient::new(ch.clone());
+    let list = || pb::ListRequest::default();
+
+    // No token, or a wrong one: nothing.
+    denied(
+        tenants().list_tenants(as_("", list())).await,
+        Code::Unauthenticated,
+        "a bearer token is required",
+    );
+    denied(
+        tenants().list_tenants(as_("gw_nope", list())).await,
+        Code::Unauthenticated,
+        "not valid",
+    );
+
+    // The admin sets up two tenants with a cluster each.
+    ConfigClient::new(ch.clone())
+        .apply(as_(
+            ADMIN,
+            apply_of(vec![
+                obj_tenant("acme"),
+                obj_tenant("globex"),
+                obj_cluster("users", "acme"),
+                obj_cluster("billing", "globex"),
+            ]),
+        ))
+        .await
+        .unwrap();
+    let acme = token(&ch, "acme-admin", "tenant-admin", "acme", 0).await;
+    let viewer = token(&ch, "auditor", "viewer", "", 0).await;
+    let acme_viewer = token(&ch, "acme-ro", "viewer", "acme", 60).await;
+
+    // Bad token requests name the field; names are unique.
+    let create = |name: &str, role: &str, tenant: &str| pb::CreateTokenRequest {
+        name: name.into(),
+        role: role.into(),
+        tenant: tenant.into(),
+        ttl_seconds: 0,
+    };
+    let tokens = || TokensClient::new(ch.clone());
+    denied(
+        tokens()
+            .create_token(as_(ADMIN, create("x", "tenant-admin", "")))
+            .await,
+        Code::InvalidArgument,
+        "tenant: is required",
+    );
+    denied(
+        tokens()
+            .create_token(as_(ADMIN, create("x", "admin", "acme")))
+            .await,
+        Code::InvalidArgument,
+        "tenant: an admin token covers every tenant",
+    );
+    denied(
+        tokens()
+            .create_token(as_(ADMIN, create("x", "viewer", "initech")))
+            .await,
+        Code::InvalidArgument,
+        "tenant: tenant initech does not exist",
+    );
+    denied(
+        tokens()
+            .create_token(as_(ADMIN, create("x", "root", "")))
+            .await,
+        Code::InvalidArgument,
+        "role: \"root\" is not admin, tenant-admin or viewer",
+    );
+    denied(
+        tokens()
+            .create_token(as_(ADMIN, create("auditor", "viewer", "")))
+            .await,
+        Code::AlreadyExists,
+        "auditor",
+    );
+
+    let me = tokens()
+        .who_am_i(as_(&acme, pb::WhoAmIRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(me.auth_enabled);
+    assert_eq!(
+        (me.name.as_str(), me.role.as_str(), me.tenant.as_str()),
+        ("acme-admin", "tenant-admin", "acme")
+    );
+
+    // A tenant-admin sees and changes its tenant only.
+    assert_eq!(
+        cluster_names(&ch, &acme, "").await.unwrap(),
+        vec!["acme/users"]
+    );
+    let err = cluster_names(&ch, &acme, "globex").await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message()
+            .contains("token acme-admin (tenant-admin of tenant acme) may not read tenant globex"),
+        "{}",
+        err.message()
+    );
+    clusters()
+        .create_cluster(as_(&acme, cluster("orders", "acme")))
+        .await
+        .unwrap();
+    denied(
+        clusters()
+            .create_cluster(as_(&acme, cluster("evil", "globex")))
+            .await,
+        Code::PermissionDenied,
+        "may not change tenant globex",
+    );
+    denied(
+        clusters()
+            .get_cluster(as_(
+                &acme,
+                pb::GetRequest {
+                    name: "billing".into(),
+                    tenant: "globex".into(),
+                },
+            ))
+            .await,
+        Code::PermissionDenied,
+        "may not read tenant globex",
+    );
+    denied(
+        tenants()
+            .create_tenant(as_(
+                &acme,
+                pb::Tenant {
+                    metadata: meta("initech", ""),
+                    spec: None,
+                },
+            ))
+            .await,
+        Code::PermissionDenied,
+        "may not change fleet-wide objects",
+    );
+    let own: Vec<_> = tenants()
+        .list_tenants(as_(&acme, list()))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenants
+        .iter()
+        .map(|t| t.metadata.as_ref().unwrap().name.clone())
+        .collect();
+    assert_eq!(own, vec!["acme"]);
+    denied(
+        ListenersClient::new(ch.clone())
+            .list_listeners(as_(&acme, list()))
+            .await,
+        Code::PermissionDenied,
+        "fleet-wide",
+    );
+    denied(
+        FleetClient::new(ch.clone())
+            .list_proxies(as_(&acme, pb::ListProxiesRequest::default()))
+            .await,
+        Code::PermissionDenied,
+        "fleet-wide",
+    );
+    denied(
+        tokens()
+            .list_tokens(as_(&acme, pb::ListTokensRequest {}))
+            .await,
+        Code::PermissionDenied,
+        "fleet-wide",
+    );
+    // Its own manifest (with the Tenant document) applies; one with another tenant's object is
+    // refused whole.
+    ConfigClient::new(ch.clone())
+        .apply(as_(
+            &acme,
+            apply_of(vec![obj_tenant("acme"), obj_cluster("carts", "acme")]),
+        ))
+        .await
+        .unwrap();
+    denied(
+        ConfigClient::new(ch.clone())
+            .apply(as_(
+                &acme,
+                apply_of(vec![
+                    obj_cluster("more", "acme"),
+                    obj_cluster("more", "globex"),
+                ]),
+            ))
+            .await,
+        Code::PermissionDenied,
+        "globex",
+    );
+    assert_eq!(
+        cluster_names(&ch, ADMIN, "").await.unwrap(),
+        vec!["acme/carts", "acme/orders", "acme/users", "globex/billing"],
+        "nothing of the refused apply was written"
+    );
+    let ep = |tenant: &str| pb::RegisterEndpointRequest {
+        tenant: tenant.into(),
+        cluster: "users".into(),
+        address: "10.0.0.1".into(),
+        port: 8080,
+        ..Default::default()
+    };
+    EndpointsClient::new(ch.clone())
+        .register(as_(&acme, ep("acme")))
+        .await
+        .unwrap();
+    denied(
+        EndpointsClient::new(ch.clone())
+            .register(as_(&acme, ep("globex")))
+            .await,
+        Code::PermissionDenied,
+        "globex",
+    );
+
+    // Viewers read (everything, or their tenant) and change nothing.
+    assert_eq!(cluster_names(&ch, &viewer, "").await.unwrap().len(), 4);
+    denied(
+        clusters()
+            .create_cluster(as_(&viewer, cluster("x", "acme")))
+            .await,
+        Code::PermissionDenied,
+        "token auditor (viewer) may not change tenant acme",
+    );
+    assert_eq!(cluster_names(&ch, &acme_viewer, "").await.unwrap().len(), 3);
+    assert!(cluster_names(&ch, &acme_viewer, "globex").await.is_err());
+
+    // Revocation takes effect at once on this replica; an expired token stops working.
+    tokens()
+        .revoke_token(as_(
+            ADMIN,
+            pb::RevokeTokenRequest {
+                name: "acme-admin".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    denied(
+        clusters().list_clusters(as_(&acme, list())).await,
+        Code::Unauthenticated,
+        "not valid",
+    );
+    clock.advance(Duration::from_secs(61));
+    denied(
+        clusters().list_clusters(as_(&acme_viewer, list())).await,
+        Code::Unauthenticated,
+        "not valid",
+    );
+    assert!(cluster_names(&ch, &viewer, "").await.is_ok());
+    let names: Vec<_> = tokens()
+        .list_tokens(as_(ADMIN, pb::ListTokensRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .into_iter()
+        .map(|t| (t.name, t.role, t.tenant))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("acme-ro".to_owned(), "viewer".to_owned(), "acme".to_owned()),
+            ("admin".into(), "admin".into(), String::new()),
+            ("auditor".into(), "viewer".into(), String::new()),
+        ]
+    );
+    cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_roles_and_tenants_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    scenario(&format!(
+        "sqlite://{}",
+        dir.path().join("userdb.sqlite").display()
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_roles_and_tenants_on_postgres() {
+    let Some(db) = PgTestDb::create("auth").await else {
+        return;
+    };
+    scenario(&db.url).await;
+}
+
+#[tokio::test]
+async fn without_auth_every_call_is_the_admins() {
+    let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
+        .await
+        .unwrap();
+    let ch = Channel::from_shared(format!("http://{}", cp.grpc_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let me = TokensClient::new(ch.clone())
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!me.auth_enabled);
+    assert_eq!(me.role, "admin");
+    TenantsClient::new(ch)
+        .create_tenant(pb::Tenant {
+            metadata: meta("acme", ""),
+            spec: None,
+        })
+        .await
+        .unwrap();
+    cp.shutdown().await;
+}

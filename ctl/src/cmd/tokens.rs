@@ -1,0 +1,122 @@
+//! `gwctl tokens create|list|revoke` (admin) and `gwctl whoami`.
+
+use super::Ctx;
+use crate::cli::{Format, TokensCommand};
+use crate::error::{CliResult, StatusContext};
+use crate::output::{print, table};
+use gw_proto::gateway::v1 as pb;
+
+fn when(ms: i64) -> String {
+    if ms <= 0 {
+        return "never".into();
+    }
+    crate::output::time(Some(&prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }))
+}
+
+fn scope(t: &pb::Token) -> &str {
+    if t.tenant.is_empty() {
+        "*"
+    } else {
+        &t.tenant
+    }
+}
+
+/// Runs a `tokens` subcommand.
+pub async fn run(ctx: &Ctx, cmd: TokensCommand) -> CliResult<u8> {
+    let c = ctx.client().await?;
+    match cmd {
+        TokensCommand::Create { name, role, ttl } => {
+            let ttl_seconds = match ttl {
+                Some(s) => super::parse_duration("ttl", &s)?.seconds.max(0) as u64,
+                None => 0,
+            };
+            let req = pb::CreateTokenRequest {
+                name,
+                role,
+                tenant: ctx.tenant.clone().unwrap_or_default(),
+                ttl_seconds,
+            };
+            let r = c
+                .tokens()
+                .create_token(c.req(req))
+                .await
+                .context("tokens create")?;
+            let t = r.token.unwrap_or_default();
+            if matches!(ctx.output, Format::Json | Format::Yaml) {
+                let v = serde_json::json!({"name": t.name, "role": t.role, "tenant": t.tenant,
+                    "expiresAt": when(t.expires_at_ms), "secret": r.secret});
+                super::telemetry::emit(ctx.output, &v);
+                return Ok(0);
+            }
+            eprintln!(
+                "token {} created ({} of {}, expires {}); it is shown once, keep it safe:",
+                t.name,
+                t.role,
+                scope(&t),
+                when(t.expires_at_ms)
+            );
+            println!("{}", r.secret);
+            Ok(0)
+        }
+        TokensCommand::List => {
+            let tokens = c
+                .tokens()
+                .list_tokens(c.req(pb::ListTokensRequest {}))
+                .await
+                .context("tokens list")?
+                .tokens;
+            if matches!(ctx.output, Format::Json | Format::Yaml) {
+                let v: Vec<_> = tokens
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({"name": t.name, "role": t.role, "tenant": t.tenant,
+                            "createdAt": when(t.created_at_ms), "expiresAt": when(t.expires_at_ms)})
+                    })
+                    .collect();
+                super::telemetry::emit(ctx.output, &v);
+                return Ok(0);
+            }
+            let mut tbl = table(&["NAME", "ROLE", "TENANT", "CREATED", "EXPIRES"]);
+            for t in &tokens {
+                tbl.add_row(vec![
+                    t.name.clone(),
+                    t.role.clone(),
+                    scope(t).to_owned(),
+                    when(t.created_at_ms),
+                    when(t.expires_at_ms),
+                ]);
+            }
+            print(&tbl);
+            Ok(0)
+        }
+        TokensCommand::Revoke { name } => {
+            c.tokens()
+                .revoke_token(c.req(pb::RevokeTokenRequest { name: name.clone() }))
+                .await
+                .context("tokens revoke")?;
+            println!("token {name} revoked");
+            Ok(0)
+        }
+    }
+}
+
+/// `gwctl whoami`: the token's name, role and tenant.
+pub async fn whoami(ctx: &Ctx) -> CliResult<u8> {
+    let c = ctx.client().await?;
+    let me = c
+        .tokens()
+        .who_am_i(c.req(pb::WhoAmIRequest {}))
+        .await
+        .context("whoami")?;
+    if !me.auth_enabled {
+        println!("auth is off on this control plane: every caller may do everything (start it with --auth)");
+    } else if me.tenant.is_empty() {
+        println!("{} ({})", me.name, me.role);
+    } else {
+        println!("{} ({} of tenant {})", me.name, me.role, me.tenant);
+    }
+    Ok(0)
+}
