@@ -14,7 +14,7 @@
 //! - xDS and the telemetry services are not behind tokens: proxies and Envoy do not send them.
 
 use crate::store::{Store, StoreError};
-use gw_proto::model::Kind;
+use gw_proto::model::{Kind, Object, Spec};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -154,6 +154,41 @@ pub fn object_scope(kind: Kind, tenant: &str, name: &str, fleet_wide_op: bool) -
     }
 }
 
+/// The header that carries the tenant on the data plane (`x-tenant-id`).
+pub const TENANT_HEADER: &str = "x-tenant-id";
+
+/// What a tenant-admin may not write even in its own tenant, since it reaches beyond it:
+/// - a route must match `x-tenant-id: TENANT` exactly: routes of every tenant share one route
+///   table, and hosts are not owned by tenants, so a route by host or path alone could take
+///   another tenant's requests;
+/// - a cluster may not take endpoints from Kubernetes: the control plane's service account reads
+///   EndpointSlices in every namespace, so the namespace is the admin's to choose.
+pub fn confine(who: Option<&Principal>, o: &Object) -> Result<(), Status> {
+    let Some(p) = who.filter(|p| p.role == Role::TenantAdmin) else {
+        return Ok(());
+    };
+    match &o.spec {
+        Spec::Route(r) => {
+            let confined = r.match_.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case(TENANT_HEADER) && h.exact.as_deref() == Some(&p.tenant)
+            });
+            if confined {
+                return Ok(());
+            }
+            Err(Status::permission_denied(format!(
+                "route {}/{}: spec.match.headers: a tenant-admin token's routes must match \
+                 {{name: {TENANT_HEADER}, exact: {}}} (routes by host or path alone are the admin's)",
+                o.meta.tenant, o.meta.name, p.tenant
+            )))
+        }
+        Spec::Cluster(c) if c.kubernetes.is_some() => Err(Status::permission_denied(format!(
+            "cluster {}/{}: spec.kubernetes: Kubernetes discovery is the admin's to set up",
+            o.meta.tenant, o.meta.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The SHA-256 of a secret, as stored.
 pub fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -169,6 +204,9 @@ pub fn new_secret() -> String {
 pub struct Tokens {
     store: Store,
     by_hash: Arc<RwLock<HashMap<String, Principal>>>,
+    /// One reload at a time: a periodic read that started before a revocation committed must
+    /// not swap its stale table in after the revocation's own reload.
+    reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Tokens {
@@ -177,6 +215,7 @@ impl Tokens {
         let t = Tokens {
             store,
             by_hash: Arc::default(),
+            reloading: Arc::default(),
         };
         t.reload().await?;
         Ok(t)
@@ -184,24 +223,25 @@ impl Tokens {
 
     /// Reads the table again (after a change, and every 2 s for other replicas' changes).
     pub async fn reload(&self) -> Result<(), StoreError> {
+        let _one = self.reloading.lock().await;
         let all = self.store.token_hashes().await?;
         *self.by_hash.write().unwrap_or_else(|e| e.into_inner()) = all.into_iter().collect();
         Ok(())
     }
 
-    /// Keeps the table fresh until `stop`.
+    /// Keeps the table fresh until `stop`: every `every`, and at once on a config change of any
+    /// replica (a tenant deleted elsewhere takes its tokens with it).
     pub async fn refresh(self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changes = self.store.subscribe();
         loop {
             tokio::select! {
                 _ = crate::server::stopped(&mut stop) => return,
-                _ = tick.tick() => {
-                    if let Err(e) = self.reload().await {
-                        tracing::warn!(error = %e, "reloading API tokens");
-                    }
-                }
+                r = changes.changed() => if r.is_err() { return },
+                _ = tick.tick() => {}
             }
+            reload(Some(&self)).await;
         }
     }
 
@@ -215,9 +255,27 @@ impl Tokens {
         }
     }
 
+    /// Whether `p`'s token still works (not revoked, not expired): long calls (a followed event
+    /// stream) check again as they go.
+    pub fn still_valid(&self, p: &Principal) -> bool {
+        let map = self.by_hash.read().unwrap_or_else(|e| e.into_inner());
+        let live = map.values().any(|q| q.name == p.name);
+        live && p.expires_at_ms.is_none_or(|at| at > self.store.now_ms())
+    }
+
     /// The store the table comes from.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+}
+
+/// Reloads the token table, if auth is on, after a write that changed tokens (a revocation, a
+/// tenant deleted with its tokens), so the next call on this replica sees it.
+pub async fn reload(tokens: Option<&Tokens>) {
+    if let Some(t) = tokens {
+        if let Err(e) = t.reload().await {
+            tracing::warn!(error = %e, "reloading API tokens");
+        }
     }
 }
 

@@ -121,27 +121,39 @@ pub async fn run(
         let lead = leader.ensure().await;
         leading.send_replace(Some(lead));
         let wanted = if lead { wanted } else { BTreeMap::new() };
-        // Stop the watches of clusters that are gone or changed; a cluster that no longer asks
-        // for Kubernetes loses the endpoints it had from there.
+        // Stop the watches of clusters that are gone or changed (and of watches that ended:
+        // a cluster deleted and made again between two rounds).
         let ended: Vec<Target> = watches
             .iter()
-            .filter(|(t, (spec, _))| wanted.get(*t) != Some(spec))
+            .filter(|(t, (spec, task))| wanted.get(*t) != Some(spec) || task.is_finished())
             .map(|(t, _)| t.clone())
             .collect();
         for t in ended {
             if let Some((_, task)) = watches.remove(&t) {
                 task.abort();
             }
-            if leader.is_leader() && !wanted.contains_key(&t) {
-                match store
-                    .sync_discovered_endpoints(&t.tenant, &t.cluster, &[])
-                    .await
-                {
-                    Ok(_) | Err(StoreError::NotFound(_)) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, cluster = %t.cluster, "discovery: removing endpoints")
+        }
+        // Discovered endpoints of clusters that no longer ask Kubernetes go, whoever watched
+        // them (this replica, an old leader, one that was stopped): reconciled from userdb.
+        if lead {
+            match store.clusters_with_discovered_endpoints().await {
+                Ok(held) => {
+                    for (tenant, cluster) in held {
+                        let t = Target { tenant, cluster };
+                        if wanted.contains_key(&t) {
+                            continue;
+                        }
+                        match store
+                            .sync_discovered_endpoints(&t.tenant, &t.cluster, None, &[])
+                            .await
+                        {
+                            Ok(_) | Err(StoreError::NotFound(_)) => {}
+                            Err(e) => tracing::warn!(error = %e, cluster = %t.cluster,
+                                "discovery: removing endpoints"),
+                        }
                     }
                 }
+                Err(e) => tracing::warn!(error = %e, "discovery: listing discovered endpoints"),
             }
         }
         for (t, spec) in wanted {
@@ -154,7 +166,7 @@ pub async fn run(
                 t.clone(),
                 spec.clone(),
                 stream,
-                cfg.retry,
+                cfg.clone(),
             ));
             watches.insert(t, (spec, task));
         }
@@ -190,20 +202,25 @@ async fn kubernetes_clusters(
     }
 }
 
-/// Follows one Service's slices and writes the cluster's endpoint set as it changes.
+/// Follows one Service's slices and writes the cluster's endpoint set as it changes, and again
+/// every resync (the store writes nothing when the set is already there, so anything that moved
+/// the rows meanwhile is put right).
 async fn follow(
     store: Store,
     t: Target,
     spec: KubernetesDiscovery,
     mut stream: SliceStream,
-    retry: Duration,
+    cfg: DiscoveryConfig,
 ) {
     let mut slices: BTreeMap<String, EndpointSlice> = BTreeMap::new();
     // Slices of a listing in progress; `slices` is replaced when it completes.
     let mut listing: Option<BTreeMap<String, EndpointSlice>> = None;
     let mut listed = false;
-    let mut written: Option<Vec<Endpoint>> = None;
+    // Whether the watch is failing (reported once per failing spell).
+    let mut failing = false;
     let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut resync = tokio::time::interval(cfg.resync);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let event = tokio::select! {
             e = stream.next() => match e {
@@ -211,12 +228,30 @@ async fn follow(
                 None => return,
             },
             _ = sleep_until(retry_at) => None,
+            _ = resync.tick() => None,
         };
         match event {
             None => {}
             Some(Err(e)) => {
                 tracing::warn!(error = %e, namespace = %spec.namespace, service = %spec.service,
                     "discovery: watching EndpointSlices");
+                if !failing {
+                    failing = true;
+                    let message = format!(
+                        "watching EndpointSlices of Service {}/{}: {e}",
+                        spec.namespace, spec.service
+                    );
+                    record(
+                        &store,
+                        &t,
+                        &spec,
+                        "discovery_failed",
+                        "warning",
+                        message,
+                        None,
+                    )
+                    .await;
+                }
                 continue;
             }
             Some(Ok(e)) => match e {
@@ -229,6 +264,7 @@ async fn follow(
                 Event::InitDone => {
                     slices = listing.take().unwrap_or_default();
                     listed = true;
+                    failing = false;
                 }
                 Event::Apply(s) => {
                     slices.insert(slice_name(&s), s);
@@ -242,26 +278,38 @@ async fn follow(
             continue;
         }
         let want = endpoints_of(&t, &spec, slices.values());
-        if written.as_ref() == Some(&want) {
-            retry_at = None;
-            continue;
-        }
         match store
-            .sync_discovered_endpoints(&t.tenant, &t.cluster, &want)
+            .sync_discovered_endpoints(&t.tenant, &t.cluster, Some(&spec), &want)
             .await
         {
             Ok(rev) => {
                 if let Some(rev) = rev {
-                    record(&store, &t, &spec, want.len(), rev).await;
+                    let n = want.len();
+                    let message = format!(
+                        "{n} ready endpoint(s) from Service {}/{}",
+                        spec.namespace, spec.service
+                    );
+                    let severity = if n == 0 { "warning" } else { "info" };
+                    let detail = Some((n, rev));
+                    record(
+                        &store,
+                        &t,
+                        &spec,
+                        "endpoints_discovered",
+                        severity,
+                        message,
+                        detail,
+                    )
+                    .await;
                 }
-                written = Some(want);
                 retry_at = None;
             }
-            // The cluster was deleted; the controller stops this watch.
+            // The cluster was deleted or no longer asks for this Service; the controller
+            // stops (or restarts) this watch.
             Err(StoreError::NotFound(_)) => return,
             Err(e) => {
                 tracing::warn!(error = %e, cluster = %t.cluster, "discovery: writing endpoints");
-                retry_at = Some(tokio::time::Instant::now() + retry);
+                retry_at = Some(tokio::time::Instant::now() + cfg.retry);
             }
         }
     }
@@ -278,23 +326,31 @@ fn slice_name(s: &EndpointSlice) -> String {
     s.metadata.name.clone().unwrap_or_default()
 }
 
-async fn record(store: &Store, t: &Target, spec: &KubernetesDiscovery, n: usize, rev: u64) {
+async fn record(
+    store: &Store,
+    t: &Target,
+    spec: &KubernetesDiscovery,
+    kind: &str,
+    severity: &str,
+    message: String,
+    written: Option<(usize, u64)>,
+) {
+    let mut attributes: BTreeMap<String, String> = [
+        ("namespace".to_owned(), spec.namespace.clone()),
+        ("service".to_owned(), spec.service.clone()),
+    ]
+    .into();
+    if let Some((n, rev)) = written {
+        attributes.insert("endpoints".into(), n.to_string());
+        attributes.insert("revision".into(), rev.to_string());
+    }
     let e = EventRecord {
-        kind: "endpoints_discovered".into(),
-        severity: if n == 0 { "warning" } else { "info" }.into(),
+        kind: kind.into(),
+        severity: severity.into(),
         tenant: t.tenant.clone(),
         object: format!("cluster/{}", t.cluster),
-        message: format!(
-            "{n} ready endpoint(s) from Service {}/{}",
-            spec.namespace, spec.service
-        ),
-        attributes: [
-            ("namespace".to_owned(), spec.namespace.clone()),
-            ("service".to_owned(), spec.service.clone()),
-            ("endpoints".to_owned(), n.to_string()),
-            ("revision".to_owned(), rev.to_string()),
-        ]
-        .into(),
+        message,
+        attributes,
         ..EventRecord::default()
     };
     if let Err(e) = store.record_event(e).await {

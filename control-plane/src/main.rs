@@ -39,6 +39,15 @@ struct Args {
     /// userdb with --auth has a way in. Prefer the environment variable to the flag.
     #[arg(long, env = "GW_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Serve gRPC (API, xDS, telemetry) over TLS with this PEM certificate chain.
+    #[arg(long, env = "GW_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(long, env = "GW_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Require client certificates chaining to this PEM CA (mTLS) from every gRPC client.
+    #[arg(long, env = "GW_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<std::path::PathBuf>,
     /// Log format.
     #[arg(long, env = "GW_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -99,6 +108,13 @@ async fn main() -> anyhow::Result<()> {
     cfg.monitoring.retention = args.retention;
     cfg.monitoring.interval = args.eval_interval;
     cfg.auth = args.auth;
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        cfg.tls = Some(gw_control_plane::server::TlsFiles {
+            cert,
+            key,
+            client_ca: args.tls_client_ca,
+        });
+    }
     cfg.admin_token = args.admin_token.filter(|t| !t.is_empty());
     if args.kubernetes {
         let source = gw_control_plane::discovery::KubeSource::connect()

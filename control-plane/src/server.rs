@@ -45,6 +45,43 @@ pub struct Config {
     /// A secret made (or kept) as the admin token named `admin` at start-up (`GW_ADMIN_TOKEN`),
     /// so a fresh userdb with `--auth` has a way in.
     pub admin_token: Option<String>,
+    /// TLS on the gRPC listener (API, xDS, telemetry); `None`: plaintext.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for the gRPC listener's TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: std::path::PathBuf,
+    /// Its private key.
+    pub key: std::path::PathBuf,
+    /// CA that client certificates must chain to: with it, every client (proxies, Envoy,
+    /// gwctl) must present one (mTLS).
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+impl TlsFiles {
+    /// The tonic server TLS config, or an error naming the file that could not be read.
+    pub fn server_config(&self) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+        let read = |p: &std::path::Path, what: &str| {
+            std::fs::read(p).with_context(|| format!("{what}: reading {}", p.display()))
+        };
+        let identity = tonic::transport::Identity::from_pem(
+            read(&self.cert, "--tls-cert")?,
+            read(&self.key, "--tls-key")?,
+        );
+        let mut cfg = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.client_ca {
+            cfg = cfg
+                .client_ca_root(tonic::transport::Certificate::from_pem(read(
+                    ca,
+                    "--tls-client-ca",
+                )?))
+                .client_auth_optional(false);
+        }
+        Ok(cfg)
+    }
 }
 
 impl Config {
@@ -60,6 +97,7 @@ impl Config {
             discovery: crate::discovery::DiscoveryConfig::default(),
             auth: false,
             admin_token: None,
+            tls: None,
         }
     }
 
@@ -130,7 +168,7 @@ impl ControlPlane {
             .context("building gRPC reflection")?;
         if let Some(secret) = &cfg.admin_token {
             store
-                .ensure_token("admin", "admin", secret)
+                .ensure_admin_token("admin", secret)
                 .await
                 .context("GW_ADMIN_TOKEN")?;
         }
@@ -150,11 +188,19 @@ impl ControlPlane {
         // reflection do not (proxies and Envoy send no tokens).
         let auth = Authenticator::new(tokens.clone());
         #[allow(unused_mut)]
-        let mut router = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &cfg.tls {
+            builder = builder
+                .tls_config(tls.server_config()?)
+                .context("TLS for the gRPC listener")?;
+        }
+        let mut router = builder
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(reflection)
             .add_service(guarded(
-                TenantsApi::new(store.clone()).into_service(),
+                TenantsApi::new(store.clone())
+                    .with_tokens(tokens.clone())
+                    .into_service(),
                 &auth,
             ))
             .add_service(guarded(
@@ -170,7 +216,12 @@ impl ControlPlane {
                 EndpointsApi::new(store.clone()).into_service(),
                 &auth,
             ))
-            .add_service(guarded(ConfigApi::new(store.clone()).into_service(), &auth))
+            .add_service(guarded(
+                ConfigApi::new(store.clone())
+                    .with_tokens(tokens.clone())
+                    .into_service(),
+                &auth,
+            ))
             .add_service(guarded(
                 AlertRulesApi::new(store.clone()).into_service(),
                 &auth,
@@ -179,6 +230,7 @@ impl ControlPlane {
             .add_service(guarded(
                 EventsApi::new(store.clone())
                     .with_shutdown(shutdown.subscribe())
+                    .with_tokens(tokens.clone())
                     .into_service(),
                 &auth,
             ))

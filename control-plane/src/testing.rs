@@ -100,3 +100,67 @@ impl Drop for PgTestDb {
         .join();
     }
 }
+
+/// A throwaway PKI for TLS tests: a CA, a server certificate for `localhost` and `127.0.0.1`,
+/// and a client certificate, as PEM files in a temporary directory (removed on drop).
+#[derive(Debug)]
+pub struct TestPki {
+    dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    /// Generates the CA and both certificates (ECDSA P-256).
+    pub fn new() -> TestPki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose, SanType,
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let write = |name: &str, pem: String| {
+            std::fs::write(dir.path().join(name), pem).expect("writing a PEM file");
+        };
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "gw test CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        write("ca.pem", ca.self_signed(&ca_key).expect("the CA").pem());
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf = |name: &str, usage: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().expect("a key");
+            let mut p = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+            p.subject_alt_names
+                .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+            p.distinguished_name.push(DnType::CommonName, name);
+            p.extended_key_usages = vec![usage];
+            let cert = p.signed_by(&key, &issuer).expect("a certificate");
+            write(&format!("{name}.pem"), cert.pem());
+            write(&format!("{name}-key.pem"), key.serialize_pem());
+        };
+        leaf("server", ExtendedKeyUsagePurpose::ServerAuth);
+        leaf("client", ExtendedKeyUsagePurpose::ClientAuth);
+        TestPki { dir }
+    }
+
+    /// A file of the PKI: `ca.pem`, `server.pem`, `server-key.pem`, `client.pem`,
+    /// `client-key.pem`.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The control plane's TLS: the server certificate, and client certificates required when
+    /// `mtls`.
+    pub fn server_tls(&self, mtls: bool) -> crate::server::TlsFiles {
+        crate::server::TlsFiles {
+            cert: self.path("server.pem"),
+            key: self.path("server-key.pem"),
+            client_ca: mtls.then(|| self.path("ca.pem")),
+        }
+    }
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -348,6 +348,95 @@ async fn scenario(db: &str) {
         "globex",
     );
 
+    // What reaches beyond the tenant stays the admin's: a route not confined by the tenant
+    // header (routes share one table; hosts belong to no tenant), Kubernetes discovery, and a
+    // Tenant document for a tenant that does not exist yet.
+    let route = |name: &str, header: Option<&str>| pb::Route {
+        metadata: meta(name, "acme"),
+        spec: Some(pb::RouteSpec {
+            cluster: "users".into(),
+            r#match: Some(pb::RouteMatch {
+                hosts: vec!["globex.example".into()],
+                headers: header
+                    .map(|v| pb::HeaderMatch {
+                        name: "x-tenant-id".into(),
+                        r#match: Some(pb::header_match::Match::Exact(v.into())),
+                    })
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let routes = || gw_proto::gateway::v1::routes_client::RoutesClient::new(ch.clone());
+    denied(
+        routes().create_route(as_(&acme, route("grab", None))).await,
+        Code::PermissionDenied,
+        "spec.match.headers: a tenant-admin token's routes must match {name: x-tenant-id, exact: acme}",
+    );
+    denied(
+        routes()
+            .create_route(as_(&acme, route("grab", Some("globex"))))
+            .await,
+        Code::PermissionDenied,
+        "x-tenant-id",
+    );
+    routes()
+        .create_route(as_(&acme, route("own", Some("acme"))))
+        .await
+        .unwrap();
+    routes()
+        .create_route(as_(ADMIN, route("by-host", None)))
+        .await
+        .unwrap();
+    let discovering = pb::Cluster {
+        metadata: meta("pods", "acme"),
+        spec: Some(pb::ClusterSpec {
+            kubernetes: Some(pb::KubernetesDiscovery {
+                namespace: "kube-system".into(),
+                service: "kube-dns".into(),
+                port: String::new(),
+            }),
+            ..Default::default()
+        }),
+    };
+    denied(
+        clusters().create_cluster(as_(&acme, discovering)).await,
+        Code::PermissionDenied,
+        "spec.kubernetes",
+    );
+    denied(
+        ConfigClient::new(ch.clone())
+            .apply(as_(&acme, apply_of(vec![obj_tenant("initech")])))
+            .await,
+        Code::PermissionDenied,
+        "fleet-wide",
+    );
+
+    // A tenant's tokens go with it.
+    ConfigClient::new(ch.clone())
+        .apply(as_(ADMIN, apply_of(vec![obj_tenant("temp")])))
+        .await
+        .unwrap();
+    let temp = token(&ch, "temp-ro", "viewer", "temp", 0).await;
+    tenants()
+        .delete_tenant(as_(
+            ADMIN,
+            pb::DeleteRequest {
+                name: "temp".into(),
+                tenant: String::new(),
+                resource_version: 0,
+            },
+        ))
+        .await
+        .unwrap();
+    denied(
+        tenants().list_tenants(as_(&temp, list())).await,
+        Code::Unauthenticated,
+        "not valid",
+    );
+
     // Viewers read (everything, or their tenant) and change nothing.
     assert_eq!(cluster_names(&ch, &viewer, "").await.unwrap().len(), 4);
     denied(

@@ -458,6 +458,22 @@ fn discovered(address: &str, port: u32, zone: &str) -> Endpoint {
 async fn discovered_endpoints_sync_as_one_write_per_change() {
     on_both("discovered", None, |store| async move {
         store.apply(objects(QUICKSTART), false).await.unwrap();
+        // users-svc also takes endpoints from Kubernetes Service shop/users.
+        let asks = |k8s: &str| {
+            format!(
+                "apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: users-svc, tenant: acme}}\n\
+                 spec: {{endpoints: [{{address: 127.0.0.1, port: 18081}}]{k8s}}}\n"
+            )
+        };
+        let k8s = ", kubernetes: {namespace: shop, service: users}";
+        store.apply(objects(&asks(k8s)), false).await.unwrap();
+        let service = |name: &str| gw_proto::model::KubernetesDiscovery {
+            namespace: "shop".into(),
+            service: name.into(),
+            port: String::new(),
+        };
+        let users = service("users");
+        let from = Some(&users);
         let listed = |store: Store| async move {
             let page = store
                 .discover("acme", Some("users-svc"), 0, "")
@@ -479,7 +495,7 @@ async fn discovered_endpoints_sync_as_one_write_per_change() {
         let b = discovered("10.1.0.2", 8080, "b");
         let before = store.revision().await.unwrap();
         let rev = store
-            .sync_discovered_endpoints("acme", "users-svc", &[a.clone(), b.clone()])
+            .sync_discovered_endpoints("acme", "users-svc", from, &[a.clone(), b.clone()])
             .await
             .unwrap()
             .expect("two new endpoints are a write");
@@ -496,7 +512,7 @@ async fn discovered_endpoints_sync_as_one_write_per_change() {
         // The same set again (a relist, another replica): no write, no revision.
         assert_eq!(
             store
-                .sync_discovered_endpoints("acme", "users-svc", &[a.clone(), b.clone()])
+                .sync_discovered_endpoints("acme", "users-svc", from, &[a.clone(), b.clone()])
                 .await
                 .unwrap(),
             None
@@ -511,7 +527,7 @@ async fn discovered_endpoints_sync_as_one_write_per_change() {
         let b2 = discovered("10.1.0.2", 8080, "c");
         let c = discovered("10.1.0.3", 8080, "c");
         store
-            .sync_discovered_endpoints("acme", "users-svc", &[b2.clone(), c])
+            .sync_discovered_endpoints("acme", "users-svc", from, &[b2.clone(), c])
             .await
             .unwrap()
             .expect("a change");
@@ -528,9 +544,21 @@ async fn discovered_endpoints_sync_as_one_write_per_change() {
                 ("127.0.0.1".into(), 18081, EndpointSource::Static, None),
             ]
         );
+        // A set from another Service (a watch that should have stopped) is refused, and so is
+        // clearing the set while the cluster still asks Kubernetes.
+        let orders = service("orders");
+        let fresh = discovered("10.1.0.4", 8080, "d");
+        for (other, want) in [(Some(&orders), vec![fresh]), (None, vec![])] {
+            assert!(matches!(
+                store
+                    .sync_discovered_endpoints("acme", "users-svc", other, &want)
+                    .await,
+                Err(StoreError::NotFound(_))
+            ));
+        }
         // Nothing from Kubernetes: its endpoints go, the registered one stays.
         store
-            .sync_discovered_endpoints("acme", "users-svc", &[])
+            .sync_discovered_endpoints("acme", "users-svc", from, &[])
             .await
             .unwrap()
             .expect("a change");
@@ -540,13 +568,33 @@ async fn discovered_endpoints_sync_as_one_write_per_change() {
             .map(|e| e.2)
             .collect();
         assert_eq!(left, vec![EndpointSource::Registry, EndpointSource::Static]);
+        // Once the cluster stops asking, a clean-up (no Service) is allowed.
+        store
+            .sync_discovered_endpoints("acme", "users-svc", from, std::slice::from_ref(&b2))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.clusters_with_discovered_endpoints().await.unwrap(),
+            vec![("acme".to_owned(), "users-svc".to_owned())]
+        );
+        store.apply(objects(&asks("")), false).await.unwrap();
+        store
+            .sync_discovered_endpoints("acme", "users-svc", None, &[])
+            .await
+            .unwrap()
+            .expect("the clean-up is a write");
+        assert!(store
+            .clusters_with_discovered_endpoints()
+            .await
+            .unwrap()
+            .is_empty());
 
         // Bad input names the field and writes nothing; a missing cluster is NotFound.
         let rev = store.revision().await.unwrap();
         let mut bad = discovered("10.1.0.9", 0, "a");
         bad.key.port = 0;
         match store
-            .sync_discovered_endpoints("acme", "users-svc", &[b2, bad])
+            .sync_discovered_endpoints("acme", "users-svc", from, &[b2, bad])
             .await
         {
             Err(StoreError::Invalid(m)) => assert!(m.starts_with("endpoints[1].port"), "{m}"),
@@ -556,11 +604,68 @@ async fn discovered_endpoints_sync_as_one_write_per_change() {
         elsewhere.key.cluster = "gone".into();
         assert!(matches!(
             store
-                .sync_discovered_endpoints("acme", "gone", &[elsewhere])
+                .sync_discovered_endpoints("acme", "gone", from, &[elsewhere])
                 .await,
             Err(StoreError::NotFound(_))
         ));
         assert_eq!(store.revision().await.unwrap(), rev);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tokens_bootstrap_rotate_and_go_with_their_tenant() {
+    on_both("tokens", None, |store| async move {
+        let auth = |store: Store, secret: String| async move {
+            let tokens = gw_control_plane::auth::Tokens::load(store).await.unwrap();
+            tokens.authenticate(&secret).map(|p| p.name)
+        };
+        let first = "first-secret-0123456789".to_owned();
+        store.ensure_admin_token("admin", &first).await.unwrap();
+        // Twice (two replicas starting together) is the same token.
+        let again = store.ensure_admin_token("admin", &first).await.unwrap();
+        assert_eq!((again.role.as_str(), again.expires_at_ms), ("admin", None));
+        assert_eq!(
+            auth(store.clone(), first.clone()).await.as_deref(),
+            Some("admin")
+        );
+        // Rotating the secret replaces it.
+        let second = "second-secret-0123456789".to_owned();
+        store.ensure_admin_token("admin", &second).await.unwrap();
+        assert_eq!(auth(store.clone(), first).await, None);
+        assert_eq!(auth(store.clone(), second).await.as_deref(), Some("admin"));
+        assert!(matches!(
+            store.ensure_admin_token("admin", "short").await,
+            Err(StoreError::Invalid(m)) if m.starts_with("secret")
+        ));
+        // Bounds on the TTL; a tenant's tokens are deleted with it.
+        store.apply(objects(QUICKSTART), false).await.unwrap();
+        for ttl in [
+            Duration::from_millis(500),
+            Duration::from_secs(11 * 366 * 24 * 3600),
+        ] {
+            assert!(matches!(
+                store.create_token("x", "viewer", "", Some(ttl)).await,
+                Err(StoreError::Invalid(m)) if m.starts_with("ttl")
+            ));
+        }
+        let (_, ci) = store
+            .create_token("ci", "tenant-admin", "acme", None)
+            .await
+            .unwrap();
+        assert_eq!(auth(store.clone(), ci.clone()).await.as_deref(), Some("ci"));
+        let mut keys: Vec<ObjectKey> = objects(QUICKSTART).iter().map(|o| o.key()).collect();
+        keys.reverse();
+        store.delete_many(&keys, false).await.unwrap();
+        assert_eq!(auth(store.clone(), ci).await, None);
+        let names: Vec<_> = store
+            .list_tokens()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, vec!["admin"]);
     })
     .await;
 }

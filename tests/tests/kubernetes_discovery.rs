@@ -181,6 +181,26 @@ async fn a_clusters_endpoints_follow_its_services_endpointslices() {
         "the relist wrote nothing"
     );
 
+    // Someone deregisters a discovered endpoint through the API: the next resync puts it back.
+    let b_key = gw_proto::model::EndpointKey {
+        tenant: "acme".into(),
+        cluster: "users".into(),
+        address: "127.0.0.1".into(),
+        port: u32::from(b.port()),
+    };
+    cp.store().deregister_endpoint(&b_key).await.unwrap();
+    wait::until("the resync to restore the endpoint", LIMIT, || async {
+        let eps = cp
+            .store()
+            .discover("acme", Some("users"), 0, "")
+            .await
+            .ok()?;
+        eps.items.iter().any(|e| e.key == b_key).then_some(())
+    })
+    .await
+    .unwrap();
+    until_answering(at, &["a", "b"]).await;
+
     let events = cp
         .store()
         .list_events(&EventFilter {

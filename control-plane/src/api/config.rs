@@ -1,7 +1,7 @@
 //! The `Config` service: batch apply and delete, each one transaction.
 
 use super::store_status;
-use crate::auth::{check, object_scope, principal, Access};
+use crate::auth::{check, confine, object_scope, principal, Access};
 use crate::store::{ApplyOutcome, Store};
 use gw_proto::convert::{object_from_pb, object_kind};
 use gw_proto::gateway::v1 as pb;
@@ -13,12 +13,23 @@ use tonic::{Request, Response, Status};
 #[derive(Clone, Debug)]
 pub struct ConfigApi {
     store: Store,
+    /// The token table, reloaded after a tenant is deleted (its tokens go with it).
+    tokens: Option<crate::auth::Tokens>,
 }
 
 impl ConfigApi {
     /// Serves `store`.
     pub fn new(store: Store) -> Self {
-        ConfigApi { store }
+        ConfigApi {
+            store,
+            tokens: None,
+        }
+    }
+
+    /// With auth on: the token table to reload when a delete takes tokens with it.
+    pub fn with_tokens(mut self, tokens: Option<crate::auth::Tokens>) -> Self {
+        self.tokens = tokens;
+        self
     }
 
     /// The tonic service.
@@ -55,10 +66,24 @@ impl pb::config_server::Config for ConfigApi {
                     None => format!("objects[{i}]: {e}"),
                 })
             })?;
-            // A manifest may carry its Tenant document: applying it is its tenant's business
-            // (a tenant-admin token names an existing tenant, so this is a re-apply).
-            let scope = object_scope(obj.spec.kind(), &obj.meta.tenant, &obj.meta.name, false);
+            // A manifest may carry its Tenant document: re-applying an existing tenant is its
+            // own business; creating one is fleet-wide.
+            let creates_tenant = obj.spec.kind() == Kind::Tenant
+                && who.is_some()
+                && self
+                    .store
+                    .get(&obj.key())
+                    .await
+                    .map_err(store_status)?
+                    .is_none();
+            let scope = object_scope(
+                obj.spec.kind(),
+                &obj.meta.tenant,
+                &obj.meta.name,
+                creates_tenant,
+            );
             check(who.as_ref(), Access::Write, scope.as_deref())?;
+            confine(who.as_ref(), &obj)?;
             objects.push(obj);
         }
         let report = self
@@ -109,6 +134,9 @@ impl pb::config_server::Config for ConfigApi {
             .delete_many(&keys, req.ignore_missing)
             .await
             .map_err(store_status)?;
+        if keys.iter().any(|k| k.kind == Kind::Tenant) {
+            crate::auth::reload(self.tokens.as_ref()).await;
+        }
         Ok(Response::new(pb::DeleteObjectsResponse {
             deleted,
             revision,

@@ -117,6 +117,7 @@ impl pb::alerts_server::Alerts for AlertsApi {
 pub struct EventsApi {
     store: Store,
     shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    tokens: Option<crate::auth::Tokens>,
 }
 
 impl EventsApi {
@@ -125,7 +126,14 @@ impl EventsApi {
         EventsApi {
             store,
             shutdown: None,
+            tokens: None,
         }
+    }
+
+    /// With auth on: a followed stream ends when its token is revoked or expires.
+    pub fn with_tokens(mut self, tokens: Option<crate::auth::Tokens>) -> Self {
+        self.tokens = tokens;
+        self
     }
 
     /// Ends `--follow` streams cleanly when `shutdown` turns true.
@@ -164,7 +172,9 @@ impl pb::events_server::Events for EventsApi {
         &self,
         req: Request<pb::ListEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let tenant = list_scope(principal(&req), &req.get_ref().tenant)?;
+        let who = principal(&req).cloned();
+        let tenant = list_scope(who.as_ref(), &req.get_ref().tenant)?;
+        let tokens = self.tokens.clone();
         let r = req.into_inner();
         let mut filter = EventFilter {
             tenant,
@@ -201,6 +211,13 @@ impl pb::events_server::Events for EventsApi {
                     _ = poll.tick() => {}
                     _ = tx.closed() => return,
                     _ = shutdown_signal(&mut shutdown) => return,
+                }
+                if let (Some(tokens), Some(p)) = (&tokens, &who) {
+                    if !tokens.still_valid(p) {
+                        let gone = Status::unauthenticated("the token was revoked or expired");
+                        let _ = tx.send(Err(gone)).await;
+                        return;
+                    }
                 }
                 match store.list_events(&filter).await {
                     Ok(events) => {

@@ -1,7 +1,7 @@
 //! Tenants, Listeners, Clusters and Routes services: create / update / get / list / delete.
 
 use super::store_status;
-use crate::auth::{check, list_scope, object_scope, Access, Principal};
+use crate::auth::{check, confine, list_scope, object_scope, reload, Access, Principal, Tokens};
 use crate::store::Store;
 use gw_proto::convert::{self, object_to_pb};
 use gw_proto::gateway::v1 as pb;
@@ -25,6 +25,8 @@ fn key(kind: Kind, tenant: String, name: String) -> Result<ObjectKey, Status> {
 struct Objects {
     store: Store,
     kind: Kind,
+    /// The token table, reloaded after a tenant is deleted (its tokens go with it).
+    tokens: Option<Tokens>,
 }
 
 impl Objects {
@@ -53,6 +55,7 @@ impl Objects {
         let o = o.map_err(invalid)?;
         let scope = object_scope(o.spec.kind(), &o.meta.tenant, &o.meta.name, create);
         check(who, Access::Write, scope.as_deref())?;
+        confine(who, &o)?;
         let written = if create {
             self.store.create(o).await
         } else {
@@ -86,17 +89,28 @@ impl Objects {
         req: pb::ListRequest,
     ) -> Result<(Vec<pb::Object>, String, u64), Status> {
         let page = req.page.unwrap_or_default();
-        // Tenant-scoped kinds list the caller's tenant; a scoped caller sees its own Tenant
-        // object only; listeners are fleet-wide.
+        // A scoped caller's tenant list is its own Tenant object, and nothing else (not even
+        // the names in page tokens).
+        if let (Kind::Tenant, Some(mine)) = (self.kind, who.filter(|p| !p.tenant.is_empty())) {
+            check(who, Access::Read, Some(&mine.tenant))?;
+            let key = ObjectKey {
+                kind: Kind::Tenant,
+                tenant: String::new(),
+                name: mine.tenant.clone(),
+            };
+            let own = self.store.get(&key).await.map_err(store_status)?;
+            let revision = self.store.revision().await.map_err(store_status)?;
+            return Ok((
+                own.iter().map(object_to_pb).collect(),
+                String::new(),
+                revision,
+            ));
+        }
+        // Tenant-scoped kinds list the caller's tenant; listeners are fleet-wide.
         let asked = match self.kind {
             k if k.is_tenant_scoped() => list_scope(who, &req.tenant)?,
             _ => {
-                let mine = who.map(|p| p.tenant.as_str()).filter(|t| !t.is_empty());
-                let scope = match self.kind {
-                    Kind::Tenant => mine,
-                    _ => None,
-                };
-                check(who, Access::Read, scope)?;
+                check(who, Access::Read, None)?;
                 req.tenant.clone()
             }
         };
@@ -106,12 +120,8 @@ impl Objects {
             .list(self.kind, tenant, page.page_size, &page.page_token)
             .await
             .map_err(store_status)?;
-        let visible = |o: &&Object| match (self.kind, who) {
-            (Kind::Tenant, Some(p)) if !p.tenant.is_empty() => o.meta.name == p.tenant,
-            _ => true,
-        };
         Ok((
-            p.items.iter().filter(visible).map(object_to_pb).collect(),
+            p.items.iter().map(object_to_pb).collect(),
             p.next_page_token.unwrap_or_default(),
             p.revision,
         ))
@@ -130,6 +140,9 @@ impl Objects {
             .delete(&key, req.resource_version)
             .await
             .map_err(store_status)?;
+        if self.kind == Kind::Tenant {
+            reload(self.tokens.as_ref()).await;
+        }
         Ok(pb::DeleteResponse { revision })
     }
 }
@@ -148,7 +161,17 @@ macro_rules! object_service {
         impl $api {
             /// Serves objects from `store`.
             pub fn new(store: Store) -> Self {
-                $api(Objects { store, kind: $kind })
+                $api(Objects {
+                    store,
+                    kind: $kind,
+                    tokens: None,
+                })
+            }
+
+            /// With auth on: the token table to reload when a delete takes tokens with it.
+            pub fn with_tokens(mut self, tokens: Option<Tokens>) -> Self {
+                self.0.tokens = tokens;
+                self
             }
 
             /// The tonic service.

@@ -27,11 +27,7 @@ impl TokensApi {
     }
 
     async fn reload(&self) {
-        if let Some(t) = &self.tokens {
-            if let Err(e) = t.reload().await {
-                tracing::warn!(error = %e, "reloading API tokens");
-            }
-        }
+        crate::auth::reload(self.tokens.as_ref()).await;
     }
 }
 

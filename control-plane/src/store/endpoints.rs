@@ -7,7 +7,8 @@
 
 use super::{Page, Store, StoreError};
 use gw_proto::model::{
-    metadata_json, Endpoint, EndpointKey, EndpointSource, Kind, ObjectKey, Spec,
+    metadata_json, Endpoint, EndpointKey, EndpointSource, Kind, KubernetesDiscovery, ObjectKey,
+    Spec,
 };
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -312,6 +313,19 @@ async fn upsert(tx: &mut Transaction<'static, Any>, ep: &Endpoint) -> Result<(),
     Ok(())
 }
 
+impl Store {
+    /// Clusters that hold endpoints discovered from Kubernetes, as (tenant, cluster).
+    pub async fn clusters_with_discovered_endpoints(
+        &self,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT DISTINCT tenant, cluster FROM gw_endpoints WHERE source = 'kubernetes' ORDER BY tenant, cluster",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
 /// What a discovered endpoint's row must say for it to be left as it is.
 fn same_discovered(stored: &Endpoint, want: &Endpoint) -> bool {
     stored.weight == want.weight
@@ -326,12 +340,23 @@ impl Store {
     /// endpoints are left alone (a registered address:port wins over a discovered one). Returns
     /// the revision of the write, or `None` when the stored set already matched (no write, no
     /// revision, so proxies see nothing). `NotFound` when the cluster is gone.
+    ///
+    /// `from` is the Service the set came from: the write happens only while the cluster still
+    /// takes its endpoints from exactly there (a late write from a stopped watch or an old
+    /// leader is refused with `NotFound`). `None` clears the set, and only from a cluster that
+    /// no longer asks Kubernetes.
     pub async fn sync_discovered_endpoints(
         &self,
         tenant: &str,
         cluster: &str,
+        from: Option<&KubernetesDiscovery>,
         want: &[Endpoint],
     ) -> Result<Option<u64>, StoreError> {
+        if from.is_none() && !want.is_empty() {
+            return Err(StoreError::Invalid(
+                "endpoints: a set needs the Service it came from".into(),
+            ));
+        }
         for (i, ep) in want.iter().enumerate() {
             ep.validate()
                 .map_err(|e| StoreError::from(e.prefixed(&format!("endpoints[{i}]"))))?;
@@ -373,15 +398,33 @@ impl Store {
             return Ok(None);
         }
         let (mut tx, rev) = self.begin_write().await?;
-        let exists: Option<i64> = sqlx::query_scalar(
-            "SELECT resource_version FROM gw_objects WHERE kind = 'cluster' AND tenant = $1 AND name = $2",
+        let spec: Option<String> = sqlx::query_scalar(
+            "SELECT spec FROM gw_objects WHERE kind = 'cluster' AND tenant = $1 AND name = $2",
         )
         .bind(tenant)
         .bind(cluster)
         .fetch_optional(&mut *tx)
         .await?;
-        if exists.is_none() {
+        let Some(spec) = spec else {
             return Err(StoreError::NotFound(format!("cluster {tenant}/{cluster}")));
+        };
+        let asks = match Spec::from_json(Kind::Cluster, &spec) {
+            Ok(Spec::Cluster(c)) => c.kubernetes,
+            _ => {
+                return Err(StoreError::Corrupt {
+                    what: format!("cluster {tenant}/{cluster}"),
+                    reason: "bad spec".into(),
+                })
+            }
+        };
+        if asks.as_ref() != from {
+            return Err(StoreError::NotFound(match from {
+                Some(k) => format!(
+                    "cluster {tenant}/{cluster} taking endpoints from Service {}/{}",
+                    k.namespace, k.service
+                ),
+                None => format!("cluster {tenant}/{cluster} without Kubernetes discovery"),
+            }));
         }
         let stored = self
             .live_endpoints(&mut tx, Some(tenant), Some(cluster))

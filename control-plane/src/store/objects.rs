@@ -509,6 +509,11 @@ impl Store {
                         owned.join(", ")
                     )));
                 }
+                // Its tokens go with it: a later tenant of the same name is somebody else's.
+                sqlx::query("DELETE FROM gw_tokens WHERE tenant = $1")
+                    .bind(&key.name)
+                    .execute(&mut **tx)
+                    .await?;
             }
             Kind::Route | Kind::Listener | Kind::AlertRule => {}
         }

@@ -53,37 +53,40 @@ impl Store {
         Ok((record, secret))
     }
 
-    /// Makes a token with a secret chosen by the operator (`GW_ADMIN_TOKEN` at start-up), or
-    /// leaves it if a token of that name already has that secret.
-    pub async fn ensure_token(
+    /// Makes (or resets) the admin token `name` with a secret chosen by the operator
+    /// (`GW_ADMIN_TOKEN` at start-up): role admin, every tenant, no expiry, this secret. One
+    /// statement, so replicas starting together on a fresh userdb do not trip over each other.
+    pub async fn ensure_admin_token(
         &self,
         name: &str,
-        role: &str,
         secret: &str,
     ) -> Result<TokenRecord, StoreError> {
+        validate_name("name", name)?;
         if secret.len() < 16 {
             return Err(FieldError::new("secret", "must be at least 16 characters").into());
         }
-        let existing: Option<String> =
+        let hash = auth::hash(secret);
+        let replaced: Option<String> =
             sqlx::query_scalar("SELECT hash FROM gw_tokens WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await?;
-        match existing {
-            Some(h) if h == auth::hash(secret) => self.token(name).await,
-            Some(_) => {
-                sqlx::query(
-                    "UPDATE gw_tokens SET hash = $1, role = $2, tenant = '' WHERE name = $3",
-                )
-                .bind(auth::hash(secret))
-                .bind(role)
-                .bind(name)
-                .execute(&self.pool)
-                .await?;
-                self.token(name).await
-            }
-            None => self.insert_token(name, role, "", None, secret).await,
+        if replaced.as_ref().is_some_and(|h| *h != hash) {
+            tracing::warn!(
+                token = name,
+                "GW_ADMIN_TOKEN: the token's secret was replaced"
+            );
         }
+        sqlx::query(
+            "INSERT INTO gw_tokens (name, hash, role, tenant, created_at, expires_at) VALUES ($1, $2, 'admin', '', $3, NULL) \
+             ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, role = 'admin', tenant = '', expires_at = NULL",
+        )
+        .bind(name)
+        .bind(&hash)
+        .bind(self.now_ms())
+        .execute(&self.pool)
+        .await?;
+        self.token(name).await
     }
 
     async fn insert_token(
@@ -129,6 +132,10 @@ impl Store {
                     FieldError::new("tenant", format!("tenant {tenant} does not exist")).into(),
                 );
             }
+        }
+        const TEN_YEARS: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+        if ttl.is_some_and(|t| t < Duration::from_secs(1) || t > TEN_YEARS) {
+            return Err(FieldError::new("ttl", "must be between 1s and 10 years").into());
         }
         let now = self.now_ms();
         let expires = ttl.map(|t| now + t.as_millis() as i64);

@@ -2,7 +2,7 @@
 
 use super::Ctx;
 use crate::cli::{Format, TokensCommand};
-use crate::error::{CliResult, StatusContext};
+use crate::error::{CliError, CliResult, StatusContext};
 use crate::output::{print, table};
 use gw_proto::gateway::v1 as pb;
 
@@ -30,7 +30,10 @@ pub async fn run(ctx: &Ctx, cmd: TokensCommand) -> CliResult<u8> {
     match cmd {
         TokensCommand::Create { name, role, ttl } => {
             let ttl_seconds = match ttl {
-                Some(s) => super::parse_duration("ttl", &s)?.seconds.max(0) as u64,
+                Some(s) => match super::parse_duration("ttl", &s)?.seconds {
+                    n if n >= 1 => n as u64,
+                    _ => return Err(CliError::other(format!("--ttl {s:?}: must be at least 1s"))),
+                },
                 None => 0,
             };
             let req = pb::CreateTokenRequest {
