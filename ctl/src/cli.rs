@@ -19,6 +19,27 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// PEM CA of the control plane's certificate, for an https:// server [env: GW_CA]
+    #[arg(long, global = true, env = "GW_CA", hide_env = true)]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate, for a control plane that requires one (mTLS) [env: GW_CERT]
+    #[arg(
+        long,
+        global = true,
+        env = "GW_CERT",
+        hide_env = true,
+        requires = "key"
+    )]
+    pub cert: Option<PathBuf>,
+    /// The PEM key of --cert [env: GW_KEY]
+    #[arg(
+        long,
+        global = true,
+        env = "GW_KEY",
+        hide_env = true,
+        requires = "cert"
+    )]
+    pub key: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,

@@ -40,21 +40,56 @@ pub fn url(server: &str) -> String {
     }
 }
 
-impl Client {
-    /// Connects to `server` (scheme optional), failing fast with the address in the message.
-    pub async fn connect(server: &str, token: Option<&str>) -> CliResult<Client> {
-        let server = url(server);
-        if server.starts_with("https://") {
-            // Sending the token in clear text to a server the user expects TLS from would be worse
+/// TLS to the control plane (`--ca`, `--cert`, `--key`).
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// CA of the control plane's certificate.
+    pub ca: Option<std::path::PathBuf>,
+    /// Client certificate and key (mTLS).
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl Tls {
+    fn config(&self, server: &str) -> CliResult<tonic::transport::ClientTlsConfig> {
+        let read = |p: &std::path::Path, flag: &str| {
+            std::fs::read(p).map_err(|e| CliError::other(format!("--{flag} {}: {e}", p.display())))
+        };
+        let Some(ca) = &self.ca else {
+            // Sending the token to a server whose certificate nothing vouches for would be worse
             // than failing.
             return Err(CliError::other(format!(
-                "--server {server}: this gwctl speaks plaintext gRPC only; TLS is not supported yet (use http://)"
+                "--server {server}: an https control plane needs --ca (the PEM CA of its certificate)"
             )));
+        };
+        let mut cfg = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(read(ca, "ca")?));
+        if let Some((cert, key)) = &self.identity {
+            cfg = cfg.identity(tonic::transport::Identity::from_pem(
+                read(cert, "cert")?,
+                read(key, "key")?,
+            ));
         }
-        let endpoint = Endpoint::from_shared(server.clone())
+        Ok(cfg)
+    }
+}
+
+impl Client {
+    /// Connects to `server` (scheme optional), failing fast with the address in the message.
+    pub async fn connect(server: &str, token: Option<&str>, tls: &Tls) -> CliResult<Client> {
+        let server = url(server);
+        let mut endpoint = Endpoint::from_shared(server.clone())
             .map_err(|e| CliError::other(format!("--server {server:?} is not a URL: {e}")))?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(120));
+        if server.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(tls.config(&server)?)
+                .map_err(|e| CliError::other(format!("--server {server}: TLS: {e}")))?;
+        } else if tls.ca.is_some() || tls.identity.is_some() {
+            return Err(CliError::other(format!(
+                "--server {server}: --ca, --cert and --key need an https:// server"
+            )));
+        }
         let channel = endpoint
             .connect()
             .await

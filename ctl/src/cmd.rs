@@ -27,12 +27,13 @@ pub struct Ctx {
     pub verbose: bool,
     server: String,
     token: Option<String>,
+    tls: crate::client::Tls,
 }
 
 impl Ctx {
     /// Connects to the control plane.
     pub async fn client(&self) -> CliResult<Client> {
-        Client::connect(&self.server, self.token.as_deref()).await
+        Client::connect(&self.server, self.token.as_deref(), &self.tls).await
     }
 
     /// `--tenant`, or an error saying the command needs it.
@@ -90,6 +91,10 @@ async fn run(cli: Cli) -> CliResult<u8> {
             .or(file.server)
             .unwrap_or_else(|| DEFAULT_SERVER.into()),
         token: cli.token.or(file.token),
+        tls: crate::client::Tls {
+            ca: cli.ca,
+            identity: cli.cert.zip(cli.key),
+        },
     };
     let server = crate::client::url(&ctx.server);
     dispatch(&ctx, cli.command)

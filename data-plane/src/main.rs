@@ -5,7 +5,7 @@ use clap::Parser;
 /// mimalloc: measurably faster than glibc malloc for hyper's many small, short-lived buffers.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use gw_proxy::server::{Proxy, ProxyConfig};
+use gw_proxy::server::{Proxy, ProxyConfig, XdsTls};
 use gw_proxy::xds::Mode;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +18,18 @@ struct Args {
     /// Control-plane xDS URL.
     #[arg(long, env = "GW_XDS", default_value = "http://127.0.0.1:18000")]
     xds: String,
+    /// PEM CA of the control plane's certificate (for an https:// --xds).
+    #[arg(long, env = "GW_XDS_CA")]
+    xds_ca: Option<PathBuf>,
+    /// PEM certificate of this proxy, for a control plane that requires client certificates.
+    #[arg(long, env = "GW_XDS_CERT", requires_all = ["xds_key", "xds_ca"])]
+    xds_cert: Option<PathBuf>,
+    /// The PEM key of --xds-cert.
+    #[arg(long, env = "GW_XDS_KEY", requires = "xds_cert")]
+    xds_key: Option<PathBuf>,
+    /// Name to verify the control plane's certificate against (default: the --xds host).
+    #[arg(long, env = "GW_XDS_SERVER_NAME", requires = "xds_ca")]
+    xds_server_name: Option<String>,
     /// xDS node id (default: the host name).
     #[arg(long, env = "GW_NODE_ID")]
     node_id: Option<String>,
@@ -93,8 +105,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .node_id
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| format!("gw-proxy-{}", std::process::id()));
+    let xds_tls = args.xds_ca.map(|ca| XdsTls {
+        ca,
+        identity: args.xds_cert.zip(args.xds_key),
+        server_name: args.xds_server_name,
+    });
     let cfg = ProxyConfig {
         xds: Some(args.xds),
+        xds_tls,
         node_id,
         node_cluster: args.node_cluster,
         listen: args.listen,

@@ -29,6 +29,8 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
 pub struct ProxyConfig {
     /// Control-plane URL; `None` runs without xDS (tests feed resources directly).
     pub xds: Option<String>,
+    /// TLS to the control plane (an `https://` URL needs it).
+    pub xds_tls: Option<XdsTls>,
     /// `node.id`.
     pub node_id: String,
     /// `node.cluster` (which listeners the control plane gives us).
@@ -52,12 +54,63 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
 }
 
+/// TLS to the control plane: the CA that signed its certificate, and this proxy's own
+/// certificate for a control plane that requires client certificates (mTLS).
+#[derive(Debug, Clone)]
+pub struct XdsTls {
+    /// PEM CA certificate(s) the control plane's certificate must chain to.
+    pub ca: PathBuf,
+    /// PEM certificate chain and key of this proxy (mTLS).
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// The name to verify the control plane's certificate against (default: the URL's host).
+    pub server_name: Option<String>,
+}
+
+impl XdsTls {
+    fn client_config(&self) -> anyhow::Result<tonic::transport::ClientTlsConfig> {
+        use anyhow::Context;
+        let read = |p: &PathBuf, what: &str| {
+            std::fs::read(p).with_context(|| format!("{what}: reading {}", p.display()))
+        };
+        let mut cfg = tonic::transport::ClientTlsConfig::new().ca_certificate(
+            tonic::transport::Certificate::from_pem(read(&self.ca, "--xds-ca")?),
+        );
+        if let Some((cert, key)) = &self.identity {
+            cfg = cfg.identity(tonic::transport::Identity::from_pem(
+                read(cert, "--xds-cert")?,
+                read(key, "--xds-key")?,
+            ));
+        }
+        if let Some(name) = &self.server_name {
+            cfg = cfg.domain_name(name.clone());
+        }
+        Ok(cfg)
+    }
+}
+
+/// The channel to the control plane: plaintext for `http://`, TLS for `https://` (which needs
+/// `tls`); lazy, so a proxy starts while the control plane is away.
+fn xds_channel(url: &str, tls: Option<&XdsTls>) -> anyhow::Result<tonic::transport::Channel> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(15))
+        .keep_alive_while_idle(true);
+    match (url.starts_with("https://"), tls) {
+        (true, Some(tls)) => endpoint = endpoint.tls_config(tls.client_config()?)?,
+        (true, None) => anyhow::bail!("--xds {url}: an https control plane needs --xds-ca"),
+        (false, Some(_)) => anyhow::bail!("--xds {url}: TLS options need an https:// URL"),
+        (false, None) => {}
+    }
+    Ok(endpoint.connect_lazy())
+}
+
 impl ProxyConfig {
     /// Defaults for tests: everything on `127.0.0.1:0`.
     pub fn for_tests(xds: Option<String>, node_id: &str) -> ProxyConfig {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         ProxyConfig {
             xds,
+            xds_tls: None,
             node_id: node_id.into(),
             node_cluster: "ingress".into(),
             listen: any,
@@ -200,11 +253,7 @@ impl Proxy {
         tasks.spawn(admin::serve(admin, shared.clone(), stop.subscribe()));
         tasks.spawn(crate::health::supervise(shared.clone(), stop.subscribe()));
         if let Some(url) = &cfg.xds {
-            let channel = tonic::transport::Endpoint::from_shared(url.clone())?
-                .connect_timeout(Duration::from_secs(2))
-                .http2_keep_alive_interval(Duration::from_secs(15))
-                .keep_alive_while_idle(true)
-                .connect_lazy();
+            let channel = xds_channel(url, cfg.xds_tls.as_ref())?;
             let node = Node {
                 id: cfg.node_id.clone(),
                 cluster: cfg.node_cluster.clone(),

@@ -104,6 +104,52 @@ impl Drop for Envoy {
 /// The bootstrap: node identity, one static cluster (the control plane, `gw-xds`: xDS, and the
 /// gRPC access log gw's listeners configure) and a `MetricsService` stats sink to it.
 pub fn bootstrap(xds: SocketAddr, node_id: &str, node_cluster: &str, mode: Mode) -> String {
+    bootstrap_tls(xds, node_id, node_cluster, mode, None)
+}
+
+/// PEM files for Envoy's TLS to the control plane: the CA of the control plane's certificate and
+/// Envoy's own certificate and key (mTLS).
+#[derive(Debug, Clone)]
+pub struct XdsTls {
+    /// CA file.
+    pub ca: PathBuf,
+    /// Client certificate file.
+    pub cert: PathBuf,
+    /// Client key file.
+    pub key: PathBuf,
+}
+
+/// [`bootstrap`], with the `gw-xds` cluster over mTLS when `tls` is given (SNI and verified
+/// name `localhost`).
+pub fn bootstrap_tls(
+    xds: SocketAddr,
+    node_id: &str,
+    node_cluster: &str,
+    mode: Mode,
+    tls: Option<&XdsTls>,
+) -> String {
+    let transport = match tls {
+        None => String::new(),
+        Some(t) => format!(
+            r#"    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: localhost
+        common_tls_context:
+          alpn_protocols: [h2]
+          tls_certificates:
+          - certificate_chain: {{filename: "{cert}"}}
+            private_key: {{filename: "{key}"}}
+          validation_context:
+            trusted_ca: {{filename: "{ca}"}}
+            match_typed_subject_alt_names: [{{san_type: DNS, matcher: {{exact: localhost}}}}]
+"#,
+            cert = t.cert.display(),
+            key = t.key.display(),
+            ca = t.ca.display(),
+        ),
+    };
     let api = match mode {
         Mode::Sotw => "GRPC",
         Mode::Delta => "DELTA_GRPC",
@@ -136,7 +182,7 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
+{transport}    load_assignment:
       cluster_name: gw-xds
       endpoints:
       - lb_endpoints:
@@ -156,9 +202,24 @@ impl Envoy {
         node_cluster: &str,
         mode: Mode,
     ) -> anyhow::Result<Envoy> {
+        Self::start_tls(bin, xds, node_id, node_cluster, mode, None).await
+    }
+
+    /// [`start`](Self::start), over mTLS to the control plane when `tls` is given.
+    pub async fn start_tls(
+        bin: &Path,
+        xds: SocketAddr,
+        node_id: &str,
+        node_cluster: &str,
+        mode: Mode,
+        tls: Option<&XdsTls>,
+    ) -> anyhow::Result<Envoy> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("bootstrap.yaml");
-        std::fs::write(&config, bootstrap(xds, node_id, node_cluster, mode))?;
+        std::fs::write(
+            &config,
+            bootstrap_tls(xds, node_id, node_cluster, mode, tls),
+        )?;
         let admin_path = dir.path().join("admin.txt");
         let child = tokio::process::Command::new(bin)
             .arg("-c")

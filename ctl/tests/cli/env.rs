@@ -32,6 +32,13 @@ impl Env {
         Self::start_with(cfg).await
     }
 
+    /// With TLS on the gRPC port (client certificates required when `mtls`).
+    pub async fn start_with_tls(pki: &gw_control_plane::testing::TestPki, mtls: bool) -> Env {
+        let mut cfg = Config::for_tests("sqlite::memory:");
+        cfg.tls = Some(pki.server_tls(mtls));
+        Self::start_with(cfg).await
+    }
+
     async fn start_with(cfg: Config) -> Env {
         let cp = ControlPlane::start(cfg).await.unwrap();
         Env {

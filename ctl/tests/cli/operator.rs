@@ -96,7 +96,7 @@ async fn wrong_addresses_are_named_and_diff_errors_exit_2() {
         .await;
     assert_eq!(
         tls.stderr.trim(),
-        "error: --server https://127.0.0.1:1: this gwctl speaks plaintext gRPC only; TLS is not supported yet (use http://)"
+        "error: --server https://127.0.0.1:1: an https control plane needs --ca (the PEM CA of its certificate)"
     );
     // diff: 1 means "different", so errors are 2.
     let out = env

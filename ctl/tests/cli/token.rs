@@ -128,3 +128,40 @@ async fn whoami_says_when_auth_is_off() {
         "auth is off on this control plane: every caller may do everything (start it with --auth)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gwctl_speaks_tls_and_mtls() {
+    let pki = gw_control_plane::testing::TestPki::new();
+    let env = Env::start_with_tls(&pki, true).await;
+    let server = format!("https://localhost:{}", env.cp.grpc_addr().port());
+    let path = |n: &str| pki.path(n).display().to_string();
+    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client-key.pem"));
+    let ok = env
+        .run(&[
+            "--server", &server, "--ca", &ca, "--cert", &cert, "--key", &key, "get", "tenants",
+        ])
+        .await;
+    assert_eq!(
+        (ok.code, ok.stderr.trim()),
+        (0, "No tenants found."),
+        "{ok:?}"
+    );
+    // An https server and no CA: gwctl will not send a token to an unverified server.
+    let out = env.run(&["--server", &server, "whoami"]).await;
+    assert!(out.stderr.contains("needs --ca"), "{out:?}");
+    // Without its certificate the control plane does not let it in; with TLS flags on a
+    // plaintext URL gwctl says what is wrong.
+    let anonymous = env
+        .run(&["--server", &server, "--ca", &ca, "get", "tenants"])
+        .await;
+    assert_eq!(anonymous.code, 1, "{anonymous:?}");
+    eprintln!("without a client certificate: {}", anonymous.stderr.trim());
+    let plain = format!("http://127.0.0.1:{}", env.cp.grpc_addr().port());
+    let mixed = env
+        .run(&["--server", &plain, "--ca", &ca, "get", "tenants"])
+        .await;
+    assert_eq!(
+        mixed.stderr.trim(),
+        format!("error: --server {plain}: --ca, --cert and --key need an https:// server")
+    );
+}
