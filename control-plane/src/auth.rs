@@ -14,7 +14,7 @@
 //! - xDS and the telemetry services are not behind tokens: proxies and Envoy do not send them.
 
 use crate::store::{Store, StoreError};
-use gw_proto::model::{Kind, Object, Spec};
+use gw_proto::model::{AlertMetric, Kind, Object, Spec};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -61,6 +61,8 @@ pub struct Principal {
     pub tenant: String,
     /// When it stops working (ms since the epoch).
     pub expires_at_ms: Option<i64>,
+    /// The SHA-256 of its secret: a token re-made under the same name is another principal.
+    pub hash: String,
 }
 
 /// Reading or changing.
@@ -185,6 +187,22 @@ pub fn confine(who: Option<&Principal>, o: &Object) -> Result<(), Status> {
             "cluster {}/{}: spec.kubernetes: Kubernetes discovery is the admin's to set up",
             o.meta.tenant, o.meta.name
         ))),
+        // Proxy metrics are measured over the whole fleet, and a webhook makes the control plane
+        // call any address it can reach.
+        Spec::AlertRule(r)
+            if matches!(r.metric, AlertMetric::ProxyStale | AlertMetric::ProxyNacked) =>
+        {
+            Err(Status::permission_denied(format!(
+                "alertrule {}/{}: spec.metric: {} is measured over the whole fleet (the admin's)",
+                o.meta.tenant,
+                o.meta.name,
+                r.metric.as_str()
+            )))
+        }
+        Spec::AlertRule(r) if r.webhook.is_some() => Err(Status::permission_denied(format!(
+            "alertrule {}/{}: spec.webhook: webhooks are the admin's to set (the control plane calls them)",
+            o.meta.tenant, o.meta.name
+        ))),
         _ => Ok(()),
     }
 }
@@ -235,13 +253,24 @@ impl Tokens {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut changes = self.store.subscribe();
+        // Config changes come in bursts (registrations, applies): at most one extra reload a
+        // second for them; the tick covers the rest.
+        let mut last = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = crate::server::stopped(&mut stop) => return,
-                r = changes.changed() => if r.is_err() { return },
+                r = changes.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    if last.elapsed() < Duration::from_secs(1) {
+                        continue;
+                    }
+                }
                 _ = tick.tick() => {}
             }
             reload(Some(&self)).await;
+            last = tokio::time::Instant::now();
         }
     }
 
@@ -259,7 +288,7 @@ impl Tokens {
     /// stream) check again as they go.
     pub fn still_valid(&self, p: &Principal) -> bool {
         let map = self.by_hash.read().unwrap_or_else(|e| e.into_inner());
-        let live = map.values().any(|q| q.name == p.name);
+        let live = map.get(&p.hash) == Some(p);
         live && p.expires_at_ms.is_none_or(|at| at > self.store.now_ms())
     }
 
@@ -331,6 +360,7 @@ mod tests {
             role,
             tenant: tenant.into(),
             expires_at_ms: None,
+            hash: String::new(),
         }
     }
 

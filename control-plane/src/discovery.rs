@@ -129,8 +129,21 @@ pub async fn run(
             .map(|(t, _)| t.clone())
             .collect();
         for t in ended {
-            if let Some((_, task)) = watches.remove(&t) {
-                task.abort();
+            let Some((old, task)) = watches.remove(&t) else {
+                continue;
+            };
+            task.abort();
+            // Pointed at another Service: the old one's endpoints go now, not when (or if) the
+            // new watch lists.
+            if let Some(new) = wanted.get(&t).filter(|new| **new != old) {
+                match store
+                    .sync_discovered_endpoints(&t.tenant, &t.cluster, Some(new), &[])
+                    .await
+                {
+                    Ok(_) | Err(StoreError::NotFound(_)) => {}
+                    Err(e) => tracing::warn!(error = %e, cluster = %t.cluster,
+                        "discovery: clearing the previous Service's endpoints"),
+                }
             }
         }
         // Discovered endpoints of clusters that no longer ask Kubernetes go, whoever watched
@@ -219,7 +232,9 @@ async fn follow(
     // Whether the watch is failing (reported once per failing spell).
     let mut failing = false;
     let mut retry_at: Option<tokio::time::Instant> = None;
-    let mut resync = tokio::time::interval(cfg.resync);
+    // Spread over the interval, so watches started together do not resync together.
+    let jitter = cfg.resync.mul_f64(rand::random::<f64>());
+    let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + jitter, cfg.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let event = tokio::select! {

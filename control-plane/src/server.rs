@@ -71,7 +71,9 @@ impl TlsFiles {
             read(&self.cert, "--tls-cert")?,
             read(&self.key, "--tls-key")?,
         );
-        let mut cfg = tonic::transport::ServerTlsConfig::new().identity(identity);
+        let mut cfg = tonic::transport::ServerTlsConfig::new()
+            .identity(identity)
+            .timeout(Duration::from_secs(10));
         if let Some(ca) = &self.client_ca {
             cfg = cfg
                 .client_ca_root(tonic::transport::Certificate::from_pem(read(

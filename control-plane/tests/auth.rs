@@ -414,6 +414,41 @@ async fn scenario(db: &str) {
         "fleet-wide",
     );
 
+    // Alert rules over fleet-wide metrics, and webhooks, are the admin's too.
+    let rule = |metric: &str, webhook: bool| {
+        let hook = if webhook {
+            ", webhook: {url: \"http://10.0.0.1/\"}"
+        } else {
+            ""
+        };
+        let yaml = format!(
+            "apiVersion: gw/v1\nkind: AlertRule\nmetadata: {{name: r, tenant: acme}}\n\
+             spec: {{metric: {metric}, threshold: 1, window: 1m{hook}}}\n"
+        );
+        let o = gw_proto::manifest::parse(&yaml).unwrap().remove(0).object;
+        apply_of(vec![gw_proto::convert::object_to_pb(&o)])
+    };
+    for (metric, webhook, says) in [
+        (
+            "proxy_nacked",
+            false,
+            "spec.metric: proxy_nacked is measured over the whole fleet",
+        ),
+        ("error_rate", true, "spec.webhook: webhooks are the admin's"),
+    ] {
+        denied(
+            ConfigClient::new(ch.clone())
+                .apply(as_(&acme, rule(metric, webhook)))
+                .await,
+            Code::PermissionDenied,
+            says,
+        );
+    }
+    ConfigClient::new(ch.clone())
+        .apply(as_(&acme, rule("error_rate", false)))
+        .await
+        .unwrap();
+
     // A tenant's tokens go with it.
     ConfigClient::new(ch.clone())
         .apply(as_(ADMIN, apply_of(vec![obj_tenant("temp")])))

@@ -654,10 +654,45 @@ async fn tokens_bootstrap_rotate_and_go_with_their_tenant() {
             .await
             .unwrap();
         assert_eq!(auth(store.clone(), ci.clone()).await.as_deref(), Some("ci"));
+        // A token made again under the same name is another principal: what held the old one
+        // (a followed event stream) is not valid any more.
+        let tokens = gw_control_plane::auth::Tokens::load(store.clone())
+            .await
+            .unwrap();
+        let held = tokens.authenticate(&ci).unwrap();
+        assert!(tokens.still_valid(&held));
+        store.revoke_token("ci").await.unwrap();
+        let (_, ci) = store
+            .create_token("ci", "tenant-admin", "acme", None)
+            .await
+            .unwrap();
+        tokens.reload().await.unwrap();
+        assert!(!tokens.still_valid(&held));
+        assert!(tokens.still_valid(&tokens.authenticate(&ci).unwrap()));
+        // Its history too: a later tenant of the same name must not read it.
+        store
+            .record_event(gw_control_plane::store::EventRecord {
+                kind: "breaker_transition".into(),
+                severity: "warning".into(),
+                tenant: "acme".into(),
+                message: "old news".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let acme_events = |store: Store| async move {
+            let f = gw_control_plane::store::EventFilter {
+                tenant: "acme".into(),
+                ..Default::default()
+            };
+            store.list_events(&f).await.unwrap().len()
+        };
+        assert_eq!(acme_events(store.clone()).await, 1);
         let mut keys: Vec<ObjectKey> = objects(QUICKSTART).iter().map(|o| o.key()).collect();
         keys.reverse();
         store.delete_many(&keys, false).await.unwrap();
         assert_eq!(auth(store.clone(), ci).await, None);
+        assert_eq!(acme_events(store.clone()).await, 0);
         let names: Vec<_> = store
             .list_tokens()
             .await

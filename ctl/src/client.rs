@@ -97,6 +97,19 @@ impl Client {
                 server: server.clone(),
                 cause: root_cause(&e),
             })?;
+        if token.is_some_and(|t| !t.is_empty()) && !server.starts_with("https://") {
+            let host = endpoint.uri().host().unwrap_or_default();
+            let local = host == "localhost"
+                || host
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !local {
+                eprintln!(
+                    "warning: sending the token in clear text to {host} (use https:// and --ca)"
+                );
+            }
+        }
         let token = match token.filter(|t| !t.is_empty()) {
             Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
                 CliError::other("the token contains characters not allowed in a header")

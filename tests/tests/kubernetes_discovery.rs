@@ -214,6 +214,18 @@ async fn a_clusters_endpoints_follow_its_services_endpointslices() {
         .iter()
         .all(|e| e.object == "cluster/users" && e.tenant == "acme"));
 
+    // The cluster is pointed at another Service: its pods take over, the old watch ends.
+    let to_orders = "{kubernetes: {namespace: shop, service: orders, port: http}}";
+    control::apply(&cp, &manifest(listener, to_orders))
+        .await
+        .unwrap();
+    until_answering(at, &["c"]).await;
+    wait::until("the watches to move", LIMIT, || async {
+        (api.watching("shop", "users") == 0 && api.watching("shop", "orders") == 1).then_some(())
+    })
+    .await
+    .unwrap();
+
     // The cluster stops asking Kubernetes: the discovered endpoints go, the watch ends, and the
     // static endpoint serves.
     let spec = format!(
@@ -225,7 +237,7 @@ async fn a_clusters_endpoints_follow_its_services_endpointslices() {
         .unwrap();
     until_answering(at, &["c"]).await;
     wait::until("the watch to end", LIMIT, || async {
-        (api.watching("shop", "users") == 0).then_some(())
+        (api.watching("shop", "orders") == 0).then_some(())
     })
     .await
     .unwrap();

@@ -509,8 +509,27 @@ impl Store {
                         owned.join(", ")
                     )));
                 }
-                // Its tokens go with it: a later tenant of the same name is somebody else's.
-                sqlx::query("DELETE FROM gw_tokens WHERE tenant = $1")
+                // Its tokens and its history go with it: a later tenant of the same name is
+                // somebody else's.
+                for table in [
+                    "gw_tokens",
+                    "gw_events",
+                    "gw_rollups",
+                    "gw_access_logs",
+                    "gw_endpoint_state",
+                ] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE tenant = $1"))
+                        .bind(&key.name)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                sqlx::query(
+                    "DELETE FROM gw_webhook_deliveries WHERE alert_id IN (SELECT id FROM gw_alerts WHERE tenant = $1)",
+                )
+                .bind(&key.name)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query("DELETE FROM gw_alerts WHERE tenant = $1")
                     .bind(&key.name)
                     .execute(&mut **tx)
                     .await?;

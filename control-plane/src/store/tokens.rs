@@ -119,13 +119,20 @@ impl Store {
             }
             _ => {}
         }
+        // The tenant check and the insert hold the writers' lock (the revision row, left as it
+        // is), so a tenant deleted meanwhile cannot leave an orphan token behind for a later
+        // tenant of the same name.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE gw_revision SET revision = revision WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
         if !tenant.is_empty() {
             validate_name("tenant", tenant)?;
             let exists: Option<String> = sqlx::query_scalar(
                 "SELECT name FROM gw_objects WHERE kind = 'tenant' AND tenant = '' AND name = $1",
             )
             .bind(tenant)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
             if exists.is_none() {
                 return Err(
@@ -148,10 +155,10 @@ impl Store {
         .bind(tenant)
         .bind(now)
         .bind(expires)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match r {
-            Ok(_) => {}
+            Ok(_) => tx.commit().await?,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(StoreError::AlreadyExists(format!("token {name}")));
             }
@@ -208,12 +215,13 @@ impl Store {
                 let r = record(row)?;
                 let hash: String = row.try_get("hash")?;
                 Ok((
-                    hash,
+                    hash.clone(),
                     Principal {
                         name: r.name,
                         role: r.role,
                         tenant: r.tenant,
                         expires_at_ms: r.expires_at_ms,
+                        hash,
                     },
                 ))
             })

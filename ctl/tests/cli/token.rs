@@ -155,7 +155,12 @@ async fn gwctl_speaks_tls_and_mtls() {
         .run(&["--server", &server, "--ca", &ca, "get", "tenants"])
         .await;
     assert_eq!(anonymous.code, 1, "{anonymous:?}");
-    eprintln!("without a client certificate: {}", anonymous.stderr.trim());
+    assert!(
+        anonymous.stderr.starts_with(&format!(
+            "error: cannot reach the control plane at {server}"
+        )),
+        "{anonymous:?}"
+    );
     let plain = format!("http://127.0.0.1:{}", env.cp.grpc_addr().port());
     let mixed = env
         .run(&["--server", &plain, "--ca", &ca, "get", "tenants"])

@@ -103,14 +103,22 @@ fn order_key(tenant: &str, name: &str, r: &RouteSpec) -> (i32, u8, usize, usize,
     )
 }
 
-/// Whether a route takes requests for virtual host `host` (itself possibly `*.suffix`).
+/// Whether a route takes requests for virtual host `host` (itself possibly `*.suffix`). A
+/// `host:port` virtual host also takes the routes of the bare host: it is tried first for requests
+/// with that port, and must not hide the bare host's routes from them.
 fn serves(r: &RouteSpec, host: &str) -> bool {
-    r.match_.hosts.is_empty()
-        || r.match_.hosts.iter().any(|h| {
+    let bare = host
+        .rsplit_once(':')
+        .filter(|(h, p)| !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .map(|(h, _)| h);
+    let covers = |host: &str| {
+        r.match_.hosts.iter().any(|h| {
             h == host
                 || h.strip_prefix('*')
                     .is_some_and(|suffix| host.ends_with(suffix) && host.len() > suffix.len())
         })
+    };
+    r.match_.hosts.is_empty() || covers(host) || bare.is_some_and(covers)
 }
 
 /// Appends field `tag` holding the encoded message `bytes`.
@@ -286,5 +294,37 @@ fn hash_policy(h: HashOn) -> route_action::HashPolicy {
     route_action::HashPolicy {
         policy_specifier: Some(spec),
         terminal: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serves;
+    use gw_proto::model::RouteSpec;
+
+    fn route(hosts: &[&str]) -> RouteSpec {
+        let mut r = RouteSpec::default();
+        r.match_.hosts = hosts.iter().map(|h| h.to_string()).collect();
+        r
+    }
+
+    #[test]
+    fn a_host_port_virtual_host_keeps_the_bare_hosts_routes() {
+        let exact = route(&["api.globex.test"]);
+        let wild = route(&["*.globex.test"]);
+        let any = route(&[]);
+        let with_port = route(&["api.globex.test:8080"]);
+        for (r, host, ok) in [
+            (&exact, "api.globex.test", true),
+            (&exact, "api.globex.test:8080", true),
+            (&wild, "api.globex.test:8080", true),
+            (&any, "api.globex.test:8080", true),
+            (&with_port, "api.globex.test:8080", true),
+            (&with_port, "api.globex.test", false),
+            (&exact, "api.globex.test:http", false),
+            (&exact, "other.test:8080", false),
+        ] {
+            assert_eq!(serves(r, host), ok, "{:?} serving {host}", r.match_.hosts);
+        }
     }
 }
