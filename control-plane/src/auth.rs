@@ -313,12 +313,29 @@ pub async fn reload(tokens: Option<&Tokens>) {
 #[derive(Clone, Debug)]
 pub struct Authenticator {
     tokens: Option<Tokens>,
+    refused: Option<prometheus::IntCounter>,
 }
 
 impl Authenticator {
     /// `None`: auth is off, every call passes without a principal.
     pub fn new(tokens: Option<Tokens>) -> Authenticator {
-        Authenticator { tokens }
+        Authenticator {
+            tokens,
+            refused: None,
+        }
+    }
+
+    /// Counts refused calls in `refused`.
+    pub fn with_counter(mut self, refused: prometheus::IntCounter) -> Authenticator {
+        self.refused = Some(refused);
+        self
+    }
+
+    fn refuse(&self, message: &'static str) -> Status {
+        if let Some(c) = &self.refused {
+            c.inc();
+        }
+        Status::unauthenticated(message)
     }
 }
 
@@ -329,9 +346,7 @@ impl tonic::service::Interceptor for Authenticator {
         };
         let header = req.metadata().get("authorization");
         let Some(header) = header else {
-            return Err(Status::unauthenticated(
-                "a bearer token is required (authorization: Bearer TOKEN)",
-            ));
+            return Err(self.refuse("a bearer token is required (authorization: Bearer TOKEN)"));
         };
         let secret = header
             .to_str()
@@ -343,9 +358,7 @@ impl tonic::service::Interceptor for Authenticator {
                 req.extensions_mut().insert(p);
                 Ok(req)
             }
-            None => Err(Status::unauthenticated(
-                "the token is not valid (unknown, revoked or expired)",
-            )),
+            None => Err(self.refuse("the token is not valid (unknown, revoked or expired)")),
         }
     }
 }

@@ -83,6 +83,7 @@ pub async fn run(
     store: Store,
     db_url: String,
     cfg: DiscoveryConfig,
+    metrics: crate::metrics::ControlPlaneMetrics,
     leading: watch::Sender<Option<bool>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -180,9 +181,11 @@ pub async fn run(
                 spec.clone(),
                 stream,
                 cfg.clone(),
+                metrics.discovery_writes.clone(),
             ));
             watches.insert(t, (spec, task));
         }
+        metrics.discovery_watches.set(watches.len() as i64);
     }
     for (_, (_, task)) in watches {
         task.abort();
@@ -224,6 +227,7 @@ async fn follow(
     spec: KubernetesDiscovery,
     mut stream: SliceStream,
     cfg: DiscoveryConfig,
+    writes: prometheus::IntCounter,
 ) {
     let mut slices: BTreeMap<String, EndpointSlice> = BTreeMap::new();
     // Slices of a listing in progress; `slices` is replaced when it completes.
@@ -299,6 +303,7 @@ async fn follow(
         {
             Ok(rev) => {
                 if let Some(rev) = rev {
+                    writes.inc();
                     let n = want.len();
                     let message = format!(
                         "{n} ready endpoint(s) from Service {}/{}",

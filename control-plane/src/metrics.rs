@@ -35,6 +35,12 @@ pub struct ControlPlaneMetrics {
     pub xds_push_to_ack: HistogramVec,
     /// Connected proxies by node cluster.
     pub xds_connected: IntGaugeVec,
+    /// API calls refused for want of a valid token (with `--auth`).
+    pub api_unauthenticated: IntCounter,
+    /// EndpointSlice watches this replica runs.
+    pub discovery_watches: IntGauge,
+    /// Writes of discovered endpoint sets (each a real change).
+    pub discovery_writes: IntCounter,
     fleet: Arc<FleetCollector>,
 }
 
@@ -94,6 +100,18 @@ impl ControlPlaneMetrics {
             ),
             &["node_cluster"],
         )?;
+        let api_unauthenticated = IntCounter::new(
+            "gw_api_unauthenticated_total",
+            "API calls refused for want of a valid bearer token",
+        )?;
+        let discovery_watches = IntGauge::new(
+            "gw_discovery_watches",
+            "Kubernetes EndpointSlice watches this replica runs",
+        )?;
+        let discovery_writes = IntCounter::new(
+            "gw_discovery_endpoint_writes_total",
+            "Discovered endpoint sets written to userdb (each a real change)",
+        )?;
         let fleet = Arc::new(FleetCollector::new()?);
         registry.register(Box::new(revision.clone()))?;
         registry.register(Box::new(ingest_dropped_logs.clone()))?;
@@ -104,6 +122,9 @@ impl ControlPlaneMetrics {
         registry.register(Box::new(xds_nacks.clone()))?;
         registry.register(Box::new(xds_push_to_ack.clone()))?;
         registry.register(Box::new(xds_connected.clone()))?;
+        registry.register(Box::new(api_unauthenticated.clone()))?;
+        registry.register(Box::new(discovery_watches.clone()))?;
+        registry.register(Box::new(discovery_writes.clone()))?;
         registry.register(Box::new(SharedCollector(fleet.clone())))?;
         Ok(ControlPlaneMetrics {
             registry,
@@ -116,6 +137,9 @@ impl ControlPlaneMetrics {
             xds_nacks,
             xds_push_to_ack,
             xds_connected,
+            api_unauthenticated,
+            discovery_watches,
+            discovery_writes,
             fleet,
         })
     }

@@ -188,7 +188,8 @@ impl ControlPlane {
         };
         // The gateway.v1 services sit behind the token check; xDS, telemetry ingest and
         // reflection do not (proxies and Envoy send no tokens).
-        let auth = Authenticator::new(tokens.clone());
+        let auth =
+            Authenticator::new(tokens.clone()).with_counter(metrics.api_unauthenticated.clone());
         #[allow(unused_mut)]
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &cfg.tls {
@@ -288,6 +289,7 @@ impl ControlPlane {
             store.clone(),
             cfg.db.clone(),
             cfg.discovery.clone(),
+            metrics.clone(),
             leading,
             shutdown.subscribe(),
         ));

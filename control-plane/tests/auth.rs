@@ -148,6 +148,7 @@ async fn scenario(db: &str) {
         Code::Unauthenticated,
         "not valid",
     );
+    assert_eq!(cp.metrics().api_unauthenticated.get(), 2);
 
     // The admin sets up two tenants with a cluster each.
     ConfigClient::new(ch.clone())

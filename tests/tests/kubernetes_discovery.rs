@@ -144,6 +144,8 @@ async fn a_clusters_endpoints_follow_its_services_endpointslices() {
     let gw = proxy(&cp).await;
     let at = gw.listen_addr();
     until_answering(at, &["a"]).await;
+    assert_eq!(cp.metrics().discovery_watches.get(), 1);
+    assert!(cp.metrics().discovery_writes.get() >= 1);
 
     let eps = cp
         .store()
