@@ -116,6 +116,9 @@ pub async fn run(
                 tracing::warn!(tenant = %t.tenant, cluster = %t.cluster,
                     "cluster takes its endpoints from Kubernetes, but discovery is off (start with --kubernetes)");
             }
+            // A replica without discovery still clears what an earlier one discovered for
+            // clusters that no longer ask (the store refuses it for those that still do).
+            remove_stale(&store, &wanted).await;
             warned = wanted.into_keys().collect();
             continue;
         };
@@ -147,28 +150,8 @@ pub async fn run(
                 }
             }
         }
-        // Discovered endpoints of clusters that no longer ask Kubernetes go, whoever watched
-        // them (this replica, an old leader, one that was stopped): reconciled from userdb.
         if lead {
-            match store.clusters_with_discovered_endpoints().await {
-                Ok(held) => {
-                    for (tenant, cluster) in held {
-                        let t = Target { tenant, cluster };
-                        if wanted.contains_key(&t) {
-                            continue;
-                        }
-                        match store
-                            .sync_discovered_endpoints(&t.tenant, &t.cluster, None, &[])
-                            .await
-                        {
-                            Ok(_) | Err(StoreError::NotFound(_)) => {}
-                            Err(e) => tracing::warn!(error = %e, cluster = %t.cluster,
-                                "discovery: removing endpoints"),
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "discovery: listing discovered endpoints"),
-            }
+            remove_stale(&store, &wanted).await;
         }
         for (t, spec) in wanted {
             if watches.contains_key(&t) {
@@ -189,6 +172,33 @@ pub async fn run(
     }
     for (_, (_, task)) in watches {
         task.abort();
+    }
+}
+
+/// Removes the discovered endpoints of clusters that no longer ask Kubernetes, whoever watched
+/// them (this replica, an old leader, one that was stopped): reconciled from userdb.
+async fn remove_stale(store: &Store, wanted: &BTreeMap<Target, KubernetesDiscovery>) {
+    let held = match store.clusters_with_discovered_endpoints().await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(error = %e, "discovery: listing discovered endpoints");
+            return;
+        }
+    };
+    for (tenant, cluster) in held {
+        let t = Target { tenant, cluster };
+        if wanted.contains_key(&t) {
+            continue;
+        }
+        match store
+            .sync_discovered_endpoints(&t.tenant, &t.cluster, None, &[])
+            .await
+        {
+            Ok(_) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, cluster = %t.cluster, "discovery: removing endpoints")
+            }
+        }
     }
 }
 

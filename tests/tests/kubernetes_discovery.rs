@@ -321,3 +321,57 @@ async fn one_replica_watches_and_another_takes_over() {
     assert_eq!(api.watching("shop", "users"), 1);
     second.shutdown().await;
 }
+
+/// A control plane started without `--kubernetes` still clears what an earlier one discovered
+/// for a cluster that no longer asks (and leaves the endpoints of one that still asks).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_without_discovery_clears_endpoints_nobody_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("userdb.sqlite").display());
+    let api = FakeApiServer::new();
+    let a = Upstream::start("a").await.unwrap();
+    api.apply(slice("users-1", "users", a.port(), &[("127.0.0.1", true)]));
+    let listener = free_port();
+    let first = ControlPlane::start(with_fake_api(&db, &api)).await.unwrap();
+    control::apply(&first, &manifest(listener, FROM_KUBERNETES))
+        .await
+        .unwrap();
+    let discovered = |cp: &ControlPlane| {
+        let store = cp.store().clone();
+        async move {
+            let eps = store.discover("acme", Some("users"), 0, "").await.ok()?;
+            Some(
+                eps.items
+                    .iter()
+                    .filter(|e| e.source == EndpointSource::Kubernetes)
+                    .count(),
+            )
+        }
+    };
+    wait::until("the discovered endpoint", LIMIT, || async {
+        (discovered(&first).await? == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    first.shutdown().await;
+
+    let mut cfg = Config::for_tests(&db);
+    cfg.discovery.resync = Duration::from_millis(200);
+    let second = ControlPlane::start(cfg).await.unwrap();
+    // Still asked for: kept, though nobody watches now.
+    assert_eq!(second.discovery_leading(), None);
+    assert_eq!(discovered(&second).await, Some(1));
+    let spec = format!(
+        "{{endpoints: [{{address: 127.0.0.1, port: {}}}]}}",
+        a.port()
+    );
+    control::apply(&second, &manifest(listener, &spec))
+        .await
+        .unwrap();
+    wait::until("the stale endpoint to go", LIMIT, || async {
+        (discovered(&second).await? == 0).then_some(())
+    })
+    .await
+    .unwrap();
+    second.shutdown().await;
+}
