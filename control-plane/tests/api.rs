@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use gw_control_plane::server::{Config, ControlPlane};
 use gw_proto::gateway::v1 as pb;
 use gw_proto::gateway::v1::clusters_client::ClustersClient;
@@ -9,6 +11,7 @@ use gw_proto::gateway::v1::config_client::ConfigClient;
 use gw_proto::gateway::v1::endpoints_client::EndpointsClient;
 use gw_proto::gateway::v1::routes_client::RoutesClient;
 use gw_proto::gateway::v1::tenants_client::TenantsClient;
+use support::meta;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -22,14 +25,6 @@ async fn start() -> (ControlPlane, Channel) {
         .await
         .unwrap();
     (cp, ch)
-}
-
-fn meta(name: &str, tenant: &str) -> Option<pb::ObjectMeta> {
-    Some(pb::ObjectMeta {
-        name: name.into(),
-        tenant: tenant.into(),
-        ..Default::default()
-    })
 }
 
 fn route(name: &str, cluster: &str) -> pb::Route {

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use gw_control_plane::clock::ManualClock;
 use gw_control_plane::server::{Config, ControlPlane};
 use gw_control_plane::store::{Store, StoreOptions};
@@ -17,6 +19,7 @@ use gw_proto::gateway::v1::tenants_client::TenantsClient;
 use gw_proto::gateway::v1::tokens_client::TokensClient;
 use std::sync::Arc;
 use std::time::Duration;
+use support::meta;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
@@ -29,14 +32,6 @@ fn as_<T>(token: &str, msg: T) -> Request<T> {
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
     r
-}
-
-fn meta(name: &str, tenant: &str) -> Option<pb::ObjectMeta> {
-    Some(pb::ObjectMeta {
-        name: name.into(),
-        tenant: tenant.into(),
-        ..Default::default()
-    })
 }
 
 fn cluster(name: &str, tenant: &str) -> pb::Cluster {

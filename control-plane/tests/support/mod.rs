@@ -86,3 +86,12 @@ impl Receiver {
         format!("http://{}/hook", self.addr)
     }
 }
+
+/// Object metadata with just a name and a tenant.
+pub fn meta(name: &str, tenant: &str) -> Option<gw_proto::gateway::v1::ObjectMeta> {
+    Some(gw_proto::gateway::v1::ObjectMeta {
+        name: name.into(),
+        tenant: tenant.into(),
+        ..Default::default()
+    })
+}
