@@ -366,15 +366,18 @@ async fn admin_endpoints_report_state() {
         get(&w.c, p, "/users/1").await;
     }
     let a: SocketAddr = w.proxy.admin_addr();
-    let m = String::from_utf8(get(&w.c, a, "/metrics").await.body.to_vec()).unwrap();
-    assert!(
-        m.contains(r#"gw_rq_total{kind="route",tenant="acme",name="users",class="2xx"} 4"#),
-        "{m}"
-    );
-    assert!(
-        m.contains(r#"gw_rq_duration_ms_count{kind="cluster",tenant="acme",name="users"} 4"#),
-        "{m}"
-    );
+    // A request is counted when its exchange ends, which can be just after the client has the
+    // whole response: the last one may land a moment after the client moved on.
+    let m = eventually(5, "all four requests counted", || async {
+        let m = String::from_utf8(get(&w.c, a, "/metrics").await.body.to_vec()).unwrap();
+        let counted = m
+            .contains(r#"gw_rq_total{kind="route",tenant="acme",name="users",class="2xx"} 4"#)
+            && m.contains(
+                r#"gw_rq_duration_ms_count{kind="cluster",tenant="acme",name="users"} 4"#,
+            );
+        counted.then_some(m)
+    })
+    .await;
     assert!(m.contains("gw_xds_connected 1"));
     let clusters = admin_json(&w.c, a, "/clusters").await;
     let users = named(&clusters, "acme/users");
