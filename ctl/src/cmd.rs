@@ -97,9 +97,20 @@ async fn run(cli: Cli) -> CliResult<u8> {
         },
     };
     let server = crate::client::url(&ctx.server);
+    let anonymous_tls = server.starts_with("https://") && ctx.tls.identity.is_none();
     dispatch(&ctx, cli.command)
         .await
-        .map_err(|e| e.at_server(&server))
+        .map_err(|e| match e.at_server(&server) {
+            // A control plane that requires client certificates drops the connection of one
+            // without: say what may be missing.
+            CliError::Unreachable { server, cause } if anonymous_tls => CliError::Unreachable {
+                server,
+                cause: format!(
+                    "{cause}; if it requires client certificates (mTLS), pass --cert and --key"
+                ),
+            },
+            e => e,
+        })
 }
 
 async fn dispatch(ctx: &Ctx, command: Command) -> CliResult<u8> {

@@ -161,6 +161,13 @@ async fn gwctl_speaks_tls_and_mtls() {
         )),
         "{anonymous:?}"
     );
+    assert!(
+        anonymous
+            .stderr
+            .trim_end()
+            .ends_with("if it requires client certificates (mTLS), pass --cert and --key"),
+        "{anonymous:?}"
+    );
     let plain = format!("http://127.0.0.1:{}", env.cp.grpc_addr().port());
     let mixed = env
         .run(&["--server", &plain, "--ca", &ca, "get", "tenants"])
