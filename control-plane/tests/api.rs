@@ -19,11 +19,7 @@ async fn start() -> (ControlPlane, Channel) {
     let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
         .await
         .unwrap();
-    let ch = Channel::from_shared(format!("http://{}", cp.grpc_addr()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let ch = support::channel(&cp).await;
     (cp, ch)
 }
 

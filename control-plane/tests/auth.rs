@@ -123,11 +123,7 @@ async fn scenario(db: &str) {
     cfg.auth = true;
     cfg.admin_token = Some(ADMIN.into());
     let cp = ControlPlane::start_with_store(cfg, store).await.unwrap();
-    let ch = Channel::from_shared(format!("http://{}", cp.grpc_addr()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let ch = support::channel(&cp).await;
     let tenants = || TenantsClient::new(ch.clone());
     let clusters = || ClustersClient::new(ch.clone());
     let list = || pb::ListRequest::default();
@@ -545,11 +541,7 @@ async fn without_auth_every_call_is_the_admins() {
     let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
         .await
         .unwrap();
-    let ch = Channel::from_shared(format!("http://{}", cp.grpc_addr()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let ch = support::channel(&cp).await;
     let me = TokensClient::new(ch.clone())
         .who_am_i(pb::WhoAmIRequest {})
         .await

@@ -16,9 +16,5 @@ pub mod upstream;
 pub mod wait;
 pub mod xds_client;
 
-/// Whether this run must not skip tests for missing dependencies (`CI=true`).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
 
-pub use gw_control_plane::testing::{dead_port, free_port, DeadPort};
+pub use gw_control_plane::testing::{dead_port, free_port, in_ci, DeadPort};

@@ -1,7 +1,7 @@
 //! The `Tokens` service: create, list and revoke API tokens (admin only), and `WhoAmI`.
 
 use super::store_status;
-use crate::auth::{authorize, principal, Access, Tokens};
+use crate::auth::{authorize, principal, reload, Access, Tokens};
 use crate::store::{Store, TokenRecord};
 use gw_proto::gateway::v1 as pb;
 use std::time::Duration;
@@ -24,10 +24,6 @@ impl TokensApi {
     /// The tonic service.
     pub fn into_service(self) -> pb::tokens_server::TokensServer<Self> {
         pb::tokens_server::TokensServer::new(self)
-    }
-
-    async fn reload(&self) {
-        crate::auth::reload(self.tokens.as_ref()).await;
     }
 }
 
@@ -55,7 +51,7 @@ impl pb::tokens_server::Tokens for TokensApi {
             .create_token(&r.name, &r.role, &r.tenant, ttl)
             .await
             .map_err(store_status)?;
-        self.reload().await;
+        reload(self.tokens.as_ref()).await;
         Ok(Response::new(pb::CreateTokenResponse {
             token: Some(to_pb(token)),
             secret,
@@ -80,7 +76,7 @@ impl pb::tokens_server::Tokens for TokensApi {
         authorize(&req, Access::Write, None)?;
         let name = req.into_inner().name;
         self.store.revoke_token(&name).await.map_err(store_status)?;
-        self.reload().await;
+        reload(self.tokens.as_ref()).await;
         Ok(Response::new(pb::RevokeTokenResponse {}))
     }
 

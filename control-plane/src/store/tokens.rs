@@ -119,6 +119,13 @@ impl Store {
             }
             _ => {}
         }
+        const TEN_YEARS: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+        if ttl.is_some_and(|t| t < Duration::from_secs(1) || t > TEN_YEARS) {
+            return Err(FieldError::new("ttl", "must be between 1s and 10 years").into());
+        }
+        if !tenant.is_empty() {
+            validate_name("tenant", tenant)?;
+        }
         // The tenant check and the insert hold the writers' lock (the revision row, left as it
         // is), so a tenant deleted meanwhile cannot leave an orphan token behind for a later
         // tenant of the same name.
@@ -127,7 +134,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if !tenant.is_empty() {
-            validate_name("tenant", tenant)?;
             let exists: Option<String> = sqlx::query_scalar(
                 "SELECT name FROM gw_objects WHERE kind = 'tenant' AND tenant = '' AND name = $1",
             )
@@ -139,10 +145,6 @@ impl Store {
                     FieldError::new("tenant", format!("tenant {tenant} does not exist")).into(),
                 );
             }
-        }
-        const TEN_YEARS: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
-        if ttl.is_some_and(|t| t < Duration::from_secs(1) || t > TEN_YEARS) {
-            return Err(FieldError::new("ttl", "must be between 1s and 10 years").into());
         }
         let now = self.now_ms();
         let expires = ttl.map(|t| now + t.as_millis() as i64);
@@ -175,10 +177,15 @@ impl Store {
 
     /// One token by name.
     async fn token(&self, name: &str) -> Result<TokenRecord, StoreError> {
-        let rows = self.list_tokens().await?;
-        rows.into_iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| StoreError::NotFound(format!("token {name}")))
+        let row = sqlx::query(
+            "SELECT name, role, tenant, created_at, expires_at FROM gw_tokens WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(record)
+            .unwrap_or_else(|| Err(StoreError::NotFound(format!("token {name}"))))
     }
 
     /// Every token, by name.

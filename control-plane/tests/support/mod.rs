@@ -95,3 +95,12 @@ pub fn meta(name: &str, tenant: &str) -> Option<gw_proto::gateway::v1::ObjectMet
         ..Default::default()
     })
 }
+
+/// A gRPC channel to a control plane's plaintext port.
+pub async fn channel(cp: &gw_control_plane::server::ControlPlane) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{}", cp.grpc_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
