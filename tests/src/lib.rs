@@ -16,5 +16,4 @@ pub mod upstream;
 pub mod wait;
 pub mod xds_client;
 
-
 pub use gw_control_plane::testing::{dead_port, free_port, in_ci, DeadPort};
