@@ -116,9 +116,6 @@ pub async fn run(
                 tracing::warn!(tenant = %t.tenant, cluster = %t.cluster,
                     "cluster takes its endpoints from Kubernetes, but discovery is off (start with --kubernetes)");
             }
-            // A replica without discovery still clears what an earlier one discovered for
-            // clusters that no longer ask (the store refuses it for those that still do).
-            remove_stale(&store, &wanted).await;
             warned = wanted.into_keys().collect();
             continue;
         };
@@ -126,33 +123,15 @@ pub async fn run(
         leading.send_replace(Some(lead));
         let wanted = if lead { wanted } else { BTreeMap::new() };
         // Stop the watches of clusters that are gone or changed (and of watches that ended:
-        // a cluster deleted and made again between two rounds).
-        let ended: Vec<Target> = watches
-            .iter()
-            .filter(|(t, (spec, task))| wanted.get(*t) != Some(spec) || task.is_finished())
-            .map(|(t, _)| t.clone())
-            .collect();
-        for t in ended {
-            let Some((old, task)) = watches.remove(&t) else {
-                continue;
-            };
-            task.abort();
-            // Pointed at another Service: the old one's endpoints go now, not when (or if) the
-            // new watch lists.
-            if let Some(new) = wanted.get(&t).filter(|new| **new != old) {
-                match store
-                    .sync_discovered_endpoints(&t.tenant, &t.cluster, Some(new), &[])
-                    .await
-                {
-                    Ok(_) | Err(StoreError::NotFound(_)) => {}
-                    Err(e) => tracing::warn!(error = %e, cluster = %t.cluster,
-                        "discovery: clearing the previous Service's endpoints"),
-                }
+        // a cluster deleted and made again between two rounds). A cluster pointed elsewhere
+        // lost the old Service's endpoints in the write that changed its spec.
+        watches.retain(|t, (spec, task)| {
+            let keep = wanted.get(t) == Some(spec) && !task.is_finished();
+            if !keep {
+                task.abort();
             }
-        }
-        if lead {
-            remove_stale(&store, &wanted).await;
-        }
+            keep
+        });
         for (t, spec) in wanted {
             if watches.contains_key(&t) {
                 continue;
@@ -172,33 +151,6 @@ pub async fn run(
     }
     for (_, (_, task)) in watches {
         task.abort();
-    }
-}
-
-/// Removes the discovered endpoints of clusters that no longer ask Kubernetes, whoever watched
-/// them (this replica, an old leader, one that was stopped): reconciled from userdb.
-async fn remove_stale(store: &Store, wanted: &BTreeMap<Target, KubernetesDiscovery>) {
-    let held = match store.clusters_with_discovered_endpoints().await {
-        Ok(held) => held,
-        Err(e) => {
-            tracing::warn!(error = %e, "discovery: listing discovered endpoints");
-            return;
-        }
-    };
-    for (tenant, cluster) in held {
-        let t = Target { tenant, cluster };
-        if wanted.contains_key(&t) {
-            continue;
-        }
-        match store
-            .sync_discovered_endpoints(&t.tenant, &t.cluster, None, &[])
-            .await
-        {
-            Ok(_) | Err(StoreError::NotFound(_)) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, cluster = %t.cluster, "discovery: removing endpoints")
-            }
-        }
     }
 }
 
@@ -308,7 +260,7 @@ async fn follow(
         }
         let want = endpoints_of(&t, &spec, slices.values());
         match store
-            .sync_discovered_endpoints(&t.tenant, &t.cluster, Some(&spec), &want)
+            .sync_discovered_endpoints(&t.tenant, &t.cluster, &spec, &want)
             .await
         {
             Ok(rev) => {

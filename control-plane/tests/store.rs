@@ -473,7 +473,7 @@ async fn discovered_endpoints_sync_as_one_write_per_change() {
             port: String::new(),
         };
         let users = service("users");
-        let from = Some(&users);
+        let from = &users;
         let listed = |store: Store| async move {
             let page = store
                 .discover("acme", Some("users-svc"), 0, "")
@@ -544,50 +544,67 @@ async fn discovered_endpoints_sync_as_one_write_per_change() {
                 ("127.0.0.1".into(), 18081, EndpointSource::Static, None),
             ]
         );
-        // A set from another Service (a watch that should have stopped) is refused, and so is
-        // clearing the set while the cluster still asks Kubernetes.
+        // A set from another Service (a watch that should have stopped) is refused.
         let orders = service("orders");
         let fresh = discovered("10.1.0.4", 8080, "d");
-        for (other, want) in [(Some(&orders), vec![fresh]), (None, vec![])] {
-            assert!(matches!(
-                store
-                    .sync_discovered_endpoints("acme", "users-svc", other, &want)
-                    .await,
-                Err(StoreError::NotFound(_))
-            ));
-        }
+        assert!(matches!(
+            store
+                .sync_discovered_endpoints("acme", "users-svc", &orders, &[fresh])
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+        let sources = |store: Store| async move {
+            listed(store)
+                .await
+                .into_iter()
+                .map(|e| e.2)
+                .collect::<Vec<_>>()
+        };
         // Nothing from Kubernetes: its endpoints go, the registered one stays.
         store
             .sync_discovered_endpoints("acme", "users-svc", from, &[])
             .await
             .unwrap()
             .expect("a change");
-        let left: Vec<_> = listed(store.clone())
-            .await
-            .into_iter()
-            .map(|e| e.2)
-            .collect();
-        assert_eq!(left, vec![EndpointSource::Registry, EndpointSource::Static]);
-        // Once the cluster stops asking, a clean-up (no Service) is allowed.
+        let reg_static = vec![EndpointSource::Registry, EndpointSource::Static];
+        assert_eq!(sources(store.clone()).await, reg_static);
         store
             .sync_discovered_endpoints("acme", "users-svc", from, std::slice::from_ref(&b2))
             .await
             .unwrap();
-        assert_eq!(
-            store.clusters_with_discovered_endpoints().await.unwrap(),
-            vec![("acme".to_owned(), "users-svc".to_owned())]
-        );
-        store.apply(objects(&asks("")), false).await.unwrap();
+        // Pointing the cluster at another Service drops the old one's endpoints in the same
+        // write (one revision), and so does no longer asking: no stale set outlives its Service.
+        let before = store.revision().await.unwrap();
+        let to_orders = ", kubernetes: {namespace: shop, service: orders}";
+        let report = store.apply(objects(&asks(to_orders)), false).await.unwrap();
+        assert_eq!(report.revision, before + 1);
+        assert_eq!(sources(store.clone()).await, reg_static);
+        // The old Service's watch, late, is refused.
+        assert!(matches!(
+            store
+                .sync_discovered_endpoints("acme", "users-svc", from, std::slice::from_ref(&b2))
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
         store
-            .sync_discovered_endpoints("acme", "users-svc", None, &[])
+            .sync_discovered_endpoints("acme", "users-svc", &orders, std::slice::from_ref(&b2))
             .await
             .unwrap()
-            .expect("the clean-up is a write");
-        assert!(store
-            .clusters_with_discovered_endpoints()
-            .await
-            .unwrap()
-            .is_empty());
+            .expect("a change");
+        // A dry run drops nothing.
+        store.apply(objects(&asks("")), true).await.unwrap();
+        assert_eq!(
+            sources(store.clone()).await,
+            vec![
+                EndpointSource::Kubernetes,
+                EndpointSource::Registry,
+                EndpointSource::Static
+            ]
+        );
+        let before = store.revision().await.unwrap();
+        let report = store.apply(objects(&asks("")), false).await.unwrap();
+        assert_eq!(report.revision, before + 1);
+        assert_eq!(sources(store.clone()).await, reg_static);
 
         // Bad input names the field and writes nothing; a missing cluster is NotFound.
         let rev = store.revision().await.unwrap();

@@ -313,19 +313,6 @@ async fn upsert(tx: &mut Transaction<'static, Any>, ep: &Endpoint) -> Result<(),
     Ok(())
 }
 
-impl Store {
-    /// Clusters that hold endpoints discovered from Kubernetes, as (tenant, cluster).
-    pub async fn clusters_with_discovered_endpoints(
-        &self,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT DISTINCT tenant, cluster FROM gw_endpoints WHERE source = 'kubernetes' ORDER BY tenant, cluster",
-        )
-        .fetch_all(&self.pool)
-        .await?)
-    }
-}
-
 /// What a discovered endpoint's row must say for it to be left as it is.
 fn same_discovered(stored: &Endpoint, want: &Endpoint) -> bool {
     stored.weight == want.weight
@@ -335,6 +322,41 @@ fn same_discovered(stored: &Endpoint, want: &Endpoint) -> bool {
 }
 
 impl Store {
+    /// Deletes a cluster's Kubernetes-discovered endpoints inside a config write (the cluster
+    /// stopped asking, or asks another Service), so the same revision that changes the spec
+    /// drops them: no proxy ever sees the new spec with the old Service's pods.
+    pub(super) async fn drop_discovered_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        rev: u64,
+        tenant: &str,
+        cluster: &str,
+    ) -> Result<(), StoreError> {
+        let gone: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT address, port FROM gw_endpoints WHERE tenant = $1 AND cluster = $2 AND source = 'kubernetes' ORDER BY address, port",
+        )
+        .bind(tenant)
+        .bind(cluster)
+        .fetch_all(&mut **tx)
+        .await?;
+        if gone.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "DELETE FROM gw_endpoints WHERE tenant = $1 AND cluster = $2 AND source = 'kubernetes'",
+        )
+        .bind(tenant)
+        .bind(cluster)
+        .execute(&mut **tx)
+        .await?;
+        for (address, port) in gone {
+            let name = format!("{cluster}/{address}:{port}");
+            self.record_change(tx, rev, "endpoint", tenant, &name, "delete")
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Makes the cluster's Kubernetes-discovered endpoints exactly `want`, in one write: rows of
     /// source `kubernetes` are added, updated (weight, metadata, health) and removed; registered
     /// endpoints are left alone (a registered address:port wins over a discovered one). Returns
@@ -343,20 +365,16 @@ impl Store {
     ///
     /// `from` is the Service the set came from: the write happens only while the cluster still
     /// takes its endpoints from exactly there (a late write from a stopped watch or an old
-    /// leader is refused with `NotFound`). `None` clears the set, and only from a cluster that
-    /// no longer asks Kubernetes.
+    /// leader is refused with `NotFound`). When a cluster stops asking, or asks another Service,
+    /// the config write that changes its spec drops the old set ([`Store::drop_discovered_in`]),
+    /// so no stale set outlives its Service.
     pub async fn sync_discovered_endpoints(
         &self,
         tenant: &str,
         cluster: &str,
-        from: Option<&KubernetesDiscovery>,
+        from: &KubernetesDiscovery,
         want: &[Endpoint],
     ) -> Result<Option<u64>, StoreError> {
-        if from.is_none() && !want.is_empty() {
-            return Err(StoreError::Invalid(
-                "endpoints: a set needs the Service it came from".into(),
-            ));
-        }
         for (i, ep) in want.iter().enumerate() {
             ep.validate()
                 .map_err(|e| StoreError::from(e.prefixed(&format!("endpoints[{i}]"))))?;
@@ -417,14 +435,11 @@ impl Store {
                 })
             }
         };
-        if asks.as_ref() != from {
-            return Err(StoreError::NotFound(match from {
-                Some(k) => format!(
-                    "cluster {tenant}/{cluster} taking endpoints from Service {}/{}",
-                    k.namespace, k.service
-                ),
-                None => format!("cluster {tenant}/{cluster} without Kubernetes discovery"),
-            }));
+        if asks.as_ref() != Some(from) {
+            return Err(StoreError::NotFound(format!(
+                "cluster {tenant}/{cluster} taking endpoints from Service {}/{}",
+                from.namespace, from.service
+            )));
         }
         let stored = self
             .live_endpoints(&mut tx, Some(tenant), Some(cluster))

@@ -285,6 +285,14 @@ impl Store {
                         };
                         self.record_change(&mut tx, rev, kind.as_str(), &tenant, &o.meta.name, op)
                             .await?;
+                        if let (Spec::Cluster(new), Some(Spec::Cluster(old))) =
+                            (&o.spec, s.map(|s| &s.spec))
+                        {
+                            if old.kubernetes.is_some() && old.kubernetes != new.kubernetes {
+                                self.drop_discovered_in(&mut tx, rev, &tenant, &o.meta.name)
+                                    .await?;
+                            }
+                        }
                     }
                 }
             }
