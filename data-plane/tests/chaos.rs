@@ -145,9 +145,19 @@ async fn a_killed_and_restarted_upstream_process_under_load() {
             .count()
     };
     let (plain_errors, retried_errors) = (errors(&plain), errors(&retried));
+    let m = String::from_utf8(get(&h, admin, "/metrics").await.body.to_vec()).unwrap();
+    let changes = |from: &str, to: &str| {
+        let line = format!(
+            "gw_circuit_state_changes_total{{tenant=\"t\",cluster=\"svc\",endpoint=\"{victim}\",from=\"{from}\",to=\"{to}\"}}"
+        );
+        metric(&m, &line).unwrap_or(0.0) as usize
+    };
+    // Each half-open probe that found the process still dead (the restart came after
+    // openTimeout on a slow machine) is one more error for a client without retries.
+    let reopened = changes("half_open", "open");
     assert!(
-        plain_errors <= 3,
-        "without retries at most consecutiveFailures (3) errors, saw {plain_errors} in {}",
+        plain_errors <= 3 + reopened,
+        "without retries at most consecutiveFailures (3) errors (+{reopened} half-open probes), saw {plain_errors} in {}",
         count(&plain)
     );
     assert_eq!(
@@ -156,17 +166,12 @@ async fn a_killed_and_restarted_upstream_process_under_load() {
         "with retries no client-visible error in {}",
         count(&retried)
     );
-    let m = String::from_utf8(get(&h, admin, "/metrics").await.body.to_vec()).unwrap();
     for (from, to) in [
         ("closed", "open"),
         ("open", "half_open"),
         ("half_open", "closed"),
     ] {
-        let line = format!(
-            "gw_circuit_state_changes_total{{tenant=\"t\",cluster=\"svc\",endpoint=\"{victim}\",from=\"{from}\",to=\"{to}\"}}"
-        );
-        let n = metric(&m, &line).unwrap_or(0.0);
-        assert!(n >= 1.0, "{from} → {to} not counted");
+        assert!(changes(from, to) >= 1, "{from} → {to} not counted");
     }
     proxy.shutdown().await;
     cp.shutdown().await;

@@ -265,8 +265,10 @@ async fn retries_only_what_may_be_sent_twice() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn strategies_prefer_what_they_promise() {
-    let fast = upstream("fast", 200, Duration::from_millis(2)).await;
-    let slow = upstream("slow", 200, Duration::from_millis(20)).await;
+    // A 10× gap wide enough that one scheduling stall on a busy CI core (which a peak-EWMA
+    // remembers for its decay time) cannot make the fast endpoint look the slower one.
+    let fast = upstream("fast", 200, Duration::from_millis(20)).await;
+    let slow = upstream("slow", 200, Duration::from_millis(200)).await;
     let ok = upstream("ok", 200, Duration::ZERO).await;
     let failing = upstream("failing", 500, Duration::ZERO).await;
     let h1 = upstream("h1", 200, Duration::ZERO).await;

@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{admin_json, client, eventually, get, named, send, HttpClient, Upstream};
+use common::{admin_json, client, eventually, free_port, get, named, send, HttpClient, Upstream};
 use gw_control_plane::server::{Config, ControlPlane};
 use gw_proto::manifest;
 use gw_proxy::server::{Proxy, ProxyConfig};
@@ -301,9 +301,14 @@ async fn config_changes_follow_without_restart() {
 async fn keeps_serving_without_control_plane_and_starts_from_cache() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("u.sqlite").display());
-    let cp = ControlPlane::start(Config::for_tests(db.clone()))
-        .await
-        .unwrap();
+    // It comes back on the same address later: a port from below the ephemeral range, which
+    // no port-0 bind or outgoing connection can take in between.
+    let cp = ControlPlane::start(Config {
+        grpc: ([127, 0, 0, 1], free_port()).into(),
+        ..Config::for_tests(db.clone())
+    })
+    .await
+    .unwrap();
     let grpc = cp.grpc_addr();
     let ups = [
         Upstream::start("a").await,

@@ -95,8 +95,10 @@ async fn envoy_and_gw_proxy_both_eject_a_dead_endpoint() {
     // Sixty sequential requests; a third would go to the dead endpoint without ejection.
     let (e_failed, e_ok) = failures(envoy_addr, 60).await;
     let (g_failed, g_ok) = failures(gw_addr, 60).await;
+    // Envoy ejects on its main thread and hands the host set back to the worker: on a busy
+    // machine the round robin can reach the dead host once more before the hand-off lands.
     assert!(
-        e_failed <= 3,
+        e_failed <= 4,
         "Envoy: {e_failed} failures, {e_ok} ok\n{}",
         envoy.clusters().await.unwrap()
     );
@@ -127,7 +129,7 @@ async fn burst(addr: SocketAddr) -> (usize, usize) {
         .map(|i| {
             tokio::spawn(async move {
                 let t = std::time::Instant::now();
-                let r = http::get(addr, "x", &format!("/slow/400/{i}"))
+                let r = http::get(addr, "x", &format!("/slow/1000/{i}"))
                     .await
                     .unwrap();
                 (r.status, t.elapsed())
@@ -139,7 +141,8 @@ async fn burst(addr: SocketAddr) -> (usize, usize) {
         let (status, took) = t.await.unwrap();
         match status {
             200 => ok += 1,
-            503 if took < Duration::from_millis(300) => refused += 1,
+            // Refused at once: well before the upstream's 1 s answer.
+            503 if took < Duration::from_millis(600) => refused += 1,
             s => panic!("status {s} after {took:?}"),
         }
     }

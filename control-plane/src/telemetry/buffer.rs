@@ -41,6 +41,9 @@ struct Pending {
 #[derive(Clone)]
 pub struct Buffer {
     pending: Arc<Mutex<Pending>>,
+    /// Held across a flush, so flushes run one at a time and a flush returns only once what was
+    /// buffered before it (even if a concurrent flush took it) is written.
+    flushing: Arc<tokio::sync::Mutex<()>>,
     /// Resource-name resolution.
     pub names: Names,
     cfg: IngestConfig,
@@ -55,6 +58,7 @@ impl Buffer {
     pub fn new(store: Store, cfg: IngestConfig, metrics: ControlPlaneMetrics) -> Self {
         Buffer {
             pending: Arc::default(),
+            flushing: Arc::default(),
             names: Names::default(),
             cfg,
             store,
@@ -125,8 +129,10 @@ impl Buffer {
     }
 
     /// Writes everything buffered: rollups, logs and states, each batch in one transaction.
-    /// What fails to write is dropped and logged: ingest must not grow without bound.
+    /// What fails to write is dropped and logged: ingest must not grow without bound. When it
+    /// returns, everything buffered before the call has been written (or dropped).
     pub async fn flush(&self) {
+        let _one_at_a_time = self.flushing.lock().await;
         let taken = match self.pending.lock() {
             Ok(mut p) => std::mem::take(&mut *p),
             Err(_) => return,

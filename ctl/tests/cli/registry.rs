@@ -128,7 +128,7 @@ async fn an_endpoint_without_heartbeats_expires_by_itself() {
         "--port",
         "80",
     ];
-    let mut args = vec!["endpoints", "register", "--ttl", "1s"];
+    let mut args = vec!["endpoints", "register", "--ttl", "3s"];
     args.extend(key);
     let reg = env.run(&args).await;
     assert_eq!(reg.code, 0, "{}", reg.stderr);
