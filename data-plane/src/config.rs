@@ -166,6 +166,8 @@ pub struct RuntimeConfig {
     pub listener: Option<String>,
     /// Routing table of that listener.
     pub routes: Arc<RouteTable>,
+    /// That listener's connection timeouts.
+    pub timeouts: listener::Timeouts,
     /// Clusters by Envoy name.
     pub clusters: HashMap<String, Arc<ClusterRt>>,
     /// EDS clusters whose endpoints have not arrived yet.
@@ -221,9 +223,9 @@ pub fn compile(res: &Resources, reg: &Registries) -> Result<RuntimeConfig, Confi
         }
         clusters.insert(c.name.clone(), Arc::new(rt));
     }
-    let (listener, routes) = match listener::compile(res, &reg.stats)? {
-        Some((name, table)) => (Some(name), Arc::new(table)),
-        None => (None, Arc::new(RouteTable::default())),
+    let (listener, routes, timeouts) = match listener::compile(res, &reg.stats)? {
+        Some((name, table, t)) => (Some(name), Arc::new(table), t),
+        None => (None, Arc::new(RouteTable::default()), Default::default()),
     };
     reg.endpoints.retain(&live);
     reg.retain_loads(&clusters);
@@ -231,6 +233,7 @@ pub fn compile(res: &Resources, reg: &Registries) -> Result<RuntimeConfig, Confi
         resources: res.clone(),
         listener,
         routes,
+        timeouts,
         clusters,
         awaiting_endpoints,
     })

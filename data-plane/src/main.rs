@@ -60,9 +60,9 @@ struct Args {
     /// How long SIGTERM waits for in-flight requests.
     #[arg(long, env = "GW_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime_duration)]
     drain_timeout: Duration,
-    /// Close a client connection that sends no complete request head for this long (between
-    /// keep-alive requests too).
-    #[arg(long, env = "GW_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime_duration)]
+    /// Close a client connection with no request in flight for this long, when the listener's
+    /// HTTP connection manager sets no idle timeout (Envoy's default, 1h; 0s: never).
+    #[arg(long, env = "GW_IDLE_TIMEOUT", default_value = "1h", value_parser = humantime_duration)]
     idle_timeout: Duration,
     /// Log format.
     #[arg(long, env = "GW_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]

@@ -49,8 +49,8 @@ pub struct ProxyConfig {
     pub access_log_sample: f64,
     /// How long SIGTERM waits for in-flight requests.
     pub drain_timeout: Duration,
-    /// How long a client connection may go without sending a complete request head (between
-    /// keep-alive requests too) before it is closed.
+    /// How long a client connection may go with no request in flight (and a partial request
+    /// head may take) before it is closed, when the listener's HCM sets no idle timeout.
     pub idle_timeout: Duration,
 }
 
@@ -120,7 +120,7 @@ impl ProxyConfig {
             stats_interval: Duration::from_millis(200),
             access_log_sample: 1.0,
             drain_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(3600),
         }
     }
 }
@@ -335,7 +335,7 @@ async fn serve(
         .keep_alive(true)
         .writev(false)
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(shared.idle_timeout);
+        .header_read_timeout(Some(shared.idle_timeout).filter(|d| !d.is_zero()));
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
     let hyper = Arc::new(builder);
     // Every connection task holds a sender; the drain is over when all are gone.

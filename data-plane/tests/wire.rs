@@ -652,3 +652,76 @@ async fn large_response_bodies_arrive_whole_on_both_paths_and_leave_the_connecti
     // Four large bodies, one after the other: one upstream connection carried them all.
     assert_eq!(up.conns.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn the_listeners_hcm_sets_the_connection_timeouts() {
+    use gw_proxy::config::type_url;
+    let up = scripted().await;
+    // The flag's fallback is far off: what closes connections here is the listener's HCM.
+    let mut cfg = ProxyConfig::for_tests(None, "wire");
+    cfg.idle_timeout = std::time::Duration::from_secs(3600);
+    let p = proxy_with(&up, cfg).await;
+    let with_timeouts = |idle: std::time::Duration, headers: std::time::Duration| {
+        let route = fixture::prefix_route("t/all", "/", "t/up");
+        let mut res = fixture::simple(vec![route], &[("t/up", "round_robin", vec![(up.addr, 1)])]);
+        let l = fixture::listener_with("ingress", 8080, "ingress", |hcm| {
+            hcm.common_http_protocol_options = Some(Default::default());
+            if let Some(o) = hcm.common_http_protocol_options.as_mut() {
+                o.idle_timeout = Some(fixture::duration(idle));
+            }
+            hcm.request_headers_timeout = Some(fixture::duration(headers));
+        });
+        res.insert(type_url::LISTENER, "ingress", "2", &l);
+        res
+    };
+    let ms = std::time::Duration::from_millis;
+    p.shared().apply(with_timeouts(ms(400), ms(200))).unwrap();
+    let closed = |mut s: TcpStream| async move {
+        let mut rest = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest))
+            .await
+            .expect("the proxy kept the connection open")
+            .unwrap();
+        String::from_utf8_lossy(&rest).into_owned()
+    };
+    // Idle after an answered request: the answer, then the close.
+    let mut s = connect(&p).await;
+    send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let rest = closed(s).await;
+    assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
+    // Headers that stop coming: 408, then the close.
+    let mut s = connect(&p).await;
+    send(&mut s, b"GET /echo HTTP/1.1\r\nHo").await;
+    let rest = closed(s).await;
+    assert!(rest.starts_with("HTTP/1.1 408 Request Timeout"), "{rest}");
+    assert!(rest.contains("connection: close"), "{rest}");
+    // HTTP/2 (served by hyper): idle after one request, the proxy ends the connection.
+    let io = hyper_util::rt::TokioIo::new(connect(&p).await);
+    let (mut c, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    assert_eq!(h2(&mut c, "GET", "/echo").await.0, 200);
+    tokio::time::timeout(std::time::Duration::from_secs(10), conn)
+        .await
+        .expect("the proxy kept an idle HTTP/2 connection open")
+        .unwrap()
+        .unwrap();
+
+    // A duration protobuf does not allow is refused (NACKed), and the previous config serves.
+    let mut bad = with_timeouts(ms(400), ms(200));
+    let l = fixture::listener_with("ingress", 8080, "ingress", |hcm| {
+        hcm.request_headers_timeout = Some(gw_proto::envoy::pb::google::protobuf::Duration {
+            seconds: -1,
+            nanos: 0,
+        });
+    });
+    bad.insert(type_url::LISTENER, "ingress", "3", &l);
+    let err = p.shared().apply(bad).unwrap_err().to_string();
+    assert!(err.contains("request_headers_timeout"), "{err}");
+    let mut s = connect(&p).await;
+    send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let rest = closed(s).await;
+    assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
+}

@@ -373,6 +373,9 @@ pub fn listener_spec_to_pb(l: &model::ListenerSpec) -> pb::ListenerSpec {
         node_cluster: l.node_cluster.clone(),
         address: l.address.clone(),
         port: u32::from(l.port),
+        idle_timeout: Some(duration_to_pb(l.idle_timeout)),
+        request_headers_timeout: (!l.request_headers_timeout.is_zero())
+            .then(|| duration_to_pb(l.request_headers_timeout)),
     }
 }
 
@@ -392,6 +395,13 @@ pub fn listener_spec_from_pb(
         node_cluster: or(l.node_cluster.clone(), d.node_cluster),
         address: or(l.address.clone(), d.address),
         port,
+        idle_timeout: duration_from_pb("spec.idleTimeout", l.idle_timeout.as_ref())?
+            .unwrap_or(d.idle_timeout),
+        request_headers_timeout: duration_from_pb(
+            "spec.requestHeadersTimeout",
+            l.request_headers_timeout.as_ref(),
+        )?
+        .unwrap_or(d.request_headers_timeout),
     })
 }
 
@@ -679,6 +689,30 @@ mod tests {
         });
         let back = route_spec_from_pb(Some(&route_spec_to_pb(&spec))).unwrap();
         assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn listener_timeouts_round_trip_and_default_as_envoy() {
+        let spec = model::ListenerSpec {
+            idle_timeout: Duration::ZERO,
+            request_headers_timeout: Duration::from_millis(2500),
+            ..Default::default()
+        };
+        let pb = listener_spec_to_pb(&spec);
+        assert_eq!(listener_spec_from_pb(Some(&pb)).unwrap(), spec);
+        // Unset: Envoy's defaults (1 h idle, no headers bound); an explicit 0s idle stays 0s.
+        let d = listener_spec_from_pb(Some(&pb::ListenerSpec::default())).unwrap();
+        assert_eq!(d.idle_timeout, Duration::from_secs(3600));
+        assert_eq!(d.request_headers_timeout, Duration::ZERO);
+        let bad = pb::ListenerSpec {
+            request_headers_timeout: Some(prost_types::Duration {
+                seconds: -1,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let e = listener_spec_from_pb(Some(&bad)).unwrap_err();
+        assert_eq!(e.field, "spec.requestHeadersTimeout");
     }
 
     #[test]

@@ -229,6 +229,35 @@ spec:
     }
 
     #[test]
+    fn listener_timeouts_parse_default_and_name_their_field() {
+        let l = |spec: &str| {
+            parse(&format!(
+                "apiVersion: gw/v1\nkind: Listener\nmetadata: {{name: edge}}\nspec: {spec}\n"
+            ))
+        };
+        let docs = l("{idleTimeout: 90s, requestHeadersTimeout: 10s}").unwrap();
+        let Spec::Listener(s) = &docs[0].object.spec else {
+            panic!("not a listener")
+        };
+        assert_eq!(s.idle_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(
+            s.request_headers_timeout,
+            std::time::Duration::from_secs(10)
+        );
+        let docs = l("{port: 9090}").unwrap();
+        let Spec::Listener(s) = &docs[0].object.spec else {
+            panic!("not a listener")
+        };
+        assert_eq!(s.idle_timeout, std::time::Duration::from_secs(3600));
+        assert!(s.request_headers_timeout.is_zero());
+        let e = l("{idleTimeout: soon}").unwrap_err();
+        assert!(
+            e.message.starts_with("spec.idleTimeout: invalid duration"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn errors_name_document_object_and_field() {
         let bad = QUICK.replace("perTryTimeout: 2s", "perTryTimeout: soon");
         let e = parse(&bad).unwrap_err();

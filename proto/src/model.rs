@@ -23,6 +23,7 @@ pub use validate::{validate_name, FieldError};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// The kinds of stored objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -160,6 +161,16 @@ pub struct ListenerSpec {
     pub address: String,
     /// Bind port.
     pub port: u16,
+    /// A client connection with no request in flight for this long is closed (HTTP/2: GOAWAY,
+    /// then closed); `0s` never closes an idle connection. Envoy's HCM
+    /// `common_http_protocol_options.idle_timeout`, and its default (1 h).
+    #[serde(with = "serde_duration")]
+    pub idle_timeout: Duration,
+    /// A request's headers must arrive within this long of their first byte, or the client gets
+    /// 408 and the connection is closed; `0s` (the default) sets no such bound. Envoy's HCM
+    /// `request_headers_timeout`.
+    #[serde(with = "serde_duration", skip_serializing_if = "Duration::is_zero")]
+    pub request_headers_timeout: Duration,
 }
 
 impl Default for ListenerSpec {
@@ -168,6 +179,8 @@ impl Default for ListenerSpec {
             node_cluster: "ingress".into(),
             address: "0.0.0.0".into(),
             port: 8080,
+            idle_timeout: Duration::from_secs(3600),
+            request_headers_timeout: Duration::ZERO,
         }
     }
 }

@@ -7,11 +7,13 @@
 //! - [`http`]: a minimal HTTP/1.1 client (requests through a proxy, admin calls).
 //! - [`wait`]: bounded polling instead of sleeps.
 //! - [`control`]: an in-process control plane plus manifest helpers.
+//! - [`serving`]: a stock Envoy and a gw-proxy on one control plane, once they serve.
 //! - [`xds_client`]: a scripted SotW / Delta ADS client (NACK tests, the benchmark).
 
 pub mod control;
 pub mod envoy;
 pub mod http;
+pub mod serving;
 pub mod upstream;
 pub mod wait;
 pub mod xds_client;

@@ -8,11 +8,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use gw_control_plane::server::ControlPlane;
-use gw_e2e::envoy::{self, Envoy, Mode};
+use gw_e2e::envoy;
 use gw_e2e::upstream::Upstream;
-use gw_e2e::{control, dead_port, free_port, http, wait};
-use gw_proxy::server::{Proxy, ProxyConfig};
+use gw_e2e::{control, dead_port, free_port, http, serving, wait};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -28,41 +26,6 @@ async fn failures(addr: SocketAddr, n: usize) -> (usize, usize) {
         }
     }
     (failed, ok)
-}
-
-/// A stock Envoy of node cluster `edge` on `port`, serving `path` (any status but 404).
-async fn envoy_serving(
-    bin: &std::path::Path,
-    cp: &ControlPlane,
-    node: &str,
-    port: u16,
-    path: &str,
-) -> (Envoy, SocketAddr) {
-    let envoy = Envoy::start(bin, cp.grpc_addr(), node, "edge", Mode::Delta)
-        .await
-        .unwrap();
-    envoy.wait_ready().await.unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait::until("Envoy serving", Duration::from_secs(20), || async {
-        (http::get(addr, "x", path).await.ok()?.status != 404).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", envoy.log()));
-    (envoy, addr)
-}
-
-/// A gw-proxy of node cluster `edge`, serving `path` (any status but 404).
-async fn gw_serving(cp: &ControlPlane, node: &str, path: &str) -> Proxy {
-    let mut cfg = ProxyConfig::for_tests(Some(format!("http://{}", cp.grpc_addr())), node);
-    cfg.node_cluster = "edge".into();
-    let gw = Proxy::start(cfg).await.unwrap();
-    let addr = gw.listen_addr();
-    wait::until("gw-proxy serving", Duration::from_secs(20), || async {
-        (http::get(addr, "x", path).await.ok()?.status != 404).then_some(())
-    })
-    .await
-    .unwrap();
-    gw
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,8 +51,8 @@ async fn envoy_and_gw_proxy_both_eject_a_dead_endpoint() {
     );
     control::apply(&cp, &yaml).await.unwrap();
 
-    let (envoy, envoy_addr) = envoy_serving(&bin, &cp, "parity-envoy", port, "/svc/warm").await;
-    let gw = gw_serving(&cp, "parity-gw", "/svc/warm").await;
+    let (envoy, envoy_addr) = serving::envoy(&bin, &cp, "parity-envoy", port, "/svc/warm").await;
+    let gw = serving::gw_proxy(&cp, "parity-gw", "/svc/warm").await;
     let gw_addr = gw.listen_addr();
 
     // Sixty sequential requests; a third would go to the dead endpoint without ejection.
@@ -179,7 +142,7 @@ async fn envoy_and_gw_proxy_both_enforce_cluster_limits() {
     );
     control::apply(&cp, &yaml).await.unwrap();
 
-    let (envoy, envoy_addr) = envoy_serving(&bin, &cp, "limits-envoy", port, "/warm").await;
+    let (envoy, envoy_addr) = serving::envoy(&bin, &cp, "limits-envoy", port, "/warm").await;
     limits_hold("Envoy", envoy_addr, &up).await;
     drop(envoy);
     wait::until(
@@ -191,7 +154,7 @@ async fn envoy_and_gw_proxy_both_enforce_cluster_limits() {
     .unwrap();
     up.peak_connections.store(0, Ordering::SeqCst);
 
-    let gw = gw_serving(&cp, "limits-gw", "/warm").await;
+    let gw = serving::gw_proxy(&cp, "limits-gw", "/warm").await;
     let gw_addr = gw.listen_addr();
     limits_hold("gw-proxy", gw_addr, &up).await;
     gw.shutdown().await;

@@ -47,7 +47,17 @@ fn ads() -> ConfigSource {
 
 /// A listener whose HTTP connection manager takes its routes from RDS `route_config`.
 pub fn listener(name: &str, port: u32, route_config: &str) -> Listener {
-    let hcm = HttpConnectionManager {
+    listener_with(name, port, route_config, |_| {})
+}
+
+/// [`listener`], its HTTP connection manager changed by `edit` (timeouts, say).
+pub fn listener_with(
+    name: &str,
+    port: u32,
+    route_config: &str,
+    edit: impl FnOnce(&mut HttpConnectionManager),
+) -> Listener {
+    let mut hcm = HttpConnectionManager {
         stat_prefix: name.into(),
         route_specifier: Some(RouteSpecifier::Rds(Rds {
             config_source: Some(ads()),
@@ -55,6 +65,7 @@ pub fn listener(name: &str, port: u32, route_config: &str) -> Listener {
         })),
         ..Default::default()
     };
+    edit(&mut hcm);
     Listener {
         name: name.into(),
         address: Some(socket("0.0.0.0", port)),

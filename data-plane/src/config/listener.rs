@@ -13,6 +13,7 @@ use gw_proto::envoy::pb::envoy::extensions::filters::network::http_connection_ma
 };
 use prost::Message;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The HTTP connection manager of a listener, if it has one.
 fn hcm(l: &Listener) -> Option<HttpConnectionManager> {
@@ -27,11 +28,58 @@ fn hcm(l: &Listener) -> Option<HttpConnectionManager> {
         })
 }
 
-/// The listener served (the first held) and its routing table; `None` until its routes arrive.
+/// A listener's connection timeouts, from its HTTP connection manager.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// `common_http_protocol_options.idle_timeout`: `Some(0)` never closes an idle connection;
+    /// `None` when the listener sets none (the proxy's `--idle-timeout` applies).
+    pub idle: Option<Duration>,
+    /// `request_headers_timeout`; `None` (or zero) sets no bound.
+    pub request_headers: Option<Duration>,
+}
+
+impl Timeouts {
+    /// The idle timeout in force (`fallback` when the listener sets none); `None`: never.
+    pub fn idle_or(&self, fallback: Duration) -> Option<Duration> {
+        Some(self.idle.unwrap_or(fallback)).filter(|d| !d.is_zero())
+    }
+}
+
+fn timeouts(name: &str, hcm: &HttpConnectionManager) -> Result<Timeouts, ConfigError> {
+    let field = |field: &str, d: Option<&gw_proto::envoy::pb::google::protobuf::Duration>| match d {
+        None => Ok(None),
+        Some(d) if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 => {
+            Err(ConfigError::Listener {
+                name: name.to_owned(),
+                reason: format!(
+                    "{field}: {}s {}ns is not a valid duration",
+                    d.seconds, d.nanos
+                ),
+            })
+        }
+        Some(d) => Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32))),
+    };
+    Ok(Timeouts {
+        idle: field(
+            "common_http_protocol_options.idle_timeout",
+            hcm.common_http_protocol_options
+                .as_ref()
+                .and_then(|o| o.idle_timeout.as_ref()),
+        )?,
+        request_headers: field(
+            "request_headers_timeout",
+            hcm.request_headers_timeout.as_ref(),
+        )?
+        .filter(|d| !d.is_zero()),
+    })
+}
+
+/// The listener served (the first held), its routing table and its timeouts; `None` until its
+/// routes arrive.
 pub(super) fn compile(
     res: &Resources,
     stats: &StatsRegistry,
-) -> Result<Option<(String, RouteTable)>, ConfigError> {
+) -> Result<Option<(String, RouteTable, Timeouts)>, ConfigError> {
     let counters = |tenant: &str, name: &str| stats.get("route", tenant, name);
     let route_err = |name: &str| {
         let name = name.to_owned();
@@ -49,6 +97,7 @@ pub(super) fn compile(
         name: name.clone(),
         reason: "no http_connection_manager filter".into(),
     })?;
+    let t = timeouts(name, &hcm)?;
     match hcm.route_specifier {
         Some(RouteSpecifier::Rds(rds)) => {
             let Some(raw) = res
@@ -60,11 +109,11 @@ pub(super) fn compile(
             };
             let rc: RouteConfiguration = decode(type_url::ROUTE, &rds.route_config_name, raw)?;
             let table = RouteTable::compile(&rc, &counters).map_err(route_err(&rc.name))?;
-            Ok(Some((name.clone(), table)))
+            Ok(Some((name.clone(), table, t)))
         }
         Some(RouteSpecifier::RouteConfig(rc)) => {
             let table = RouteTable::compile(&rc, &counters).map_err(route_err(name))?;
-            Ok(Some((name.clone(), table)))
+            Ok(Some((name.clone(), table, t)))
         }
         _ => Err(ConfigError::Listener {
             name: name.clone(),

@@ -30,7 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -90,31 +90,78 @@ pub async fn serve_connection(
     let mut up = Vec::with_capacity(1024);
     let mut out = Vec::with_capacity(1024);
     let mut head = Head::default();
-    // The next request head must be complete within the idle timeout of the previous answer
-    // (as hyper's header read timeout). One timer per connection, re-armed only when it fires.
-    let idle_timeout = shared.idle_timeout;
+    // The listener's timeouts as the connection was accepted (as Envoy, a listener change
+    // applies to new connections). Idle: no request in flight since `waiting_since`. Request
+    // headers: from a head's first byte (`head_since`) to its last; without that bound, the
+    // idle timeout bounds a partial head too. One timer per connection, re-armed only when it
+    // fires (or when a partial head brings its deadline forward).
+    let timeouts = shared.config.load().timeouts;
+    let idle_timeout = timeouts.idle_or(shared.idle_timeout);
+    let headers_timeout = timeouts.request_headers;
     let mut waiting_since = tokio::time::Instant::now();
-    let idle = tokio::time::sleep(idle_timeout);
-    tokio::pin!(idle);
+    let mut head_since: Option<tokio::time::Instant> = None;
+    let deadline = |waiting_since: tokio::time::Instant,
+                    head_since: Option<tokio::time::Instant>| {
+        let idle = idle_timeout.map(|d| waiting_since + d);
+        let headers = head_since.zip(headers_timeout).map(|(t, d)| t + d);
+        match (idle, headers) {
+            (Some(i), Some(h)) => Some(i.min(h)),
+            (i, h) => i.or(h),
+        }
+    };
+    let never = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+    let timer = tokio::time::sleep_until(deadline(waiting_since, None).unwrap_or_else(never));
+    tokio::pin!(timer);
     loop {
         let n = loop {
             if !buf.is_empty() {
                 match head.parse_request(&buf) {
                     Parsed::Done(n) => break n,
-                    Parsed::Partial if buf.len() < h1::MAX_HEAD => {}
-                    _ => return hand_off(io, buf.freeze(), down, shared, &hyper, stop).await,
+                    Parsed::Partial if buf.len() < h1::MAX_HEAD => {
+                        if head_since.is_none() {
+                            let now = tokio::time::Instant::now();
+                            head_since = Some(now);
+                            if let Some(h) = headers_timeout {
+                                if now + h < timer.deadline() {
+                                    timer.as_mut().reset(now + h);
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        let (b, t) = (buf.freeze(), (idle_timeout, headers_timeout));
+                        return hand_off(io, b, down, shared, &hyper, stop, t).await;
+                    }
                 }
             }
             let read = tokio::select! {
                 r = fill(&mut io, &mut buf) => r,
                 // Idle between requests: a drain closes the connection here.
                 _ = stopped(&mut stop), if buf.is_empty() => return,
-                _ = idle.as_mut() => {
-                    let deadline = waiting_since + idle_timeout;
-                    if tokio::time::Instant::now() >= deadline {
-                        return;
+                _ = timer.as_mut() => {
+                    let now = tokio::time::Instant::now();
+                    match deadline(waiting_since, head_since) {
+                        Some(d) if now >= d => {
+                            let headers_late = head_since
+                                .zip(headers_timeout)
+                                .is_some_and(|(t, h)| now >= t + h);
+                            if headers_late {
+                                // As Envoy: 408, and the connection is closed.
+                                let _ = write_local(
+                                    &mut io,
+                                    &mut out,
+                                    StatusCode::REQUEST_TIMEOUT,
+                                    "request headers not received in time\n",
+                                    false,
+                                    true,
+                                )
+                                .await;
+                            }
+                            return;
+                        }
+                        Some(d) => timer.as_mut().reset(d),
+                        None => timer.as_mut().reset(never()),
                     }
-                    idle.as_mut().reset(deadline);
                     continue;
                 }
             };
@@ -122,6 +169,7 @@ pub async fn serve_connection(
                 return;
             }
         };
+        head_since = None;
         head.own(buf.split_to(n).freeze());
         let f = h1::framing(&head);
         let len = match f.body {
@@ -137,7 +185,8 @@ pub async fn serve_connection(
             let mut all = BytesMut::with_capacity(head.bytes.len() + buf.len());
             all.extend_from_slice(&head.bytes);
             all.extend_from_slice(&buf);
-            return hand_off(io, all.freeze(), down, shared, &hyper, stop).await;
+            let t = (idle_timeout, headers_timeout);
+            return hand_off(io, all.freeze(), down, shared, &hyper, stop, t).await;
         }
         while buf.len() < len {
             match tokio::time::timeout(BODY_READ_TIMEOUT, fill(&mut io, &mut buf)).await {
@@ -539,22 +588,127 @@ async fn hand_off(
     shared: Arc<Shared>,
     hyper: &HyperServer,
     mut stop: watch::Receiver<bool>,
+    (idle, headers): (Option<Duration>, Option<Duration>),
 ) {
     use futures::FutureExt;
+    // hyper's header read timeout runs from when it starts waiting for a head, so on the
+    // connections it serves the request-headers bound also limits the wait between requests.
+    let mut builder = hyper.clone();
+    builder.http1().header_read_timeout(match (idle, headers) {
+        (Some(i), Some(h)) => Some(i.min(h)),
+        (i, h) => i.or(h),
+    });
+    let activity = Arc::new(Activity::new());
+    let active = activity.clone();
     let svc = hyper::service::service_fn(move |req| {
+        let stream = Active::start(&active);
         // Boxed: hyper moves the future it is given into a task per HTTP/2 stream, and the
         // unboxed state machine (~4 KiB) was copied several times per request on the way.
-        Box::pin(super::handle(shared.clone(), down.clone(), req))
-            .map(Ok::<_, std::convert::Infallible>)
+        Box::pin(super::handle(shared.clone(), down.clone(), req)).map(|resp| {
+            Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked {
+                body,
+                _stream: stream,
+            }))
+        })
     });
-    let conn = hyper.serve_connection(TokioIo::new(Rewind { read, io }), svc);
+    let conn = builder.serve_connection(TokioIo::new(Rewind { read, io }), svc);
     tokio::pin!(conn);
     tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+        _ = conn.as_mut() => return,
+        _ = stopped(&mut stop) => {}
+        // No request in flight for the idle timeout: HTTP/2 gets GOAWAY, then the close.
+        _ = activity.idle_for(idle) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// Requests in flight on a connection hyper serves, and since when it has had none.
+struct Activity {
+    active: AtomicUsize,
+    /// When the last request ended, in µs since `base`.
+    idle_since: AtomicU64,
+    base: tokio::time::Instant,
+    /// Signalled when the last request in flight ends.
+    ended: tokio::sync::Notify,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            active: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            base: tokio::time::Instant::now(),
+            ended: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves once no request has been in flight for `timeout` (never for `None`).
+    async fn idle_for(&self, timeout: Option<Duration>) {
+        let Some(timeout) = timeout else {
+            return std::future::pending().await;
+        };
+        loop {
+            let ended = self.ended.notified();
+            let since = self.idle_since.load(Ordering::Acquire);
+            if self.active.load(Ordering::Acquire) > 0 {
+                ended.await;
+                continue;
+            }
+            tokio::time::sleep_until(self.base + Duration::from_micros(since) + timeout).await;
+            if self.active.load(Ordering::Acquire) == 0
+                && self.idle_since.load(Ordering::Acquire) == since
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// One request in flight (until its response body is done or dropped).
+struct Active(Arc<Activity>);
+
+impl Active {
+    fn start(a: &Arc<Activity>) -> Active {
+        a.active.fetch_add(1, Ordering::AcqRel);
+        Active(a.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let now = a.base.elapsed().as_micros() as u64;
+        a.idle_since.store(now, Ordering::Release);
+        if a.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            a.ended.notify_waiters();
+        }
+    }
+}
+
+/// A response body that keeps its request counted as in flight.
+struct Tracked<B> {
+    body: B,
+    _stream: Active,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -1,6 +1,6 @@
 //! Listener (HTTP connection manager with RDS over ADS) and its RouteConfiguration.
 
-use super::{any, resource, route, Model, DEFAULT_LISTENER};
+use super::{any, duration, resource, route, Model, DEFAULT_LISTENER};
 use crate::xds::snapshot::Resource;
 use gw_proto::envoy::pb::envoy::config::accesslog::v3::{
     access_log, access_log_filter, comparison_filter, AccessLog, AccessLogFilter, ComparisonFilter,
@@ -8,7 +8,7 @@ use gw_proto::envoy::pb::envoy::config::accesslog::v3::{
 };
 use gw_proto::envoy::pb::envoy::config::core::v3::{
     address, config_source, socket_address, Address, AggregatedConfigSource, ApiVersion,
-    ConfigSource, SocketAddress,
+    ConfigSource, HttpProtocolOptions, SocketAddress,
 };
 use gw_proto::envoy::pb::envoy::config::core::v3::{grpc_service, GrpcService, RuntimeUInt32};
 use gw_proto::envoy::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
@@ -132,6 +132,12 @@ fn listener(name: &str, spec: &ListenerSpec) -> Resource {
     let hcm = HttpConnectionManager {
         stat_prefix: name.to_owned(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
+        common_http_protocol_options: Some(HttpProtocolOptions {
+            idle_timeout: Some(duration(spec.idle_timeout)),
+            ..Default::default()
+        }),
+        request_headers_timeout: (!spec.request_headers_timeout.is_zero())
+            .then(|| duration(spec.request_headers_timeout)),
         access_log: vec![access_log()],
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(ads_source()),
