@@ -13,8 +13,14 @@ use std::time::{Duration, Instant};
 
 /// Milliseconds on the process's monotonic clock (the breakers' time).
 pub fn clock_ms() -> u64 {
+    clock_ms_at(Instant::now())
+}
+
+/// [`clock_ms`] at `now`, for a caller that has just read the clock.
+pub fn clock_ms_at(now: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    now.saturating_duration_since(*START.get_or_init(Instant::now))
+        .as_millis() as u64
 }
 
 /// Breaker transitions counted per endpoint, in this order.
@@ -166,10 +172,11 @@ impl Endpoint {
         }
     }
 
-    fn settle(&self, latency: Duration, success: bool, probe: bool) {
+    /// Ends a request that took `latency`, at `now` (one clock read serves all three clocks).
+    fn settle(&self, now: Instant, latency: Duration, success: bool, probe: bool) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.observe(latency, success);
-        self.note(self.breaker.load().record(clock_ms(), success, probe));
+        self.observe_at(now.saturating_duration_since(self.epoch), latency, success);
+        self.note(self.breaker.load().record(clock_ms_at(now), success, probe));
     }
 
     /// Records a finished request: latency feeds the peak-EWMA (a slower sample replaces the
@@ -232,8 +239,9 @@ impl InFlight {
     /// Ends the request with its outcome.
     pub fn finish(mut self, success: bool) -> Duration {
         self.done = true;
-        let latency = self.started.elapsed();
-        self.ep.settle(latency, success, self.probe);
+        let now = Instant::now();
+        let latency = now.saturating_duration_since(self.started);
+        self.ep.settle(now, latency, success, self.probe);
         latency
     }
 }

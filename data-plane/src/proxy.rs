@@ -275,8 +275,15 @@ pub struct Done<'a> {
 impl Done<'_> {
     /// Records route, cluster and endpoint stats, and offers an access record when the sink
     /// wants this one; `asked` gives the request's own fields (built only then).
-    pub fn record(&self, shared: &Shared, client: SocketAddr, asked: impl FnOnce() -> Asked) {
-        let latency = self.started.elapsed();
+    /// Returns when it was recorded (the request's end).
+    pub fn record(
+        &self,
+        shared: &Shared,
+        client: SocketAddr,
+        asked: impl FnOnce() -> Asked,
+    ) -> Instant {
+        let now = Instant::now();
+        let latency = now.saturating_duration_since(self.started);
         let recorded = if self.upstream_error.is_empty() {
             self.status
         } else {
@@ -310,5 +317,6 @@ impl Done<'_> {
                 upstream_error: self.upstream_error,
             });
         }
+        now
     }
 }

@@ -268,15 +268,18 @@ pub async fn forward<E: Exchange>(
         if !ex.next() {
             break;
         }
-        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let limit = match (per_try, remaining) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // This try's deadline: the route's, or sooner by the per-try timeout.
+        let limit = match (per_try, deadline) {
+            (Some(t), d) => {
+                let at = Instant::now() + t;
+                Some(d.map_or(at, |d| d.min(at)))
+            }
+            (None, d) => d,
         };
         let guard = ep.start_as(probe);
         let exchange = ex.send(&cluster, &ep);
         let result = match limit {
-            Some(l) => tokio::time::timeout(l, exchange)
+            Some(at) => tokio::time::timeout_at(at.into(), exchange)
                 .await
                 .unwrap_or(Try::TimedOut),
             None => exchange.await,

@@ -201,13 +201,13 @@ pub async fn serve_connection(
             up: &mut up,
             out: &mut out,
             stop: &stop,
+            ended: &mut waiting_since,
         };
         let ok = exchange(&shared, &down, &head, &body, close, &mut io, state).await;
         if !ok {
             let _ = io.shutdown().await;
             return;
         }
-        waiting_since = tokio::time::Instant::now();
     }
 }
 
@@ -221,6 +221,8 @@ struct ConnState<'a> {
     out: &'a mut Vec<u8>,
     /// True once the proxy drains: the response in flight says `connection: close`.
     stop: &'a watch::Receiver<bool>,
+    /// Set to when the exchange ended (the connection is idle from then).
+    ended: &'a mut tokio::time::Instant,
 }
 
 /// Resolves when the client hangs up (end of stream or an error), reading whatever else it
@@ -259,13 +261,14 @@ async fn exchange(
         up,
         out,
         stop,
+        ended,
     } = state;
     let started = Instant::now();
     let cfg = shared.config.load_full();
     let host = std::str::from_utf8(head.get("host").unwrap_or_default()).unwrap_or("");
     let Some(route) = cfg.routes.find(host, head.method(), head.target(), head) else {
         shared.no_route.fetch_add(1, Ordering::Relaxed);
-        return write_local(
+        let ok = write_local(
             io,
             out,
             StatusCode::NOT_FOUND,
@@ -274,6 +277,8 @@ async fn exchange(
             close,
         )
         .await;
+        *ended = tokio::time::Instant::now();
+        return ok;
     };
     // The upstream request, whole: request line, headers, body.
     up.clear();
@@ -344,12 +349,13 @@ async fn exchange(
         status,
         upstream_error: outcome.upstream_error,
     };
-    done.record(shared, down.peer, || Asked {
+    let now = done.record(shared, down.peer, || Asked {
         request_id: String::from_utf8_lossy(request_id).into_owned(),
         method: head.method().to_owned(),
         authority: host.to_owned(),
         path: head.target().to_owned(),
     });
+    *ended = now.into();
     ok
 }
 
