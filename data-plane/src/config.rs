@@ -76,6 +76,33 @@ pub enum ConfigError {
     },
 }
 
+/// The longest duration a protobuf `Duration` may hold (10,000 years, as Envoy checks).
+pub const MAX_DURATION_SECS: i64 = 315_576_000_000;
+
+/// A protobuf duration, or why it is not one (negative, nanos out of range, too long).
+pub fn pb_duration(
+    d: &gw_proto::envoy::pb::google::protobuf::Duration,
+) -> Result<std::time::Duration, String> {
+    if d.seconds < 0 || !(0..1_000_000_000).contains(&d.nanos) || d.seconds > MAX_DURATION_SECS {
+        return Err(format!(
+            "{}s {}ns is not a valid duration",
+            d.seconds, d.nanos
+        ));
+    }
+    Ok(std::time::Duration::new(d.seconds as u64, d.nanos as u32))
+}
+
+/// [`pb_duration`] for fields that have always taken what they were given: out-of-range parts
+/// are clamped (negative to zero, too long to the maximum) rather than refused.
+pub fn pb_duration_clamped(
+    d: &gw_proto::envoy::pb::google::protobuf::Duration,
+) -> std::time::Duration {
+    std::time::Duration::new(
+        d.seconds.clamp(0, MAX_DURATION_SECS) as u64,
+        d.nanos.clamp(0, 999_999_999) as u32,
+    )
+}
+
 /// Type URLs of the four resource types.
 pub mod type_url {
     /// LDS.

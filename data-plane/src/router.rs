@@ -226,7 +226,7 @@ fn header_cond(route: &str, h: &rt::HeaderMatcher) -> Result<HeaderCond, RouteEr
 }
 
 fn duration(d: Option<&gw_proto::envoy::pb::google::protobuf::Duration>) -> Option<Duration> {
-    d.map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))
+    d.map(crate::config::pb_duration_clamped)
 }
 
 fn retry(p: &rt::RetryPolicy) -> Retry {

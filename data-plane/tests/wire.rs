@@ -456,26 +456,24 @@ async fn what_the_native_path_leaves_to_hyper_still_works() {
     assert_eq!(r.status(), 400);
 }
 
+/// What the proxy sends until it closes the connection; fails if it keeps it open for 10 s.
+async fn closed(mut s: TcpStream) -> Vec<u8> {
+    let mut rest = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .expect("the proxy kept the connection open")
+        .unwrap();
+    rest
+}
+
 #[tokio::test]
 async fn connections_that_send_no_request_head_in_time_are_closed() {
     let up = scripted().await;
     let mut cfg = ProxyConfig::for_tests(None, "wire");
     cfg.idle_timeout = std::time::Duration::from_millis(300);
     let p = proxy_with(&up, cfg).await;
-    let closed = |mut s: TcpStream| async move {
-        let mut rest = Vec::new();
-        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest))
-            .await
-            .expect("the proxy kept an idle connection open")
-            .unwrap();
-        rest
-    };
-    // Nothing sent at all.
+    // (No HCM idle timeout here: the flag's applies.) Nothing sent at all.
     assert!(closed(connect(&p).await).await.is_empty());
-    // Half a head.
-    let mut s = connect(&p).await;
-    send(&mut s, b"GET / HTTP/1.1\r\nHo").await;
-    assert!(closed(s).await.is_empty());
     // Idle after an answered request: the answer, then the close.
     let mut s = connect(&p).await;
     send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
@@ -674,27 +672,36 @@ async fn the_listeners_hcm_sets_the_connection_timeouts() {
         res.insert(type_url::LISTENER, "ingress", "2", &l);
         res
     };
-    let ms = std::time::Duration::from_millis;
-    p.shared().apply(with_timeouts(ms(400), ms(200))).unwrap();
-    let closed = |mut s: TcpStream| async move {
-        let mut rest = Vec::new();
-        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest))
-            .await
-            .expect("the proxy kept the connection open")
-            .unwrap();
-        String::from_utf8_lossy(&rest).into_owned()
-    };
-    // Idle after an answered request: the answer, then the close.
-    let mut s = connect(&p).await;
-    send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
-    let rest = closed(s).await;
-    assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
-    // Headers that stop coming: 408, then the close.
+    let (ms, long) = (
+        std::time::Duration::from_millis,
+        std::time::Duration::from_secs(60),
+    );
+    let closed =
+        |s: TcpStream| async move { String::from_utf8_lossy(&closed(s).await).into_owned() };
+    // Headers that stop coming, with the idle timer far off: 408, then the close.
+    p.shared().apply(with_timeouts(long, ms(300))).unwrap();
     let mut s = connect(&p).await;
     send(&mut s, b"GET /echo HTTP/1.1\r\nHo").await;
     let rest = closed(s).await;
     assert!(rest.starts_with("HTTP/1.1 408 Request Timeout"), "{rest}");
     assert!(rest.contains("connection: close"), "{rest}");
+    // The same after an answered request on a keep-alive connection (a pipelined head cut short).
+    let mut s = connect(&p).await;
+    send(
+        &mut s,
+        b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\nGET /echo HTTP/1.1\r\nHo",
+    )
+    .await;
+    let rest = closed(s).await;
+    assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
+    assert!(rest.contains("HTTP/1.1 408 Request Timeout"), "{rest}");
+
+    // Idle after an answered request, with the headers bound far off: the answer, then the close.
+    p.shared().apply(with_timeouts(ms(300), long)).unwrap();
+    let mut s = connect(&p).await;
+    send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let rest = closed(s).await;
+    assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
     // HTTP/2 (served by hyper): idle after one request, the proxy ends the connection.
     let io = hyper_util::rt::TokioIo::new(connect(&p).await);
     let (mut c, conn) =
@@ -710,7 +717,7 @@ async fn the_listeners_hcm_sets_the_connection_timeouts() {
         .unwrap();
 
     // A duration protobuf does not allow is refused (NACKed), and the previous config serves.
-    let mut bad = with_timeouts(ms(400), ms(200));
+    let mut bad = with_timeouts(ms(300), long);
     let l = fixture::listener_with("ingress", 8080, "ingress", |hcm| {
         hcm.request_headers_timeout = Some(gw_proto::envoy::pb::google::protobuf::Duration {
             seconds: -1,

@@ -255,6 +255,9 @@ spec:
             e.message.starts_with("spec.idleTimeout: invalid duration"),
             "{e}"
         );
+        let mut o = l("{requestHeadersTimeout: 400d}").unwrap().remove(0).object;
+        let e = o.validate().unwrap_err();
+        assert_eq!(e.field, "spec.requestHeadersTimeout");
     }
 
     #[test]

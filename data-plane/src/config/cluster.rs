@@ -225,9 +225,7 @@ pub(super) fn compile_cluster(
     let connect_timeout = c
         .connect_timeout
         .as_ref()
-        .map_or(Duration::from_secs(5), |d| {
-            Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32)
-        });
+        .map_or(Duration::from_secs(5), super::pb_duration_clamped);
     let endpoint_stats = endpoints
         .iter()
         .map(|e| {

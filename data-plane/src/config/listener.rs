@@ -34,30 +34,49 @@ pub struct Timeouts {
     /// `common_http_protocol_options.idle_timeout`: `Some(0)` never closes an idle connection;
     /// `None` when the listener sets none (the proxy's `--idle-timeout` applies).
     pub idle: Option<Duration>,
-    /// `request_headers_timeout`; `None` (or zero) sets no bound.
+    /// `request_headers_timeout`; `None` (or zero) sets no bound of its own.
     pub request_headers: Option<Duration>,
 }
+
+/// How long a request head may take when the listener sets no headers bound: Envoy's default
+/// stream idle timeout, which is what stops a stalled head there.
+pub const HEAD_FALLBACK: Duration = Duration::from_secs(300);
 
 impl Timeouts {
     /// The idle timeout in force (`fallback` when the listener sets none); `None`: never.
     pub fn idle_or(&self, fallback: Duration) -> Option<Duration> {
         Some(self.idle.unwrap_or(fallback)).filter(|d| !d.is_zero())
     }
+
+    /// How long a request head may take from its first byte.
+    pub fn head(&self) -> Duration {
+        self.request_headers.unwrap_or(HEAD_FALLBACK)
+    }
+}
+
+/// When a connection waiting for its next request is given up. Until a byte of the head has
+/// come, `idle` after `waiting_since` (`None`: never); from the head's first byte, `head` after
+/// it, and the idle timer no longer runs (in Envoy a stream is active from its first byte).
+pub fn wait_deadline(
+    waiting_since: tokio::time::Instant,
+    head_since: Option<tokio::time::Instant>,
+    idle: Option<Duration>,
+    head: Duration,
+) -> Option<tokio::time::Instant> {
+    match head_since {
+        Some(t) => Some(t + head),
+        None => idle.map(|d| waiting_since + d),
+    }
 }
 
 fn timeouts(name: &str, hcm: &HttpConnectionManager) -> Result<Timeouts, ConfigError> {
-    let field = |field: &str, d: Option<&gw_proto::envoy::pb::google::protobuf::Duration>| match d {
-        None => Ok(None),
-        Some(d) if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 => {
-            Err(ConfigError::Listener {
+    let field = |field: &str, d: Option<&gw_proto::envoy::pb::google::protobuf::Duration>| {
+        d.map(super::pb_duration)
+            .transpose()
+            .map_err(|e| ConfigError::Listener {
                 name: name.to_owned(),
-                reason: format!(
-                    "{field}: {}s {}ns is not a valid duration",
-                    d.seconds, d.nanos
-                ),
+                reason: format!("{field}: {e}"),
             })
-        }
-        Some(d) => Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32))),
     };
     Ok(Timeouts {
         idle: field(
@@ -136,4 +155,57 @@ pub fn rds_names(res: &Resources) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_timer_stops_at_a_heads_first_byte() {
+        let t0 = tokio::time::Instant::now();
+        let s = Duration::from_secs;
+        // Waiting: idle after the last answer; never when idle is off.
+        assert_eq!(wait_deadline(t0, None, Some(s(5)), s(10)), Some(t0 + s(5)));
+        assert_eq!(wait_deadline(t0, None, None, s(10)), None);
+        // A head under way: its own bound from its first byte, whatever idle says.
+        let first = t0 + s(4);
+        assert_eq!(
+            wait_deadline(t0, Some(first), Some(s(5)), s(10)),
+            Some(first + s(10))
+        );
+        assert_eq!(
+            wait_deadline(t0, Some(first), None, s(2)),
+            Some(first + s(2))
+        );
+        // No headers bound: Envoy's stream idle default.
+        let t = Timeouts::default();
+        assert_eq!(t.head(), HEAD_FALLBACK);
+        assert_eq!(t.idle_or(s(7)), Some(s(7)));
+        let off = Timeouts {
+            idle: Some(Duration::ZERO),
+            request_headers: Some(s(3)),
+        };
+        assert_eq!((off.idle_or(s(7)), off.head()), (None, s(3)));
+    }
+
+    #[test]
+    fn durations_a_protobuf_cannot_hold_are_refused() {
+        use gw_proto::envoy::pb::google::protobuf::Duration as Pb;
+        let hcm = |seconds, nanos| HttpConnectionManager {
+            request_headers_timeout: Some(Pb { seconds, nanos }),
+            ..Default::default()
+        };
+        for (secs, nanos) in [
+            (-1, 0),
+            (0, -1),
+            (0, 1_000_000_000),
+            (super::super::MAX_DURATION_SECS + 1, 0),
+        ] {
+            let e = timeouts("l", &hcm(secs, nanos)).unwrap_err().to_string();
+            assert!(e.contains("request_headers_timeout"), "{e}");
+        }
+        let ok = timeouts("l", &hcm(10, 5)).unwrap();
+        assert_eq!(ok.request_headers, Some(Duration::new(10, 5)));
+    }
 }

@@ -21,6 +21,7 @@ use super::h1::{self, BodyLen, Chunks, Head, Parsed};
 use super::headers;
 use super::upstream::RawConn;
 use super::{Asked, Done, Downstream};
+use crate::config::listener::{wait_deadline, Timeouts};
 use crate::config::ClusterRt;
 use crate::endpoint::Endpoint;
 use crate::server::{stopped, Shared};
@@ -71,6 +72,21 @@ pub(super) fn room_for_body(buf: &mut BytesMut, left: u64) {
     }
 }
 
+/// How often a waiting connection reads its listener's timeouts again, at the latest.
+const RECHECK: Duration = Duration::from_secs(60);
+
+/// Closes after a reply of our own to a request that was still arriving: our side is shut
+/// first, and what the client still sends is read and dropped for a moment, so the close does not
+/// become a reset that loses the reply (as Envoy's delayed close).
+async fn linger(mut io: TcpStream) {
+    let _ = io.shutdown().await;
+    let mut scratch = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while matches!(io.read(&mut scratch).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
 /// Reads more of `io` into `buf`: the count read (0 at end of stream).
 async fn fill(io: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     room(buf);
@@ -90,27 +106,28 @@ pub async fn serve_connection(
     let mut up = Vec::with_capacity(1024);
     let mut out = Vec::with_capacity(1024);
     let mut head = Head::default();
-    // The listener's timeouts as the connection was accepted (as Envoy, a listener change
-    // applies to new connections). Idle: no request in flight since `waiting_since`. Request
-    // headers: from a head's first byte (`head_since`) to its last; without that bound, the
-    // idle timeout bounds a partial head too. One timer per connection, re-armed only when it
-    // fires (or when a partial head brings its deadline forward).
-    let timeouts = shared.config.load().timeouts;
-    let idle_timeout = timeouts.idle_or(shared.idle_timeout);
-    let headers_timeout = timeouts.request_headers;
+    // The listener's timeouts. Idle: no request in flight since `waiting_since`. A head, from
+    // its first byte (`head_since`): the request-headers bound (Envoy's stream idle default
+    // without one), and the idle timer no longer runs. One timer per connection, re-armed only
+    // when it fires (or when a head's first byte brings the deadline forward), and at least
+    // every RECHECK, when the listener's current timeouts are read again: a listener change
+    // reaches open connections within that.
+    let mut timeouts = shared.config.load().timeouts;
     let mut waiting_since = tokio::time::Instant::now();
     let mut head_since: Option<tokio::time::Instant> = None;
-    let deadline = |waiting_since: tokio::time::Instant,
-                    head_since: Option<tokio::time::Instant>| {
-        let idle = idle_timeout.map(|d| waiting_since + d);
-        let headers = head_since.zip(headers_timeout).map(|(t, d)| t + d);
-        match (idle, headers) {
-            (Some(i), Some(h)) => Some(i.min(h)),
-            (i, h) => i.or(h),
-        }
+    let deadline = |t: &Timeouts, waiting_since, head_since| {
+        wait_deadline(
+            waiting_since,
+            head_since,
+            t.idle_or(shared.idle_timeout),
+            t.head(),
+        )
     };
-    let never = || tokio::time::Instant::now() + Duration::from_secs(86_400);
-    let timer = tokio::time::sleep_until(deadline(waiting_since, None).unwrap_or_else(never));
+    let arm = |at: Option<tokio::time::Instant>| {
+        let recheck = tokio::time::Instant::now() + RECHECK;
+        at.map_or(recheck, |at| at.min(recheck))
+    };
+    let timer = tokio::time::sleep_until(arm(deadline(&timeouts, waiting_since, None)));
     tokio::pin!(timer);
     loop {
         let n = loop {
@@ -121,16 +138,15 @@ pub async fn serve_connection(
                         if head_since.is_none() {
                             let now = tokio::time::Instant::now();
                             head_since = Some(now);
-                            if let Some(h) = headers_timeout {
-                                if now + h < timer.deadline() {
-                                    timer.as_mut().reset(now + h);
-                                }
+                            let at = now + timeouts.head();
+                            if at < timer.deadline() {
+                                timer.as_mut().reset(at);
                             }
                         }
                     }
                     _ => {
-                        let (b, t) = (buf.freeze(), (idle_timeout, headers_timeout));
-                        return hand_off(io, b, down, shared, &hyper, stop, t).await;
+                        let t = (timeouts.idle_or(shared.idle_timeout), timeouts.head());
+                        return hand_off(io, buf.freeze(), down, shared, &hyper, stop, t).await;
                     }
                 }
             }
@@ -139,13 +155,11 @@ pub async fn serve_connection(
                 // Idle between requests: a drain closes the connection here.
                 _ = stopped(&mut stop), if buf.is_empty() => return,
                 _ = timer.as_mut() => {
+                    timeouts = shared.config.load().timeouts;
                     let now = tokio::time::Instant::now();
-                    match deadline(waiting_since, head_since) {
+                    match deadline(&timeouts, waiting_since, head_since) {
                         Some(d) if now >= d => {
-                            let headers_late = head_since
-                                .zip(headers_timeout)
-                                .is_some_and(|(t, h)| now >= t + h);
-                            if headers_late {
+                            if head_since.is_some() {
                                 // As Envoy: 408, and the connection is closed.
                                 let _ = write_local(
                                     &mut io,
@@ -156,11 +170,11 @@ pub async fn serve_connection(
                                     true,
                                 )
                                 .await;
+                                linger(io).await;
                             }
                             return;
                         }
-                        Some(d) => timer.as_mut().reset(d),
-                        None => timer.as_mut().reset(never()),
+                        d => timer.as_mut().reset(arm(d)),
                     }
                     continue;
                 }
@@ -185,7 +199,7 @@ pub async fn serve_connection(
             let mut all = BytesMut::with_capacity(head.bytes.len() + buf.len());
             all.extend_from_slice(&head.bytes);
             all.extend_from_slice(&buf);
-            let t = (idle_timeout, headers_timeout);
+            let t = (timeouts.idle_or(shared.idle_timeout), timeouts.head());
             return hand_off(io, all.freeze(), down, shared, &hyper, stop, t).await;
         }
         while buf.len() < len {
@@ -594,16 +608,16 @@ async fn hand_off(
     shared: Arc<Shared>,
     hyper: &HyperServer,
     mut stop: watch::Receiver<bool>,
-    (idle, headers): (Option<Duration>, Option<Duration>),
+    (idle, head): (Option<Duration>, Duration),
 ) {
     use futures::FutureExt;
-    // hyper's header read timeout runs from when it starts waiting for a head, so on the
-    // connections it serves the request-headers bound also limits the wait between requests.
+    // hyper's HTTP/1 header read timeout runs from when it starts waiting for a head, so on
+    // the connections it serves one timer bounds both the wait between requests and the head
+    // (the shorter of the two), and it closes without a 408.
     let mut builder = hyper.clone();
-    builder.http1().header_read_timeout(match (idle, headers) {
-        (Some(i), Some(h)) => Some(i.min(h)),
-        (i, h) => i.or(h),
-    });
+    builder
+        .http1()
+        .header_read_timeout(idle.map_or(head, |i| i.min(head)));
     let activity = Arc::new(Activity::new());
     let active = activity.clone();
     let svc = hyper::service::service_fn(move |req| {

@@ -106,7 +106,17 @@ pub(crate) fn listener(l: &ListenerSpec) -> Result<(), FieldError> {
             format!("{:?} is not an IP address", l.address),
         ));
     }
-    port("spec.port", u32::from(l.port))
+    port("spec.port", u32::from(l.port))?;
+    let day = Duration::from_secs(86_400);
+    for (field, d) in [
+        ("spec.idleTimeout", l.idle_timeout),
+        ("spec.requestHeadersTimeout", l.request_headers_timeout),
+    ] {
+        if d > 365 * day {
+            return Err(FieldError::new(field, "must be at most 365d (0s: none)"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
