@@ -114,7 +114,15 @@ pub fn targets(r: &model::RouteSpec) -> String {
 fn rows(kind: Kind, objs: &[Object], wide: bool) -> comfy_table::Table {
     let headers: Vec<&str> = match (kind, wide) {
         (Kind::Tenant, _) => vec!["NAME", "DISPLAY NAME", "VERSION", "AGE"],
-        (Kind::Listener, _) => vec!["NAME", "NODE CLUSTER", "ADDRESS", "PORT", "AGE"],
+        (Kind::Listener, _) => vec![
+            "NAME",
+            "NODE CLUSTER",
+            "ADDRESS",
+            "PORT",
+            "IDLE TIMEOUT",
+            "HEADERS TIMEOUT",
+            "AGE",
+        ],
         (Kind::Cluster, false) => vec!["TENANT", "NAME", "LB", "ENDPOINTS", "AGE"],
         (Kind::Cluster, true) => {
             vec![
@@ -163,6 +171,14 @@ fn rows(kind: Kind, objs: &[Object], wide: bool) -> comfy_table::Table {
                     s.node_cluster.clone(),
                     s.address.clone(),
                     s.port.to_string(),
+                    match s.idle_timeout.is_zero() {
+                        true => "never".into(),
+                        false => d(s.idle_timeout),
+                    },
+                    match s.request_headers_timeout.is_zero() {
+                        true => "-".into(),
+                        false => d(s.request_headers_timeout),
+                    },
                     age(m.created_at_ms),
                 ]
             }

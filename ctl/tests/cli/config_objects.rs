@@ -57,6 +57,25 @@ async fn get_lists_and_yaml_round_trips() {
     for kind in ["tenants", "clusters", "listeners"] {
         assert_eq!(env.run(&["get", kind]).await.code, 0);
     }
+    // A listener shows its connection timeouts (Envoy's defaults unless set).
+    let l = env.file(
+        "listener.yaml",
+        "apiVersion: gw/v1\nkind: Listener\nmetadata: {name: edge}\n\
+         spec: {nodeCluster: edge, port: 8443, requestHeadersTimeout: 10s}\n",
+    );
+    assert_eq!(env.run(&["apply", "-f", l.to_str().unwrap()]).await.code, 0);
+    let table = env.run(&["get", "listeners"]).await.stdout;
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("edge"))
+        .unwrap_or_else(|| panic!("{table}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[..6],
+        ["edge", "edge", "0.0.0.0", "8443", "1h", "10s"],
+        "{table}"
+    );
     let yaml = env.run(&["get", "clusters", "-o", "yaml"]).await;
     assert!(yaml.stdout.contains("kind: Cluster"), "{}", yaml.stdout);
     let f = env.file("clusters.yaml", &yaml.stdout);
