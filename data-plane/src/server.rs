@@ -49,8 +49,8 @@ pub struct ProxyConfig {
     pub access_log_sample: f64,
     /// How long SIGTERM waits for in-flight requests.
     pub drain_timeout: Duration,
-    /// How long a client connection may go with no request in flight (and a partial request
-    /// head may take) before it is closed, when the listener's HCM sets no idle timeout.
+    /// How long a client connection may go with no request in flight before it is closed, when
+    /// the listener's HCM sets no idle timeout (`0s`: never).
     pub idle_timeout: Duration,
 }
 

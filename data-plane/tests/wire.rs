@@ -696,6 +696,20 @@ async fn the_listeners_hcm_sets_the_connection_timeouts() {
     assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
     assert!(rest.contains("HTTP/1.1 408 Request Timeout"), "{rest}");
 
+    // A head is in flight from its first byte: the idle timer stops (as Envoy's stream is
+    // active). Here the head is completed after the idle time has passed, is answered, and the
+    // idle timer then closes the connection (without a headers bound the head had 5 minutes).
+    p.shared()
+        .apply(with_timeouts(ms(300), std::time::Duration::ZERO))
+        .unwrap();
+    let mut s = connect(&p).await;
+    send(&mut s, b"GET /echo HTTP/1.1\r\nHo").await;
+    // Not a synchronisation: the idle time passes while the head is incomplete.
+    tokio::time::sleep(ms(700)).await;
+    send(&mut s, b"st: a\r\n\r\n").await;
+    let rest = closed(s).await;
+    assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
+
     // Idle after an answered request, with the headers bound far off: the answer, then the close.
     p.shared().apply(with_timeouts(ms(300), long)).unwrap();
     let mut s = connect(&p).await;

@@ -57,23 +57,32 @@ async fn get_lists_and_yaml_round_trips() {
     for kind in ["tenants", "clusters", "listeners"] {
         assert_eq!(env.run(&["get", kind]).await.code, 0);
     }
-    // A listener shows its connection timeouts (Envoy's defaults unless set).
+    // A listener shows its connection timeouts (Envoy's defaults unless set; off as never / -).
     let l = env.file(
         "listener.yaml",
         "apiVersion: gw/v1\nkind: Listener\nmetadata: {name: edge}\n\
-         spec: {nodeCluster: edge, port: 8443, requestHeadersTimeout: 10s}\n",
+         spec: {nodeCluster: edge, port: 8443, requestHeadersTimeout: 10s}\n---\n\
+         apiVersion: gw/v1\nkind: Listener\nmetadata: {name: inner}\n\
+         spec: {nodeCluster: inner, port: 8081, idleTimeout: 0s}\n",
     );
-    assert_eq!(env.run(&["apply", "-f", l.to_str().unwrap()]).await.code, 0);
+    let applied = env.run(&["apply", "-f", l.to_str().unwrap()]).await;
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
     let table = env.run(&["get", "listeners"]).await.stdout;
-    let row: Vec<&str> = table
-        .lines()
-        .find(|l| l.starts_with("edge"))
-        .unwrap_or_else(|| panic!("{table}"))
-        .split_whitespace()
-        .collect();
+    let row = |name: &str| -> Vec<String> {
+        table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().take(6).map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
     assert_eq!(
-        row[..6],
+        row("edge"),
         ["edge", "edge", "0.0.0.0", "8443", "1h", "10s"],
+        "{table}"
+    );
+    assert_eq!(
+        row("inner"),
+        ["inner", "inner", "0.0.0.0", "8081", "never", "-"],
         "{table}"
     );
     let yaml = env.run(&["get", "clusters", "-o", "yaml"]).await;

@@ -183,7 +183,9 @@ pub async fn serve_connection(
                 return;
             }
         };
-        head_since = None;
+        // A head that came in pieces may have left the timer armed past the idle deadline
+        // that starts when this exchange ends; it is brought back then (below).
+        let came_in_pieces = head_since.take().is_some();
         head.own(buf.split_to(n).freeze());
         let f = h1::framing(&head);
         let len = match f.body {
@@ -221,6 +223,11 @@ pub async fn serve_connection(
         if !ok {
             let _ = io.shutdown().await;
             return;
+        }
+        if came_in_pieces {
+            timer
+                .as_mut()
+                .reset(arm(deadline(&timeouts, waiting_since, None)));
         }
     }
 }
