@@ -11,6 +11,9 @@
 //!   and writes one tenant's clusters, routes, endpoints, alert rules and events, and reads and
 //!   updates its tenant object, but touches nothing fleet-wide (listeners, tenants, proxies,
 //!   tokens).
+//! - With mTLS (`--tls-client-ca`), a token may also be bound to a certificate subject: a call
+//!   with no bearer token whose verified client certificate has that subject common name acts as
+//!   the token ([`Tokens::authenticate_subject`]).
 //! - xDS and the telemetry services are not behind tokens: proxies and Envoy do not send them.
 
 use crate::store::{Store, StoreError};
@@ -222,6 +225,8 @@ pub fn new_secret() -> String {
 pub struct Tokens {
     store: Store,
     by_hash: Arc<RwLock<HashMap<String, Principal>>>,
+    /// Tokens that a client certificate may stand for, by the certificate's subject CN.
+    by_subject: Arc<RwLock<HashMap<String, Principal>>>,
     /// One reload at a time: a periodic read that started before a revocation committed must
     /// not swap its stale table in after the revocation's own reload.
     reloading: Arc<tokio::sync::Mutex<()>>,
@@ -233,6 +238,7 @@ impl Tokens {
         let t = Tokens {
             store,
             by_hash: Arc::default(),
+            by_subject: Arc::default(),
             reloading: Arc::default(),
         };
         t.reload().await?;
@@ -243,7 +249,13 @@ impl Tokens {
     pub async fn reload(&self) -> Result<(), StoreError> {
         let _one = self.reloading.lock().await;
         let all = self.store.token_hashes().await?;
-        *self.by_hash.write().unwrap_or_else(|e| e.into_inner()) = all.into_iter().collect();
+        let by_subject = all
+            .iter()
+            .filter_map(|(_, p, subject)| Some((subject.clone()?, p.clone())))
+            .collect();
+        let by_hash = all.into_iter().map(|(h, p, _)| (h, p)).collect();
+        *self.by_hash.write().unwrap_or_else(|e| e.into_inner()) = by_hash;
+        *self.by_subject.write().unwrap_or_else(|e| e.into_inner()) = by_subject;
         Ok(())
     }
 
@@ -278,6 +290,17 @@ impl Tokens {
     pub fn authenticate(&self, secret: &str) -> Option<Principal> {
         let map = self.by_hash.read().unwrap_or_else(|e| e.into_inner());
         let p = map.get(&hash(secret))?;
+        match p.expires_at_ms {
+            Some(at) if at <= self.store.now_ms() => None,
+            _ => Some(p.clone()),
+        }
+    }
+
+    /// The principal a verified client certificate with subject common name `cn` stands for,
+    /// if a live token is bound to it.
+    pub fn authenticate_subject(&self, cn: &str) -> Option<Principal> {
+        let map = self.by_subject.read().unwrap_or_else(|e| e.into_inner());
+        let p = map.get(cn)?;
         match p.expires_at_ms {
             Some(at) if at <= self.store.now_ms() => None,
             _ => Some(p.clone()),
@@ -331,7 +354,7 @@ impl Authenticator {
         self
     }
 
-    fn refuse(&self, message: &'static str) -> Status {
+    fn refuse(&self, message: impl Into<String>) -> Status {
         if let Some(c) = &self.refused {
             c.inc();
         }
@@ -346,7 +369,22 @@ impl tonic::service::Interceptor for Authenticator {
         };
         let header = req.metadata().get("authorization");
         let Some(header) = header else {
-            return Err(self.refuse("a bearer token is required (authorization: Bearer TOKEN)"));
+            // No bearer token: a verified client certificate (mTLS) bound to a token will do.
+            let cn = client_cn(&req);
+            return match cn.as_deref().and_then(|cn| tokens.authenticate_subject(cn)) {
+                Some(p) => {
+                    req.extensions_mut().insert(p);
+                    Ok(req)
+                }
+                None => Err(self.refuse(match cn {
+                    Some(cn) => format!(
+                        "a bearer token is required (authorization: Bearer TOKEN); the client \
+                         certificate (subject {cn:?}) stands for no live token (an admin can bind \
+                         one: gwctl tokens create NAME --role ROLE --subject {cn:?})"
+                    ),
+                    None => "a bearer token is required (authorization: Bearer TOKEN)".into(),
+                })),
+            };
         };
         let secret = header
             .to_str()
@@ -361,6 +399,14 @@ impl tonic::service::Interceptor for Authenticator {
             None => Err(self.refuse("the token is not valid (unknown, revoked or expired)")),
         }
     }
+}
+
+/// The subject common name of the client certificate the TLS handshake verified, if any.
+fn client_cn<T>(req: &Request<T>) -> Option<String> {
+    let certs = req.peer_certs()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(certs.first()?.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
 }
 
 #[cfg(test)]

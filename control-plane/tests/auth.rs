@@ -86,6 +86,7 @@ async fn token(ch: &Channel, name: &str, role: &str, tenant: &str, ttl: u64) -> 
                 role: role.into(),
                 tenant: tenant.into(),
                 ttl_seconds: ttl,
+                subject: String::new(),
             },
         ))
         .await
@@ -164,6 +165,7 @@ async fn scenario(db: &str) {
         role: role.into(),
         tenant: tenant.into(),
         ttl_seconds: 0,
+        subject: String::new(),
     };
     let tokens = || TokensClient::new(ch.clone());
     denied(

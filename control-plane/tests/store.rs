@@ -662,15 +662,27 @@ async fn tokens_bootstrap_rotate_and_go_with_their_tenant() {
             Duration::from_secs(11 * 366 * 24 * 3600),
         ] {
             assert!(matches!(
-                store.create_token("x", "viewer", "", Some(ttl)).await,
+                store.create_token("x", "viewer", "", Some(ttl), None).await,
                 Err(StoreError::Invalid(m)) if m.starts_with("ttl")
             ));
         }
         let (_, ci) = store
-            .create_token("ci", "tenant-admin", "acme", None)
+            .create_token("ci", "tenant-admin", "acme", None, Some("ci.acme.example"))
             .await
             .unwrap();
         assert_eq!(auth(store.clone(), ci.clone()).await.as_deref(), Some("ci"));
+        // Bound to a certificate subject: unique, named by field when malformed.
+        let listed = store.list_tokens().await.unwrap();
+        let bound = listed.iter().find(|t| t.name == "ci").unwrap();
+        assert_eq!(bound.subject.as_deref(), Some("ci.acme.example"));
+        assert!(matches!(
+            store.create_token("ci2", "viewer", "", None, Some("ci.acme.example")).await,
+            Err(StoreError::AlreadyExists(m)) if m.contains("ci.acme.example")
+        ));
+        assert!(matches!(
+            store.create_token("ci3", "viewer", "", None, Some("")).await,
+            Err(StoreError::Invalid(m)) if m.starts_with("subject")
+        ));
         // A token made again under the same name is another principal: what held the old one
         // (a followed event stream) is not valid any more.
         let tokens = gw_control_plane::auth::Tokens::load(store.clone())
@@ -680,7 +692,7 @@ async fn tokens_bootstrap_rotate_and_go_with_their_tenant() {
         assert!(tokens.still_valid(&held));
         store.revoke_token("ci").await.unwrap();
         let (_, ci) = store
-            .create_token("ci", "tenant-admin", "acme", None)
+            .create_token("ci", "tenant-admin", "acme", None, None)
             .await
             .unwrap();
         tokens.reload().await.unwrap();

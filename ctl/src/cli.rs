@@ -137,6 +137,10 @@ pub enum TokensCommand {
         /// Expire after this long (30d, 12h); never when omitted.
         #[arg(long)]
         ttl: Option<String>,
+        /// Also let a client certificate with this subject common name act as the token, on a
+        /// control plane that requires client certificates (mTLS): no bearer token needed.
+        #[arg(long)]
+        subject: Option<String>,
     },
     /// Every token (never their secrets).
     List,

@@ -34,6 +34,7 @@ fn to_pb(t: TokenRecord) -> pb::Token {
         tenant: t.tenant,
         created_at_ms: t.created_at_ms,
         expires_at_ms: t.expires_at_ms.unwrap_or(0),
+        subject: t.subject.unwrap_or_default(),
     }
 }
 
@@ -48,7 +49,13 @@ impl pb::tokens_server::Tokens for TokensApi {
         let ttl = (r.ttl_seconds > 0).then(|| Duration::from_secs(r.ttl_seconds));
         let (token, secret) = self
             .store
-            .create_token(&r.name, &r.role, &r.tenant, ttl)
+            .create_token(
+                &r.name,
+                &r.role,
+                &r.tenant,
+                ttl,
+                Some(r.subject.as_str()).filter(|s| !s.is_empty()),
+            )
             .await
             .map_err(store_status)?;
         reload(self.tokens.as_ref()).await;

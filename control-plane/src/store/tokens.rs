@@ -20,6 +20,8 @@ pub struct TokenRecord {
     pub created_at_ms: i64,
     /// When it stops working, if ever.
     pub expires_at_ms: Option<i64>,
+    /// The client-certificate subject (common name) that also stands for this token.
+    pub subject: Option<String>,
 }
 
 fn record(row: &sqlx::any::AnyRow) -> Result<TokenRecord, StoreError> {
@@ -35,6 +37,7 @@ fn record(row: &sqlx::any::AnyRow) -> Result<TokenRecord, StoreError> {
         tenant: row.try_get("tenant")?,
         created_at_ms: row.try_get("created_at")?,
         expires_at_ms: row.try_get("expires_at")?,
+        subject: row.try_get("subject")?,
     })
 }
 
@@ -47,9 +50,12 @@ impl Store {
         role: &str,
         tenant: &str,
         ttl: Option<Duration>,
+        subject: Option<&str>,
     ) -> Result<(TokenRecord, String), StoreError> {
         let secret = auth::new_secret();
-        let record = self.insert_token(name, role, tenant, ttl, &secret).await?;
+        let record = self
+            .insert_token(name, role, tenant, ttl, subject, &secret)
+            .await?;
         Ok((record, secret))
     }
 
@@ -95,9 +101,19 @@ impl Store {
         role: &str,
         tenant: &str,
         ttl: Option<Duration>,
+        subject: Option<&str>,
         secret: &str,
     ) -> Result<TokenRecord, StoreError> {
         validate_name("name", name)?;
+        if let Some(s) = subject {
+            if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
+                return Err(FieldError::new(
+                    "subject",
+                    "must be a certificate common name: 1 to 256 characters, no control characters",
+                )
+                .into());
+            }
+        }
         let role = Role::parse(role).ok_or_else(|| {
             FieldError::new(
                 "role",
@@ -149,7 +165,7 @@ impl Store {
         let now = self.now_ms();
         let expires = ttl.map(|t| now + t.as_millis() as i64);
         let r = sqlx::query(
-            "INSERT INTO gw_tokens (name, hash, role, tenant, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO gw_tokens (name, hash, role, tenant, created_at, expires_at, subject) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(name)
         .bind(auth::hash(secret))
@@ -157,12 +173,17 @@ impl Store {
         .bind(tenant)
         .bind(now)
         .bind(expires)
+        .bind(subject)
         .execute(&mut *tx)
         .await;
         match r {
             Ok(_) => tx.commit().await?,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::AlreadyExists(format!("token {name}")));
+                let taken = match subject {
+                    Some(s) => format!("token {name} (or a token for certificate subject {s:?})"),
+                    None => format!("token {name}"),
+                };
+                return Err(StoreError::AlreadyExists(taken));
             }
             Err(e) => return Err(e.into()),
         }
@@ -172,13 +193,14 @@ impl Store {
             tenant: tenant.to_owned(),
             created_at_ms: now,
             expires_at_ms: expires,
+            subject: subject.map(str::to_owned),
         })
     }
 
     /// One token by name.
     async fn token(&self, name: &str) -> Result<TokenRecord, StoreError> {
         let row = sqlx::query(
-            "SELECT name, role, tenant, created_at, expires_at FROM gw_tokens WHERE name = $1",
+            "SELECT name, role, tenant, created_at, expires_at, subject FROM gw_tokens WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -191,7 +213,7 @@ impl Store {
     /// Every token, by name.
     pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, role, tenant, created_at, expires_at FROM gw_tokens ORDER BY name",
+            "SELECT name, role, tenant, created_at, expires_at, subject FROM gw_tokens ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -211,12 +233,15 @@ impl Store {
         Ok(())
     }
 
-    /// (hash, principal) of every token, for the in-memory table.
-    pub(crate) async fn token_hashes(&self) -> Result<Vec<(String, Principal)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT name, hash, role, tenant, created_at, expires_at FROM gw_tokens")
-                .fetch_all(&self.pool)
-                .await?;
+    /// (hash, principal, certificate subject) of every token, for the in-memory table.
+    pub(crate) async fn token_hashes(
+        &self,
+    ) -> Result<Vec<(String, Principal, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, hash, role, tenant, created_at, expires_at, subject FROM gw_tokens",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 let r = record(row)?;
@@ -230,6 +255,7 @@ impl Store {
                         expires_at_ms: r.expires_at_ms,
                         hash,
                     },
+                    r.subject,
                 ))
             })
             .collect()

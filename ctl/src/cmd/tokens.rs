@@ -28,7 +28,12 @@ fn scope(t: &pb::Token) -> &str {
 pub async fn run(ctx: &Ctx, cmd: TokensCommand) -> CliResult<u8> {
     let c = ctx.client().await?;
     match cmd {
-        TokensCommand::Create { name, role, ttl } => {
+        TokensCommand::Create {
+            name,
+            role,
+            ttl,
+            subject,
+        } => {
             let ttl_seconds = match ttl {
                 Some(s) => match super::parse_duration("ttl", &s)?.seconds {
                     n if n >= 1 => n as u64,
@@ -41,6 +46,7 @@ pub async fn run(ctx: &Ctx, cmd: TokensCommand) -> CliResult<u8> {
                 role,
                 tenant: ctx.tenant.clone().unwrap_or_default(),
                 ttl_seconds,
+                subject: subject.unwrap_or_default(),
             };
             let r = c
                 .tokens()
@@ -50,7 +56,7 @@ pub async fn run(ctx: &Ctx, cmd: TokensCommand) -> CliResult<u8> {
             let t = r.token.unwrap_or_default();
             if matches!(ctx.output, Format::Json | Format::Yaml) {
                 let v = serde_json::json!({"name": t.name, "role": t.role, "tenant": t.tenant,
-                    "expiresAt": when(t.expires_at_ms), "secret": r.secret});
+                    "expiresAt": when(t.expires_at_ms), "subject": t.subject, "secret": r.secret});
                 super::telemetry::emit(ctx.output, &v);
                 return Ok(0);
             }
@@ -76,13 +82,14 @@ pub async fn run(ctx: &Ctx, cmd: TokensCommand) -> CliResult<u8> {
                     .iter()
                     .map(|t| {
                         serde_json::json!({"name": t.name, "role": t.role, "tenant": t.tenant,
-                            "createdAt": when(t.created_at_ms), "expiresAt": when(t.expires_at_ms)})
+                            "createdAt": when(t.created_at_ms), "expiresAt": when(t.expires_at_ms),
+                            "subject": t.subject})
                     })
                     .collect();
                 super::telemetry::emit(ctx.output, &v);
                 return Ok(0);
             }
-            let mut tbl = table(&["NAME", "ROLE", "TENANT", "CREATED", "EXPIRES"]);
+            let mut tbl = table(&["NAME", "ROLE", "TENANT", "CREATED", "EXPIRES", "SUBJECT"]);
             for t in &tokens {
                 tbl.add_row(vec![
                     t.name.clone(),
@@ -90,6 +97,11 @@ pub async fn run(ctx: &Ctx, cmd: TokensCommand) -> CliResult<u8> {
                     scope(t).to_owned(),
                     when(t.created_at_ms),
                     when(t.expires_at_ms),
+                    if t.subject.is_empty() {
+                        "-".into()
+                    } else {
+                        t.subject.clone()
+                    },
                 ]);
             }
             print(&tbl);

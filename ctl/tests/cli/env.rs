@@ -39,6 +39,18 @@ impl Env {
         Self::start_with(cfg).await
     }
 
+    /// With client certificates required (mTLS), `--auth` and an admin token.
+    pub async fn start_with_mtls_auth(
+        pki: &gw_control_plane::testing::TestPki,
+        admin_token: &str,
+    ) -> Env {
+        let mut cfg = Config::for_tests("sqlite::memory:");
+        cfg.tls = Some(pki.server_tls(true));
+        cfg.auth = true;
+        cfg.admin_token = Some(admin_token.into());
+        Self::start_with(cfg).await
+    }
+
     async fn start_with(cfg: Config) -> Env {
         let cp = ControlPlane::start(cfg).await.unwrap();
         Env {

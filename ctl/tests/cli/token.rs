@@ -81,10 +81,10 @@ async fn tokens_from_flag_env_or_config_file_and_their_roles() {
         .collect();
     assert_eq!(
         rows[0],
-        vec!["NAME", "ROLE", "TENANT", "CREATED", "EXPIRES"]
+        vec!["NAME", "ROLE", "TENANT", "CREATED", "EXPIRES", "SUBJECT"]
     );
     assert_eq!(&rows[1][..3], ["admin", "admin", "*"]);
-    assert_eq!(rows[1][4], "never");
+    assert_eq!(rows[1][4..], ["never", "-"]);
     assert_eq!(&rows[2][..3], ["ci", "tenant-admin", "acme"]);
     assert!(!listed.stdout.contains(&ci), "secrets are never listed");
 
@@ -176,4 +176,56 @@ async fn gwctl_speaks_tls_and_mtls() {
         mixed.stderr.trim(),
         format!("error: --server {plain}: --ca, --cert and --key need an https:// server")
     );
+}
+
+#[tokio::test]
+async fn a_client_certificate_bound_to_a_token_needs_no_bearer_token() {
+    let pki = gw_control_plane::testing::TestPki::new();
+    let admin = "admin-secret-0123456789abcdef";
+    let env = Env::start_with_mtls_auth(&pki, admin).await;
+    let server = format!("https://localhost:{}", env.cp.grpc_addr().port());
+    let path = |n: &str| pki.path(n).display().to_string();
+    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client-key.pem"));
+    let tls = [
+        "--server", &server, "--ca", &ca, "--cert", &cert, "--key", &key,
+    ];
+    let with = |args: &[&'static str]| -> Vec<&str> {
+        tls.iter().copied().chain(args.iter().copied()).collect()
+    };
+    // The certificate (subject CN "client") stands for no token yet: refused.
+    let out = env.run(&with(&["whoami"])).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("not authenticated"), "{out:?}");
+    assert!(out.stderr.contains("client certificate"), "{out:?}");
+    // The admin binds a viewer token to it.
+    let create = [
+        "tokens",
+        "create",
+        "ops",
+        "--role",
+        "viewer",
+        "--subject",
+        "client",
+    ];
+    let made = env.run_as(admin, &with(&create)).await;
+    assert_eq!(made.code, 0, "{made:?}");
+    // Now the certificate alone is the token: who it is, what it may read, what it may not.
+    let me = env.run(&with(&["whoami"])).await;
+    assert_eq!(me.code, 0, "{me:?}");
+    assert_eq!(me.stdout.trim(), "ops (viewer)", "{me:?}");
+    assert_eq!(env.run(&with(&["get", "tenants"])).await.code, 0);
+    let denied = env.run(&with(&["tokens", "list"])).await;
+    assert_eq!(denied.code, 1, "{denied:?}");
+    assert!(denied.stderr.contains("permission denied"), "{denied:?}");
+    let listed = env.run_as(admin, &with(&["tokens", "list"])).await;
+    let row = listed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("ops"))
+        .unwrap_or_default();
+    assert!(row.trim_end().ends_with("client"), "{listed:?}");
+    // Revoked: the certificate stands for nothing again.
+    let revoked = env.run_as(admin, &with(&["tokens", "revoke", "ops"])).await;
+    assert_eq!(revoked.code, 0, "{revoked:?}");
+    assert_eq!(env.run(&with(&["whoami"])).await.code, 1);
 }
