@@ -370,20 +370,23 @@ impl tonic::service::Interceptor for Authenticator {
         let header = req.metadata().get("authorization");
         let Some(header) = header else {
             // No bearer token: a verified client certificate (mTLS) bound to a token will do.
-            let cn = client_cn(&req);
-            return match cn.as_deref().and_then(|cn| tokens.authenticate_subject(cn)) {
-                Some(p) => {
-                    req.extensions_mut().insert(p);
-                    Ok(req)
-                }
-                None => Err(self.refuse(match cn {
-                    Some(cn) => format!(
-                        "a bearer token is required (authorization: Bearer TOKEN); the client \
-                         certificate (subject {cn:?}) stands for no live token (an admin can bind \
-                         one: gwctl tokens create NAME --role ROLE --subject {cn:?})"
-                    ),
-                    None => "a bearer token is required (authorization: Bearer TOKEN)".into(),
-                })),
+            const NEEDED: &str = "a bearer token is required (authorization: Bearer TOKEN)";
+            return match client_cert(&req) {
+                ClientCert::Cn(cn) => match tokens.authenticate_subject(&cn) {
+                    Some(p) => {
+                        req.extensions_mut().insert(p);
+                        Ok(req)
+                    }
+                    None => Err(self.refuse(format!(
+                        "{NEEDED}; the client certificate (subject {cn:?}) stands for no live \
+                         token (an admin can bind one: gwctl tokens create NAME --role ROLE \
+                         --subject {cn:?})"
+                    ))),
+                },
+                ClientCert::Unusable(why) => Err(self.refuse(format!(
+                    "{NEEDED}; the client certificate cannot stand for a token: {why}"
+                ))),
+                ClientCert::Absent => Err(self.refuse(NEEDED)),
             };
         };
         let secret = header
@@ -402,11 +405,40 @@ impl tonic::service::Interceptor for Authenticator {
 }
 
 /// The subject common name of the client certificate the TLS handshake verified, if any.
-fn client_cn<T>(req: &Request<T>) -> Option<String> {
-    let certs = req.peer_certs()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(certs.first()?.as_ref()).ok()?;
-    let cn = cert.subject().iter_common_name().next()?;
-    cn.as_str().ok().map(str::to_owned)
+/// (The TLS layer verified it against `--tls-client-ca`; without one, clients send none.) Only a
+/// certificate with exactly one subject common name, readable as text, names a caller.
+fn client_cert<T>(req: &Request<T>) -> ClientCert {
+    match req.peer_certs().and_then(|c| c.first().cloned()) {
+        Some(leaf) => caller_of(leaf.as_ref()),
+        None => ClientCert::Absent,
+    }
+}
+
+/// What a (verified) leaf certificate, DER, says about the caller.
+fn caller_of(der: &[u8]) -> ClientCert {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return ClientCert::Unusable("it could not be parsed");
+    };
+    let mut cns = cert.subject().iter_common_name();
+    match (cns.next(), cns.next()) {
+        (Some(cn), None) => match cn.as_str() {
+            Ok(s) => ClientCert::Cn(s.to_owned()),
+            Err(_) => ClientCert::Unusable("its subject common name is not text"),
+        },
+        (None, _) => ClientCert::Unusable("its subject has no common name"),
+        (Some(_), Some(_)) => ClientCert::Unusable("its subject has more than one common name"),
+    }
+}
+
+/// What the client certificate of a call says about the caller.
+#[derive(Debug, PartialEq)]
+enum ClientCert {
+    /// None was presented (no mTLS).
+    Absent,
+    /// Its one subject common name.
+    Cn(String),
+    /// It cannot name a caller, and why.
+    Unusable(&'static str),
 }
 
 #[cfg(test)]
@@ -479,5 +511,30 @@ mod tests {
         assert!(a.starts_with("gw_") && a.len() == 43, "{a}");
         assert_eq!(hash(&a).len(), 64);
         assert_ne!(hash(&a), hash(&b));
+    }
+
+    #[test]
+    fn a_certificate_names_a_caller_by_its_one_common_name() {
+        use rcgen::{CertificateParams, DnType, KeyPair};
+        let der = |cns: &[&str]| {
+            let mut p = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            for cn in cns {
+                p.distinguished_name.push(DnType::CommonName, *cn);
+            }
+            let key = KeyPair::generate().unwrap();
+            p.self_signed(&key).unwrap().der().to_vec()
+        };
+        assert_eq!(
+            caller_of(&der(&["ops.example.com"])),
+            ClientCert::Cn("ops.example.com".into())
+        );
+        assert!(
+            matches!(caller_of(&der(&[])), ClientCert::Unusable(m) if m.contains("no common name"))
+        );
+        assert!(matches!(
+            caller_of(b"not a certificate"),
+            ClientCert::Unusable(_)
+        ));
     }
 }

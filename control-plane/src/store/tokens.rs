@@ -106,10 +106,10 @@ impl Store {
     ) -> Result<TokenRecord, StoreError> {
         validate_name("name", name)?;
         if let Some(s) = subject {
-            if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
+            if s.is_empty() || s.chars().count() > 64 || s.chars().any(char::is_control) {
                 return Err(FieldError::new(
                     "subject",
-                    "must be a certificate common name: 1 to 256 characters, no control characters",
+                    "must be a certificate common name: 1 to 64 characters, no control characters",
                 )
                 .into());
             }

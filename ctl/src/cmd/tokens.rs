@@ -41,6 +41,11 @@ pub async fn run(ctx: &Ctx, cmd: TokensCommand) -> CliResult<u8> {
                 },
                 None => 0,
             };
+            if subject.as_deref() == Some("") {
+                return Err(CliError::other(
+                    "--subject: give the certificate's subject common name (it must not be empty)",
+                ));
+            }
             let req = pb::CreateTokenRequest {
                 name,
                 role,

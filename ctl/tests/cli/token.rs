@@ -197,7 +197,19 @@ async fn a_client_certificate_bound_to_a_token_needs_no_bearer_token() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("not authenticated"), "{out:?}");
     assert!(out.stderr.contains("client certificate"), "{out:?}");
-    // The admin binds a viewer token to it.
+    // The admin binds a viewer token to it (an empty subject is refused before any call).
+    let empty = [
+        "tokens",
+        "create",
+        "ops",
+        "--role",
+        "viewer",
+        "--subject",
+        "",
+    ];
+    let refused = env.run_as(admin, &with(&empty)).await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("--subject"), "{refused:?}");
     let create = [
         "tokens",
         "create",

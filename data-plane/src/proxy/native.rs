@@ -468,13 +468,24 @@ async fn relay(
     };
     if n <= 16 * 1024 {
         out.extend_from_slice(&conn.buf[..n]);
+        conn.buf.advance(n);
+        if ended {
+            // The whole response is at hand: the upstream connection goes back to its pool
+            // before the client is sent the response, so a request waiting for a connection
+            // does not wait on the client's socket (nor a client that has its answer find the
+            // connection still out).
+            release(conn, ep);
+            return io.write_all(out).await.is_ok() && !down_close;
+        }
         if io.write_all(out).await.is_err() {
             return false;
         }
-    } else if io.write_all(out).await.is_err() || io.write_all(&conn.buf[..n]).await.is_err() {
-        return false;
+    } else {
+        if io.write_all(out).await.is_err() || io.write_all(&conn.buf[..n]).await.is_err() {
+            return false;
+        }
+        conn.buf.advance(n);
     }
-    conn.buf.advance(n);
     left = left.saturating_sub(n as u64);
     while !ended {
         room_for_body(&mut conn.buf, left);
@@ -493,11 +504,19 @@ async fn relay(
         left = left.saturating_sub(n as u64);
         ended = end;
     }
-    if ended && !conn.close && conn.buf.is_empty() {
+    if ended {
+        release(conn, ep);
+    }
+    !down_close
+}
+
+/// Puts a connection whose response has been read whole back in its endpoint's pool, unless it
+/// is to close or holds bytes past the response.
+fn release(mut conn: RawConn, ep: &Endpoint) {
+    if !conn.close && conn.buf.is_empty() {
         conn.reused = true;
         ep.pool.checkin(conn);
     }
-    !down_close
 }
 
 /// The native path's way of sending one try: a serialized request without a body, or with one
