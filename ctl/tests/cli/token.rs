@@ -198,28 +198,21 @@ async fn a_client_certificate_bound_to_a_token_needs_no_bearer_token() {
     assert!(out.stderr.contains("not authenticated"), "{out:?}");
     assert!(out.stderr.contains("client certificate"), "{out:?}");
     // The admin binds a viewer token to it (an empty subject is refused before any call).
-    let empty = [
-        "tokens",
-        "create",
-        "ops",
-        "--role",
-        "viewer",
-        "--subject",
-        "",
-    ];
-    let refused = env.run_as(admin, &with(&empty)).await;
+    let create = |subject: &'static str| {
+        with(&[
+            "tokens",
+            "create",
+            "ops",
+            "--role",
+            "viewer",
+            "--subject",
+            subject,
+        ])
+    };
+    let refused = env.run_as(admin, &create("")).await;
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(refused.stderr.contains("--subject"), "{refused:?}");
-    let create = [
-        "tokens",
-        "create",
-        "ops",
-        "--role",
-        "viewer",
-        "--subject",
-        "client",
-    ];
-    let made = env.run_as(admin, &with(&create)).await;
+    let made = env.run_as(admin, &create("client")).await;
     assert_eq!(made.code, 0, "{made:?}");
     // Now the certificate alone is the token: who it is, what it may read, what it may not.
     let me = env.run(&with(&["whoami"])).await;
