@@ -289,35 +289,26 @@ impl Tokens {
     /// The principal of a bearer secret, if it is a live token.
     pub fn authenticate(&self, secret: &str) -> Option<Principal> {
         let map = self.by_hash.read().unwrap_or_else(|e| e.into_inner());
-        let p = map.get(&hash(secret))?;
-        match p.expires_at_ms {
-            Some(at) if at <= self.store.now_ms() => None,
-            _ => Some(p.clone()),
-        }
+        map.get(&hash(secret)).filter(|p| self.live(p)).cloned()
+    }
+
+    /// Whether `p` has not expired.
+    fn live(&self, p: &Principal) -> bool {
+        p.expires_at_ms.is_none_or(|at| at > self.store.now_ms())
     }
 
     /// The principal a verified client certificate with subject common name `cn` stands for,
     /// if a live token is bound to it.
     pub fn authenticate_subject(&self, cn: &str) -> Option<Principal> {
         let map = self.by_subject.read().unwrap_or_else(|e| e.into_inner());
-        let p = map.get(cn)?;
-        match p.expires_at_ms {
-            Some(at) if at <= self.store.now_ms() => None,
-            _ => Some(p.clone()),
-        }
+        map.get(cn).filter(|p| self.live(p)).cloned()
     }
 
     /// Whether `p`'s token still works (not revoked, not expired): long calls (a followed event
     /// stream) check again as they go.
     pub fn still_valid(&self, p: &Principal) -> bool {
         let map = self.by_hash.read().unwrap_or_else(|e| e.into_inner());
-        let live = map.get(&p.hash) == Some(p);
-        live && p.expires_at_ms.is_none_or(|at| at > self.store.now_ms())
-    }
-
-    /// The store the table comes from.
-    pub fn store(&self) -> &Store {
-        &self.store
+        map.get(&p.hash) == Some(p) && self.live(p)
     }
 }
 

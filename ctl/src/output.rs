@@ -112,7 +112,11 @@ pub fn ts_ms(t: Option<&prost_types::Timestamp>) -> i64 {
 
 /// RFC 3339 time of a protobuf timestamp, `-` when unset.
 pub fn time(t: Option<&prost_types::Timestamp>) -> String {
-    let ms = ts_ms(t);
+    time_ms(ts_ms(t))
+}
+
+/// RFC 3339 time of epoch ms, `-` when not positive.
+pub fn time_ms(ms: i64) -> String {
     if ms <= 0 {
         return "-".into();
     }

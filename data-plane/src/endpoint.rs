@@ -179,13 +179,9 @@ impl Endpoint {
         self.note(self.breaker.load().record(clock_ms_at(now), success, probe));
     }
 
-    /// Records a finished request: latency feeds the peak-EWMA (a slower sample replaces the
-    /// average at once, a faster one decays it), success feeds the failure rate.
-    pub fn observe(&self, latency: Duration, success: bool) {
-        self.observe_at(self.epoch.elapsed(), latency, success);
-    }
-
-    /// [`observe`](Self::observe) at an explicit time since this endpoint's epoch (tests).
+    /// Records a finished request at `now` since this endpoint's epoch: latency feeds the
+    /// peak-EWMA (a slower sample replaces the average at once, a faster one decays it), success
+    /// feeds the failure rate.
     pub fn observe_at(&self, now: Duration, latency: Duration, success: bool) {
         let now_ns = now.as_nanos() as u64;
         let prev = self.updated_ns.swap(now_ns, Ordering::Relaxed);

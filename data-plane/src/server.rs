@@ -334,8 +334,7 @@ async fn serve(
         .http1()
         .keep_alive(true)
         .writev(false)
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Some(shared.idle_timeout).filter(|d| !d.is_zero()));
+        .timer(hyper_util::rt::TokioTimer::new());
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
     let hyper = Arc::new(builder);
     // Every connection task holds a sender; the drain is over when all are gone.

@@ -457,13 +457,13 @@ async fn what_the_native_path_leaves_to_hyper_still_works() {
 }
 
 /// What the proxy sends until it closes the connection; fails if it keeps it open for 10 s.
-async fn closed(mut s: TcpStream) -> Vec<u8> {
+async fn closed(mut s: TcpStream) -> String {
     let mut rest = Vec::new();
     tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut rest))
         .await
         .expect("the proxy kept the connection open")
         .unwrap();
-    rest
+    String::from_utf8_lossy(&rest).into_owned()
 }
 
 #[tokio::test]
@@ -478,23 +478,22 @@ async fn connections_that_send_no_request_head_in_time_are_closed() {
     let mut s = connect(&p).await;
     send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let rest = closed(s).await;
-    assert!(
-        rest.starts_with(b"HTTP/1.1 200 OK"),
-        "{}",
-        String::from_utf8_lossy(&rest)
-    );
+    assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
 }
 
-/// An HTTP/2 (prior knowledge) client connection to the proxy.
+/// An HTTP/2 (prior knowledge) client connection to the proxy, and its connection's task
+/// (it ends when the connection does).
 async fn h2_client(
     p: &Proxy,
-) -> hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>> {
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
     let io = hyper_util::rt::TokioIo::new(connect(p).await);
     let (c, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
         .await
         .unwrap();
-    tokio::spawn(conn);
-    c
+    (c, tokio::spawn(conn))
 }
 
 /// One HTTP/2 (prior knowledge) request through the proxy: status, headers, body, trailers.
@@ -537,7 +536,7 @@ async fn h2_with(
 async fn http2_requests_with_their_whole_body_take_raw_upstream_connections() {
     let up = scripted().await;
     let p = proxy(&up).await;
-    let mut c = h2_client(&p).await;
+    let (mut c, _) = h2_client(&p).await;
 
     // Chunks are decoded into DATA frames, the trailer section into HTTP/2 trailers, and the
     // upstream connection is reused afterwards.
@@ -635,7 +634,7 @@ async fn large_response_bodies_arrive_whole_on_both_paths_and_leave_the_connecti
         assert_eq!(r.status(), 200);
         assert!(r.body == big_body(), "HTTP/1.1 body differs");
     }
-    let mut c = h2_client(&p).await;
+    let (mut c, _) = h2_client(&p).await;
     for _ in 0..2 {
         let req = hyper::Request::get("http://wire.test/big-body")
             .body(http_body_util::Full::new(bytes::Bytes::new()))
@@ -676,8 +675,6 @@ async fn the_listeners_hcm_sets_the_connection_timeouts() {
         std::time::Duration::from_millis,
         std::time::Duration::from_secs(60),
     );
-    let closed =
-        |s: TcpStream| async move { String::from_utf8_lossy(&closed(s).await).into_owned() };
     // Headers that stop coming, with the idle timer far off: 408, then the close.
     p.shared().apply(with_timeouts(long, ms(300))).unwrap();
     let mut s = connect(&p).await;
@@ -717,12 +714,7 @@ async fn the_listeners_hcm_sets_the_connection_timeouts() {
     let rest = closed(s).await;
     assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
     // HTTP/2 (served by hyper): idle after one request, the proxy ends the connection.
-    let io = hyper_util::rt::TokioIo::new(connect(&p).await);
-    let (mut c, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut c, conn) = h2_client(&p).await;
     assert_eq!(h2(&mut c, "GET", "/echo").await.0, 200);
     tokio::time::timeout(std::time::Duration::from_secs(10), conn)
         .await

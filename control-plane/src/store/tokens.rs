@@ -42,23 +42,6 @@ fn record(row: &sqlx::any::AnyRow) -> Result<TokenRecord, StoreError> {
 }
 
 impl Store {
-    /// Makes a token; returns it and its secret (shown once, stored only hashed). `tenant-admin`
-    /// needs a tenant; a tenant must exist; names are unique (`AlreadyExists`-style conflict).
-    pub async fn create_token(
-        &self,
-        name: &str,
-        role: &str,
-        tenant: &str,
-        ttl: Option<Duration>,
-        subject: Option<&str>,
-    ) -> Result<(TokenRecord, String), StoreError> {
-        let secret = auth::new_secret();
-        let record = self
-            .insert_token(name, role, tenant, ttl, subject, &secret)
-            .await?;
-        Ok((record, secret))
-    }
-
     /// Makes (or resets) the admin token `name` with a secret chosen by the operator
     /// (`GW_ADMIN_TOKEN` at start-up): role admin, every tenant, no expiry, this secret. One
     /// statement, so replicas starting together on a fresh userdb do not trip over each other.
@@ -95,15 +78,16 @@ impl Store {
         self.token(name).await
     }
 
-    async fn insert_token(
+    /// Makes a token; returns it and its secret (shown once, stored only hashed). `tenant-admin`
+    /// needs a tenant; a tenant must exist; names are unique (`AlreadyExists`-style conflict).
+    pub async fn create_token(
         &self,
         name: &str,
         role: &str,
         tenant: &str,
         ttl: Option<Duration>,
         subject: Option<&str>,
-        secret: &str,
-    ) -> Result<TokenRecord, StoreError> {
+    ) -> Result<(TokenRecord, String), StoreError> {
         validate_name("name", name)?;
         if let Some(s) = subject {
             if s.is_empty() || s.chars().count() > 64 || s.chars().any(char::is_control) {
@@ -163,12 +147,13 @@ impl Store {
             }
         }
         let now = self.now_ms();
+        let secret = auth::new_secret();
         let expires = ttl.map(|t| now + t.as_millis() as i64);
         let r = sqlx::query(
             "INSERT INTO gw_tokens (name, hash, role, tenant, created_at, expires_at, subject) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(name)
-        .bind(auth::hash(secret))
+        .bind(auth::hash(&secret))
         .bind(role.as_str())
         .bind(tenant)
         .bind(now)
@@ -187,14 +172,15 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        Ok(TokenRecord {
+        let record = TokenRecord {
             name: name.to_owned(),
             role,
             tenant: tenant.to_owned(),
             created_at_ms: now,
             expires_at_ms: expires,
             subject: subject.map(str::to_owned),
-        })
+        };
+        Ok((record, secret))
     }
 
     /// One token by name.

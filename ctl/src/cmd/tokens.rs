@@ -10,10 +10,7 @@ fn when(ms: i64) -> String {
     if ms <= 0 {
         return "never".into();
     }
-    crate::output::time(Some(&prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }))
+    crate::output::time_ms(ms)
 }
 
 fn scope(t: &pb::Token) -> &str {

@@ -183,9 +183,6 @@ pub async fn serve_connection(
                 return;
             }
         };
-        // A head that came in pieces may have left the timer armed past the idle deadline
-        // that starts when this exchange ends; it is brought back then (below).
-        let came_in_pieces = head_since.take().is_some();
         head.own(buf.split_to(n).freeze());
         let f = h1::framing(&head);
         let len = match f.body {
@@ -224,7 +221,9 @@ pub async fn serve_connection(
             let _ = io.shutdown().await;
             return;
         }
-        if came_in_pieces {
+        // A head that came in pieces may have left the timer armed past the idle deadline that
+        // starts now.
+        if head_since.take().is_some() {
             timer
                 .as_mut()
                 .reset(arm(deadline(&timeouts, waiting_since, None)));
