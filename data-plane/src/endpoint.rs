@@ -19,8 +19,9 @@ pub fn clock_ms() -> u64 {
 /// [`clock_ms`] at `now`, for a caller that has just read the clock.
 pub fn clock_ms_at(now: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    now.saturating_duration_since(*START.get_or_init(Instant::now))
-        .as_millis() as u64
+    let d = now.saturating_duration_since(*START.get_or_init(Instant::now));
+    // Not `as_millis`: its 128-bit division showed per request.
+    d.as_secs() * 1000 + u64::from(d.subsec_millis())
 }
 
 /// Breaker transitions counted per endpoint, in this order.
@@ -130,15 +131,16 @@ impl Endpoint {
 
     /// Marks a request as started; the guard ends it (and must be given the outcome).
     pub fn start(self: &Arc<Self>) -> InFlight {
-        self.start_as(false)
+        self.start_at(Instant::now(), false)
     }
 
-    /// Like [`start`](Self::start); `probe` when the breaker admitted it as a half-open probe.
-    pub fn start_as(self: &Arc<Self>, probe: bool) -> InFlight {
+    /// Like [`start`](Self::start), started at `now` (a clock the caller has just read);
+    /// `probe` when the breaker admitted it as a half-open probe.
+    pub fn start_at(self: &Arc<Self>, now: Instant, probe: bool) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight {
             ep: self.clone(),
-            started: Instant::now(),
+            started: now,
             done: false,
             probe,
         }

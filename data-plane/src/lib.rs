@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod breaker;
 pub mod config;
+pub mod drain;
 pub mod endpoint;
 pub mod health;
 pub mod lb;

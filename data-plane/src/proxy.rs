@@ -13,7 +13,8 @@
 //!   goes through hyper's client, which streams it.
 //!
 //! Per request: one atomic load of the config, a route lookup, a balancer pick, a pooled
-//! connection from a lock-free queue, and atomic counter updates — no locks. Headers follow
+//! connection from its endpoint's idle stack (an uncontended lock held for a pop and a push),
+//! and atomic counter updates. Headers follow
 //! Envoy: hop-by-hop headers removed, `x-forwarded-for` appended, `x-request-id` kept or
 //! generated, `Host` preserved.
 //!
@@ -184,7 +185,18 @@ pub async fn handle(
         Whole::Refused(status, msg) => (local(status, msg), None, None, ""),
         Whole::Raw(request) => {
             let mut ex = native::Native::new(&request, replayable, method == Method::HEAD);
-            let out = forward::forward(&cfg, route, ctx, replayable, &mut ex).await;
+            let out = forward::forward(
+                &cfg,
+                route,
+                ctx,
+                replayable,
+                &mut ex,
+                // The route's timeout runs from the end of the request (Envoy's), here after
+                // any body was read.
+                Instant::now(),
+                &mut forward::PerTry,
+            )
+            .await;
             let (response, err) = match out.reply {
                 forward::Reply::Upstream((conn, ep)) => match raw::response(conn, ep) {
                     Some(r) => (
@@ -204,7 +216,16 @@ pub async fn handle(
         }
         Whole::Stream(body) => {
             let mut ex = forward::HyperExchange::new(parts, body);
-            let out = forward::forward(&cfg, route, ctx, false, &mut ex).await;
+            let out = forward::forward(
+                &cfg,
+                route,
+                ctx,
+                false,
+                &mut ex,
+                Instant::now(),
+                &mut forward::PerTry,
+            )
+            .await;
             let response = match out.reply {
                 forward::Reply::Upstream((resp, conn, ep)) => {
                     let (mut head, body) = resp.into_parts();

@@ -177,6 +177,8 @@ pub struct Shared {
     pub node_id: String,
     /// See [`ProxyConfig::idle_timeout`].
     pub idle_timeout: Duration,
+    /// Started when the proxy drains (downstream connections watch it).
+    pub drain: crate::drain::Drain,
 }
 
 impl Shared {
@@ -225,6 +227,7 @@ impl Proxy {
             no_route: AtomicU64::new(0),
             node_id: cfg.node_id.clone(),
             idle_timeout: cfg.idle_timeout,
+            drain: Default::default(),
         });
         let (event_tx, event_rx) = tokio::sync::mpsc::unbounded_channel();
         let _ = shared.registries.endpoints.events.set(event_tx);
@@ -351,13 +354,7 @@ async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = proxy::native::serve_connection(
-            stream,
-            peer,
-            shared.clone(),
-            hyper.clone(),
-            stop.clone(),
-        );
+        let conn = proxy::native::serve_connection(stream, peer, shared.clone(), hyper.clone());
         let open = open_tx.clone();
         tokio::spawn(async move {
             conn.await;
@@ -366,6 +363,7 @@ async fn serve(
     }
     // New connections are refused from here on; in-flight ones finish or hit the deadline.
     drop(listener);
+    shared.drain.start();
     drop(open_tx);
     tokio::select! {
         _ = open_rx.recv() => tracing::info!("drained"),

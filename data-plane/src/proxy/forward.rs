@@ -17,7 +17,9 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -73,6 +75,26 @@ pub trait Exchange {
     ) -> impl std::future::Future<Output = Try<Self::Answer>>;
     /// The answer's status.
     fn status(a: &Self::Answer) -> u16;
+}
+
+/// How [`forward`] bounds a try by its deadline.
+pub trait TryTimer {
+    /// `f`'s output, or `None` when `at` passes first. `f` is pinned by the caller, so the
+    /// try's future is not copied into this one's.
+    fn within<F: Future>(
+        &mut self,
+        at: Instant,
+        f: Pin<&mut F>,
+    ) -> impl Future<Output = Option<F::Output>>;
+}
+
+/// A timer of its own for each try.
+pub struct PerTry;
+
+impl TryTimer for PerTry {
+    async fn within<F: Future>(&mut self, at: Instant, f: Pin<&mut F>) -> Option<F::Output> {
+        tokio::time::timeout_at(at.into(), f).await.ok()
+    }
 }
 
 /// The balancer's input for this request: the hash of what the route hashes on.
@@ -211,13 +233,16 @@ impl Exchange for HyperExchange {
 }
 
 /// Forwards the request `ex` carries per `route`; `replayable` when its body is known empty
-/// (only such a request is retried).
+/// (only such a request is retried). `started` is when the request arrived (the route's timeout
+/// runs from then); `timer` bounds each try.
 pub async fn forward<E: Exchange>(
     cfg: &RuntimeConfig,
     route: &Route,
     ctx: PickContext,
     replayable: bool,
     ex: &mut E,
+    started: Instant,
+    timer: &mut impl TryTimer,
 ) -> Outcome<E::Answer> {
     let name = route.target.pick(fast_rand() as u32);
     let Some(mut cluster) = cfg.clusters.get(name).cloned() else {
@@ -234,14 +259,20 @@ pub async fn forward<E: Exchange>(
     };
     let retry = route.retry.as_ref().filter(|_| replayable);
     let attempts = retry.map_or(0, |r| r.attempts);
-    let deadline = route.timeout.map(|t| Instant::now() + t);
+    let deadline = route.timeout.map(|t| started + t);
     let per_try = retry.and_then(|r| r.per_try_timeout);
     let mut used_fallback = false;
     let mut last: Option<Outcome<E::Answer>> = None;
     let mut _retrying: Option<Held> = None;
     let mut _fallback_request: Option<Held> = None;
     for attempt in 0..=attempts {
-        let picked = match pick_admitted(&cluster, ctx) {
+        // The first try starts as the request arrived (one clock read less per request).
+        let now = if attempt == 0 {
+            started
+        } else {
+            Instant::now()
+        };
+        let picked = match pick_admitted(&cluster, ctx, now) {
             Some(p) => Some(p),
             None => match cluster
                 .fallback
@@ -257,7 +288,7 @@ pub async fn forward<E: Exchange>(
                     };
                     _fallback_request = Some(unit);
                     cluster = fb.clone();
-                    pick_admitted(&cluster, ctx)
+                    pick_admitted(&cluster, ctx, now)
                 }
                 None => None,
             },
@@ -271,18 +302,20 @@ pub async fn forward<E: Exchange>(
         // This try's deadline: the route's, or sooner by the per-try timeout.
         let limit = match (per_try, deadline) {
             (Some(t), d) => {
-                let at = Instant::now() + t;
+                let at = now + t;
                 Some(d.map_or(at, |d| d.min(at)))
             }
             (None, d) => d,
         };
-        let guard = ep.start_as(probe);
-        let exchange = ex.send(&cluster, &ep);
+        let guard = ep.start_at(now, probe);
+        // The try's future is made where it is awaited (a local holding it first would keep a
+        // second slot for it in this future's state, and copy it in between).
         let result = match limit {
-            Some(at) => tokio::time::timeout_at(at.into(), exchange)
+            Some(at) => timer
+                .within(at, pin!(ex.send(&cluster, &ep)))
                 .await
                 .unwrap_or(Try::TimedOut),
-            None => exchange.await,
+            None => ex.send(&cluster, &ep).await,
         };
         let more = attempt < attempts;
         // A retry is made only while the cluster's `max_retries` allows.
@@ -397,11 +430,12 @@ fn overflow<A>(cluster: Arc<ClusterRt>) -> Outcome<A> {
 fn pick_admitted(
     cluster: &crate::config::ClusterRt,
     ctx: crate::lb::PickContext,
+    now: Instant,
 ) -> Option<(usize, std::sync::Arc<crate::endpoint::Endpoint>, bool)> {
     for _ in 0..cluster.endpoints.len().max(1) {
         let i = cluster.pick(ctx)?;
         let ep = cluster.endpoints.get(i)?.clone();
-        let (admit, transition) = ep.breaker.load().admit(crate::endpoint::clock_ms());
+        let (admit, transition) = ep.breaker.load().admit(crate::endpoint::clock_ms_at(now));
         ep.note(transition);
         match admit {
             crate::breaker::Admit::Yes => return Some((i, ep, false)),

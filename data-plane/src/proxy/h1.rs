@@ -100,26 +100,13 @@ impl Head {
 
     /// Parses a response head at the start of `buf`; on `Done` call [`Head::own`].
     pub fn parse_response(&mut self, buf: &[u8]) -> Parsed {
-        // Most responses have few headers: a small array first, the full one when needed.
-        let mut few = [httparse::EMPTY_HEADER; 24];
-        match self.parse_response_with(buf, &mut few) {
-            Err(httparse::Error::TooManyHeaders) => {
-                let mut many = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                self.parse_response_with(buf, &mut many)
-                    .unwrap_or(Parsed::Invalid)
-            }
-            r => r.unwrap_or(Parsed::Invalid),
-        }
-    }
-
-    fn parse_response_with<'b>(
-        &mut self,
-        buf: &'b [u8],
-        hs: &mut [httparse::Header<'b>],
-    ) -> Result<Parsed, httparse::Error> {
-        let mut resp = httparse::Response::new(hs);
-        Ok(match resp.parse(buf)? {
-            httparse::Status::Complete(n) => {
+        // Uninitialised: no array of empty headers written for each response.
+        let mut hs = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, buf, &mut hs)
+        {
+            Ok(httparse::Status::Complete(n)) => {
                 // "HTTP/1.x " is 9 bytes; the rest of the line is code and reason.
                 let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n');
                 let line_end = line_end.unwrap_or(9).max(9);
@@ -130,8 +117,9 @@ impl Head {
                 self.set_headers(buf, resp.headers);
                 Parsed::Done(n)
             }
-            httparse::Status::Partial => Parsed::Partial,
-        })
+            Ok(httparse::Status::Partial) => Parsed::Partial,
+            Err(_) => Parsed::Invalid,
+        }
     }
 
     fn set_headers(&mut self, buf: &[u8], headers: &[httparse::Header<'_>]) {
@@ -159,35 +147,41 @@ impl crate::router::Headers for Head {
 
 /// Whether a header is hop-by-hop (never forwarded as is).
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    const HOP: [&[u8]; 8] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    ];
-    HOP.iter()
-        .any(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name))
+    // By length first: most names are compared with nothing.
+    let hop: &[&[u8]] = match name.len() {
+        2 => &[b"te"],
+        7 => &[b"trailer", b"upgrade"],
+        10 => &[b"connection", b"keep-alive"],
+        17 => &[b"transfer-encoding"],
+        18 => &[b"proxy-authenticate"],
+        19 => &[b"proxy-authorization"],
+        _ => return false,
+    };
+    hop.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// The tokens of a head's `Connection` headers that name other headers (not `close` or
 /// `keep-alive`): those headers are hop-by-hop for this message (RFC 9110 §7.6.1). A token naming
 /// `Content-Length` is ignored: the length frames the body the proxy passes on.
 pub fn connection_named(head: &Head) -> Vec<&[u8]> {
-    head.iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
-        .flat_map(|(_, v)| v.split(|&b| b == b','))
-        .map(|t| t.trim_ascii())
-        .filter(|t| {
-            !t.is_empty()
+    // Plain loops: this runs for every response, and most name nothing (no allocation then).
+    let mut named = Vec::new();
+    for (name, value) in head.iter() {
+        if name.len() != 10 || !name.eq_ignore_ascii_case(b"connection") {
+            continue;
+        }
+        for t in value.split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if !t.is_empty()
                 && !t.eq_ignore_ascii_case(b"close")
                 && !t.eq_ignore_ascii_case(b"keep-alive")
                 && !t.eq_ignore_ascii_case(b"content-length")
-        })
-        .collect()
+            {
+                named.push(t);
+            }
+        }
+    }
+    named
 }
 
 impl Head {
@@ -197,6 +191,93 @@ impl Head {
         self.iter().filter(move |(name, _)| {
             !is_hop_by_hop(name) && !named.iter().any(|n| n.eq_ignore_ascii_case(name))
         })
+    }
+
+    /// Appends the start line (as `HTTP/1.1`) and the header lines `keep` accepts to `out`,
+    /// each with its line end. Lines go as received where they can (a plain start line, every
+    /// header line; OWS and case kept, as HAProxy passes them), and lines that follow each
+    /// other in the head go in one copy: a request none of whose headers is dropped is a single
+    /// copy.
+    pub fn copy_lines<'h>(
+        &'h self,
+        out: &mut Vec<u8>,
+        mut keep: impl FnMut(&'h [u8], &'h [u8]) -> bool,
+    ) {
+        let b = &self.bytes[..];
+        let mut lines = Lines { b, run: None };
+        match self.plain_start_line() {
+            Some((s, e)) => lines.push(out, s, e),
+            None if self.status == 0 => {
+                out.extend_from_slice(self.first.of_bytes(b));
+                out.push(b' ');
+                out.extend_from_slice(self.target.of_bytes(b));
+                out.extend_from_slice(b" HTTP/1.1\r\n");
+            }
+            None => {
+                out.extend_from_slice(b"HTTP/1.1 ");
+                out.extend_from_slice(self.first.of_bytes(b));
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        for &(name, value) in &self.headers {
+            if keep(name.of_bytes(b), value.of_bytes(b)) {
+                lines.push(out, name.0 as usize, value.1 as usize);
+            }
+        }
+        lines.flush(out);
+    }
+
+    /// [`copy_lines`](Self::copy_lines) of the end-to-end headers.
+    pub fn copy_end_to_end(&self, out: &mut Vec<u8>) {
+        let named = connection_named(self);
+        self.copy_lines(out, |name, _| {
+            !is_hop_by_hop(name) && !named.iter().any(|n| n.eq_ignore_ascii_case(name))
+        });
+    }
+
+    /// Where the start line is in the head (line end excluded) when it can go as received:
+    /// `METHOD SP target SP HTTP/1.1` (requests), `HTTP/1.1 SP status` (responses).
+    fn plain_start_line(&self) -> Option<(usize, usize)> {
+        const V11: &[u8] = b"HTTP/1.1";
+        let b = &self.bytes[..];
+        let (first, target) = (self.first.0 as usize, self.first.1 as usize);
+        if self.status != 0 {
+            // A response's `first` is what follows "HTTP/1.x ".
+            return (first == 9 && b.starts_with(V11) && b[8] == b' ').then_some((0, target));
+        }
+        let (t0, t1) = (self.target.0 as usize, self.target.1 as usize);
+        (first == 0
+            && b.get(target) == Some(&b' ')
+            && t0 == target + 1
+            && b.get(t1) == Some(&b' ')
+            && b.get(t1 + 1..t1 + 9) == Some(V11))
+        .then_some((0, t1 + 9))
+    }
+}
+
+/// Copies spans of a head to an output as lines, spans one CRLF apart in the head as one copy.
+struct Lines<'a> {
+    b: &'a [u8],
+    /// The span being gathered.
+    run: Option<(usize, usize)>,
+}
+
+impl Lines<'_> {
+    fn push(&mut self, out: &mut Vec<u8>, start: usize, end: usize) {
+        self.run = match self.run {
+            Some((s, e)) if self.b.get(e..start) == Some(b"\r\n") => Some((s, end)),
+            _ => {
+                self.flush(out);
+                Some((start, end))
+            }
+        };
+    }
+
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        if let Some((s, e)) = self.run.take() {
+            out.extend_from_slice(&self.b[s..e]);
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -226,6 +307,8 @@ pub struct Framing {
     /// proxy that drops `Transfer-Encoding` could not pass on). A request like that goes to hyper
     /// (which decodes or refuses it); a response like that is a broken upstream (502).
     pub bad_length: bool,
+    /// A `Host` header is present.
+    pub host: bool,
 }
 
 /// Reads `Content-Length`, `Transfer-Encoding` and `Connection` of a head.
@@ -236,6 +319,7 @@ pub fn framing(head: &Head) -> Framing {
         close: !head.http11,
         unusual: false,
         bad_length: false,
+        host: false,
     };
     let mut chunked = false;
     // A transfer coding other than a lone `chunked`: the body (of a response) runs to the close.
@@ -278,6 +362,7 @@ pub fn framing(head: &Head) -> Framing {
                     }
                 }
             }
+            4 if name.eq_ignore_ascii_case(b"host") => f.host = true,
             7 if name.eq_ignore_ascii_case(b"upgrade") => f.unusual = true,
             6 if name.eq_ignore_ascii_case(b"expect") => f.unusual = true,
             _ => {}
@@ -428,6 +513,53 @@ impl Chunks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lines(h: &Head, drop: &str) -> String {
+        let mut out = Vec::new();
+        h.copy_lines(&mut out, |name, _| {
+            !name.eq_ignore_ascii_case(drop.as_bytes())
+        });
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn header_lines_go_as_received_less_the_dropped_ones() {
+        let raw = "GET /a?b HTTP/1.1\r\nHost: x\r\nX-Drop: 1\r\nx-a:  spaced \t\r\nX-B:\r\n\r\n";
+        let h = head(raw, false);
+        assert_eq!(
+            lines(&h, "x-drop"),
+            "GET /a?b HTTP/1.1\r\nHost: x\r\nx-a:  spaced\r\nX-B:\r\n"
+        );
+        assert_eq!(
+            lines(&h, "none"),
+            "GET /a?b HTTP/1.1\r\nHost: x\r\nX-Drop: 1\r\nx-a:  spaced\r\nX-B:\r\n"
+        );
+        assert_eq!(
+            lines(&h, "host"),
+            "GET /a?b HTTP/1.1\r\nX-Drop: 1\r\nx-a:  spaced\r\nX-B:\r\n"
+        );
+    }
+
+    #[test]
+    fn start_lines_not_sent_as_received_are_rebuilt() {
+        // A leading empty line, bare LF line ends, an HTTP/1.0 response.
+        let h = head("\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", false);
+        assert_eq!(lines(&h, "none"), "GET / HTTP/1.1\r\nHost: x\r\n");
+        let h = head("GET / HTTP/1.1\nHost: x\nA: b\n\n", false);
+        assert_eq!(lines(&h, "none"), "GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n");
+        let h = head("HTTP/1.0 200 OK\r\nA: b\r\n\r\n", true);
+        assert_eq!(lines(&h, "none"), "HTTP/1.1 200 OK\r\nA: b\r\n");
+        let h = head(
+            "HTTP/1.1 404 Not Found\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\nA: b\r\n\r\n",
+            true,
+        );
+        let mut out = Vec::new();
+        h.copy_end_to_end(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 404 Not Found\r\nA: b\r\n"
+        );
+    }
 
     /// Decodes `body` fed in pieces split at `cut`: the data and the trailer section.
     fn decode_split(body: &[u8], cut: usize) -> Result<(Vec<u8>, Vec<u8>), BadChunk> {

@@ -77,26 +77,36 @@ pub fn append_forwarded_for(h: &mut HeaderMap, ip: &HeaderValue) {
 
 /// A random UUID v4, as Envoy generates for `x-request-id`.
 pub fn request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&request_id_bytes()).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// [`request_id`]'s text (ASCII), for a caller that writes it out itself.
+pub fn request_id_bytes() -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let a = crate::lb::fast_rand();
-    let b = crate::lb::fast_rand();
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&a.to_le_bytes());
-    bytes[8..].copy_from_slice(&b.to_le_bytes());
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut out = [0u8; 36];
-    let mut o = 0;
-    for (i, byte) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out[o] = b'-';
+    // Where the 32 hex digits go in `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`.
+    const AT: [u8; 32] = {
+        let mut at = [0u8; 32];
+        let (mut i, mut o) = (0, 0);
+        while i < 32 {
+            if matches!(o, 8 | 13 | 18 | 23) {
+                o += 1;
+            }
+            at[i] = o as u8;
+            i += 1;
             o += 1;
         }
-        out[o] = HEX[usize::from(byte >> 4)];
-        out[o + 1] = HEX[usize::from(byte & 0xf)];
-        o += 2;
+        at
+    };
+    let mut x = u128::from(crate::lb::fast_rand()) << 64 | u128::from(crate::lb::fast_rand());
+    // Version 4 (the 13th digit), variant 10 (the top bits of the 17th).
+    x = (x & !(0xf << 76)) | (0x4 << 76);
+    x = (x & !(0x3 << 62)) | (0x2 << 62);
+    let mut out = *b"00000000-0000-0000-0000-000000000000";
+    for (byte, at) in x.to_be_bytes().into_iter().zip(AT.chunks_exact(2)) {
+        out[usize::from(at[0])] = HEX[usize::from(byte >> 4)];
+        out[usize::from(at[1])] = HEX[usize::from(byte & 0xf)];
     }
-    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
+    out
 }
 
 #[cfg(test)]
@@ -137,5 +147,15 @@ mod tests {
         assert_eq!(s.len(), 36);
         assert_eq!(&s[14..15], "4");
         assert_eq!(s.matches('-').count(), 4);
+        for s in (0..64).map(|_| request_id_bytes()) {
+            let s = std::str::from_utf8(&s).unwrap_or_default();
+            let dashes: Vec<usize> = s.match_indices('-').map(|(i, _)| i).collect();
+            assert_eq!(dashes, [8, 13, 18, 23], "{s}");
+            assert!(s.chars().all(|c| c == '-' || c.is_ascii_hexdigit()), "{s}");
+            assert!(
+                matches!(&s[19..20], "8" | "9" | "a" | "b"),
+                "variant 10: {s}"
+            );
+        }
     }
 }

@@ -23,8 +23,9 @@ use super::upstream::RawConn;
 use super::{Asked, Done, Downstream};
 use crate::config::listener::{wait_deadline, Timeouts};
 use crate::config::ClusterRt;
+use crate::drain::Drain;
 use crate::endpoint::Endpoint;
-use crate::server::{stopped, Shared};
+use crate::server::Shared;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -37,7 +38,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 /// Request bodies up to this size are read whole before forwarding; larger ones go to hyper,
 /// which streams them.
@@ -99,8 +99,8 @@ pub async fn serve_connection(
     peer: SocketAddr,
     shared: Arc<Shared>,
     hyper: Arc<HyperServer>,
-    mut stop: watch::Receiver<bool>,
 ) {
+    let mut drained = shared.drain.waiter();
     let down = Arc::new(Downstream::new(peer));
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut up = Vec::with_capacity(1024);
@@ -146,14 +146,14 @@ pub async fn serve_connection(
                     }
                     _ => {
                         let t = (timeouts.idle_or(shared.idle_timeout), timeouts.head());
-                        return hand_off(io, buf.freeze(), down, shared, &hyper, stop, t).await;
+                        return hand_off(io, buf.freeze(), down, shared.clone(), &hyper, t).await;
                     }
                 }
             }
             let read = tokio::select! {
                 r = fill(&mut io, &mut buf) => r,
                 // Idle between requests: a drain closes the connection here.
-                _ = stopped(&mut stop), if buf.is_empty() => return,
+                _ = drained.wait(), if buf.is_empty() => return,
                 _ = timer.as_mut() => {
                     timeouts = shared.config.load().timeouts;
                     let now = tokio::time::Instant::now();
@@ -192,14 +192,14 @@ pub async fn serve_connection(
         if f.unusual
             || len == usize::MAX
             || !head.http11
-            || !head.target().starts_with('/')
-            || head.get("host").is_none()
+            || !head.target.of_bytes(&head.bytes).starts_with(b"/")
+            || !f.host
         {
             let mut all = BytesMut::with_capacity(head.bytes.len() + buf.len());
             all.extend_from_slice(&head.bytes);
             all.extend_from_slice(&buf);
             let t = (timeouts.idle_or(shared.idle_timeout), timeouts.head());
-            return hand_off(io, all.freeze(), down, shared, &hyper, stop, t).await;
+            return hand_off(io, all.freeze(), down, shared.clone(), &hyper, t).await;
         }
         while buf.len() < len {
             match tokio::time::timeout(BODY_READ_TIMEOUT, fill(&mut io, &mut buf)).await {
@@ -208,13 +208,14 @@ pub async fn serve_connection(
             }
         }
         let body = buf.split_to(len);
-        let close = f.close || *stop.borrow();
+        let close = f.close || shared.drain.draining();
         let state = ConnState {
             pipelined: &mut buf,
             up: &mut up,
             out: &mut out,
-            stop: &stop,
+            drain: &shared.drain,
             ended: &mut waiting_since,
+            timer: timer.as_mut(),
         };
         let ok = exchange(&shared, &down, &head, &body, close, &mut io, state).await;
         if !ok {
@@ -240,9 +241,47 @@ struct ConnState<'a> {
     /// Response heads and local replies.
     out: &'a mut Vec<u8>,
     /// True once the proxy drains: the response in flight says `connection: close`.
-    stop: &'a watch::Receiver<bool>,
+    drain: &'a Drain,
     /// Set to when the exchange ended (the connection is idle from then).
     ended: &'a mut tokio::time::Instant,
+    /// The connection's timer, which bounds the tries too (see [`ConnTimer`]).
+    timer: Pin<&'a mut tokio::time::Sleep>,
+}
+
+/// A connection's one timer as [`forward`](forward::forward) bounds its tries with it. It is
+/// moved to a try's deadline only when set later than that, and when it fires early (set for an
+/// earlier request, or for the idle wait), it is moved on to the deadline. Back-to-back requests
+/// on a connection then touch the timer wheel about twice per route timeout, not twice per
+/// request as a timer per try does; the connection loop re-arms it for the idle wait when it
+/// fires there.
+struct ConnTimer<'a>(Pin<&'a mut tokio::time::Sleep>);
+
+impl forward::TryTimer for ConnTimer<'_> {
+    async fn within<F: std::future::Future>(
+        &mut self,
+        at: Instant,
+        f: Pin<&mut F>,
+    ) -> Option<F::Output> {
+        let at = tokio::time::Instant::from_std(at);
+        if self.0.deadline() > at {
+            self.0.as_mut().reset(at);
+        }
+        let timer = &mut self.0;
+        let passed = async move {
+            loop {
+                timer.as_mut().await;
+                if tokio::time::Instant::now() >= at {
+                    return;
+                }
+                timer.as_mut().reset(at);
+            }
+        };
+        tokio::select! {
+            biased;
+            r = f => Some(r),
+            () = passed => None,
+        }
+    }
 }
 
 /// Resolves when the client hangs up (end of stream or an error), reading whatever else it
@@ -280,13 +319,16 @@ async fn exchange(
         pipelined,
         up,
         out,
-        stop,
+        drain,
         ended,
+        timer,
     } = state;
     let started = Instant::now();
     let cfg = shared.config.load_full();
     let host = std::str::from_utf8(head.get("host").unwrap_or_default()).unwrap_or("");
-    let Some(route) = cfg.routes.find(host, head.method(), head.target(), head) else {
+    // Checked as UTF-8 once (httparse has: method a token, target visible ASCII).
+    let (method, target) = (head.method(), head.target());
+    let Some(route) = cfg.routes.find(host, method, target, head) else {
         shared.no_route.fetch_add(1, Ordering::Relaxed);
         let ok = write_local(
             io,
@@ -302,25 +344,21 @@ async fn exchange(
     };
     // The upstream request, whole: request line, headers, body.
     up.clear();
-    up.extend_from_slice(head.method().as_bytes());
-    up.push(b' ');
-    up.extend_from_slice(head.target().as_bytes());
-    up.extend_from_slice(b" HTTP/1.1\r\n");
     let mut forwarded_for: Option<&[u8]> = None;
     let mut request_id: Option<&[u8]> = None;
-    for (name, value) in head.iter() {
+    head.copy_lines(up, |name, value| {
         if h1::is_hop_by_hop(name) {
-            continue;
+            return false;
         }
         if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             forwarded_for.get_or_insert(value);
-            continue;
+            return false;
         }
         if name.eq_ignore_ascii_case(b"x-request-id") {
             request_id.get_or_insert(value);
         }
-        put_header(up, name, value);
-    }
+        true
+    });
     up.extend_from_slice(b"x-forwarded-for: ");
     if let Some(prev) = forwarded_for {
         up.extend_from_slice(prev);
@@ -332,9 +370,9 @@ async fn exchange(
     let request_id = match request_id {
         Some(id) => id,
         None => {
-            generated = headers::request_id();
-            put_header(up, b"x-request-id", generated.as_bytes());
-            generated.as_bytes()
+            generated = headers::request_id_bytes();
+            put_header(up, b"x-request-id", &generated);
+            &generated[..]
         }
     };
     up.extend_from_slice(b"\r\n");
@@ -342,15 +380,16 @@ async fn exchange(
 
     let ctx = forward::pick_context(route, down.peer, head);
     let replayable = body.is_empty();
-    let mut ex = Native::new(up.as_slice(), replayable, head.method() == "HEAD");
+    let mut ex = Native::new(up.as_slice(), replayable, method == "HEAD");
     // A client that hangs up while the upstream works gets its request dropped (no verdict on
     // the endpoint), as hyper and Envoy do.
+    let mut timer = ConnTimer(timer);
     let outcome = tokio::select! {
         biased;
-        o = forward::forward(&cfg, route, ctx, replayable, &mut ex) => o,
+        o = forward::forward(&cfg, route, ctx, replayable, &mut ex, started, &mut timer) => o,
         _ = hung_up(io, pipelined) => return false,
     };
-    let close = close || *stop.borrow();
+    let close = close || drain.draining();
     let (status, ok) = match outcome.reply {
         Reply::Local(status, msg, overloaded) => (
             status.as_u16(),
@@ -371,9 +410,9 @@ async fn exchange(
     };
     let now = done.record(shared, down.peer, || Asked {
         request_id: String::from_utf8_lossy(request_id).into_owned(),
-        method: head.method().to_owned(),
+        method: method.to_owned(),
         authority: host.to_owned(),
-        path: head.target().to_owned(),
+        path: target.to_owned(),
     });
     *ended = now.into();
     ok
@@ -428,12 +467,7 @@ async fn relay(
 ) -> bool {
     let body = conn.body;
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(conn.head.first.of_bytes(&conn.head.bytes));
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in conn.head.end_to_end() {
-        put_header(out, name, value);
-    }
+    conn.head.copy_end_to_end(out);
     // Chunks pass through as they came, so their framing header goes with them.
     if body == BodyLen::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -632,7 +666,6 @@ async fn hand_off(
     down: Arc<Downstream>,
     shared: Arc<Shared>,
     hyper: &HyperServer,
-    mut stop: watch::Receiver<bool>,
     (idle, head): (Option<Duration>, Duration),
 ) {
     use futures::FutureExt;
@@ -645,6 +678,8 @@ async fn hand_off(
         .header_read_timeout(idle.map_or(head, |i| i.min(head)));
     let activity = Arc::new(Activity::new());
     let active = activity.clone();
+    let drain = shared.clone();
+    let mut drained = drain.drain.waiter();
     let svc = hyper::service::service_fn(move |req| {
         let stream = Active::start(&active);
         // Boxed: hyper moves the future it is given into a task per HTTP/2 stream, and the
@@ -660,7 +695,7 @@ async fn hand_off(
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
-        _ = stopped(&mut stop) => {}
+        _ = drained.wait() => {}
         // No request in flight for the idle timeout: HTTP/2 gets GOAWAY, then the close.
         _ = activity.idle_for(idle) => {}
     }

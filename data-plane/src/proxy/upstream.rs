@@ -1,21 +1,22 @@
 //! Pooled keep-alive HTTP/1.1 connections to one endpoint.
 //!
-//! Idle connections wait in a lock-free queue owned by the [`Endpoint`](crate::endpoint::Endpoint),
-//! so they survive config updates that keep the endpoint. A connection is checked out for one
+//! Idle connections wait in a stack owned by the [`Endpoint`](crate::endpoint::Endpoint), so they
+//! survive config updates that keep the endpoint; the most recently used goes out first (as
+//! Envoy's and hyper's pools), so a quiet spell lets the others age out rather than keeping every
+//! connection barely warm. A connection is checked out for one
 //! request and comes back when its response body has been read to the end ([`PooledBody`]); a
 //! body dropped half-read closes it instead, so a connection is never reused mid-response.
 
 use super::ReqBody;
 use crate::limits::{ClusterLoad, Held, Limit, Maxima};
 use bytes::{Bytes, BytesMut};
-use crossbeam_queue::SegQueue;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -62,10 +63,15 @@ pub enum CheckoutError {
     Overflow,
 }
 
-/// A raw HTTP/1.1 connection for the native path: the socket and what was read past the last
-/// response. Counted against the cluster's `max_connections` while it exists.
+/// A raw HTTP/1.1 connection for the native path, boxed: it is handed along several times per
+/// request (pool, try, answer, relay, pool), and a pointer is cheaper to move than the ~200
+/// bytes it points to. One allocation per connection, not per request.
+pub type RawConn = Box<Raw>;
+
+/// What a [`RawConn`] holds: the socket and what was read past the last response. Counted
+/// against the cluster's `max_connections` while it exists.
 #[derive(Debug)]
-pub struct RawConn {
+pub struct Raw {
     /// The socket.
     pub io: TcpStream,
     /// Bytes read and not yet used.
@@ -101,11 +107,11 @@ pub trait Pooled: Sized + Send + 'static {
 
 impl Pooled for SendRequest<ReqBody> {
     fn pop(pool: &ConnPool) -> Option<Self> {
-        pool.idle.pop()
+        locked(&pool.idle).pop()
     }
 
     fn push(pool: &ConnPool, c: Self) {
-        pool.idle.push(c);
+        locked(&pool.idle).push(c);
     }
 
     async fn alive(&mut self) -> bool {
@@ -137,7 +143,7 @@ impl Pooled for SendRequest<ReqBody> {
 
 impl Pooled for RawConn {
     fn pop(pool: &ConnPool) -> Option<Self> {
-        pool.raw_idle.pop()
+        locked(&pool.raw_idle).pop()
     }
 
     fn push(pool: &ConnPool, mut c: Self) {
@@ -146,7 +152,7 @@ impl Pooled for RawConn {
         if c.buf.is_empty() && c.buf.capacity() > IDLE_BUF_MAX {
             c.buf = BytesMut::with_capacity(IDLE_BUF);
         }
-        pool.raw_idle.push(c);
+        locked(&pool.raw_idle).push(c);
     }
 
     async fn alive(&mut self) -> bool {
@@ -171,7 +177,7 @@ impl Pooled for RawConn {
     }
 
     async fn open(stream: TcpStream, unit: Held, _addr: &str) -> Result<Self, ConnectError> {
-        Ok(RawConn {
+        Ok(Box::new(Raw {
             io: stream,
             buf: BytesMut::with_capacity(IDLE_BUF),
             reused: false,
@@ -179,8 +185,13 @@ impl Pooled for RawConn {
             body: super::h1::BodyLen::Length(0),
             close: false,
             _unit: unit,
-        })
+        }))
     }
+}
+
+/// An idle stack, locked (a panic while it was held left it whole: pushes and pops only).
+fn locked<T>(m: &Mutex<Vec<T>>) -> MutexGuard<'_, Vec<T>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The idle connections of one endpoint.
@@ -188,9 +199,10 @@ impl Pooled for RawConn {
 pub struct ConnPool {
     address: String,
     socket: Option<SocketAddr>,
-    // Grow in small blocks on demand, so idle endpoints cost almost nothing.
-    idle: SegQueue<SendRequest<ReqBody>>,
-    raw_idle: SegQueue<RawConn>,
+    // Held for a push or a pop only (an uncontended lock is one atomic operation each way, and
+    // never allocates, where a lock-free queue allocated a block every 31 pushes).
+    idle: Mutex<Vec<SendRequest<ReqBody>>>,
+    raw_idle: Mutex<Vec<RawConn>>,
     idle_count: AtomicUsize,
     /// The cluster's limits and counts.
     load: Arc<ClusterLoad>,
@@ -207,8 +219,8 @@ impl ConnPool {
         ConnPool {
             address: address.to_owned(),
             socket: address.parse().ok(),
-            idle: SegQueue::new(),
-            raw_idle: SegQueue::new(),
+            idle: Mutex::default(),
+            raw_idle: Mutex::default(),
             idle_count: AtomicUsize::new(0),
             load,
         }
@@ -237,7 +249,8 @@ impl ConnPool {
 
     /// Closes one idle connection; whether there was one.
     fn evict_one(&self) -> bool {
-        let evicted = self.idle.pop().map(drop).is_some() || RawConn::pop(self).map(drop).is_some();
+        let evicted = <SendRequest<ReqBody>>::pop(self).map(drop).is_some()
+            || RawConn::pop(self).map(drop).is_some();
         if evicted {
             self.idle_count.fetch_sub(1, Ordering::Relaxed);
         }
@@ -261,9 +274,21 @@ impl ConnPool {
                 return Ok(c);
             }
         }
+        // Connecting (and waiting) are boxed: rare, and their futures would otherwise make every
+        // checkout's state, which each request moves about, several times larger.
         if let Some(unit) = self.load.try_take(Limit::Connections, max) {
-            return Ok(self.connect(connect_timeout, unit).await?);
+            return Ok(Box::pin(self.connect(connect_timeout, unit)).await?);
         }
+        Box::pin(self.wait_for_room(connect_timeout, max, siblings)).await
+    }
+
+    /// [`checkout`](Self::checkout) at the cluster's `max_connections`: as a pending request.
+    async fn wait_for_room<C: Pooled>(
+        &self,
+        connect_timeout: Duration,
+        max: &Maxima,
+        siblings: &[Arc<crate::endpoint::Endpoint>],
+    ) -> Result<C, CheckoutError> {
         let Some(_pending) = self.load.try_take(Limit::Pending, max) else {
             return Err(CheckoutError::Overflow);
         };
