@@ -5,7 +5,7 @@
 # the medians as ratios to the faster peer. For trying a change in minutes; bench/proxy.sh is the
 # full, reported benchmark. Environment for a binary: wrap it in a script.
 #
-#   cargo build --release -p gw-bench-proxy && cp target/release/gw-bench-proxy /tmp/a
+#   cargo build --profile dist -p gw-bench-proxy && cp target/dist/gw-bench-proxy /tmp/a
 #   ... change, build, cp to /tmp/b ...
 #   ROUNDS=6 D=4s bash bench/ab.sh /tmp/a /tmp/b
 set -euo pipefail

@@ -28,10 +28,10 @@ mkdir -p "$OUT_DIR" "$ROOT/bench/results"
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 [[ -x "$PEERS/bench.sh" ]] || { echo "peer kit not found at $PEERS (set PEERS)" >&2; exit 2; }
-log "building gw-bench-proxy and gw-bench-load (release)"
+log "building gw-bench-proxy (profile dist, as gw-proxy ships) and gw-bench-load (release)"
 # Two builds: one would unify the two packages' dependency features.
-(cd "$ROOT" && cargo build --release -q -p gw-bench-proxy && cargo build --release -q -p gw-bench-load)
-BP="$ROOT/target/release/gw-bench-proxy"; LOAD="$ROOT/target/release/gw-bench-load"
+(cd "$ROOT" && cargo build --profile dist -q -p gw-bench-proxy && cargo build --release -q -p gw-bench-load)
+BP="$ROOT/target/dist/gw-bench-proxy"; LOAD="$ROOT/target/release/gw-bench-load"
 
 "$PEERS/install.sh" >"$OUT_DIR/install.log" 2>&1 || { cat "$OUT_DIR/install.log" >&2; exit 2; }
 "$PEERS/upstream.sh" start >&2

@@ -227,9 +227,14 @@ impl Head {
         lines.flush(out);
     }
 
-    /// [`copy_lines`](Self::copy_lines) of the end-to-end headers.
-    pub fn copy_end_to_end(&self, out: &mut Vec<u8>) {
-        let named = connection_named(self);
+    /// [`copy_lines`](Self::copy_lines) of the end-to-end headers; `named` as [`Framing::named`]
+    /// says (when false, no header is looked for).
+    pub fn copy_end_to_end(&self, out: &mut Vec<u8>, named: bool) {
+        let named = if named {
+            connection_named(self)
+        } else {
+            Vec::new()
+        };
         self.copy_lines(out, |name, _| {
             !is_hop_by_hop(name) && !named.iter().any(|n| n.eq_ignore_ascii_case(name))
         });
@@ -309,6 +314,8 @@ pub struct Framing {
     pub bad_length: bool,
     /// A `Host` header is present.
     pub host: bool,
+    /// A `Connection` header names other headers (see [`connection_named`]).
+    pub named: bool,
 }
 
 /// Reads `Content-Length`, `Transfer-Encoding` and `Connection` of a head.
@@ -320,6 +327,7 @@ pub fn framing(head: &Head) -> Framing {
         unusual: false,
         bad_length: false,
         host: false,
+        named: false,
     };
     let mut chunked = false;
     // A transfer coding other than a lone `chunked`: the body (of a response) runs to the close.
@@ -359,6 +367,7 @@ pub fn framing(head: &Head) -> Framing {
                         }
                     } else if !t.is_empty() {
                         f.unusual = true;
+                        f.named |= !t.eq_ignore_ascii_case(b"content-length");
                     }
                 }
             }
@@ -554,7 +563,7 @@ mod tests {
             true,
         );
         let mut out = Vec::new();
-        h.copy_end_to_end(&mut out);
+        h.copy_end_to_end(&mut out, framing(&h).named);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 404 Not Found\r\nA: b\r\n"
@@ -660,6 +669,23 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
         ] {
             assert!(framing(&head(unusual, false)).unusual, "{unusual}");
+        }
+        // Whether `Connection` names headers: what decides if a response's are looked for.
+        for (conn, named, host) in [
+            ("keep-alive, close", false, false),
+            ("close, X-Secret", true, false),
+            ("content-length", false, true),
+        ] {
+            let h = head(
+                &format!(
+                    "GET / HTTP/1.1\r\nConnection: {conn}\r\n{}\r\n",
+                    if host { "Host: a\r\n" } else { "" }
+                ),
+                false,
+            );
+            let f = framing(&h);
+            assert_eq!((f.named, f.host), (named, host), "{conn}");
+            assert_eq!(f.named, !connection_named(&h).is_empty(), "{conn}");
         }
         let r = head(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",

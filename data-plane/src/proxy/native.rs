@@ -467,7 +467,7 @@ async fn relay(
 ) -> bool {
     let body = conn.body;
     out.clear();
-    conn.head.copy_end_to_end(out);
+    conn.head.copy_end_to_end(out, conn.named);
     // Chunks pass through as they came, so their framing header goes with them.
     if body == BodyLen::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -607,6 +607,7 @@ impl Native<'_> {
                         }
                         conn.body = h1::response_body(&conn.head, &f, self.head_request);
                         conn.close = f.close;
+                        conn.named = f.named;
                         return Ok(());
                     }
                     Parsed::Partial if conn.buf.len() < h1::MAX_HEAD => {}

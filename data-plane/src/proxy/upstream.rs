@@ -84,6 +84,10 @@ pub struct Raw {
     pub body: super::h1::BodyLen,
     /// The upstream closes after that response.
     pub close: bool,
+    /// That response's `Connection` header names other headers ([`Framing::named`]).
+    ///
+    /// [`Framing::named`]: super::h1::Framing::named
+    pub named: bool,
     _unit: Held,
 }
 
@@ -184,6 +188,7 @@ impl Pooled for RawConn {
             head: super::h1::Head::default(),
             body: super::h1::BodyLen::Length(0),
             close: false,
+            named: false,
             _unit: unit,
         }))
     }
