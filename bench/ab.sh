@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/ab.sh BIN_A [BIN_B] — quick A/B of one or two gw-bench-proxy builds against the peer kit's
 # HAProxy and nginx: ROUNDS rounds of `wrk -t1 -c64 -d$D`, targets rotating, pinned as the kit pins
-# (wrk + upstream on CPU 0, proxies on CPU 1). Prints each round (req/s, p99, CPU µs/request) and
-# the medians as ratios to the faster peer. For trying a change in minutes; bench/proxy.sh is the
+# (wrk + upstream on CPU 0, proxies on CPU 1). Prints each round (req/s, p99, CPU µs/request, and
+# that split into user and system time) and the medians as ratios to the faster peer. For trying a change in minutes; bench/proxy.sh is the
 # full, reported benchmark. Environment for a binary: wrap it in a script.
 #
 #   cargo build --profile dist -p gw-bench-proxy && cp target/dist/gw-bench-proxy /tmp/a
@@ -31,27 +31,38 @@ for t in "${T[@]}"; do
 done
 for p in $(with_children $(pids_of 18081)); do taskset -a -p -c 0 "$p" >/dev/null; done
 for t in haproxy nginx; do for p in $(with_children $(pids_of "${PORT[$t]}")); do taskset -a -p -c 1 "$p" >/dev/null; done; done
-# CPU ticks of a target's processes (each counted once).
-ticks() { local s=0; for p in $(with_children $(pids_of "$1")); do s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$s"; }
+# User and system CPU ticks of a target's processes (each counted once).
+ticks() {
+  local u=0 s=0 pu ps
+  for p in $(with_children $(pids_of "$1")); do
+    read -r pu ps < <(awk '{print $14, $15}' "/proc/$p/stat"); u=$((u + pu)); s=$((s + ps))
+  done
+  echo "$u $s"
+}
 HZ=$(getconf CLK_TCK)
 for t in "${T[@]}"; do taskset -c 0 wrk -t1 -c64 -d1s "http://127.0.0.1:${PORT[$t]}/" >/dev/null; done
 for ((r = 0; r < ROUNDS; r++)); do
   for ((i = 0; i < ${#T[@]}; i++)); do
     t=${T[$(((i + r) % ${#T[@]}))]}
-    c0=$(ticks "${PORT[$t]}")
+    read -r u0 s0 < <(ticks "${PORT[$t]}")
     out=$(taskset -c 0 wrk -t1 -c64 -d"$D" --latency "http://127.0.0.1:${PORT[$t]}/")
-    c1=$(ticks "${PORT[$t]}")
-    awk -v t="$t" -v c=$((c1 - c0)) -v hz="$HZ" '
+    read -r u1 s1 < <(ticks "${PORT[$t]}")
+    awk -v t="$t" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$HZ" '
       /Requests\/sec/ {rps=$2} $1=="99%" {p99=$2} /requests in/ {n=$1}
-      END {printf "%s %.0f %s cpu_us/r=%.2f\n", t, rps, p99, c*1e6/hz/n}' <<<"$out"
+      END {printf "%s %.0f %s cpu_us/r=%.2f user=%.2f sys=%.2f\n", t, rps, p99, (u+s)*1e6/hz/n, u*1e6/hz/n, s*1e6/hz/n}' <<<"$out"
   done
 done | tee "$OUT/rounds.txt"
 python3 - "$OUT/rounds.txt" <<'PY'
 import collections, statistics, sys
 d = collections.defaultdict(list)
+cpu = collections.defaultdict(lambda: collections.defaultdict(list))
 for line in open(sys.argv[1]):
     f = line.split(); d[f[0]].append(float(f[1]))
+    for kv in f[3:]:
+        k, v = kv.split("=")
+        cpu[f[0]][k].append(float(v))
 best = max(statistics.median(v) for k, v in d.items() if not k.startswith("gw"))
 for k, v in d.items():
-    print(f"{k:8} median {statistics.median(v):9.0f}  x_faster_peer {statistics.median(v) / best:.3f}  rounds {sorted(int(x) for x in v)}")
+    c = " ".join(f"{n} {statistics.median(x):.2f}" for n, x in cpu[k].items())
+    print(f"{k:8} median {statistics.median(v):9.0f}  x_faster_peer {statistics.median(v) / best:.3f}  {c}  rounds {sorted(int(x) for x in v)}")
 PY

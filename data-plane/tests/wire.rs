@@ -148,6 +148,11 @@ async fn scripted() -> Scripted {
                             r = r.and(s.write_all(piece).await);
                         }
                         r
+                    } else if path.starts_with("/slow") {
+                        // Longer than the idle timeouts the tests set: a request in flight.
+                        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+                        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await
                     } else if path.starts_with("/big-trailer") {
                         let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-big: ".to_vec();
                         r.extend(std::iter::repeat_n(b'a', 20 * 1024));
@@ -713,6 +718,16 @@ async fn the_listeners_hcm_sets_the_connection_timeouts() {
     send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let rest = closed(s).await;
     assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
+    // A request that outlasts the idle timeout is not cut (the idle timer does not run while it
+    // is in flight), and the idle close still comes after it: the connection's timer, moved on to
+    // the route's 15 s deadline while the request waited, is brought back.
+    let mut s = connect(&p).await;
+    send(&mut s, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let rest = closed(s).await;
+    assert!(
+        rest.starts_with("HTTP/1.1 200 OK") && rest.ends_with("ok"),
+        "{rest}"
+    );
     // HTTP/2 (served by hyper): idle after one request, the proxy ends the connection.
     let (mut c, conn) = h2_client(&p).await;
     assert_eq!(h2(&mut c, "GET", "/echo").await.0, 200);

@@ -222,12 +222,11 @@ pub async fn serve_connection(
             let _ = io.shutdown().await;
             return;
         }
-        // A head that came in pieces may have left the timer armed past the idle deadline that
-        // starts now.
-        if head_since.take().is_some() {
-            timer
-                .as_mut()
-                .reset(arm(deadline(&timeouts, waiting_since, None)));
+        // The idle deadline that starts now may come before the timer: after a head that came
+        // in pieces, or when the timer was moved on to a try's deadline during the exchange.
+        let idle_at = deadline(&timeouts, waiting_since, None);
+        if head_since.take().is_some() || idle_at.is_some_and(|at| at < timer.deadline()) {
+            timer.as_mut().reset(arm(idle_at));
         }
     }
 }
@@ -252,8 +251,8 @@ struct ConnState<'a> {
 /// moved to a try's deadline only when set later than that, and when it fires early (set for an
 /// earlier request, or for the idle wait), it is moved on to the deadline. Back-to-back requests
 /// on a connection then touch the timer wheel about twice per route timeout, not twice per
-/// request as a timer per try does; the connection loop re-arms it for the idle wait when it
-/// fires there.
+/// request as a timer per try does. The connection loop re-arms it for the idle wait when it
+/// fires there, and brings it back after an exchange when the idle deadline comes sooner.
 struct ConnTimer<'a>(Pin<&'a mut tokio::time::Sleep>);
 
 impl forward::TryTimer for ConnTimer<'_> {
