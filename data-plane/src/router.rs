@@ -362,12 +362,33 @@ impl RouteTable {
         Ok(t)
     }
 
+    /// The virtual host for `host` as received (any case; a host that is not UTF-8 matches
+    /// only `*`).
+    fn vhost_for(&self, host: &[u8]) -> Option<&VirtualHost> {
+        if self.exact.is_empty() && self.suffixes.is_empty() && self.prefixes.is_empty() {
+            // Only `*` (or nothing): the host is not even read.
+            return self.any.and_then(|i| self.vhosts.get(i));
+        }
+        let host = std::str::from_utf8(host).unwrap_or("");
+        let lower;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = host.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            host
+        };
+        self.vhost(host)
+    }
+
     fn vhost(&self, host: &str) -> Option<&VirtualHost> {
         let idx = self
             .exact
             .get(host)
             .copied()
             .or_else(|| {
+                if self.exact.is_empty() {
+                    return None;
+                }
                 // Envoy matches host:port literally first; then without the port.
                 let bare = host.rsplit_once(':').map_or(host, |(h, p)| {
                     if p.bytes().all(|b| b.is_ascii_digit()) {
@@ -399,19 +420,12 @@ impl RouteTable {
     /// The first route matching the request.
     pub fn find(
         &self,
-        host: &str,
+        host: &(impl AsRef<[u8]> + ?Sized),
         method: &str,
         path: &str,
         headers: &impl Headers,
     ) -> Option<&Arc<Route>> {
-        let lower;
-        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = host.to_ascii_lowercase();
-            lower.as_str()
-        } else {
-            host
-        };
-        let vh = self.vhost(host)?;
+        let vh = self.vhost_for(host.as_ref())?;
         let path_only = path.split_once('?').map_or(path, |(p, _)| p);
         vh.routes.iter().find(|r| {
             let path_ok = match &r.path {

@@ -324,7 +324,7 @@ async fn exchange(
     } = state;
     let started = Instant::now();
     let cfg = shared.config.load_full();
-    let host = std::str::from_utf8(head.get("host").unwrap_or_default()).unwrap_or("");
+    let host = head.get("host").unwrap_or_default();
     // Checked as UTF-8 once (httparse has: method a token, target visible ASCII).
     let (method, target) = (head.method(), head.target());
     let Some(route) = cfg.routes.find(host, method, target, head) else {
@@ -410,7 +410,7 @@ async fn exchange(
     let now = done.record(shared, down.peer, || Asked {
         request_id: String::from_utf8_lossy(request_id).into_owned(),
         method: method.to_owned(),
-        authority: host.to_owned(),
+        authority: String::from_utf8_lossy(host).into_owned(),
         path: target.to_owned(),
     });
     *ended = now.into();
