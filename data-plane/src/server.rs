@@ -326,6 +326,15 @@ impl Proxy {
     }
 }
 
+impl Drop for Proxy {
+    /// Dropped without [`shutdown`](Self::shutdown) (tests, embedders): the serve loop is
+    /// aborted before it starts the drain, so it is started here, and idle downstream connections
+    /// close as they did when the stop channel's sender went away.
+    fn drop(&mut self) {
+        self.shared.drain.start();
+    }
+}
+
 async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,

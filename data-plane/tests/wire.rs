@@ -472,6 +472,31 @@ async fn closed(mut s: TcpStream) -> String {
 }
 
 #[tokio::test]
+async fn a_proxy_dropped_without_shutdown_closes_its_idle_connections() {
+    let up = scripted().await;
+    // Idle connections would otherwise stay for an hour.
+    let mut cfg = ProxyConfig::for_tests(None, "wire");
+    cfg.idle_timeout = std::time::Duration::from_secs(3600);
+    let p = proxy_with(&up, cfg).await;
+    let mut s = connect(&p).await;
+    send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    // The answer first, so the connection is idle when the proxy goes.
+    let mut got = Vec::new();
+    while !got.ends_with(b"body=0") {
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(
+            n > 0,
+            "closed before the answer: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&chunk[..n]);
+    }
+    drop(p);
+    assert_eq!(closed(s).await, "", "closed with nothing more sent");
+}
+
+#[tokio::test]
 async fn connections_that_send_no_request_head_in_time_are_closed() {
     let up = scripted().await;
     let mut cfg = ProxyConfig::for_tests(None, "wire");

@@ -194,10 +194,9 @@ impl Head {
     }
 
     /// Appends the start line (as `HTTP/1.1`) and the header lines `keep` accepts to `out`,
-    /// each with its line end. Lines go as received where they can (a plain start line, every
-    /// header line; OWS and case kept, as HAProxy passes them), and lines that follow each
-    /// other in the head go in one copy: a request none of whose headers is dropped is a single
-    /// copy.
+    /// each with its line end, the headers as `name: value` (names in the case received). Lines
+    /// already in that form go as received, and lines that follow each other in the head go in
+    /// one copy: a plain request none of whose headers is dropped is a single copy.
     pub fn copy_lines<'h>(
         &'h self,
         out: &mut Vec<u8>,
@@ -220,8 +219,21 @@ impl Head {
             }
         }
         for &(name, value) in &self.headers {
-            if keep(name.of_bytes(b), value.of_bytes(b)) {
+            let (n, v) = (name.of_bytes(b), value.of_bytes(b));
+            if !keep(n, v) {
+                continue;
+            }
+            // As received only when that is `name: value` already: other whitespace around the
+            // colon (legal, but read differently by lenient parsers) is rewritten, so what goes
+            // out is byte for byte what rebuilding each line would give.
+            if b.get(name.1 as usize..value.0 as usize) == Some(b": ") {
                 lines.push(out, name.0 as usize, value.1 as usize);
+            } else {
+                lines.flush(out);
+                out.extend_from_slice(n);
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(v);
+                out.extend_from_slice(b"\r\n");
             }
         }
         lines.flush(out);
@@ -532,20 +544,29 @@ mod tests {
     }
 
     #[test]
-    fn header_lines_go_as_received_less_the_dropped_ones() {
+    fn header_lines_go_as_name_value_less_the_dropped_ones() {
         let raw = "GET /a?b HTTP/1.1\r\nHost: x\r\nX-Drop: 1\r\nx-a:  spaced \t\r\nX-B:\r\n\r\n";
         let h = head(raw, false);
         assert_eq!(
             lines(&h, "x-drop"),
-            "GET /a?b HTTP/1.1\r\nHost: x\r\nx-a:  spaced\r\nX-B:\r\n"
+            "GET /a?b HTTP/1.1\r\nHost: x\r\nx-a: spaced\r\nX-B: \r\n"
         );
         assert_eq!(
             lines(&h, "none"),
-            "GET /a?b HTTP/1.1\r\nHost: x\r\nX-Drop: 1\r\nx-a:  spaced\r\nX-B:\r\n"
+            "GET /a?b HTTP/1.1\r\nHost: x\r\nX-Drop: 1\r\nx-a: spaced\r\nX-B: \r\n"
         );
         assert_eq!(
             lines(&h, "host"),
-            "GET /a?b HTTP/1.1\r\nX-Drop: 1\r\nx-a:  spaced\r\nX-B:\r\n"
+            "GET /a?b HTTP/1.1\r\nX-Drop: 1\r\nx-a: spaced\r\nX-B: \r\n"
+        );
+        // Whitespace a lenient parser could read differently is rewritten, not passed on.
+        let h = head(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\t5\r\nX-T:\t \tt\r\n\r\n",
+            false,
+        );
+        assert_eq!(
+            lines(&h, "none"),
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nX-T: t\r\n"
         );
     }
 

@@ -28,6 +28,9 @@ const IDLE_BUF_MAX: usize = 16 * 1024;
 /// Idle connections kept per endpoint; more are closed when they come back.
 pub const MAX_IDLE: usize = 512;
 
+/// Every this many connections given back, the least recently used idle one is checked.
+pub const PRUNE_EVERY: usize = 16;
+
 /// Why no connection could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -93,10 +96,30 @@ pub struct Raw {
 
 /// A connection kind the pool keeps: hyper's client connection or a [`RawConn`].
 pub trait Pooled: Sized + Send + 'static {
-    /// Takes an idle connection of this kind from `pool`.
-    fn pop(pool: &ConnPool) -> Option<Self>;
+    /// `pool`'s idle connections of this kind, most recently used last.
+    fn stack(pool: &ConnPool) -> &Mutex<Vec<Self>>;
+    /// Takes the most recently used idle connection of this kind from `pool`.
+    fn pop(pool: &ConnPool) -> Option<Self> {
+        locked(Self::stack(pool)).pop()
+    }
     /// Gives an idle connection of this kind to `pool`.
-    fn push(pool: &ConnPool, c: Self);
+    fn push(pool: &ConnPool, c: Self) {
+        locked(Self::stack(pool)).push(c);
+    }
+    /// Takes the least recently used idle connection of this kind from `pool` when `gone`
+    /// (any, for `None`).
+    fn oldest(pool: &ConnPool, gone: Option<fn(&mut Self) -> bool>) -> Option<Self> {
+        let mut stack = locked(Self::stack(pool));
+        let take = match (stack.first_mut(), gone) {
+            (Some(c), Some(gone)) => gone(c),
+            (first, None) => first.is_some(),
+            (None, _) => false,
+        };
+        take.then(|| stack.remove(0))
+    }
+    /// Whether an idle connection is known to be unusable without waiting (closed, or sent
+    /// something unasked).
+    fn gone(&mut self) -> bool;
     /// Whether an idle connection is still usable (it may have been closed while idle).
     fn alive(&mut self) -> impl std::future::Future<Output = bool> + Send;
     /// Whether it is known closed.
@@ -110,12 +133,12 @@ pub trait Pooled: Sized + Send + 'static {
 }
 
 impl Pooled for SendRequest<ReqBody> {
-    fn pop(pool: &ConnPool) -> Option<Self> {
-        locked(&pool.idle).pop()
+    fn stack(pool: &ConnPool) -> &Mutex<Vec<Self>> {
+        &pool.idle
     }
 
-    fn push(pool: &ConnPool, c: Self) {
-        locked(&pool.idle).push(c);
+    fn gone(&mut self) -> bool {
+        SendRequest::is_closed(self)
     }
 
     async fn alive(&mut self) -> bool {
@@ -146,8 +169,8 @@ impl Pooled for SendRequest<ReqBody> {
 }
 
 impl Pooled for RawConn {
-    fn pop(pool: &ConnPool) -> Option<Self> {
-        locked(&pool.raw_idle).pop()
+    fn stack(pool: &ConnPool) -> &Mutex<Vec<Self>> {
+        &pool.raw_idle
     }
 
     fn push(pool: &ConnPool, mut c: Self) {
@@ -159,21 +182,25 @@ impl Pooled for RawConn {
         locked(&pool.raw_idle).push(c);
     }
 
-    async fn alive(&mut self) -> bool {
+    fn gone(&mut self) -> bool {
         if !self.buf.is_empty() {
-            return false;
+            return true;
         }
         // Readiness is cached from epoll: a quiet socket costs no system call here. One that
         // shows readable has either closed (EOF) or sent something unasked; neither is reused.
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match self.io.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
+            Poll::Pending => false,
+            Poll::Ready(Err(_)) => true,
             Poll::Ready(Ok(())) => {
                 let mut probe = [0u8; 1];
-                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                !matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
             }
         }
+    }
+
+    async fn alive(&mut self) -> bool {
+        !self.gone()
     }
 
     fn is_closed(&self) -> bool {
@@ -209,6 +236,8 @@ pub struct ConnPool {
     idle: Mutex<Vec<SendRequest<ReqBody>>>,
     raw_idle: Mutex<Vec<RawConn>>,
     idle_count: AtomicUsize,
+    /// Connections given back, for pruning every [`PRUNE_EVERY`]th time.
+    checkins: AtomicUsize,
     /// The cluster's limits and counts.
     load: Arc<ClusterLoad>,
 }
@@ -227,6 +256,7 @@ impl ConnPool {
             idle: Mutex::default(),
             raw_idle: Mutex::default(),
             idle_count: AtomicUsize::new(0),
+            checkins: AtomicUsize::new(0),
             load,
         }
     }
@@ -252,10 +282,12 @@ impl ConnPool {
         None
     }
 
-    /// Closes one idle connection; whether there was one.
+    /// Closes one idle connection, the least recently used; whether there was one.
     fn evict_one(&self) -> bool {
-        let evicted = <SendRequest<ReqBody>>::pop(self).map(drop).is_some()
-            || RawConn::pop(self).map(drop).is_some();
+        let evicted = <SendRequest<ReqBody>>::oldest(self, None)
+            .map(drop)
+            .is_some()
+            || RawConn::oldest(self, None).map(drop).is_some();
         if evicted {
             self.idle_count.fetch_sub(1, Ordering::Relaxed);
         }
@@ -332,6 +364,19 @@ impl ConnPool {
             self.load.wake_pending();
         } else {
             self.idle_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        // Most recently used goes out first, so the connections at the bottom of the stack can
+        // sit unused for long: now and then the oldest is looked at, and closed when its
+        // upstream has closed it (it would otherwise hold a descriptor and a connection unit).
+        if self
+            .checkins
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(PRUNE_EVERY)
+        {
+            if let Some(dead) = C::oldest(self, Some(C::gone)) {
+                self.idle_count.fetch_sub(1, Ordering::Relaxed);
+                drop(dead);
+            }
         }
     }
 
@@ -588,5 +633,50 @@ mod tests {
         .unwrap_or_else(|_| panic!("waited for a connection that never came back"));
         assert!(raw.is_ok());
         assert_eq!((a.pool.idle(), load.current(Limit::Connections)), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_its_upstream_closed_is_pruned_from_the_bottom() {
+        // An upstream that closes the first connection it accepts and keeps the second.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (kept_tx, kept_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            drop(l.accept().await);
+            let _ = kept_tx.send(l.accept().await);
+        });
+        let load = Arc::new(ClusterLoad::default());
+        let pool = ConnPool::in_cluster(&addr.to_string(), load.clone());
+        let max = Maxima::default();
+        let connect = || pool.checkout::<RawConn>(Duration::from_secs(1), false, &max, &[]);
+        let mut dead = connect().await.unwrap();
+        // Until the close has reached the socket's readiness (the driver runs between yields).
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !dead.gone() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the upstream's close never showed");
+        let live = connect().await.unwrap();
+        let _kept = kept_rx.await;
+        assert_eq!(load.current(Limit::Connections), 2);
+        pool.checkin(dead);
+        pool.checkin(live);
+        // The live one goes out and comes back (most recently used first) until a checkin
+        // looks at the bottom of the stack.
+        for _ in 0..PRUNE_EVERY {
+            let c: RawConn = pool
+                .checkout(Duration::from_secs(1), true, &max, &[])
+                .await
+                .unwrap();
+            pool.checkin(c);
+        }
+        assert_eq!(pool.idle(), 1, "the closed connection was pruned");
+        assert_eq!(
+            load.current(Limit::Connections),
+            1,
+            "and its unit given back"
+        );
     }
 }
