@@ -240,6 +240,13 @@ async fn read_resp(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Res
     Resp { head, body }
 }
 
+/// [`proxy_with`] whose `--idle-timeout` fallback is `idle`.
+async fn proxy_idle(up: &Scripted, idle: std::time::Duration) -> Proxy {
+    let mut cfg = ProxyConfig::for_tests(None, "wire");
+    cfg.idle_timeout = idle;
+    proxy_with(up, cfg).await
+}
+
 async fn connect(p: &Proxy) -> TcpStream {
     TcpStream::connect(p.listen_addr()).await.unwrap()
 }
@@ -475,9 +482,7 @@ async fn closed(mut s: TcpStream) -> String {
 async fn a_proxy_dropped_without_shutdown_closes_its_idle_connections() {
     let up = scripted().await;
     // Idle connections would otherwise stay for an hour.
-    let mut cfg = ProxyConfig::for_tests(None, "wire");
-    cfg.idle_timeout = std::time::Duration::from_secs(3600);
-    let p = proxy_with(&up, cfg).await;
+    let p = proxy_idle(&up, std::time::Duration::from_secs(3600)).await;
     let mut s = connect(&p).await;
     send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
     // The answer first, so the connection is idle when the proxy goes.
@@ -499,9 +504,7 @@ async fn a_proxy_dropped_without_shutdown_closes_its_idle_connections() {
 #[tokio::test]
 async fn connections_that_send_no_request_head_in_time_are_closed() {
     let up = scripted().await;
-    let mut cfg = ProxyConfig::for_tests(None, "wire");
-    cfg.idle_timeout = std::time::Duration::from_millis(300);
-    let p = proxy_with(&up, cfg).await;
+    let p = proxy_idle(&up, std::time::Duration::from_millis(300)).await;
     // (No HCM idle timeout here: the flag's applies.) Nothing sent at all.
     assert!(closed(connect(&p).await).await.is_empty());
     // Idle after an answered request: the answer, then the close.
@@ -685,9 +688,7 @@ async fn the_listeners_hcm_sets_the_connection_timeouts() {
     use gw_proxy::config::type_url;
     let up = scripted().await;
     // The flag's fallback is far off: what closes connections here is the listener's HCM.
-    let mut cfg = ProxyConfig::for_tests(None, "wire");
-    cfg.idle_timeout = std::time::Duration::from_secs(3600);
-    let p = proxy_with(&up, cfg).await;
+    let p = proxy_idle(&up, std::time::Duration::from_secs(3600)).await;
     let with_timeouts = |idle: std::time::Duration, headers: std::time::Duration| {
         let route = fixture::prefix_route("t/all", "/", "t/up");
         let mut res = fixture::simple(vec![route], &[("t/up", "round_robin", vec![(up.addr, 1)])]);
