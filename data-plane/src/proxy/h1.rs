@@ -145,6 +145,14 @@ impl crate::router::Headers for Head {
     }
 }
 
+/// Appends `name: value` and a line end.
+pub fn put_header(b: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    b.extend_from_slice(name);
+    b.extend_from_slice(b": ");
+    b.extend_from_slice(value);
+    b.extend_from_slice(b"\r\n");
+}
+
 /// Whether a header is hop-by-hop (never forwarded as is).
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
     // By length first: most names are compared with nothing.
@@ -185,12 +193,21 @@ pub fn connection_named(head: &Head) -> Vec<&[u8]> {
 }
 
 impl Head {
-    /// The headers a proxy passes on: neither hop-by-hop nor named by `Connection`.
-    pub fn end_to_end(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let named = connection_named(self);
-        self.iter().filter(move |(name, _)| {
-            !is_hop_by_hop(name) && !named.iter().any(|n| n.eq_ignore_ascii_case(name))
-        })
+    /// Whether a header name is passed on: neither hop-by-hop nor named by `Connection`.
+    /// `named` as [`Framing::named`] says (when false, no `Connection` header is looked at).
+    fn is_end_to_end(&self, named: bool) -> impl Fn(&[u8]) -> bool + '_ {
+        let named = if named {
+            connection_named(self)
+        } else {
+            Vec::new()
+        };
+        move |name| !is_hop_by_hop(name) && !named.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// The headers a proxy passes on (see [`is_end_to_end`](Self::is_end_to_end)).
+    pub fn end_to_end(&self, named: bool) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let keep = self.is_end_to_end(named);
+        self.iter().filter(move |(name, _)| keep(name))
     }
 
     /// Appends the start line (as `HTTP/1.1`) and the header lines `keep` accepts to `out`,
@@ -230,10 +247,7 @@ impl Head {
                 lines.push(out, name.0 as usize, value.1 as usize);
             } else {
                 lines.flush(out);
-                out.extend_from_slice(n);
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(v);
-                out.extend_from_slice(b"\r\n");
+                put_header(out, n, v);
             }
         }
         lines.flush(out);
@@ -242,14 +256,8 @@ impl Head {
     /// [`copy_lines`](Self::copy_lines) of the end-to-end headers; `named` as [`Framing::named`]
     /// says (when false, no header is looked for).
     pub fn copy_end_to_end(&self, out: &mut Vec<u8>, named: bool) {
-        let named = if named {
-            connection_named(self)
-        } else {
-            Vec::new()
-        };
-        self.copy_lines(out, |name, _| {
-            !is_hop_by_hop(name) && !named.iter().any(|n| n.eq_ignore_ascii_case(name))
-        });
+        let keep = self.is_end_to_end(named);
+        self.copy_lines(out, |name, _| keep(name));
     }
 
     /// Where the start line is in the head (line end excluded) when it can go as received:

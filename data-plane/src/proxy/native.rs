@@ -17,7 +17,7 @@
 //! [`forward`](super::forward::forward) for both.
 
 use super::forward::{self, Exchange, Reply, Try};
-use super::h1::{self, BodyLen, Chunks, Head, Parsed};
+use super::h1::{self, put_header, BodyLen, Chunks, Head, Parsed};
 use super::headers;
 use super::upstream::RawConn;
 use super::{Asked, Done, Downstream};
@@ -415,14 +415,6 @@ async fn exchange(
     });
     *ended = now.into();
     ok
-}
-
-/// Appends `name: value` and a line end.
-pub(super) fn put_header(b: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    b.extend_from_slice(name);
-    b.extend_from_slice(b": ");
-    b.extend_from_slice(value);
-    b.extend_from_slice(b"\r\n");
 }
 
 /// A reply of our own. False when the downstream connection cannot go on.

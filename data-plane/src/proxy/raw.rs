@@ -6,8 +6,9 @@
 //! for the request. Larger bodies, and bodies of unknown length, stay on hyper's client, which
 //! streams them.
 
+use super::h1::put_header;
 use super::h1::{BodyLen, Chunks};
-use super::native::{put_header, room_for_body, BODY_READ_TIMEOUT};
+use super::native::{room_for_body, BODY_READ_TIMEOUT};
 use super::upstream::RawConn;
 use crate::endpoint::Endpoint;
 use bytes::{Buf, Bytes, BytesMut};
@@ -113,7 +114,7 @@ pub async fn read_whole(
 pub fn response(conn: RawConn, ep: Arc<Endpoint>) -> Option<Response<RawBody>> {
     let status = StatusCode::from_u16(conn.head.status).ok()?;
     let mut headers = HeaderMap::with_capacity(conn.head.headers.len());
-    for (name, value) in conn.head.end_to_end() {
+    for (name, value) in conn.head.end_to_end(conn.named) {
         headers.append(
             HeaderName::from_bytes(name).ok()?,
             HeaderValue::from_bytes(value).ok()?,
