@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/ab.sh BIN_A [BIN_B] — quick A/B of one or two gw-bench-proxy builds against the peer kit's
+# bench/ab.sh BIN_A [BIN_B …] — quick A/B of one or more gw-bench-proxy builds against the peer kit's
 # HAProxy and nginx: ROUNDS rounds of `wrk -t1 -c64 -d$D`, targets rotating, pinned as the kit pins
 # (wrk + upstream on CPU 0, proxies on CPU 1). Prints each round (req/s, p99, CPU µs/request, and
 # that split into user and system time) and the medians as ratios to the faster peer. For trying a change in minutes; bench/proxy.sh is the
@@ -8,23 +8,29 @@
 #   cargo build --profile dist -p gw-bench-proxy && cp target/dist/gw-bench-proxy /tmp/a
 #   ... change, build, cp to /tmp/b ...
 #   ROUNDS=6 D=4s bash bench/ab.sh /tmp/a /tmp/b
+#
+# Every build runs for the whole script, pinned to CPU 1 with the peers: a build that burns CPU
+# while it is not being measured (a busy-polling loop, HAProxy's `busy-polling`) slows every other
+# target's rounds and so looks faster than it is. Compare such builds one at a time.
 set -euo pipefail
 PEERS="${PEERS:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/shared/peers}"
-A="$1"; B="${2:-}"; ROUNDS="${ROUNDS:-5}"; D="${D:-5s}"
+ROUNDS="${ROUNDS:-5}"; D="${D:-5s}"
 OUT="$(mktemp -d)"
 "$PEERS/upstream.sh" start >/dev/null
 PROXY_CPUS=1 "$PEERS/proxies.sh" start haproxy >/dev/null
 PROXY_CPUS=1 "$PEERS/proxies.sh" start nginx >/dev/null
 pids_of() { ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u; }
 with_children() { for p in "$@"; do echo "$p"; pgrep -P "$p" || true; done | sort -u; }
-declare -A PORT=([gwA]=18601 [haproxy]=18300 [nginx]=18200)
-T=(gwA haproxy nginx)
-taskset -c 1 "$A" 127.0.0.1:18601 >"$OUT/a.log" 2>&1 &
-PIDS=($!)
-if [[ -n "$B" ]]; then
-  taskset -c 1 "$B" 127.0.0.1:18602 >"$OUT/b.log" 2>&1 &
-  PIDS+=($!); PORT[gwB]=18602; T=(gwA gwB haproxy nginx)
-fi
+declare -A PORT=([haproxy]=18300 [nginx]=18200)
+T=() PIDS=()
+# gwA, gwB, … on 18601, 18602, …
+n=0 NAMES=ABCDEFGH
+for bin in "$@"; do
+  name="gw${NAMES:n:1}"; port=$((18601 + n)); n=$((n + 1))
+  taskset -c 1 "$bin" "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 &
+  PIDS+=($!); PORT[$name]=$port; T+=("$name")
+done
+T+=(haproxy nginx)
 trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
 for t in "${T[@]}"; do
   for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:${PORT[$t]}/" && break; sleep 0.1; done

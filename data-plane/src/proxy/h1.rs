@@ -168,25 +168,30 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
     hop.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
-/// The tokens of a head's `Connection` headers that name other headers (not `close` or
-/// `keep-alive`): those headers are hop-by-hop for this message (RFC 9110 §7.6.1). A token naming
-/// `Content-Length` is ignored: the length frames the body the proxy passes on.
+/// The tokens of a `Connection` header value, trimmed, empty ones skipped.
+fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a `Connection` token names another header, which is then hop-by-hop for this message
+/// (RFC 9110 §7.6.1): any token but `close` and `keep-alive`. A token naming `Content-Length` is
+/// ignored: the length frames the body the proxy passes on.
+fn names_a_header(t: &[u8]) -> bool {
+    !t.eq_ignore_ascii_case(b"close")
+        && !t.eq_ignore_ascii_case(b"keep-alive")
+        && !t.eq_ignore_ascii_case(b"content-length")
+}
+
+/// The headers a head's `Connection` headers name ([`names_a_header`]).
 pub fn connection_named(head: &Head) -> Vec<&[u8]> {
-    // Plain loops: this runs for every response, and most name nothing (no allocation then).
+    // Looked for only when framing saw such a token (`Framing::named`).
     let mut named = Vec::new();
     for (name, value) in head.iter() {
-        if name.len() != 10 || !name.eq_ignore_ascii_case(b"connection") {
-            continue;
-        }
-        for t in value.split(|&b| b == b',') {
-            let t = t.trim_ascii();
-            if !t.is_empty()
-                && !t.eq_ignore_ascii_case(b"close")
-                && !t.eq_ignore_ascii_case(b"keep-alive")
-                && !t.eq_ignore_ascii_case(b"content-length")
-            {
-                named.push(t);
-            }
+        if name.len() == 10 && name.eq_ignore_ascii_case(b"connection") {
+            named.extend(connection_tokens(value).filter(|t| names_a_header(t)));
         }
     }
     named
@@ -377,17 +382,16 @@ pub fn framing(head: &Head) -> Framing {
                 }
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                for token in value.split(|&b| b == b',') {
-                    let t = token.trim_ascii();
+                for t in connection_tokens(value) {
                     if t.eq_ignore_ascii_case(b"close") {
                         f.close = true;
                     } else if t.eq_ignore_ascii_case(b"keep-alive") {
                         if !head.http11 {
                             f.close = false;
                         }
-                    } else if !t.is_empty() {
+                    } else {
                         f.unusual = true;
-                        f.named |= !t.eq_ignore_ascii_case(b"content-length");
+                        f.named |= names_a_header(t);
                     }
                 }
             }
