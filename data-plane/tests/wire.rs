@@ -779,3 +779,66 @@ async fn the_listeners_hcm_sets_the_connection_timeouts() {
     let rest = closed(s).await;
     assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
 }
+
+#[tokio::test]
+async fn a_connection_past_the_listeners_max_age_ends_at_a_request_boundary() {
+    use gw_proxy::config::type_url;
+    let up = scripted().await;
+    let p = proxy_idle(&up, std::time::Duration::from_secs(3600)).await;
+    let ms = std::time::Duration::from_millis;
+    // Idle and headers bounds far off: only the maximum age ends connections here.
+    let route = fixture::prefix_route("t/all", "/", "t/up");
+    let mut res = fixture::simple(vec![route], &[("t/up", "round_robin", vec![(up.addr, 1)])]);
+    let l = fixture::listener_with("ingress", 8080, "ingress", |hcm| {
+        let o = hcm
+            .common_http_protocol_options
+            .get_or_insert_with(Default::default);
+        o.idle_timeout = Some(fixture::duration(std::time::Duration::from_secs(60)));
+        o.max_connection_duration = Some(fixture::duration(ms(400)));
+    });
+    res.insert(type_url::LISTENER, "ingress", "2", &l);
+    p.shared().apply(res).unwrap();
+
+    // Idle when it comes of age: the answer as usual, then the close.
+    let mut s = connect(&p).await;
+    send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let rest = closed(s).await;
+    assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
+    assert!(!rest.contains("connection: close"), "{rest}");
+
+    // Busy: requests one after another. The first started past the age is answered with
+    // `connection: close` and the connection ends after it; or, when the age comes while the
+    // connection waits between two requests, it ends there, before the next response begins
+    // (as for an idle timeout, such a request was never started and a client may resend it).
+    // Either way no response is cut, and the end comes after the age.
+    // Taken before the connection exists, so its age is never ahead of this clock.
+    let t0 = std::time::Instant::now();
+    let mut s = connect(&p).await;
+    let mut buf = Vec::new();
+    loop {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "never closed"
+        );
+        let _ = s.write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        if read_more(&mut s, &mut buf).await == 0 {
+            break;
+        }
+        let r = read_resp(&mut s, &mut buf, false).await;
+        assert_eq!(r.status(), 200, "{}", r.head);
+        if header(&r.head, "connection") == Some("close") {
+            assert!(buf.is_empty() && read_more(&mut s, &mut buf).await == 0);
+            break;
+        }
+    }
+    assert!(t0.elapsed() >= ms(400), "closed at {:?}", t0.elapsed());
+
+    // HTTP/2 (served by hyper): GOAWAY at the age (the idle timeout is a minute off).
+    let (mut c, conn) = h2_client(&p).await;
+    assert_eq!(h2(&mut c, "GET", "/echo").await.0, 200);
+    tokio::time::timeout(std::time::Duration::from_secs(10), conn)
+        .await
+        .expect("the proxy kept an aged HTTP/2 connection open")
+        .unwrap()
+        .unwrap();
+}

@@ -376,6 +376,8 @@ pub fn listener_spec_to_pb(l: &model::ListenerSpec) -> pb::ListenerSpec {
         idle_timeout: Some(duration_to_pb(l.idle_timeout)),
         request_headers_timeout: (!l.request_headers_timeout.is_zero())
             .then(|| duration_to_pb(l.request_headers_timeout)),
+        max_connection_duration: (!l.max_connection_duration.is_zero())
+            .then(|| duration_to_pb(l.max_connection_duration)),
     }
 }
 
@@ -402,6 +404,11 @@ pub fn listener_spec_from_pb(
             l.request_headers_timeout.as_ref(),
         )?
         .unwrap_or(d.request_headers_timeout),
+        max_connection_duration: duration_from_pb(
+            "spec.maxConnectionDuration",
+            l.max_connection_duration.as_ref(),
+        )?
+        .unwrap_or(d.max_connection_duration),
     })
 }
 
@@ -696,6 +703,7 @@ mod tests {
         let spec = model::ListenerSpec {
             idle_timeout: Duration::ZERO,
             request_headers_timeout: Duration::from_millis(2500),
+            max_connection_duration: Duration::from_secs(600),
             ..Default::default()
         };
         let pb = listener_spec_to_pb(&spec);
@@ -704,6 +712,7 @@ mod tests {
         let d = listener_spec_from_pb(Some(&pb::ListenerSpec::default())).unwrap();
         assert_eq!(d.idle_timeout, Duration::from_secs(3600));
         assert_eq!(d.request_headers_timeout, Duration::ZERO);
+        assert_eq!(d.max_connection_duration, Duration::ZERO);
         let bad = pb::ListenerSpec {
             request_headers_timeout: Some(prost_types::Duration {
                 seconds: -1,

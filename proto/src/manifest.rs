@@ -235,7 +235,8 @@ spec:
                 "apiVersion: gw/v1\nkind: Listener\nmetadata: {{name: edge}}\nspec: {spec}\n"
             ))
         };
-        let docs = l("{idleTimeout: 90s, requestHeadersTimeout: 10s}").unwrap();
+        let docs = l("{idleTimeout: 90s, requestHeadersTimeout: 10s, maxConnectionDuration: 10m}")
+            .unwrap();
         let Spec::Listener(s) = &docs[0].object.spec else {
             panic!("not a listener")
         };
@@ -244,12 +245,17 @@ spec:
             s.request_headers_timeout,
             std::time::Duration::from_secs(10)
         );
+        assert_eq!(
+            s.max_connection_duration,
+            std::time::Duration::from_secs(600)
+        );
         let docs = l("{port: 9090}").unwrap();
         let Spec::Listener(s) = &docs[0].object.spec else {
             panic!("not a listener")
         };
         assert_eq!(s.idle_timeout, std::time::Duration::from_secs(3600));
         assert!(s.request_headers_timeout.is_zero());
+        assert!(s.max_connection_duration.is_zero());
         let e = l("{idleTimeout: soon}").unwrap_err();
         assert!(
             e.message.starts_with("spec.idleTimeout: invalid duration"),
@@ -258,6 +264,9 @@ spec:
         let mut o = l("{requestHeadersTimeout: 400d}").unwrap().remove(0).object;
         let e = o.validate().unwrap_err();
         assert_eq!(e.field, "spec.requestHeadersTimeout");
+        let mut o = l("{maxConnectionDuration: 400d}").unwrap().remove(0).object;
+        let e = o.validate().unwrap_err();
+        assert_eq!(e.field, "spec.maxConnectionDuration");
     }
 
     #[test]

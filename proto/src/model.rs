@@ -171,6 +171,13 @@ pub struct ListenerSpec {
     /// `request_headers_timeout`.
     #[serde(with = "serde_duration", skip_serializing_if = "Duration::is_zero")]
     pub request_headers_timeout: Duration,
+    /// A client connection older than this is closed at its next request boundary: idle, it is
+    /// closed; with a request in flight, the response says `connection: close` (HTTP/2: GOAWAY,
+    /// in-flight streams finish). `0s` (the default) sets no bound. Spreads long-lived
+    /// keep-alive clients over a fleet that was scaled out. Envoy's HCM
+    /// `common_http_protocol_options.max_connection_duration`.
+    #[serde(with = "serde_duration", skip_serializing_if = "Duration::is_zero")]
+    pub max_connection_duration: Duration,
 }
 
 impl Default for ListenerSpec {
@@ -181,6 +188,7 @@ impl Default for ListenerSpec {
             port: 8080,
             idle_timeout: Duration::from_secs(3600),
             request_headers_timeout: Duration::ZERO,
+            max_connection_duration: Duration::ZERO,
         }
     }
 }

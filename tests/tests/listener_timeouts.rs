@@ -2,7 +2,9 @@
 //! Envoy 1.40 (HCM `common_http_protocol_options.idle_timeout`, `request_headers_timeout`) and
 //! gw-proxy alike, and both act on them the same way: an idle HTTP/1.1 connection is closed
 //! after its answer, headers that stop coming get 408 and the close, and an idle HTTP/2
-//! connection is ended by the proxy.
+//! connection is ended by the proxy. Likewise a Listener's `maxConnectionDuration` (HCM
+//! `common_http_protocol_options.max_connection_duration`): a connection past it ends at a
+//! request boundary, idle or busy, HTTP/1.1 or HTTP/2.
 
 #![allow(clippy::unwrap_used)]
 
@@ -23,6 +25,30 @@ async fn until_closed(mut s: TcpStream, who: &str, what: &str) -> String {
     String::from_utf8_lossy(&rest).into_owned()
 }
 
+/// One HTTP/2 (prior knowledge) request, answered; then the proxy must end the connection
+/// (GOAWAY, then the close) while the client holds it open.
+async fn h2_request_then_end(who: &str, addr: SocketAddr, what: &str) {
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut c, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri(format!("http://{addr}/svc/h2"))
+        .header("host", "x")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = c.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200, "{who}");
+    drop(resp);
+    tokio::time::timeout(Duration::from_secs(15), conn)
+        .await
+        .unwrap_or_else(|_| panic!("{who} kept an {what} HTTP/2 connection open"))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{who}: {e}"));
+}
+
 async fn check(who: &str, addr: SocketAddr) {
     // Idle after an answered request: the answer, then the close.
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -40,29 +66,16 @@ async fn check(who: &str, addr: SocketAddr) {
 
     // HTTP/2 with prior knowledge: after one request the proxy ends the idle connection
     // (GOAWAY, then the close).
-    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
-    let (mut c, conn) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .uri(format!("http://{addr}/svc/h2"))
-        .header("host", "x")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let resp = c.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200, "{who}");
-    drop(resp);
-    tokio::time::timeout(Duration::from_secs(15), conn)
-        .await
-        .unwrap_or_else(|_| panic!("{who} kept an idle HTTP/2 connection open"))
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{who}: {e}"));
+    h2_request_then_end(who, addr, "idle").await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn envoy_and_gw_proxy_close_idle_and_slow_connections_alike() {
+/// One Listener (`listener`: its timeout fields) and a route to an upstream, served by a stock
+/// Envoy and by gw-proxy from the same control plane; `check` runs against each.
+async fn on_both<F, Fut>(node: &str, listener: &str, check: F)
+where
+    F: Fn(&'static str, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let Some(bin) = envoy::binary() else { return };
     let cp = control::start().await.unwrap();
     let up = Upstream::start("svc").await.unwrap();
@@ -70,7 +83,7 @@ async fn envoy_and_gw_proxy_close_idle_and_slow_connections_alike() {
     let yaml = format!(
         "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: acme}}\n---\n\
          apiVersion: gw/v1\nkind: Listener\nmetadata: {{name: edge}}\n\
-         spec: {{nodeCluster: edge, address: 127.0.0.1, port: {port}, idleTimeout: 500ms, requestHeadersTimeout: 300ms}}\n---\n\
+         spec: {{nodeCluster: edge, address: 127.0.0.1, port: {port}, {listener}}}\n---\n\
          apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: svc, tenant: acme}}\n\
          spec: {{endpoints: [{{address: 127.0.0.1, port: {}}}]}}\n---\n\
          apiVersion: gw/v1\nkind: Route\nmetadata: {{name: svc, tenant: acme}}\n\
@@ -79,12 +92,94 @@ async fn envoy_and_gw_proxy_close_idle_and_slow_connections_alike() {
     );
     control::apply(&cp, &yaml).await.unwrap();
 
-    let (envoy, envoy_addr) = serving::envoy(&bin, &cp, "timeouts-envoy", port, "/svc/w").await;
-    let gw = serving::gw_proxy(&cp, "timeouts-gw", "/svc/w").await;
+    let (envoy, envoy_addr) =
+        serving::envoy(&bin, &cp, &format!("{node}-envoy"), port, "/svc/w").await;
+    let gw = serving::gw_proxy(&cp, &format!("{node}-gw"), "/svc/w").await;
     check("Envoy", envoy_addr).await;
     check("gw-proxy", gw.listen_addr()).await;
 
     gw.shutdown().await;
     drop(envoy);
     cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_and_gw_proxy_close_idle_and_slow_connections_alike() {
+    on_both(
+        "timeouts",
+        "idleTimeout: 500ms, requestHeadersTimeout: 300ms",
+        check,
+    )
+    .await;
+}
+
+/// A connection past its maximum age ends: idle (after its one answer), busy (between two
+/// requests, or after a response that says `connection: close`), and HTTP/2 (GOAWAY).
+async fn check_aged(who: &str, addr: SocketAddr) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /svc/aged HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let rest = until_closed(s, who, "idle past the maximum age").await;
+    assert!(rest.starts_with("HTTP/1.1 200"), "{who}: {rest}");
+
+    // Busy: one request after another, each read whole (Content-Length) before the next.
+    // Taken before the connection exists, so its age is never ahead of this clock.
+    let t0 = std::time::Instant::now();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut answered = 0;
+    loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "{who} kept a busy connection past its maximum age ({answered} answers)"
+        );
+        let _ = s
+            .write_all(b"GET /svc/busy HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match s.read(&mut b).await {
+                Ok(1) => head.push(b[0]),
+                _ => break,
+            }
+        }
+        if head.is_empty() {
+            break; // ended between two requests
+        }
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(text.starts_with("http/1.1 200"), "{who}: {text}");
+        let len: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or_else(|| panic!("{who}: no content-length in {text}"));
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.unwrap();
+        answered += 1;
+        if text.contains("connection: close") {
+            let rest = until_closed(s, who, "after connection: close").await;
+            assert!(rest.is_empty(), "{who}: {rest}");
+            break;
+        }
+    }
+    assert!(answered > 1, "{who}: ended after {answered} answers");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(500),
+        "{who}: {:?}",
+        t0.elapsed()
+    );
+
+    h2_request_then_end(who, addr, "aged").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_and_gw_proxy_end_connections_past_their_maximum_age_alike() {
+    // The idle timeout is far off: what ends connections here is their age.
+    on_both(
+        "aged",
+        "idleTimeout: 60s, maxConnectionDuration: 500ms",
+        check_aged,
+    )
+    .await;
 }

@@ -121,6 +121,7 @@ fn rows(kind: Kind, objs: &[Object], wide: bool) -> comfy_table::Table {
             "PORT",
             "IDLE TIMEOUT",
             "HEADERS TIMEOUT",
+            "MAX CONN DURATION",
             "AGE",
         ],
         (Kind::Cluster, false) => vec!["TENANT", "NAME", "LB", "ENDPOINTS", "AGE"],
@@ -178,6 +179,10 @@ fn rows(kind: Kind, objs: &[Object], wide: bool) -> comfy_table::Table {
                     match s.request_headers_timeout.is_zero() {
                         true => "-".into(),
                         false => d(s.request_headers_timeout),
+                    },
+                    match s.max_connection_duration.is_zero() {
+                        true => "-".into(),
+                        false => d(s.max_connection_duration),
                     },
                     age(m.created_at_ms),
                 ]

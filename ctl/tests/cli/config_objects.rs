@@ -61,7 +61,7 @@ async fn get_lists_and_yaml_round_trips() {
     let l = env.file(
         "listener.yaml",
         "apiVersion: gw/v1\nkind: Listener\nmetadata: {name: edge}\n\
-         spec: {nodeCluster: edge, port: 8443, requestHeadersTimeout: 10s}\n---\n\
+         spec: {nodeCluster: edge, port: 8443, requestHeadersTimeout: 10s, maxConnectionDuration: 10m}\n---\n\
          apiVersion: gw/v1\nkind: Listener\nmetadata: {name: inner}\n\
          spec: {nodeCluster: inner, port: 8081, idleTimeout: 0s}\n",
     );
@@ -72,17 +72,17 @@ async fn get_lists_and_yaml_round_trips() {
         table
             .lines()
             .find(|l| l.starts_with(name))
-            .map(|l| l.split_whitespace().take(6).map(str::to_owned).collect())
+            .map(|l| l.split_whitespace().take(7).map(str::to_owned).collect())
             .unwrap_or_default()
     };
     assert_eq!(
         row("edge"),
-        ["edge", "edge", "0.0.0.0", "8443", "1h", "10s"],
+        ["edge", "edge", "0.0.0.0", "8443", "1h", "10s", "10m"],
         "{table}"
     );
     assert_eq!(
         row("inner"),
-        ["inner", "inner", "0.0.0.0", "8081", "never", "-"],
+        ["inner", "inner", "0.0.0.0", "8081", "never", "-", "-"],
         "{table}"
     );
     let yaml = env.run(&["get", "clusters", "-o", "yaml"]).await;

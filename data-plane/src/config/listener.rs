@@ -36,6 +36,9 @@ pub struct Timeouts {
     pub idle: Option<Duration>,
     /// `request_headers_timeout`; `None` (or zero) sets no bound of its own.
     pub request_headers: Option<Duration>,
+    /// `common_http_protocol_options.max_connection_duration`: a connection older than this is
+    /// closed at its next request boundary; `None` (or zero): no bound.
+    pub max_connection: Option<Duration>,
 }
 
 /// How long a request head may take when the listener sets no headers bound: Envoy's default
@@ -55,17 +58,20 @@ impl Timeouts {
 }
 
 /// When a connection waiting for its next request is given up. Until a byte of the head has
-/// come, `idle` after `waiting_since` (`None`: never); from the head's first byte, `head` after
-/// it, and the idle timer no longer runs (in Envoy a stream is active from its first byte).
+/// come, `idle` after `waiting_since` (`None`: never) or at `expires` (its maximum age), whichever
+/// comes first; from the head's first byte, `head` after it, and neither runs (in Envoy a stream
+/// is active from its first byte, and a connection past its age closes after that stream).
 pub fn wait_deadline(
     waiting_since: tokio::time::Instant,
     head_since: Option<tokio::time::Instant>,
     idle: Option<Duration>,
     head: Duration,
+    expires: Option<tokio::time::Instant>,
 ) -> Option<tokio::time::Instant> {
-    match head_since {
-        Some(t) => Some(t + head),
-        None => idle.map(|d| waiting_since + d),
+    match (head_since, idle.map(|d| waiting_since + d), expires) {
+        (Some(t), _, _) => Some(t + head),
+        (None, Some(i), Some(e)) => Some(i.min(e)),
+        (None, i, e) => i.or(e),
     }
 }
 
@@ -88,6 +94,13 @@ fn timeouts(name: &str, hcm: &HttpConnectionManager) -> Result<Timeouts, ConfigE
         request_headers: field(
             "request_headers_timeout",
             hcm.request_headers_timeout.as_ref(),
+        )?
+        .filter(|d| !d.is_zero()),
+        max_connection: field(
+            "common_http_protocol_options.max_connection_duration",
+            hcm.common_http_protocol_options
+                .as_ref()
+                .and_then(|o| o.max_connection_duration.as_ref()),
         )?
         .filter(|d| !d.is_zero()),
     })
@@ -166,16 +179,27 @@ mod tests {
         let t0 = tokio::time::Instant::now();
         let s = Duration::from_secs;
         // Waiting: idle after the last answer; never when idle is off.
-        assert_eq!(wait_deadline(t0, None, Some(s(5)), s(10)), Some(t0 + s(5)));
-        assert_eq!(wait_deadline(t0, None, None, s(10)), None);
+        assert_eq!(
+            wait_deadline(t0, None, Some(s(5)), s(10), None),
+            Some(t0 + s(5))
+        );
+        assert_eq!(wait_deadline(t0, None, None, s(10), None), None);
+        // A maximum age ends the wait when it comes first, idle or not.
+        let aged = Some(t0 + s(3));
+        assert_eq!(wait_deadline(t0, None, Some(s(5)), s(10), aged), aged);
+        assert_eq!(wait_deadline(t0, None, None, s(10), aged), aged);
+        assert_eq!(
+            wait_deadline(t0, None, Some(s(2)), s(10), aged),
+            Some(t0 + s(2))
+        );
         // A head under way: its own bound from its first byte, whatever idle says.
         let first = t0 + s(4);
         assert_eq!(
-            wait_deadline(t0, Some(first), Some(s(5)), s(10)),
+            wait_deadline(t0, Some(first), Some(s(5)), s(10), aged),
             Some(first + s(10))
         );
         assert_eq!(
-            wait_deadline(t0, Some(first), None, s(2)),
+            wait_deadline(t0, Some(first), None, s(2), None),
             Some(first + s(2))
         );
         // No headers bound: Envoy's stream idle default.
@@ -185,6 +209,7 @@ mod tests {
         let off = Timeouts {
             idle: Some(Duration::ZERO),
             request_headers: Some(s(3)),
+            max_connection: None,
         };
         assert_eq!((off.idle_or(s(7)), off.head()), (None, s(3)));
     }
@@ -207,5 +232,20 @@ mod tests {
         }
         let ok = timeouts("l", &hcm(10, 5)).unwrap();
         assert_eq!(ok.request_headers, Some(Duration::new(10, 5)));
+        // The maximum connection age: read, zero as none, an unholdable one refused by name.
+        let aged = |seconds| HttpConnectionManager {
+            common_http_protocol_options: Some(
+                gw_proto::envoy::pb::envoy::config::core::v3::HttpProtocolOptions {
+                    max_connection_duration: Some(Pb { seconds, nanos: 0 }),
+                    ..Default::default()
+                },
+            ),
+            ..Default::default()
+        };
+        let max = |hcm| timeouts("l", &hcm).unwrap().max_connection;
+        assert_eq!(max(aged(600)), Some(Duration::from_secs(600)));
+        assert_eq!(max(aged(0)), None);
+        let e = timeouts("l", &aged(-1)).unwrap_err().to_string();
+        assert!(e.contains("max_connection_duration"), "{e}");
     }
 }

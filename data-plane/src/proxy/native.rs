@@ -112,15 +112,19 @@ pub async fn serve_connection(
     // when it fires (or when a head's first byte brings the deadline forward), and at least
     // every RECHECK, when the listener's current timeouts are read again: a listener change
     // reaches open connections within that.
+    // A connection past the listener's maximum age is closed at its next request boundary.
     let mut timeouts = shared.config.load().timeouts;
-    let mut waiting_since = tokio::time::Instant::now();
+    let accepted = tokio::time::Instant::now();
+    let mut waiting_since = accepted;
     let mut head_since: Option<tokio::time::Instant> = None;
+    let expires = |t: &Timeouts| t.max_connection.map(|d| accepted + d);
     let deadline = |t: &Timeouts, waiting_since, head_since| {
         wait_deadline(
             waiting_since,
             head_since,
             t.idle_or(shared.idle_timeout),
             t.head(),
+            expires(t),
         )
     };
     let arm = |at: Option<tokio::time::Instant>| {
@@ -145,12 +149,19 @@ pub async fn serve_connection(
                         }
                     }
                     _ => {
-                        let t = (timeouts.idle_or(shared.idle_timeout), timeouts.head());
+                        let t = (
+                            timeouts.idle_or(shared.idle_timeout),
+                            timeouts.head(),
+                            expires(&timeouts),
+                        );
                         return hand_off(io, buf.freeze(), down, shared.clone(), &hyper, t).await;
                     }
                 }
             }
+            // Bytes already received are read before a timer or the drain ends the wait, so a
+            // request that beat them is served (with `connection: close`) rather than dropped.
             let read = tokio::select! {
+                biased;
                 r = fill(&mut io, &mut buf) => r,
                 // Idle between requests: a drain closes the connection here.
                 _ = drained.wait(), if buf.is_empty() => return,
@@ -198,7 +209,11 @@ pub async fn serve_connection(
             let mut all = BytesMut::with_capacity(head.bytes.len() + buf.len());
             all.extend_from_slice(&head.bytes);
             all.extend_from_slice(&buf);
-            let t = (timeouts.idle_or(shared.idle_timeout), timeouts.head());
+            let t = (
+                timeouts.idle_or(shared.idle_timeout),
+                timeouts.head(),
+                expires(&timeouts),
+            );
             return hand_off(io, all.freeze(), down, shared.clone(), &hyper, t).await;
         }
         while buf.len() < len {
@@ -214,6 +229,7 @@ pub async fn serve_connection(
             up: &mut up,
             out: &mut out,
             drain: &shared.drain,
+            expires: expires(&timeouts).map(tokio::time::Instant::into_std),
             ended: &mut waiting_since,
             timer: timer.as_mut(),
         };
@@ -241,6 +257,8 @@ struct ConnState<'a> {
     out: &'a mut Vec<u8>,
     /// True once the proxy drains: the response in flight says `connection: close`.
     drain: &'a Drain,
+    /// The connection's maximum age: a request started after it gets `connection: close`.
+    expires: Option<Instant>,
     /// Set to when the exchange ended (the connection is idle from then).
     ended: &'a mut tokio::time::Instant,
     /// The connection's timer, which bounds the tries too (see [`ConnTimer`]).
@@ -319,10 +337,12 @@ async fn exchange(
         up,
         out,
         drain,
+        expires,
         ended,
         timer,
     } = state;
     let started = Instant::now();
+    let close = close || expires.is_some_and(|at| started >= at);
     let cfg = shared.config.load_full();
     let host = head.get("host").unwrap_or_default();
     // Checked as UTF-8 once (httparse has: method a token, target visible ASCII).
@@ -658,7 +678,7 @@ async fn hand_off(
     down: Arc<Downstream>,
     shared: Arc<Shared>,
     hyper: &HyperServer,
-    (idle, head): (Option<Duration>, Duration),
+    (idle, head, expires): (Option<Duration>, Duration, Option<tokio::time::Instant>),
 ) {
     use futures::FutureExt;
     // hyper's HTTP/1 header read timeout runs from when it starts waiting for a head, so on
@@ -690,6 +710,9 @@ async fn hand_off(
         _ = drained.wait() => {}
         // No request in flight for the idle timeout: HTTP/2 gets GOAWAY, then the close.
         _ = activity.idle_for(idle) => {}
+        // Past the maximum age: HTTP/2 gets GOAWAY and its streams finish; HTTP/1.1 closes
+        // after the response in flight, which says `connection: close`.
+        _ = tokio::time::sleep_until(expires.unwrap_or_else(tokio::time::Instant::now)), if expires.is_some() => {}
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;

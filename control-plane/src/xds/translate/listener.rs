@@ -134,6 +134,8 @@ fn listener(name: &str, spec: &ListenerSpec) -> Resource {
         codec_type: http_connection_manager::CodecType::Auto as i32,
         common_http_protocol_options: Some(HttpProtocolOptions {
             idle_timeout: Some(duration(spec.idle_timeout)),
+            max_connection_duration: (!spec.max_connection_duration.is_zero())
+                .then(|| duration(spec.max_connection_duration)),
             ..Default::default()
         }),
         request_headers_timeout: (!spec.request_headers_timeout.is_zero())
