@@ -710,8 +710,8 @@ async fn hand_off(
         _ = drained.wait() => {}
         // No request in flight for the idle timeout: HTTP/2 gets GOAWAY, then the close.
         _ = activity.idle_for(idle) => {}
-        // Past the maximum age: HTTP/2 gets GOAWAY and its streams finish; HTTP/1.1 closes
-        // after the response in flight, which says `connection: close`.
+        // Past the maximum age: HTTP/2 gets GOAWAY and its streams finish; HTTP/1.1 ends
+        // after the response in flight (hyper's graceful shutdown turns keep-alive off).
         _ = tokio::time::sleep_until(expires.unwrap_or_else(tokio::time::Instant::now)), if expires.is_some() => {}
     }
     conn.as_mut().graceful_shutdown();
