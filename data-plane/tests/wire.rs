@@ -811,27 +811,45 @@ async fn a_connection_past_the_listeners_max_age_ends_at_a_request_boundary() {
     // connection waits between two requests, it ends there, before the next response begins
     // (as for an idle timeout, such a request was never started and a client may resend it).
     // Either way no response is cut, and the end comes after the age.
-    // Taken before the connection exists, so its age is never ahead of this clock.
-    let t0 = std::time::Instant::now();
+    let get = b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n";
+    let (answered, lasted) = requests_until_closed(&p, get).await;
+    assert!(
+        answered > 1 && lasted >= ms(400),
+        "{answered} answers, {lasted:?}"
+    );
+
+    // Without the race: a request pipelined behind one that outlasts the age (700 ms) starts
+    // after the age, and its answer says `connection: close`; the first one's does not.
     let mut s = connect(&p).await;
+    send(
+        &mut s,
+        b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\nGET /echo HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
     let mut buf = Vec::new();
-    loop {
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(10),
-            "never closed"
-        );
-        let _ = s.write_all(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
-        if read_more(&mut s, &mut buf).await == 0 {
-            break;
-        }
-        let r = read_resp(&mut s, &mut buf, false).await;
-        assert_eq!(r.status(), 200, "{}", r.head);
-        if header(&r.head, "connection") == Some("close") {
-            assert!(buf.is_empty() && read_more(&mut s, &mut buf).await == 0);
-            break;
-        }
-    }
-    assert!(t0.elapsed() >= ms(400), "closed at {:?}", t0.elapsed());
+    let first = read_resp(&mut s, &mut buf, false).await;
+    assert_eq!(header(&first.head, "connection"), None, "{}", first.head);
+    let second = read_resp(&mut s, &mut buf, false).await;
+    assert_eq!(second.status(), 200);
+    assert_eq!(
+        header(&second.head, "connection"),
+        Some("close"),
+        "{}",
+        second.head
+    );
+    assert!(buf.is_empty() && read_more(&mut s, &mut buf).await == 0);
+
+    // The same on an HTTP/1.1 connection handed to hyper (chunked uploads): idle, then busy.
+    let chunked = b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    let mut s = connect(&p).await;
+    send(&mut s, chunked).await;
+    let rest = closed(s).await;
+    assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
+    let (answered, lasted) = requests_until_closed(&p, chunked).await;
+    assert!(
+        answered > 1 && lasted >= ms(400),
+        "{answered} answers, {lasted:?}"
+    );
 
     // HTTP/2 (served by hyper): GOAWAY at the age (the idle timeout is a minute off).
     let (mut c, conn) = h2_client(&p).await;
@@ -841,4 +859,33 @@ async fn a_connection_past_the_listeners_max_age_ends_at_a_request_boundary() {
         .expect("the proxy kept an aged HTTP/2 connection open")
         .unwrap()
         .unwrap();
+}
+
+/// Sends `req` on one connection, again after each whole answer (200), until the proxy ends the
+/// connection: after an answer saying `connection: close`, or between two requests. How many
+/// were answered, and how long the connection lasted (measured from before it was opened, so
+/// never shorter than the proxy's own count).
+async fn requests_until_closed(p: &Proxy, req: &[u8]) -> (usize, std::time::Duration) {
+    let t0 = std::time::Instant::now();
+    let mut s = connect(p).await;
+    let mut buf = Vec::new();
+    let mut answered = 0;
+    loop {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "never closed"
+        );
+        let _ = s.write_all(req).await;
+        if read_more(&mut s, &mut buf).await == 0 {
+            break;
+        }
+        let r = read_resp(&mut s, &mut buf, false).await;
+        assert_eq!(r.status(), 200, "{}", r.head);
+        answered += 1;
+        if header(&r.head, "connection") == Some("close") {
+            assert!(buf.is_empty() && read_more(&mut s, &mut buf).await == 0);
+            break;
+        }
+    }
+    (answered, t0.elapsed())
 }
