@@ -127,6 +127,8 @@ pub async fn serve_connection(
             expires(t),
         )
     };
+    // What a connection handed to hyper keeps of the listener's timeouts.
+    let handed = |t: &Timeouts| (t.idle_or(shared.idle_timeout), t.head(), expires(t));
     let arm = |at: Option<tokio::time::Instant>| {
         let recheck = tokio::time::Instant::now() + RECHECK;
         at.map_or(recheck, |at| at.min(recheck))
@@ -149,11 +151,7 @@ pub async fn serve_connection(
                         }
                     }
                     _ => {
-                        let t = (
-                            timeouts.idle_or(shared.idle_timeout),
-                            timeouts.head(),
-                            expires(&timeouts),
-                        );
+                        let t = handed(&timeouts);
                         return hand_off(io, buf.freeze(), down, shared.clone(), &hyper, t).await;
                     }
                 }
@@ -209,11 +207,7 @@ pub async fn serve_connection(
             let mut all = BytesMut::with_capacity(head.bytes.len() + buf.len());
             all.extend_from_slice(&head.bytes);
             all.extend_from_slice(&buf);
-            let t = (
-                timeouts.idle_or(shared.idle_timeout),
-                timeouts.head(),
-                expires(&timeouts),
-            );
+            let t = handed(&timeouts);
             return hand_off(io, all.freeze(), down, shared.clone(), &hyper, t).await;
         }
         while buf.len() < len {
