@@ -468,6 +468,42 @@ async fn what_the_native_path_leaves_to_hyper_still_works() {
     assert_eq!(r.status(), 400);
 }
 
+#[tokio::test]
+async fn connection_named_request_headers_are_read_by_the_native_paths_rule() {
+    let up = scripted().await;
+    let p = proxy(&up).await;
+    // A request whose `Connection` names headers goes through hyper (HTTP/1.1, HTTP/1.0, and
+    // with `Expect`); its headers are dropped by the rule the native path reads responses by:
+    // what `Connection` names goes, but a named `Content-Length` still frames the body, and
+    // `close` / `keep-alive` name no header.
+    for (version, expect) in [
+        ("1.1", ""),
+        ("1.0", ""),
+        ("1.1", "Expect: 100-continue\r\n"),
+    ] {
+        let mut s = connect(&p).await;
+        let mut buf = Vec::new();
+        let head = format!(
+            "POST /echo HTTP/{version}\r\nHost: a\r\nConnection: X-Secret, Content-Length, close\r\n\
+             X-Secret: 1\r\nClose: kept\r\nX-Kept: 2\r\nContent-Length: 3\r\n{expect}\r\n"
+        );
+        send(&mut s, head.as_bytes()).await;
+        if !expect.is_empty() {
+            assert_eq!(read_resp(&mut s, &mut buf, true).await.status(), 100);
+        }
+        send(&mut s, b"abc").await;
+        let r = read_resp(&mut s, &mut buf, false).await;
+        let echoed = r.text();
+        let what = format!("HTTP/{version} {expect}: {echoed}");
+        assert_eq!(r.status(), 200, "{what}");
+        assert!(echoed.ends_with("body=3"), "{what}");
+        assert_eq!(header(&echoed, "content-length"), Some("3"), "{what}");
+        assert_eq!(header(&echoed, "x-secret"), None, "{what}");
+        assert_eq!(header(&echoed, "x-kept"), Some("2"), "{what}");
+        assert_eq!(header(&echoed, "close"), Some("kept"), "{what}");
+    }
+}
+
 /// What the proxy sends until it closes the connection; fails if it keeps it open for 10 s.
 async fn closed(mut s: TcpStream) -> String {
     let mut rest = Vec::new();

@@ -169,7 +169,7 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 }
 
 /// The tokens of a `Connection` header value, trimmed, empty ones skipped.
-fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)
@@ -179,7 +179,7 @@ fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Whether a `Connection` token names another header, which is then hop-by-hop for this message
 /// (RFC 9110 §7.6.1): any token but `close` and `keep-alive`. A token naming `Content-Length` is
 /// ignored: the length frames the body the proxy passes on.
-fn names_a_header(t: &[u8]) -> bool {
+pub(crate) fn names_a_header(t: &[u8]) -> bool {
     !t.eq_ignore_ascii_case(b"close")
         && !t.eq_ignore_ascii_case(b"keep-alive")
         && !t.eq_ignore_ascii_case(b"content-length")

@@ -22,23 +22,25 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// On a 503 a cluster limit refused (Envoy's `x-envoy-overloaded`).
 pub static X_GW_OVERLOADED: HeaderName = HeaderName::from_static("x-gw-overloaded");
 
-/// Removes hop-by-hop headers, including those the `Connection` header names.
+/// Removes hop-by-hop headers, including those the `Connection` header names (read by the
+/// native path's rule, `h1::names_a_header`: `close`, `keep-alive` and
+/// `Content-Length` name nothing to drop).
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     if h.is_empty() {
         return;
     }
-    if let Some(conn) = h.get(CONNECTION) {
-        if conn.as_bytes().contains(&b',') || !is_keep_alive_or_close(conn.as_bytes()) {
-            let named: Vec<HeaderName> = h
-                .get_all(CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-                .collect();
-            for n in named {
-                h.remove(n);
-            }
+    use super::h1::{connection_tokens, names_a_header};
+    let names = |v: &HeaderValue| connection_tokens(v.as_bytes()).any(names_a_header);
+    if h.get_all(CONNECTION).iter().any(names) {
+        let named: Vec<HeaderName> = h
+            .get_all(CONNECTION)
+            .iter()
+            .flat_map(|v| connection_tokens(v.as_bytes()))
+            .filter(|t| names_a_header(t))
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
+            .collect();
+        for n in named {
+            h.remove(n);
         }
     }
     for n in &HOP_BY_HOP {
@@ -46,10 +48,6 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
             h.remove(n);
         }
     }
-}
-
-fn is_keep_alive_or_close(v: &[u8]) -> bool {
-    v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
 }
 
 /// The downstream peer's IP as a header value, made once per connection.
@@ -126,6 +124,26 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn connection_tokens_are_read_as_on_the_native_path() {
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("Content-Length"));
+        h.append("connection", HeaderValue::from_static(" X-Secret ,, close"));
+        h.insert("content-length", HeaderValue::from_static("3"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("close", HeaderValue::from_static("kept"));
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["close", "content-length"]);
+        // A lone token naming a header is read too.
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty());
     }
 
     #[test]
