@@ -10,10 +10,13 @@
 #
 #   bash bench/instructions.sh                      # the current code
 #   bash bench/instructions.sh /tmp/a /tmp/b        # two builds (cp target/dist/gw-bench-proxy /tmp/a)
+#   ARGS="127.0.0.1:18081,127.0.0.1:18082,127.0.0.1:18083 2" bash bench/instructions.sh   # 2 workers
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="${PEERS:-$(cd "$ROOT/.." && pwd)/shared/peers}"
 PORT="${PORT:-18651}"
+# More arguments for gw-bench-proxy after its listen address: upstreams, workers, strategy.
+read -r -a ARGS <<<"${ARGS:-}"
 command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 2; }
 command -v h2load >/dev/null || { echo "h2load is needed (the peer kit's install.sh puts it in)" >&2; exit 2; }
 if [[ $# -eq 0 ]]; then
@@ -27,7 +30,7 @@ trap 'rm -rf "$OUT"' EXIT
 # Total instructions of $1 serving $2 requests.
 count() {
   local bin=$1 n=$2
-  taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$OUT/cg" "$bin" "127.0.0.1:$PORT" >"$OUT/log" 2>&1 &
+  taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$OUT/cg" "$bin" "127.0.0.1:$PORT" "${ARGS[@]}" >"$OUT/log" 2>&1 &
   local vp=$!
   for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.2; done
   local said

@@ -262,6 +262,8 @@ pub struct EndpointRegistry {
     map: Mutex<HashMap<(String, String), Arc<Endpoint>>>,
     /// Given to every endpoint created from now on.
     pub events: OnceLock<EventSink>,
+    /// How many workers share the endpoints' connection pools (1 until set).
+    pub workers: OnceLock<usize>,
 }
 
 impl EndpointRegistry {
@@ -300,7 +302,9 @@ impl EndpointRegistry {
             .or_insert_with(|| {
                 let mut ep = Endpoint::new(address, weight);
                 ep.cluster = cluster.to_owned();
-                ep.pool = crate::proxy::upstream::ConnPool::in_cluster(address, load.clone());
+                let workers = self.workers.get().copied().unwrap_or(1);
+                ep.pool =
+                    crate::proxy::upstream::ConnPool::in_cluster(address, load.clone(), workers);
                 if let Some(tx) = self.events.get() {
                     let _ = ep.events.set(tx.clone());
                 }

@@ -42,9 +42,12 @@ struct Args {
     /// Admin listener: /ready, /metrics, /config_dump, /clusters.
     #[arg(long, env = "GW_ADMIN", default_value = "127.0.0.1:19000")]
     admin: SocketAddr,
-    /// Worker threads; 1 runs a single-threaded runtime.
-    #[arg(long, env = "GW_WORKERS")]
-    workers: Option<usize>,
+    /// Workers serving traffic (default: one per CPU, as Envoy's --concurrency). Each is a
+    /// single-threaded event loop with its own listening socket (SO_REUSEPORT) and its own
+    /// upstream connections; the first is the main thread, which also runs xDS, admin, health
+    /// checks and reports.
+    #[arg(long, env = "GW_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
     /// Keep the last accepted config here and start from it when the control plane is down.
     #[arg(long, env = "GW_CONFIG_CACHE")]
     config_cache: Option<PathBuf>,
@@ -85,18 +88,11 @@ fn main() -> anyhow::Result<()> {
     } else {
         fmt.init();
     }
-    let rt = match args.workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build()?,
-        None => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?,
-    };
+    // The main thread's runtime is worker 0 and runs the control tasks; `Proxy::start` starts
+    // a thread for each other worker.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(args))
 }
 
@@ -127,11 +123,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         access_log_sample: args.access_log_sample,
         drain_timeout: args.drain_timeout,
         idle_timeout: args.idle_timeout,
+        workers: args.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            usize::from,
+        ),
     };
+    let cfg_workers = cfg.workers;
     let proxy = Proxy::start(cfg).await?;
     println!(
-        "gw-proxy: traffic on {}, admin on {}",
+        "gw-proxy: traffic on {} ({} workers), admin on {}",
         proxy.listen_addr(),
+        cfg_workers,
         proxy.admin_addr()
     );
     shutdown_signal().await;

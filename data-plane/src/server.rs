@@ -52,6 +52,12 @@ pub struct ProxyConfig {
     /// How long a client connection may go with no request in flight before it is closed, when
     /// the listener's HCM sets no idle timeout (`0s`: never).
     pub idle_timeout: Duration,
+    /// Workers serving traffic, each with a listening socket of its own on `listen`
+    /// (`SO_REUSEPORT`: the kernel spreads new connections over them) and upstream connections
+    /// of its own. Worker 0 is the caller's runtime, which also runs the control tasks (xDS,
+    /// admin, health checks, reports); each other worker is a thread with a single-threaded
+    /// runtime. 0 or 1: the caller's runtime alone, one listening socket.
+    pub workers: usize,
 }
 
 /// TLS to the control plane: the CA that signed its certificate, and this proxy's own
@@ -121,6 +127,7 @@ impl ProxyConfig {
             access_log_sample: 1.0,
             drain_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(3600),
+            workers: 0,
         }
     }
 }
@@ -179,6 +186,9 @@ pub struct Shared {
     pub idle_timeout: Duration,
     /// Started when the proxy drains (downstream connections watch it).
     pub drain: crate::drain::Drain,
+    /// Connections accepted, per worker (one entry when traffic is served on the caller's
+    /// runtime).
+    pub accepted: Box<[AtomicU64]>,
 }
 
 impl Shared {
@@ -209,13 +219,12 @@ pub struct Proxy {
 impl Proxy {
     /// Binds both listeners, loads the config cache if any, connects to the control plane.
     pub async fn start(cfg: ProxyConfig) -> anyhow::Result<Proxy> {
-        let listener = TcpListener::bind(cfg.listen)
-            .await
+        let listeners = bind_listeners(cfg.listen, cfg.workers)
             .map_err(|e| anyhow::anyhow!("binding {}: {e}", cfg.listen))?;
         let admin = TcpListener::bind(cfg.admin)
             .await
             .map_err(|e| anyhow::anyhow!("binding admin {}: {e}", cfg.admin))?;
-        let listen_addr = listener.local_addr()?;
+        let listen_addr = listeners[0].local_addr()?;
         let admin_addr = admin.local_addr()?;
         let (logs, log_rx) = LogSink::new(10_000, cfg.access_log_sample);
         let shared = Arc::new(Shared {
@@ -228,9 +237,11 @@ impl Proxy {
             node_id: cfg.node_id.clone(),
             idle_timeout: cfg.idle_timeout,
             drain: Default::default(),
+            accepted: listeners.iter().map(|_| AtomicU64::new(0)).collect(),
         });
         let (event_tx, event_rx) = tokio::sync::mpsc::unbounded_channel();
         let _ = shared.registries.endpoints.events.set(event_tx);
+        let _ = shared.registries.endpoints.workers.set(listeners.len());
         if let Some(dir) = &cfg.cache_dir {
             match xds::cache::load(dir) {
                 Ok(Some(res)) => match shared.apply(res) {
@@ -247,12 +258,25 @@ impl Proxy {
         }
         let (stop, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        tasks.spawn(serve(
-            listener,
-            shared.clone(),
-            stop.subscribe(),
-            cfg.drain_timeout,
-        ));
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let (shared, stop, drain) = (shared.clone(), stop.subscribe(), cfg.drain_timeout);
+            // Registered with the runtime that runs it.
+            let serving = async move {
+                match TcpListener::from_std(listener) {
+                    Ok(l) => serve(l, i, shared, stop, drain).await,
+                    Err(e) => tracing::error!(worker = i, error = %e, "listener"),
+                }
+            };
+            if i == 0 {
+                tasks.spawn(serving);
+            } else {
+                let done = spawn_worker(i, serving)?;
+                // The worker's end is awaited as one of the tasks (`shutdown`).
+                tasks.spawn(async move {
+                    let _ = done.await;
+                });
+            }
+        }
         tasks.spawn(admin::serve(admin, shared.clone(), stop.subscribe()));
         tasks.spawn(crate::health::supervise(shared.clone(), stop.subscribe()));
         if let Some(url) = &cfg.xds {
@@ -335,8 +359,55 @@ impl Drop for Proxy {
     }
 }
 
+/// The listening sockets on `addr`: one, or one per worker (`SO_REUSEPORT`, the first bound
+/// first so that a port 0 is chosen once), non-blocking, for any runtime to take. Called within
+/// a runtime.
+fn bind_listeners(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut out = Vec::with_capacity(workers.max(1));
+    for _ in 0..workers.max(1) {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind`: a restarted proxy rebinds while old connections linger.
+        socket.set_reuseaddr(true)?;
+        if workers > 1 {
+            socket.set_reuseport(true)?;
+        }
+        socket.bind(addr)?;
+        // Registered with the caller's runtime, then taken out of it for a worker's.
+        let std = socket.listen(1024)?.into_std()?;
+        addr = std.local_addr()?;
+        out.push(std);
+    }
+    Ok(out)
+}
+
+/// Starts worker `i`: a thread with a single-threaded runtime running `serving`; the returned
+/// receiver resolves (or errs, if the thread panicked) once it is over.
+fn spawn_worker(
+    i: usize,
+    serving: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("gw-worker-{i}"))
+        .spawn(move || {
+            crate::proxy::upstream::set_worker(i);
+            rt.block_on(serving);
+            let _ = done_tx.send(());
+        })?;
+    Ok(done)
+}
+
 async fn serve(
     listener: TcpListener,
+    worker: usize,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     drain: Duration,
@@ -363,6 +434,7 @@ async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        shared.accepted[worker].fetch_add(1, Ordering::Relaxed);
         let conn = proxy::native::serve_connection(stream, peer, shared.clone(), hyper.clone());
         let open = open_tx.clone();
         tokio::spawn(async move {

@@ -925,3 +925,84 @@ async fn requests_until_closed(p: &Proxy, req: &[u8]) -> (usize, std::time::Dura
     }
     (answered, t0.elapsed())
 }
+
+#[tokio::test]
+async fn workers_share_the_port_serve_on_their_own_and_drain_together() {
+    let up = scripted().await;
+    let mut cfg = ProxyConfig::for_tests(None, "wire");
+    cfg.workers = 2;
+    let p = proxy_with(&up, cfg).await;
+    // 32 client connections (the kernel spreads them over the two listening sockets by their
+    // addresses: all on one worker has odds of 2^-31), each with three requests in turn.
+    let mut clients = Vec::new();
+    for _ in 0..32 {
+        clients.push(connect(&p).await);
+    }
+    for round in 0..3 {
+        for s in &mut clients {
+            let req = format!("GET /echo/{round} HTTP/1.1\r\nHost: a\r\n\r\n");
+            send(s, req.as_bytes()).await;
+            let r = read_resp(s, &mut Vec::new(), false).await;
+            assert_eq!(r.status(), 200, "{}", r.head);
+            assert!(r.text().starts_with(&format!("GET /echo/{round} ")));
+        }
+    }
+    let metrics = http_get(p.admin_addr(), "/metrics").await;
+    let accepted = |w: &str| -> u64 {
+        let line = format!("gw_worker_connections_total{{worker=\"{w}\"}} ");
+        let v = metrics.lines().find_map(|l| l.strip_prefix(line.as_str()));
+        v.unwrap_or_else(|| panic!("no {line}in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    let (w0, w1) = (accepted("0"), accepted("1"));
+    assert_eq!(w0 + w1, 32, "{metrics}");
+    assert!(
+        w0 > 0 && w1 > 0,
+        "one worker took every connection: {w0} / {w1}"
+    );
+    // One request at a time: each worker opened one upstream connection at most and reused it.
+    let opened = up.conns.load(Ordering::SeqCst);
+    assert!(
+        opened <= 2,
+        "{opened} upstream connections for one request at a time"
+    );
+
+    // A slow request in flight when the drain starts is answered; then the port is closed.
+    let mut s = clients.pop().unwrap();
+    send(&mut s, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let t0 = std::time::Instant::now();
+    loop {
+        let m = http_get(p.admin_addr(), "/metrics").await;
+        if m.lines()
+            .any(|l| l.starts_with("gw_endpoint_in_flight") && l.ends_with(" 1"))
+        {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 10, "never in flight: {m}");
+        tokio::task::yield_now().await;
+    }
+    let addr = p.listen_addr();
+    let shutdown = tokio::spawn(p.shutdown());
+    let r = read_resp(&mut s, &mut Vec::new(), false).await;
+    assert_eq!((r.status(), r.text().as_str()), (200, "ok"));
+    shutdown.await.unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "new connections are refused after the drain"
+    );
+}
+
+/// A GET to an admin endpoint, the body as text.
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // HTTP/1.0: the body comes whole, to the close (no chunks to take apart).
+    let req = format!("GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n");
+    send(&mut s, req.as_bytes()).await;
+    let mut buf = Vec::new();
+    while read_more(&mut s, &mut buf).await > 0 {}
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or(text)
+}

@@ -28,20 +28,16 @@ fn main() {
         .collect();
     let workers: usize = args.next().map_or(1, |w| w.parse().expect("workers"));
     let lb = args.next().unwrap_or_else(|| "round_robin".into());
-    let rt = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-    }
-    .unwrap();
+    // As gw-proxy runs: the main thread is worker 0 (and runs the control tasks), `Proxy::start`
+    // starts a thread for each other worker.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let mut cfg = ProxyConfig::for_tests(None, "bench");
         cfg.listen = listen;
+        cfg.workers = workers;
         cfg.access_log_sample = 0.0;
         let proxy = Proxy::start(cfg).await.unwrap();
         let mut route = fixture::prefix_route("bench/all", "/", "bench/up");

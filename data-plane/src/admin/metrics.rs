@@ -231,6 +231,20 @@ pub fn families(shared: &Shared) -> Vec<MetricFamily> {
             MetricType::GAUGE,
             f64::from(u8::from(cfg.is_ready())),
         ),
+        family(
+            "gw_worker_connections_total",
+            "Downstream connections accepted, per worker",
+            MetricType::COUNTER,
+            shared
+                .accepted
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let worker = i.to_string();
+                    counter(&[("worker", &worker)], n.load(Ordering::Relaxed) as f64)
+                })
+                .collect(),
+        ),
         one_counter(
             "gw_no_route_total",
             "Requests that matched no route",

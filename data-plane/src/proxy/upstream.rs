@@ -1,7 +1,10 @@
 //! Pooled keep-alive HTTP/1.1 connections to one endpoint.
 //!
-//! Idle connections wait in a stack owned by the [`Endpoint`](crate::endpoint::Endpoint), so they
-//! survive config updates that keep the endpoint; the most recently used goes out first (as
+//! Idle connections wait in stacks owned by the [`Endpoint`](crate::endpoint::Endpoint), so they
+//! survive config updates that keep the endpoint. Each worker thread has a stack of its own
+//! ([`set_worker`]): a connection's socket is registered with the runtime of the worker that
+//! opened it, and only that worker's event loop reports it ready, so a connection stays with its
+//! worker (as Envoy's connection pools are per worker thread); the most recently used goes out first (as
 //! Envoy's and hyper's pools), so a quiet spell lets the others age out rather than keeping every
 //! connection barely warm. A connection is checked out for one
 //! request and comes back when its response body has been read to the end ([`PooledBody`]); a
@@ -94,28 +97,55 @@ pub struct Raw {
     _unit: Held,
 }
 
+thread_local! {
+    /// Which worker this thread is (0 outside workers).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes this thread worker `i`: the connections it opens and reuses are its own
+/// ([`ConnPool`]'s stack `i`). A thread that never calls it is worker 0.
+pub fn set_worker(i: usize) {
+    WORKER.with(|w| w.set(i));
+}
+
+/// This thread's stack among `stacks` (the first when there are fewer stacks than workers: a
+/// pool made before the proxy said how many workers it runs).
+fn mine<T>(stacks: &[T]) -> &T {
+    let i = WORKER.with(std::cell::Cell::get);
+    stacks.get(i).unwrap_or(&stacks[0])
+}
+
 /// A connection kind the pool keeps: hyper's client connection or a [`RawConn`].
 pub trait Pooled: Sized + Send + 'static {
-    /// `pool`'s idle connections of this kind, most recently used last.
-    fn stack(pool: &ConnPool) -> &Mutex<Vec<Self>>;
-    /// Takes the most recently used idle connection of this kind from `pool`.
+    /// `pool`'s idle connections of this kind, one stack per worker, most recently used last.
+    fn stacks(pool: &ConnPool) -> &[Mutex<Vec<Self>>];
+    /// This worker's stack of `pool`'s idle connections of this kind.
+    fn stack(pool: &ConnPool) -> &Mutex<Vec<Self>> {
+        mine(Self::stacks(pool))
+    }
+    /// Takes this worker's most recently used idle connection of this kind from `pool`.
     fn pop(pool: &ConnPool) -> Option<Self> {
         locked(Self::stack(pool)).pop()
     }
-    /// Gives an idle connection of this kind to `pool`.
+    /// Gives an idle connection of this kind to this worker's stack of `pool`.
     fn push(pool: &ConnPool, c: Self) {
         locked(Self::stack(pool)).push(c);
     }
-    /// Takes the least recently used idle connection of this kind from `pool` when `gone`
-    /// (any, for `None`).
-    fn oldest(pool: &ConnPool, gone: Option<fn(&mut Self) -> bool>) -> Option<Self> {
+    /// Takes this worker's least recently used idle connection of this kind from `pool` when
+    /// its upstream is known to have closed it ([`gone`](Self::gone)).
+    fn oldest_if_gone(pool: &ConnPool) -> Option<Self> {
         let mut stack = locked(Self::stack(pool));
-        let take = match (stack.first_mut(), gone) {
-            (Some(c), Some(gone)) => gone(c),
-            (first, None) => first.is_some(),
-            (None, _) => false,
-        };
-        take.then(|| stack.remove(0))
+        let gone = stack.first_mut().is_some_and(Self::gone);
+        gone.then(|| stack.remove(0))
+    }
+    /// Takes a least recently used idle connection of this kind from `pool`, this worker's if
+    /// it has one, else any worker's (closing it makes room; any thread may drop a socket).
+    fn evict_oldest(pool: &ConnPool) -> Option<Self> {
+        let own = std::iter::once(Self::stack(pool));
+        own.chain(Self::stacks(pool)).find_map(|s| {
+            let mut stack = locked(s);
+            (!stack.is_empty()).then(|| stack.remove(0))
+        })
     }
     /// Whether an idle connection is known to be unusable without waiting (closed, or sent
     /// something unasked).
@@ -133,7 +163,7 @@ pub trait Pooled: Sized + Send + 'static {
 }
 
 impl Pooled for SendRequest<ReqBody> {
-    fn stack(pool: &ConnPool) -> &Mutex<Vec<Self>> {
+    fn stacks(pool: &ConnPool) -> &[Mutex<Vec<Self>>] {
         &pool.idle
     }
 
@@ -169,7 +199,7 @@ impl Pooled for SendRequest<ReqBody> {
 }
 
 impl Pooled for RawConn {
-    fn stack(pool: &ConnPool) -> &Mutex<Vec<Self>> {
+    fn stacks(pool: &ConnPool) -> &[Mutex<Vec<Self>>] {
         &pool.raw_idle
     }
 
@@ -179,7 +209,7 @@ impl Pooled for RawConn {
         if c.buf.is_empty() && c.buf.capacity() > IDLE_BUF_MAX {
             c.buf = BytesMut::with_capacity(IDLE_BUF);
         }
-        locked(&pool.raw_idle).push(c);
+        locked(Self::stack(pool)).push(c);
     }
 
     fn gone(&mut self) -> bool {
@@ -231,10 +261,11 @@ fn locked<T>(m: &Mutex<Vec<T>>) -> MutexGuard<'_, Vec<T>> {
 pub struct ConnPool {
     address: String,
     socket: Option<SocketAddr>,
-    // Held for a push or a pop only (an uncontended lock is one atomic operation each way, and
-    // never allocates, where a lock-free queue allocated a block every 31 pushes).
-    idle: Mutex<Vec<SendRequest<ReqBody>>>,
-    raw_idle: Mutex<Vec<RawConn>>,
+    // One stack per worker. Held for a push or a pop only (an uncontended lock is one atomic
+    // operation each way, and never allocates, where a lock-free queue allocated a block every
+    // 31 pushes).
+    idle: Box<[Mutex<Vec<SendRequest<ReqBody>>>]>,
+    raw_idle: Box<[Mutex<Vec<RawConn>>]>,
     idle_count: AtomicUsize,
     /// Connections given back, for pruning every [`PRUNE_EVERY`]th time.
     checkins: AtomicUsize,
@@ -243,18 +274,21 @@ pub struct ConnPool {
 }
 
 impl ConnPool {
-    /// An empty pool for `address` (`host:port`) with a cluster of its own (default limits).
+    /// An empty pool for `address` (`host:port`) with a cluster of its own (default limits),
+    /// for one worker.
     pub fn new(address: &str) -> ConnPool {
-        ConnPool::in_cluster(address, Arc::default())
+        ConnPool::in_cluster(address, Arc::default(), 1)
     }
 
-    /// An empty pool for `address` whose connections count against `load`.
-    pub fn in_cluster(address: &str, load: Arc<ClusterLoad>) -> ConnPool {
+    /// An empty pool for `address` whose connections count against `load`, with an idle stack
+    /// for each of `workers` workers.
+    pub fn in_cluster(address: &str, load: Arc<ClusterLoad>, workers: usize) -> ConnPool {
+        let workers = workers.max(1);
         ConnPool {
             address: address.to_owned(),
             socket: address.parse().ok(),
-            idle: Mutex::default(),
-            raw_idle: Mutex::default(),
+            idle: (0..workers).map(|_| Mutex::default()).collect(),
+            raw_idle: (0..workers).map(|_| Mutex::default()).collect(),
             idle_count: AtomicUsize::new(0),
             checkins: AtomicUsize::new(0),
             load,
@@ -284,10 +318,10 @@ impl ConnPool {
 
     /// Closes one idle connection, the least recently used; whether there was one.
     fn evict_one(&self) -> bool {
-        let evicted = <SendRequest<ReqBody>>::oldest(self, None)
+        let evicted = <SendRequest<ReqBody>>::evict_oldest(self)
             .map(drop)
             .is_some()
-            || RawConn::oldest(self, None).map(drop).is_some();
+            || RawConn::evict_oldest(self).map(drop).is_some();
         if evicted {
             self.idle_count.fetch_sub(1, Ordering::Relaxed);
         }
@@ -373,7 +407,7 @@ impl ConnPool {
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(PRUNE_EVERY)
         {
-            if let Some(dead) = C::oldest(self, Some(C::gone)) {
+            if let Some(dead) = C::oldest_if_gone(self) {
                 self.idle_count.fetch_sub(1, Ordering::Relaxed);
                 drop(dead);
             }
@@ -646,7 +680,7 @@ mod tests {
             let _ = kept_tx.send(l.accept().await);
         });
         let load = Arc::new(ClusterLoad::default());
-        let pool = ConnPool::in_cluster(&addr.to_string(), load.clone());
+        let pool = ConnPool::in_cluster(&addr.to_string(), load.clone(), 1);
         let max = Maxima::default();
         let connect = || pool.checkout::<RawConn>(Duration::from_secs(1), false, &max, &[]);
         let mut dead = connect().await.unwrap();
@@ -678,5 +712,41 @@ mod tests {
             1,
             "and its unit given back"
         );
+    }
+
+    #[tokio::test]
+    async fn each_worker_reuses_its_own_connections_and_any_may_make_room() {
+        let (addr, _) = upstream().await;
+        let load = Arc::new(ClusterLoad::default());
+        let pool = ConnPool::in_cluster(&addr.to_string(), load.clone(), 2);
+        let max = Maxima::default();
+        let checkout = || pool.checkout::<RawConn>(Duration::from_secs(1), true, &max, &[]);
+        // Worker 1 gives a connection back: worker 0 does not get it, worker 1 does.
+        set_worker(1);
+        let c = checkout().await.unwrap();
+        pool.checkin(c);
+        set_worker(0);
+        assert_eq!((pool.idle(), RawConn::pop(&pool).is_none()), (1, true));
+        let fresh = checkout().await.unwrap();
+        assert_eq!(
+            load.current(Limit::Connections),
+            2,
+            "worker 0 opened its own"
+        );
+        set_worker(1);
+        assert!(RawConn::pop(&pool).is_some(), "worker 1 has its connection");
+        // Room is made from any worker's idle connections.
+        set_worker(0);
+        pool.checkin(fresh);
+        set_worker(1);
+        assert!(
+            pool.evict_one(),
+            "worker 1 closed worker 0's idle connection"
+        );
+        // A pool made for fewer workers than there are gives the others its first stack.
+        let small = ConnPool::new(&addr.to_string());
+        small.checkin(checkout().await.unwrap());
+        set_worker(0);
+        assert!(RawConn::pop(&small).is_some());
     }
 }
