@@ -131,9 +131,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cfg_workers = cfg.workers;
     let proxy = Proxy::start(cfg).await?;
     println!(
-        "gw-proxy: traffic on {} ({} workers), admin on {}",
+        "gw-proxy: traffic on {} ({} worker{}), admin on {}",
         proxy.listen_addr(),
         cfg_workers,
+        if cfg_workers == 1 { "" } else { "s" },
         proxy.admin_addr()
     );
     shutdown_signal().await;
