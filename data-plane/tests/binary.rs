@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{client, eventually, get, Upstream};
+use common::{client, eventually, get, metric, until_one_in_flight, Upstream};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -71,29 +71,21 @@ async fn the_binary_serves_on_every_worker_and_drains_on_sigterm() {
         assert_eq!(r.await.unwrap(), 200);
     }
     let metrics = String::from_utf8(get(&c, admin, "/metrics").await.body.to_vec()).unwrap();
-    let accepted = |w: &str| -> u64 {
-        let name = format!("gw_worker_connections_total{{worker=\"{w}\"}} ");
-        let v = metrics.lines().find_map(|l| l.strip_prefix(name.as_str()));
-        v.unwrap_or_else(|| panic!("no {name}in {metrics}"))
-            .parse()
-            .unwrap()
+    let accepted = |w: &str| {
+        metric(
+            &metrics,
+            &format!("gw_worker_connections_total{{worker=\"{w}\"}}"),
+        )
     };
+    let (w0, w1) = (accepted("0").unwrap_or(0.0), accepted("1").unwrap_or(0.0));
     assert!(
-        accepted("0") > 0 && accepted("1") > 0,
-        "one worker took every connection: {} / {}",
-        accepted("0"),
-        accepted("1")
+        w0 > 0.0 && w1 > 0.0,
+        "one worker took every connection: {w0} / {w1}: {metrics}"
     );
 
     // SIGTERM with a request in flight: it is answered, then the process exits 0.
     let inflight = tokio::spawn(async move { get(&client(), p, "/slow/1000").await });
-    eventually(10, "request in flight", || async {
-        let m = String::from_utf8(get(&c, admin, "/metrics").await.body.to_vec()).unwrap();
-        m.lines()
-            .any(|l| l.starts_with("gw_endpoint_in_flight") && l.ends_with(" 1"))
-            .then_some(())
-    })
-    .await;
+    until_one_in_flight(&c, admin).await;
     let pid = child.id().unwrap().to_string();
     let kill = tokio::process::Command::new("kill")
         .args(["-TERM", &pid])

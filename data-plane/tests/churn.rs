@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{client, eventually, get, stack, Upstream};
+use common::{client, eventually, get, stack, until_one_in_flight, Upstream};
 use gw_control_plane::server::ControlPlane;
 use gw_proto::manifest;
 use gw_proxy::server::Proxy;
@@ -105,15 +105,7 @@ async fn drain_finishes_in_flight_requests_and_refuses_new_ones() {
     let c = client();
     // A request that takes 500 ms upstream is in flight when the drain starts.
     let inflight = tokio::spawn(async move { get(&c, p, "/slow/500").await });
-    let c2 = client();
-    let admin = proxy.admin_addr();
-    eventually(5, "request in flight", || async {
-        let m = String::from_utf8(get(&c2, admin, "/metrics").await.body.to_vec()).unwrap();
-        m.lines()
-            .any(|l| l.starts_with("gw_endpoint_in_flight") && l.ends_with(" 1"))
-            .then_some(())
-    })
-    .await;
+    until_one_in_flight(&client(), proxy.admin_addr()).await;
     proxy.shutdown().await;
     let r = inflight.await.unwrap();
     assert_eq!(

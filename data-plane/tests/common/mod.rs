@@ -214,6 +214,19 @@ pub fn metric(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// Waits (10 s at most) until the proxy whose admin listener is `admin` has a request in flight
+/// to some endpoint (`gw_endpoint_in_flight` 1).
+#[allow(dead_code)]
+pub async fn until_one_in_flight(c: &HttpClient, admin: SocketAddr) {
+    eventually(10, "a request in flight", || async {
+        let m = String::from_utf8(get(c, admin, "/metrics").await.body.to_vec()).unwrap();
+        m.lines()
+            .any(|l| l.starts_with("gw_endpoint_in_flight") && l.ends_with(" 1"))
+            .then_some(())
+    })
+    .await;
+}
+
 /// Polls `f` until it returns `Some`, at most `secs` seconds.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
 where
