@@ -887,6 +887,15 @@ async fn a_connection_past_the_listeners_max_age_ends_at_a_request_boundary() {
         "{answered} answers, {lasted:?}"
     );
 
+    // A request in flight on a connection handed to hyper when the age comes (a chunked upload
+    // to `/slow`, 700 ms): answered whole, saying `connection: close`, then the connection ends.
+    let mut s = connect(&p).await;
+    send(&mut s, b"POST /slow HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n").await;
+    let rest = closed(s).await;
+    assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
+    assert!(rest.ends_with("\r\n\r\nok"), "{rest}");
+    assert!(rest.contains("connection: close"), "{rest}");
+
     // HTTP/2 (served by hyper): GOAWAY at the age (the idle timeout is a minute off).
     let (mut c, conn) = h2_client(&p).await;
     assert_eq!(h2(&mut c, "GET", "/echo").await.0, 200);

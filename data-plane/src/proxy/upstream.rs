@@ -4,9 +4,9 @@
 //! survive config updates that keep the endpoint. Each worker thread has a stack of its own
 //! ([`set_worker`]): a connection's socket is registered with the runtime of the worker that
 //! opened it, and only that worker's event loop reports it ready, so a connection stays with its
-//! worker (as Envoy's connection pools are per worker thread); the most recently used goes out first (as
-//! Envoy's and hyper's pools), so a quiet spell lets the others age out rather than keeping every
-//! connection barely warm. A connection is checked out for one
+//! worker (Envoy's connection pools are per worker thread too). The most recently used goes out
+//! first (as Envoy's and hyper's pools), so a quiet spell lets the others age out rather than
+//! keeping every connection barely warm. A connection is checked out for one
 //! request and comes back when its response body has been read to the end ([`PooledBody`]); a
 //! body dropped half-read closes it instead, so a connection is never reused mid-response.
 
