@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{client, eventually, get, stack, until_one_in_flight, Upstream};
+use common::{client, eventually, get, metric, stack_on, until_one_in_flight, Upstream};
 use gw_control_plane::server::ControlPlane;
 use gw_proto::manifest;
 use gw_proxy::server::Proxy;
@@ -15,6 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 async fn setup() -> (ControlPlane, Proxy, Upstream, Upstream) {
+    setup_on(0).await
+}
+
+async fn setup_on(workers: usize) -> (ControlPlane, Proxy, Upstream, Upstream) {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
     let yaml = format!(
         "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: t}}\n---\n\
@@ -24,18 +28,44 @@ async fn setup() -> (ControlPlane, Proxy, Upstream, Upstream) {
         a.port(),
         b.port()
     );
-    let (cp, proxy) = stack(&yaml, "edge", "/x").await;
+    let (cp, proxy) = stack_on(&yaml, "edge", "/x", workers).await;
     (cp, proxy, a, b)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_route_updates_under_load_lose_no_request() {
-    let (cp, proxy, _a, _b) = setup().await;
+    fifty_updates_under_load(0).await.0.shutdown().await;
+}
+
+/// The same with two proxy workers, which share the routing table: the 8 load connections are
+/// spread over the two workers' sockets by the kernel, and no request fails on either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_route_updates_under_load_lose_no_request_on_two_workers() {
+    let proxy = fifty_updates_under_load(2).await;
+    let m = String::from_utf8(get(&client(), proxy.1, "/metrics").await.body.to_vec()).unwrap();
+    let accepted = |w: &str| {
+        metric(
+            &m,
+            &format!("gw_worker_connections_total{{worker=\"{w}\"}}"),
+        )
+    };
+    let (w0, w1) = (accepted("0").unwrap_or(0.0), accepted("1").unwrap_or(0.0));
+    assert!(
+        w0 > 0.0 && w1 > 0.0,
+        "one worker had every connection: {w0} / {w1}"
+    );
+    proxy.0.shutdown().await;
+}
+
+/// 50 route updates while 8 connections send requests in turn, none failing; then the control
+/// plane is shut and the proxy (of `workers` workers) returned with its admin address.
+async fn fifty_updates_under_load(workers: usize) -> (Proxy, std::net::SocketAddr) {
+    let (cp, proxy, _a, _b) = setup_on(workers).await;
     let p = proxy.listen_addr();
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut load = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..8 {
         let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
         load.push(tokio::spawn(async move {
             let c = client();
@@ -76,8 +106,9 @@ async fn fifty_route_updates_under_load_lose_no_request() {
         "{failed} of {} requests failed during 50 updates",
         ok + failed
     );
-    proxy.shutdown().await;
     cp.shutdown().await;
+    let admin = proxy.admin_addr();
+    (proxy, admin)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -296,6 +296,19 @@ pub async fn stack(
     gw_control_plane::server::ControlPlane,
     gw_proxy::server::Proxy,
 ) {
+    stack_on(yaml, node, path, 0).await
+}
+
+/// [`stack`] with a proxy of `workers` workers (`ProxyConfig::workers`).
+pub async fn stack_on(
+    yaml: &str,
+    node: &str,
+    path: &str,
+    workers: usize,
+) -> (
+    gw_control_plane::server::ControlPlane,
+    gw_proxy::server::Proxy,
+) {
     let cp = gw_control_plane::server::ControlPlane::start(
         gw_control_plane::server::Config::for_tests("sqlite::memory:"),
     )
@@ -307,8 +320,9 @@ pub async fn stack(
         .map(|d| d.object)
         .collect();
     cp.store().apply(objs, false).await.unwrap();
-    let cfg =
+    let mut cfg =
         gw_proxy::server::ProxyConfig::for_tests(Some(format!("http://{}", cp.grpc_addr())), node);
+    cfg.workers = workers;
     let proxy = gw_proxy::server::Proxy::start(cfg).await.unwrap();
     let (c, p) = (client(), proxy.listen_addr());
     eventually(10, "routes served", || async {
