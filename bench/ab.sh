@@ -44,12 +44,18 @@ else
   haproxy -db -f "$OUT/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
   PIDS+=($!)
   declare -A PORT=([haproxy]=18310 [nginx]=18210)
+  # Unpinned: an upstream a W=1 run left on CPU 0 is let go.
+  for p in $(with_children $(pids_of 18081)); do taskset -a -p -c 0-$(($(nproc) - 1)) "$p" >/dev/null; done
 fi
 # gwA, gwB, … on 18601, 18602, …
 n=0 NAMES=ABCDEFGH
 for bin in "$@"; do
   name="gw${NAMES:n:1}"; port=$((18601 + n)); n=$((n + 1))
-  on 1 "$bin" "127.0.0.1:$port" 127.0.0.1:18081,127.0.0.1:18082,127.0.0.1:18083 "$W" >"$OUT/$name.log" 2>&1 &
+  args=("127.0.0.1:$port" 127.0.0.1:18081,127.0.0.1:18082,127.0.0.1:18083 "$W")
+  # Started directly, not through `on`, so that $! is the proxy's own PID for the EXIT trap.
+  if ((W == 1)); then taskset -c 1 "$bin" "${args[@]}" >"$OUT/$name.log" 2>&1 &
+  else "$bin" "${args[@]}" >"$OUT/$name.log" 2>&1 &
+  fi
   PIDS+=($!); PORT[$name]=$port; T+=("$name")
 done
 T+=(haproxy nginx)

@@ -273,7 +273,10 @@ impl Proxy {
                 let done = spawn_worker(i, serving)?;
                 // The worker's end is awaited as one of the tasks (`shutdown`).
                 tasks.spawn(async move {
-                    let _ = done.await;
+                    if done.await.is_err() {
+                        // Its listening socket is closed with it; the other workers serve on.
+                        tracing::error!(worker = i, "worker thread ended abnormally (panicked)");
+                    }
                 });
             }
         }
@@ -363,6 +366,11 @@ impl Drop for Proxy {
 /// first so that a port 0 is chosen once), non-blocking, for any runtime to take. Called within
 /// a runtime.
 fn bind_listeners(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if workers > 1 && addr.port() != 0 {
+        // `SO_REUSEPORT` would let these sockets share a port another process listens on (with
+        // the option too, under the same user): a port in use fails here, as with one worker.
+        drop(std::net::TcpListener::bind(addr)?);
+    }
     let mut addr = addr;
     let mut out = Vec::with_capacity(workers.max(1));
     for _ in 0..workers.max(1) {
@@ -386,7 +394,7 @@ fn bind_listeners(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::
 }
 
 /// Starts worker `i`: a thread with a single-threaded runtime running `serving`; the returned
-/// receiver resolves (or errs, if the thread panicked) once it is over.
+/// receiver resolves (or errs, if the thread panicked) once it is over and its runtime is gone.
 fn spawn_worker(
     i: usize,
     serving: impl std::future::Future<Output = ()> + Send + 'static,
@@ -400,6 +408,9 @@ fn spawn_worker(
         .spawn(move || {
             crate::proxy::upstream::set_worker(i);
             rt.block_on(serving);
+            // Connections still open past the drain, and upstream connections, close with the
+            // runtime: before `shutdown` returns.
+            drop(rt);
             let _ = done_tx.send(());
         })?;
     Ok(done)

@@ -977,6 +977,15 @@ async fn workers_share_the_port_serve_on_their_own_and_drain_together() {
         "{opened} upstream connections for one request at a time"
     );
 
+    // A second proxy on the port fails to start, though its sockets would share it
+    // (`SO_REUSEPORT`) with these.
+    let mut again = ProxyConfig::for_tests(None, "wire");
+    (again.workers, again.listen) = (2, p.listen_addr());
+    let err = Proxy::start(again)
+        .await
+        .expect_err("a second proxy on a port in use");
+    assert!(err.to_string().contains("binding"), "{err}");
+
     // A slow request in flight when the drain starts is answered; then the port is closed.
     let mut s = clients.pop().unwrap();
     send(&mut s, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n").await;

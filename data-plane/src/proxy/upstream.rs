@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 const IDLE_BUF: usize = 8 * 1024;
 const IDLE_BUF_MAX: usize = 16 * 1024;
 
-/// Idle connections kept per endpoint; more are closed when they come back.
+/// Idle connections kept per endpoint and worker; more are closed when they come back.
 pub const MAX_IDLE: usize = 512;
 
 /// Every this many connections given back, the least recently used idle one is checked.
@@ -127,14 +127,22 @@ pub trait Pooled: Sized + Send + 'static {
     fn pop(pool: &ConnPool) -> Option<Self> {
         locked(Self::stack(pool)).pop()
     }
-    /// Gives an idle connection of this kind to this worker's stack of `pool`.
-    fn push(pool: &ConnPool, c: Self) {
-        locked(Self::stack(pool)).push(c);
-    }
-    /// Takes this worker's least recently used idle connection of this kind from `pool` when
-    /// its upstream is known to have closed it ([`gone`](Self::gone)).
-    fn oldest_if_gone(pool: &ConnPool) -> Option<Self> {
+    /// Gives an idle connection of this kind to this worker's stack of `pool`, unless that
+    /// holds [`MAX_IDLE`] already (then it is closed); whether it was kept.
+    fn push(pool: &ConnPool, c: Self) -> bool {
         let mut stack = locked(Self::stack(pool));
+        let room = stack.len() < MAX_IDLE;
+        if room {
+            stack.push(c);
+        }
+        room
+    }
+    /// Takes the least recently used idle connection of this kind from worker `w`'s stack of
+    /// `pool` when its upstream is known to have closed it ([`gone`](Self::gone)). Any thread
+    /// may look: readiness is kept up by the owning worker's event loop, idle or not.
+    fn oldest_if_gone(pool: &ConnPool, w: usize) -> Option<Self> {
+        let stacks = Self::stacks(pool);
+        let mut stack = locked(&stacks[w % stacks.len()]);
         let gone = stack.first_mut().is_some_and(Self::gone);
         gone.then(|| stack.remove(0))
     }
@@ -203,13 +211,18 @@ impl Pooled for RawConn {
         &pool.raw_idle
     }
 
-    fn push(pool: &ConnPool, mut c: Self) {
+    fn push(pool: &ConnPool, mut c: Self) -> bool {
         // A large body grew the read buffer; an idle connection keeps a small one (a buffer
         // holding unasked-for bytes stays, so the liveness check still refuses the connection).
         if c.buf.is_empty() && c.buf.capacity() > IDLE_BUF_MAX {
             c.buf = BytesMut::with_capacity(IDLE_BUF);
         }
-        locked(Self::stack(pool)).push(c);
+        let mut stack = locked(Self::stack(pool));
+        let room = stack.len() < MAX_IDLE;
+        if room {
+            stack.push(c);
+        }
+        room
     }
 
     fn gone(&mut self) -> bool {
@@ -392,22 +405,21 @@ impl ConnPool {
         if c.is_closed() {
             return;
         }
-        // The cap is approximate under races, which is all it needs to be.
-        if self.idle_count.fetch_add(1, Ordering::Relaxed) < MAX_IDLE {
-            C::push(self, c);
+        // Counted before it can be taken, so the count never goes below zero.
+        self.idle_count.fetch_add(1, Ordering::Relaxed);
+        if C::push(self, c) {
             self.load.wake_pending();
         } else {
             self.idle_count.fetch_sub(1, Ordering::Relaxed);
         }
-        // Most recently used goes out first, so the connections at the bottom of the stack can
+        // Most recently used goes out first, so the connections at the bottom of a stack can
         // sit unused for long: now and then the oldest is looked at, and closed when its
         // upstream has closed it (it would otherwise hold a descriptor and a connection unit).
-        if self
-            .checkins
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(PRUNE_EVERY)
-        {
-            if let Some(dead) = C::oldest_if_gone(self) {
+        // The stacks are taken in turn, so a worker that no longer sends to this endpoint has
+        // its connections looked at too.
+        let n = self.checkins.fetch_add(1, Ordering::Relaxed);
+        if n.is_multiple_of(PRUNE_EVERY) {
+            if let Some(dead) = C::oldest_if_gone(self, n / PRUNE_EVERY) {
                 self.idle_count.fetch_sub(1, Ordering::Relaxed);
                 drop(dead);
             }
@@ -711,6 +723,48 @@ mod tests {
             load.current(Limit::Connections),
             1,
             "and its unit given back"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dead_idle_connection_of_a_worker_gone_quiet_is_pruned_by_another() {
+        // An upstream that closes the first connection it accepts and keeps the second.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (kept_tx, kept_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            drop(l.accept().await);
+            let _ = kept_tx.send(l.accept().await);
+        });
+        let load = Arc::new(ClusterLoad::default());
+        let pool = ConnPool::in_cluster(&addr.to_string(), load.clone(), 2);
+        let max = Maxima::default();
+        let connect = || pool.checkout::<RawConn>(Duration::from_secs(1), true, &max, &[]);
+        // Worker 1 leaves its connection idle, and sends no more; the upstream closes it.
+        set_worker(1);
+        let mut dead = connect().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !dead.gone() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the upstream's close never showed");
+        pool.checkin(dead);
+        // Worker 0 keeps using a connection of its own.
+        set_worker(0);
+        let live = connect().await.unwrap();
+        let _kept = kept_rx.await;
+        pool.checkin(live);
+        assert_eq!((pool.idle(), load.current(Limit::Connections)), (2, 2));
+        for _ in 0..2 * PRUNE_EVERY {
+            let c: RawConn = connect().await.unwrap();
+            pool.checkin(c);
+        }
+        assert_eq!(
+            (pool.idle(), load.current(Limit::Connections)),
+            (1, 1),
+            "worker 1's closed connection was pruned, its unit given back"
         );
     }
 
