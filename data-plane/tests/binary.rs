@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{client, eventually, get, metric, until_one_in_flight, Upstream};
+use common::{
+    assert_both_workers_accepted, client, eventually, get, until_one_in_flight, Upstream,
+};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -70,18 +72,7 @@ async fn the_binary_serves_on_every_worker_and_drains_on_sigterm() {
     for r in batch {
         assert_eq!(r.await.unwrap(), 200);
     }
-    let metrics = String::from_utf8(get(&c, admin, "/metrics").await.body.to_vec()).unwrap();
-    let accepted = |w: &str| {
-        metric(
-            &metrics,
-            &format!("gw_worker_connections_total{{worker=\"{w}\"}}"),
-        )
-    };
-    let (w0, w1) = (accepted("0").unwrap_or(0.0), accepted("1").unwrap_or(0.0));
-    assert!(
-        w0 > 0.0 && w1 > 0.0,
-        "one worker took every connection: {w0} / {w1}: {metrics}"
-    );
+    assert_both_workers_accepted(&c, admin).await;
 
     // SIGTERM with a request in flight: it is answered, then the process exits 0.
     let inflight = tokio::spawn(async move { get(&client(), p, "/slow/1000").await });

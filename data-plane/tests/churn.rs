@@ -6,7 +6,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::{client, eventually, get, metric, stack_on, until_one_in_flight, Upstream};
+use common::{
+    assert_both_workers_accepted, client, eventually, get, stack_on, until_one_in_flight, Upstream,
+};
 use gw_control_plane::server::ControlPlane;
 use gw_proto::manifest;
 use gw_proxy::server::Proxy;
@@ -42,18 +44,7 @@ async fn fifty_route_updates_under_load_lose_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_route_updates_under_load_lose_no_request_on_two_workers() {
     let proxy = fifty_updates_under_load(2).await;
-    let m = String::from_utf8(get(&client(), proxy.1, "/metrics").await.body.to_vec()).unwrap();
-    let accepted = |w: &str| {
-        metric(
-            &m,
-            &format!("gw_worker_connections_total{{worker=\"{w}\"}}"),
-        )
-    };
-    let (w0, w1) = (accepted("0").unwrap_or(0.0), accepted("1").unwrap_or(0.0));
-    assert!(
-        w0 > 0.0 && w1 > 0.0,
-        "one worker had every connection: {w0} / {w1}"
-    );
+    assert_both_workers_accepted(&client(), proxy.1).await;
     proxy.0.shutdown().await;
 }
 

@@ -681,9 +681,12 @@ mod tests {
         assert_eq!((a.pool.idle(), load.current(Limit::Connections)), (0, 1));
     }
 
-    #[tokio::test]
-    async fn an_idle_connection_its_upstream_closed_is_pruned_from_the_bottom() {
-        // An upstream that closes the first connection it accepts and keeps the second.
+    /// An upstream that closes the first connection it accepts and keeps the second (sent on
+    /// the channel).
+    async fn closes_the_first_connection() -> (
+        SocketAddr,
+        tokio::sync::oneshot::Receiver<std::io::Result<(TcpStream, SocketAddr)>>,
+    ) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let (kept_tx, kept_rx) = tokio::sync::oneshot::channel();
@@ -691,19 +694,30 @@ mod tests {
             drop(l.accept().await);
             let _ = kept_tx.send(l.accept().await);
         });
-        let load = Arc::new(ClusterLoad::default());
-        let pool = ConnPool::in_cluster(&addr.to_string(), load.clone(), 1);
-        let max = Maxima::default();
-        let connect = || pool.checkout::<RawConn>(Duration::from_secs(1), false, &max, &[]);
-        let mut dead = connect().await.unwrap();
-        // Until the close has reached the socket's readiness (the driver runs between yields).
+        (addr, kept_rx)
+    }
+
+    /// Until the upstream's close has reached the socket's readiness (the driver runs between
+    /// yields).
+    async fn until_gone(c: &mut RawConn) {
         tokio::time::timeout(Duration::from_secs(10), async {
-            while !dead.gone() {
+            while !c.gone() {
                 tokio::task::yield_now().await;
             }
         })
         .await
         .expect("the upstream's close never showed");
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_its_upstream_closed_is_pruned_from_the_bottom() {
+        let (addr, kept_rx) = closes_the_first_connection().await;
+        let load = Arc::new(ClusterLoad::default());
+        let pool = ConnPool::in_cluster(&addr.to_string(), load.clone(), 1);
+        let max = Maxima::default();
+        let connect = || pool.checkout::<RawConn>(Duration::from_secs(1), false, &max, &[]);
+        let mut dead = connect().await.unwrap();
+        until_gone(&mut dead).await;
         let live = connect().await.unwrap();
         let _kept = kept_rx.await;
         assert_eq!(load.current(Limit::Connections), 2);
@@ -728,14 +742,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dead_idle_connection_of_a_worker_gone_quiet_is_pruned_by_another() {
-        // An upstream that closes the first connection it accepts and keeps the second.
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let (kept_tx, kept_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            drop(l.accept().await);
-            let _ = kept_tx.send(l.accept().await);
-        });
+        let (addr, kept_rx) = closes_the_first_connection().await;
         let load = Arc::new(ClusterLoad::default());
         let pool = ConnPool::in_cluster(&addr.to_string(), load.clone(), 2);
         let max = Maxima::default();
@@ -743,13 +750,7 @@ mod tests {
         // Worker 1 leaves its connection idle, and sends no more; the upstream closes it.
         set_worker(1);
         let mut dead = connect().await.unwrap();
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while !dead.gone() {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("the upstream's close never showed");
+        until_gone(&mut dead).await;
         pool.checkin(dead);
         // Worker 0 keeps using a connection of its own.
         set_worker(0);

@@ -227,6 +227,22 @@ pub async fn until_one_in_flight(c: &HttpClient, admin: SocketAddr) {
     .await;
 }
 
+/// Asserts that both workers of the proxy whose admin listener is `admin` accepted connections
+/// (`gw_worker_connections_total`).
+#[allow(dead_code)]
+pub async fn assert_both_workers_accepted(c: &HttpClient, admin: SocketAddr) {
+    let m = String::from_utf8(get(c, admin, "/metrics").await.body.to_vec()).unwrap();
+    let accepted = |w: &str| {
+        let name = format!("gw_worker_connections_total{{worker=\"{w}\"}}");
+        metric(&m, &name).unwrap_or(0.0)
+    };
+    let (w0, w1) = (accepted("0"), accepted("1"));
+    assert!(
+        w0 > 0.0 && w1 > 0.0,
+        "one worker took every connection: {w0} / {w1}: {m}"
+    );
+}
+
 /// Polls `f` until it returns `Some`, at most `secs` seconds.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
 where
