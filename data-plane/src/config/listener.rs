@@ -68,10 +68,13 @@ pub fn wait_deadline(
     head: Duration,
     expires: Option<tokio::time::Instant>,
 ) -> Option<tokio::time::Instant> {
-    match (head_since, idle.map(|d| waiting_since + d), expires) {
-        (Some(t), _, _) => Some(t + head),
-        (None, Some(i), Some(e)) => Some(i.min(e)),
-        (None, i, e) => i.or(e),
+    match head_since {
+        Some(t) => Some(t + head),
+        None => idle
+            .map(|d| waiting_since + d)
+            .into_iter()
+            .chain(expires)
+            .min(),
     }
 }
 

@@ -127,9 +127,12 @@ pub trait Pooled: Sized + Send + 'static {
     fn pop(pool: &ConnPool) -> Option<Self> {
         locked(Self::stack(pool)).pop()
     }
+    /// Made ready to wait idle (before it joins a stack).
+    fn to_idle(&mut self) {}
     /// Gives an idle connection of this kind to this worker's stack of `pool`, unless that
     /// holds [`MAX_IDLE`] already (then it is closed); whether it was kept.
-    fn push(pool: &ConnPool, c: Self) -> bool {
+    fn push(pool: &ConnPool, mut c: Self) -> bool {
+        c.to_idle();
         let mut stack = locked(Self::stack(pool));
         let room = stack.len() < MAX_IDLE;
         if room {
@@ -211,18 +214,12 @@ impl Pooled for RawConn {
         &pool.raw_idle
     }
 
-    fn push(pool: &ConnPool, mut c: Self) -> bool {
+    fn to_idle(&mut self) {
         // A large body grew the read buffer; an idle connection keeps a small one (a buffer
         // holding unasked-for bytes stays, so the liveness check still refuses the connection).
-        if c.buf.is_empty() && c.buf.capacity() > IDLE_BUF_MAX {
-            c.buf = BytesMut::with_capacity(IDLE_BUF);
+        if self.buf.is_empty() && self.buf.capacity() > IDLE_BUF_MAX {
+            self.buf = BytesMut::with_capacity(IDLE_BUF);
         }
-        let mut stack = locked(Self::stack(pool));
-        let room = stack.len() < MAX_IDLE;
-        if room {
-            stack.push(c);
-        }
-        room
     }
 
     fn gone(&mut self) -> bool {
