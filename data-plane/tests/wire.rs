@@ -504,6 +504,18 @@ async fn connection_named_request_headers_are_read_by_the_native_paths_rule() {
     }
 }
 
+/// One HTTP/2 request, answered; then the proxy must end the connection (GOAWAY, then the
+/// close) within 10 s (a connection `what`, in the failure message).
+async fn h2_request_then_ended(p: &Proxy, what: &str) {
+    let (mut c, conn) = h2_client(p).await;
+    assert_eq!(h2(&mut c, "GET", "/echo").await.0, 200);
+    tokio::time::timeout(std::time::Duration::from_secs(10), conn)
+        .await
+        .unwrap_or_else(|_| panic!("the proxy kept an {what} HTTP/2 connection open"))
+        .unwrap()
+        .unwrap();
+}
+
 /// What the proxy sends until it closes the connection; fails if it keeps it open for 10 s.
 async fn closed(mut s: TcpStream) -> String {
     let mut rest = Vec::new();
@@ -791,13 +803,7 @@ async fn the_listeners_hcm_sets_the_connection_timeouts() {
         "{rest}"
     );
     // HTTP/2 (served by hyper): idle after one request, the proxy ends the connection.
-    let (mut c, conn) = h2_client(&p).await;
-    assert_eq!(h2(&mut c, "GET", "/echo").await.0, 200);
-    tokio::time::timeout(std::time::Duration::from_secs(10), conn)
-        .await
-        .expect("the proxy kept an idle HTTP/2 connection open")
-        .unwrap()
-        .unwrap();
+    h2_request_then_ended(&p, "idle").await;
 
     // A duration protobuf does not allow is refused (NACKed), and the previous config serves.
     let mut bad = with_timeouts(ms(300), long);
@@ -897,13 +903,7 @@ async fn a_connection_past_the_listeners_max_age_ends_at_a_request_boundary() {
     assert!(rest.contains("connection: close"), "{rest}");
 
     // HTTP/2 (served by hyper): GOAWAY at the age (the idle timeout is a minute off).
-    let (mut c, conn) = h2_client(&p).await;
-    assert_eq!(h2(&mut c, "GET", "/echo").await.0, 200);
-    tokio::time::timeout(std::time::Duration::from_secs(10), conn)
-        .await
-        .expect("the proxy kept an aged HTTP/2 connection open")
-        .unwrap()
-        .unwrap();
+    h2_request_then_ended(&p, "aged").await;
 }
 
 /// Sends `req` on one connection, again after each whole answer (200), until the proxy ends the

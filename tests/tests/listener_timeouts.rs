@@ -25,6 +25,16 @@ async fn until_closed(mut s: TcpStream, who: &str, what: &str) -> String {
     String::from_utf8_lossy(&rest).into_owned()
 }
 
+/// `GET path` answered with 200 on a new connection, which the proxy then ends (`what` it is
+/// waiting for, in the failure message).
+async fn get_then_closed(who: &str, addr: SocketAddr, path: &str, what: &str) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let rest = until_closed(s, who, what).await;
+    assert!(rest.starts_with("HTTP/1.1 200"), "{who}: {rest}");
+}
+
 /// One HTTP/2 (prior knowledge) request, answered; then the proxy must end the connection
 /// (GOAWAY, then the close) while the client holds it open.
 async fn h2_request_then_end(who: &str, addr: SocketAddr, what: &str) {
@@ -51,12 +61,7 @@ async fn h2_request_then_end(who: &str, addr: SocketAddr, what: &str) {
 
 async fn check(who: &str, addr: SocketAddr) {
     // Idle after an answered request: the answer, then the close.
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /svc/idle HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let rest = until_closed(s, who, "idle after a request").await;
-    assert!(rest.starts_with("HTTP/1.1 200"), "{who}: {rest}");
+    get_then_closed(who, addr, "/svc/idle", "idle after a request").await;
 
     // Headers that stop coming: 408, then the close.
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -116,12 +121,7 @@ async fn envoy_and_gw_proxy_close_idle_and_slow_connections_alike() {
 /// A connection past its maximum age ends: idle (after its one answer), busy (between two
 /// requests, or after a response that says `connection: close`), and HTTP/2 (GOAWAY).
 async fn check_aged(who: &str, addr: SocketAddr) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /svc/aged HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let rest = until_closed(s, who, "idle past the maximum age").await;
-    assert!(rest.starts_with("HTTP/1.1 200"), "{who}: {rest}");
+    get_then_closed(who, addr, "/svc/aged", "idle past the maximum age").await;
 
     // Busy: one request after another, each read whole (Content-Length) before the next.
     // Taken before the connection exists, so its age is never ahead of this clock.
