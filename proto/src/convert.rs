@@ -378,6 +378,7 @@ pub fn listener_spec_to_pb(l: &model::ListenerSpec) -> pb::ListenerSpec {
             .then(|| duration_to_pb(l.request_headers_timeout)),
         max_connection_duration: (!l.max_connection_duration.is_zero())
             .then(|| duration_to_pb(l.max_connection_duration)),
+        stream_idle_timeout: Some(duration_to_pb(l.stream_idle_timeout)),
     }
 }
 
@@ -409,6 +410,11 @@ pub fn listener_spec_from_pb(
             l.max_connection_duration.as_ref(),
         )?
         .unwrap_or(d.max_connection_duration),
+        stream_idle_timeout: duration_from_pb(
+            "spec.streamIdleTimeout",
+            l.stream_idle_timeout.as_ref(),
+        )?
+        .unwrap_or(d.stream_idle_timeout),
     })
 }
 
@@ -704,15 +710,29 @@ mod tests {
             idle_timeout: Duration::ZERO,
             request_headers_timeout: Duration::from_millis(2500),
             max_connection_duration: Duration::from_secs(600),
+            stream_idle_timeout: Duration::from_secs(30),
             ..Default::default()
         };
         let pb = listener_spec_to_pb(&spec);
         assert_eq!(listener_spec_from_pb(Some(&pb)).unwrap(), spec);
-        // Unset: Envoy's defaults (1 h idle, no headers bound); an explicit 0s idle stays 0s.
+        // An explicit 0s stream idle timeout (off) stays 0s, not the default.
+        let off = model::ListenerSpec {
+            stream_idle_timeout: Duration::ZERO,
+            ..Default::default()
+        };
+        let pb = listener_spec_to_pb(&off);
+        assert_eq!(
+            pb.stream_idle_timeout,
+            Some(prost_types::Duration::default())
+        );
+        assert_eq!(listener_spec_from_pb(Some(&pb)).unwrap(), off);
+        // Unset: Envoy's defaults (1 h idle, no headers bound, 5 min stream idle); an explicit
+        // 0s idle stays 0s.
         let d = listener_spec_from_pb(Some(&pb::ListenerSpec::default())).unwrap();
         assert_eq!(d.idle_timeout, Duration::from_secs(3600));
         assert_eq!(d.request_headers_timeout, Duration::ZERO);
         assert_eq!(d.max_connection_duration, Duration::ZERO);
+        assert_eq!(d.stream_idle_timeout, Duration::from_secs(300));
         let bad = pb::ListenerSpec {
             request_headers_timeout: Some(prost_types::Duration {
                 seconds: -1,
@@ -722,6 +742,15 @@ mod tests {
         };
         let e = listener_spec_from_pb(Some(&bad)).unwrap_err();
         assert_eq!(e.field, "spec.requestHeadersTimeout");
+        let bad = pb::ListenerSpec {
+            stream_idle_timeout: Some(prost_types::Duration {
+                seconds: -1,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let e = listener_spec_from_pb(Some(&bad)).unwrap_err();
+        assert_eq!(e.field, "spec.streamIdleTimeout");
     }
 
     #[test]

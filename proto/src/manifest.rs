@@ -235,8 +235,11 @@ spec:
                 "apiVersion: gw/v1\nkind: Listener\nmetadata: {{name: edge}}\nspec: {spec}\n"
             ))
         };
-        let docs = l("{idleTimeout: 90s, requestHeadersTimeout: 10s, maxConnectionDuration: 10m}")
-            .unwrap();
+        let docs = l(
+            "{idleTimeout: 90s, requestHeadersTimeout: 10s, maxConnectionDuration: 10m, \
+             streamIdleTimeout: 30s}",
+        )
+        .unwrap();
         let Spec::Listener(s) = &docs[0].object.spec else {
             panic!("not a listener")
         };
@@ -249,6 +252,7 @@ spec:
             s.max_connection_duration,
             std::time::Duration::from_secs(600)
         );
+        assert_eq!(s.stream_idle_timeout, std::time::Duration::from_secs(30));
         let docs = l("{port: 9090}").unwrap();
         let Spec::Listener(s) = &docs[0].object.spec else {
             panic!("not a listener")
@@ -256,6 +260,12 @@ spec:
         assert_eq!(s.idle_timeout, std::time::Duration::from_secs(3600));
         assert!(s.request_headers_timeout.is_zero());
         assert!(s.max_connection_duration.is_zero());
+        assert_eq!(s.stream_idle_timeout, std::time::Duration::from_secs(300));
+        let docs = l("{streamIdleTimeout: 0s}").unwrap();
+        let Spec::Listener(s) = &docs[0].object.spec else {
+            panic!("not a listener")
+        };
+        assert!(s.stream_idle_timeout.is_zero());
         let e = l("{idleTimeout: soon}").unwrap_err();
         assert!(
             e.message.starts_with("spec.idleTimeout: invalid duration"),
@@ -267,6 +277,9 @@ spec:
         let mut o = l("{maxConnectionDuration: 400d}").unwrap().remove(0).object;
         let e = o.validate().unwrap_err();
         assert_eq!(e.field, "spec.maxConnectionDuration");
+        let mut o = l("{streamIdleTimeout: 400d}").unwrap().remove(0).object;
+        let e = o.validate().unwrap_err();
+        assert_eq!(e.field, "spec.streamIdleTimeout");
     }
 
     #[test]

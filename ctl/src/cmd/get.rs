@@ -122,6 +122,7 @@ fn rows(kind: Kind, objs: &[Object], wide: bool) -> comfy_table::Table {
             "IDLE TIMEOUT",
             "HEADERS TIMEOUT",
             "MAX CONN DURATION",
+            "STREAM IDLE TIMEOUT",
             "AGE",
         ],
         (Kind::Cluster, false) => vec!["TENANT", "NAME", "LB", "ENDPOINTS", "AGE"],
@@ -183,6 +184,10 @@ fn rows(kind: Kind, objs: &[Object], wide: bool) -> comfy_table::Table {
                     match s.max_connection_duration.is_zero() {
                         true => "-".into(),
                         false => d(s.max_connection_duration),
+                    },
+                    match s.stream_idle_timeout.is_zero() {
+                        true => "never".into(),
+                        false => d(s.stream_idle_timeout),
                     },
                     age(m.created_at_ms),
                 ]

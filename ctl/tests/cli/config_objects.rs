@@ -61,9 +61,12 @@ async fn get_lists_and_yaml_round_trips() {
     let l = env.file(
         "listener.yaml",
         "apiVersion: gw/v1\nkind: Listener\nmetadata: {name: edge}\n\
-         spec: {nodeCluster: edge, port: 8443, requestHeadersTimeout: 10s, maxConnectionDuration: 10m}\n---\n\
+         spec: {nodeCluster: edge, port: 8443, requestHeadersTimeout: 10s, maxConnectionDuration: 10m, \
+         streamIdleTimeout: 30s}\n---\n\
          apiVersion: gw/v1\nkind: Listener\nmetadata: {name: inner}\n\
-         spec: {nodeCluster: inner, port: 8081, idleTimeout: 0s}\n",
+         spec: {nodeCluster: inner, port: 8081, idleTimeout: 0s, streamIdleTimeout: 0s}\n---\n\
+         apiVersion: gw/v1\nkind: Listener\nmetadata: {name: plain}\n\
+         spec: {nodeCluster: plain, port: 8082}\n",
     );
     let applied = env.run(&["apply", "-f", l.to_str().unwrap()]).await;
     assert_eq!(applied.code, 0, "{}", applied.stderr);
@@ -72,19 +75,39 @@ async fn get_lists_and_yaml_round_trips() {
         table
             .lines()
             .find(|l| l.starts_with(name))
-            .map(|l| l.split_whitespace().take(7).map(str::to_owned).collect())
+            .map(|l| l.split_whitespace().take(8).map(str::to_owned).collect())
             .unwrap_or_default()
     };
     assert_eq!(
         row("edge"),
-        ["edge", "edge", "0.0.0.0", "8443", "1h", "10s", "10m"],
+        ["edge", "edge", "0.0.0.0", "8443", "1h", "10s", "10m", "30s"],
         "{table}"
     );
     assert_eq!(
         row("inner"),
-        ["inner", "inner", "0.0.0.0", "8081", "never", "-", "-"],
+        ["inner", "inner", "0.0.0.0", "8081", "never", "-", "-", "never"],
         "{table}"
     );
+    assert_eq!(
+        row("plain"),
+        ["plain", "plain", "0.0.0.0", "8082", "1h", "-", "-", "5m"],
+        "{table}"
+    );
+    // The values round-trip through the API: 30s, an explicit 0s (off) and the 5m default.
+    let json = env.run(&["get", "listeners", "-o", "json"]).await;
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let sit = |name: &str| {
+        v.as_array()
+            .or_else(|| v["items"].as_array())
+            .into_iter()
+            .flatten()
+            .find(|o| o["metadata"]["name"] == name)
+            .map(|o| o["spec"]["streamIdleTimeout"].clone())
+    };
+    assert_eq!(sit("edge"), Some("30s".into()), "{}", json.stdout);
+    assert_eq!(sit("inner"), Some("0s".into()), "{}", json.stdout);
+    assert_eq!(sit("plain"), Some("5m".into()), "{}", json.stdout);
     let yaml = env.run(&["get", "clusters", "-o", "yaml"]).await;
     assert!(yaml.stdout.contains("kind: Cluster"), "{}", yaml.stdout);
     let f = env.file("clusters.yaml", &yaml.stdout);

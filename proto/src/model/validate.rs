@@ -112,6 +112,7 @@ pub(crate) fn listener(l: &ListenerSpec) -> Result<(), FieldError> {
         ("spec.idleTimeout", l.idle_timeout),
         ("spec.requestHeadersTimeout", l.request_headers_timeout),
         ("spec.maxConnectionDuration", l.max_connection_duration),
+        ("spec.streamIdleTimeout", l.stream_idle_timeout),
     ] {
         if d > 365 * day {
             return Err(FieldError::new(field, "must be at most 365d (0s: none)"));

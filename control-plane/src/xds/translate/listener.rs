@@ -140,6 +140,8 @@ fn listener(name: &str, spec: &ListenerSpec) -> Resource {
         }),
         request_headers_timeout: (!spec.request_headers_timeout.is_zero())
             .then(|| duration(spec.request_headers_timeout)),
+        // Always set: 0s turns Envoy's stream idle timeout off, unset would mean its 5 min.
+        stream_idle_timeout: Some(duration(spec.stream_idle_timeout)),
         access_log: vec![access_log()],
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(ads_source()),
@@ -180,4 +182,60 @@ fn listener(name: &str, spec: &ListenerSpec) -> Resource {
         vec![format!("listener/{name}")],
         vec![name.to_owned()],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+    use std::time::Duration;
+
+    fn hcm(spec: &ListenerSpec) -> HttpConnectionManager {
+        let r = listener("edge", spec);
+        let l = Listener::decode(&r.body.value[..]).unwrap();
+        let Some(filter::ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type
+        else {
+            panic!("no HCM")
+        };
+        HttpConnectionManager::decode(&any.value[..]).unwrap()
+    }
+
+    fn secs(s: i64) -> Option<gw_proto::envoy::pb::google::protobuf::Duration> {
+        Some(gw_proto::envoy::pb::google::protobuf::Duration {
+            seconds: s,
+            nanos: 0,
+        })
+    }
+
+    #[test]
+    fn hcm_carries_the_listener_timeouts() {
+        let h = hcm(&ListenerSpec {
+            idle_timeout: Duration::from_secs(90),
+            request_headers_timeout: Duration::from_secs(10),
+            max_connection_duration: Duration::from_secs(600),
+            stream_idle_timeout: Duration::from_secs(30),
+            ..Default::default()
+        });
+        let o = h.common_http_protocol_options.as_ref().unwrap();
+        assert_eq!(o.idle_timeout, secs(90));
+        assert_eq!(o.max_connection_duration, secs(600));
+        assert_eq!(h.request_headers_timeout, secs(10));
+        assert_eq!(h.stream_idle_timeout, secs(30));
+        // Defaults: Envoy's (no headers bound or age limit, 5 min stream idle, said explicitly).
+        let h = hcm(&ListenerSpec::default());
+        assert_eq!(h.request_headers_timeout, None);
+        assert_eq!(
+            h.common_http_protocol_options
+                .unwrap()
+                .max_connection_duration,
+            None
+        );
+        assert_eq!(h.stream_idle_timeout, secs(300));
+        // 0s is sent as 0s (off in Envoy), not left unset (which would be Envoy's 5 min).
+        let h = hcm(&ListenerSpec {
+            stream_idle_timeout: Duration::ZERO,
+            ..Default::default()
+        });
+        assert_eq!(h.stream_idle_timeout, secs(0));
+    }
 }
