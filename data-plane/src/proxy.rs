@@ -34,19 +34,22 @@ use crate::router::Route;
 use crate::server::Shared;
 use bytes::Bytes;
 use http_body_util::{Either, Empty, Full};
-use hyper::body::{Body, Incoming};
+use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{HeaderValue, HOST};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// Body sent upstream through hyper's client: the downstream body (or, in tests, nothing).
 pub type ReqBody = Either<Incoming, Empty<Bytes>>;
 /// Body sent downstream: the upstream body streamed (read by hyper's client, or from a raw
 /// connection), or a local reply.
-pub type RespBody = Either<Either<upstream::PooledBody, raw::RawBody>, Full<Bytes>>;
+pub type RespBody = Either<Timed<Either<upstream::PooledBody, raw::RawBody>>, Full<Bytes>>;
 
 /// One downstream connection: what every request on it shares.
 #[derive(Debug)]
@@ -181,6 +184,10 @@ pub async fn handle(
     } else {
         Whole::Stream(body)
     };
+    // The route's timeout runs from the end of the request (Envoy's), here after any body was
+    // read, until the response has been sent whole.
+    let requested = Instant::now();
+    let deadline = route.timeout.map(|t| requested + t);
     let (response, cluster, endpoint, upstream_error) = match whole {
         Whole::Refused(status, msg) => (local(status, msg), None, None, ""),
         Whole::Raw(request) => {
@@ -191,16 +198,14 @@ pub async fn handle(
                 ctx,
                 replayable,
                 &mut ex,
-                // The route's timeout runs from the end of the request (Envoy's), here after
-                // any body was read.
-                Instant::now(),
+                requested,
                 &mut forward::PerTry,
             )
             .await;
             let (response, err) = match out.reply {
                 forward::Reply::Upstream((conn, ep)) => match raw::response(conn, ep) {
                     Some(r) => (
-                        r.map(|b| Either::Left(Either::Right(b))),
+                        r.map(|b| Either::Left(Timed::new(Either::Right(b), deadline))),
                         out.upstream_error,
                     ),
                     None => (
@@ -222,7 +227,7 @@ pub async fn handle(
                 ctx,
                 false,
                 &mut ex,
-                Instant::now(),
+                requested,
                 &mut forward::PerTry,
             )
             .await;
@@ -230,9 +235,10 @@ pub async fn handle(
                 forward::Reply::Upstream((resp, conn, ep)) => {
                     let (mut head, body) = resp.into_parts();
                     headers::strip_hop_by_hop(&mut head.headers);
+                    let body = upstream::PooledBody::new(body, conn, ep);
                     Response::from_parts(
                         head,
-                        Either::Left(Either::Left(upstream::PooledBody::new(body, conn, ep))),
+                        Either::Left(Timed::new(Either::Left(body), deadline)),
                     )
                 }
                 forward::Reply::Local(status, msg, overloaded) => {
@@ -339,5 +345,73 @@ impl Done<'_> {
             });
         }
         now
+    }
+}
+
+/// A response body the route's timeout bounds: when `at` passes before its end, the body fails,
+/// and hyper resets the stream (HTTP/2) or closes the connection (HTTP/1), as Envoy does. No
+/// timer is made for a body that ends in its first frame (the common case).
+pub struct Timed<B> {
+    inner: B,
+    at: Option<Instant>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<B> Timed<B> {
+    /// `inner`, due whole by `at` (`None`: no bound).
+    pub fn new(inner: B, at: Option<Instant>) -> Timed<B> {
+        Timed {
+            inner,
+            at,
+            sleep: None,
+        }
+    }
+}
+
+/// The error a [`Timed`] body ends with.
+fn response_timeout() -> BoxError {
+    "upstream response not relayed whole within the route's timeout".into()
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<B> Body for Timed<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(sleep) = this.sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Err(response_timeout())));
+            }
+        }
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        if let (None, Some(at)) = (&this.sleep, this.at) {
+            // The body goes on past this poll: from now on it runs against the clock.
+            if r.is_pending() || !this.inner.is_end_stream() {
+                let mut sleep = Box::pin(tokio::time::sleep_until(at.into()));
+                if sleep.as_mut().poll(cx).is_ready() && r.is_pending() {
+                    return Poll::Ready(Some(Err(response_timeout())));
+                }
+                this.sleep = Some(sleep);
+            }
+        }
+        r.map(|f| f.map(|f| f.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }

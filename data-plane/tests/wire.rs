@@ -153,6 +153,13 @@ async fn scripted() -> Scripted {
                         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
                         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                             .await
+                    } else if path.starts_with("/stall") {
+                        // Five of the ten bytes it promises, then nothing until the proxy goes.
+                        let r = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+                            .await;
+                        while r.is_ok() && read_more(&mut s, &mut buf).await > 0 {}
+                        return;
                     } else if path.starts_with("/big-trailer") {
                         let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-big: ".to_vec();
                         r.extend(std::iter::repeat_n(b'a', 20 * 1024));
@@ -820,6 +827,71 @@ async fn the_listeners_hcm_sets_the_connection_timeouts() {
     send(&mut s, b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let rest = closed(s).await;
     assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
+}
+
+#[tokio::test]
+async fn the_routes_timeout_runs_until_the_response_is_relayed_whole() {
+    use http_body_util::BodyExt;
+    let up = scripted().await;
+    let p = proxy(&up).await;
+    let mut route = fixture::prefix_route("t/all", "/", "t/up");
+    if let Some(a) = fixture::action(&mut route) {
+        a.timeout = Some(fixture::duration(std::time::Duration::from_millis(400)));
+    }
+    let res = fixture::simple(vec![route], &[("t/up", "round_robin", vec![(up.addr, 1)])]);
+    p.shared().apply(res).unwrap();
+    // A body that stops halfway: what came is relayed, then the connection is closed (as Envoy
+    // resets the stream), on the native path and on hyper's (HTTP/1.0).
+    for (req, path) in [
+        (&b"GET /stall HTTP/1.1\r\nHost: a\r\n\r\n"[..], "native"),
+        (b"GET /stall HTTP/1.0\r\nHost: a\r\n\r\n", "hyper"),
+    ] {
+        let mut s = connect(&p).await;
+        send(&mut s, req).await;
+        let rest = closed(s).await;
+        assert!(rest.contains(" 200 OK\r\n"), "{path}: {rest}");
+        let head = rest.to_ascii_lowercase();
+        assert!(
+            head.contains("\r\ncontent-length: 10\r\n"),
+            "{path}: {rest}"
+        );
+        assert!(rest.ends_with("\r\n\r\nhello"), "{path}: {rest}");
+    }
+    // HTTP/2: the stream is reset after the head; the connection serves on.
+    let (mut c, _conn) = h2_client(&p).await;
+    let req = hyper::Request::get("http://wire.test/stall")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = c.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        resp.into_body().collect(),
+    )
+    .await
+    .expect("the proxy kept a stalled HTTP/2 stream open");
+    assert!(cut.is_err(), "the stalled body ended cleanly");
+    assert_eq!(h2(&mut c, "GET", "/echo").await.0, 200);
+    // Responses that come whole in time are untouched, and the connection goes on.
+    let mut s = connect(&p).await;
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        send(&mut s, b"GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        let r = read_resp(&mut s, &mut buf, false).await;
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.text().ends_with("0\r\nX-Trailer: t\r\n\r\n"),
+            "{}",
+            r.text()
+        );
+    }
+    // The response cut on the native path counts as an upstream error, not as a 2xx (hyper's
+    // path records a response when its head goes).
+    let metrics = http_get(p.admin_addr(), "/metrics").await;
+    let cut = metrics.lines().find(|l| {
+        l.starts_with("gw_rq_total{kind=\"cluster\"") && l.contains("class=\"upstream_error\"")
+    });
+    assert!(cut.is_some_and(|l| l.ends_with(" 1")), "{metrics}");
 }
 
 #[tokio::test]

@@ -1,15 +1,19 @@
 //! Upstream HTTP servers that answer every request with `200` and their own name in the body
 //! and in `x-upstream`, so tests can see which one Envoy picked. A path `/slow/MS…` answers after
-//! MS milliseconds (simulated upstream latency). Each counts its open connections and their peak.
+//! MS milliseconds (simulated upstream latency); a path `/…/stall` sends the head and half the
+//! body it promises, then nothing more. Each counts its open connections and their peak.
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -64,11 +68,16 @@ impl Upstream {
                                     .unwrap_or(0);
                                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
                             }
+                            let body = if req.uri().path().ends_with("/stall") {
+                                Either::Right(Stalled(false))
+                            } else {
+                                Either::Left(Full::new(Bytes::from(label.clone())))
+                            };
                             let resp = Response::builder()
                                 .header("x-upstream", label.as_str())
                                 .header("x-seen-path", req.uri().path())
-                                .body(Full::new(Bytes::from(label)))
-                                .unwrap_or_default();
+                                .body(body)
+                                .unwrap_or_else(|_| Response::new(Either::Left(Full::default())));
                             Ok::<_, Infallible>(resp)
                         }
                     });
@@ -92,5 +101,28 @@ impl Upstream {
     /// The port as a manifest wants it.
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+}
+
+/// A body that promises 10 bytes, gives 5 (`hello`), and never the rest.
+struct Stalled(bool);
+
+impl Body for Stalled {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.0 {
+            return Poll::Pending;
+        }
+        self.0 = true;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"hello")))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(10)
     }
 }

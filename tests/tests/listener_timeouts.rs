@@ -4,7 +4,8 @@
 //! after its answer, headers that stop coming get 408 and the close, and an idle HTTP/2
 //! connection is ended by the proxy. Likewise a Listener's `maxConnectionDuration` (HCM
 //! `common_http_protocol_options.max_connection_duration`): a connection past it ends at a
-//! request boundary, idle or busy, HTTP/1.1 or HTTP/2.
+//! request boundary, idle or busy, HTTP/1.1 or HTTP/2. And a Route's `timeout` (RouteAction
+//! `timeout`) runs until the response has been relayed whole: a body that stalls is cut there.
 
 #![allow(clippy::unwrap_used)]
 
@@ -76,7 +77,7 @@ async fn check(who: &str, addr: SocketAddr) {
 
 /// One Listener (`listener`: its timeout fields) and a route to an upstream, served by a stock
 /// Envoy and by gw-proxy from the same control plane; `check` runs against each.
-async fn on_both<F, Fut>(node: &str, listener: &str, check: F)
+async fn on_both<F, Fut>(node: &str, listener: &str, route: &str, check: F)
 where
     F: Fn(&'static str, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -92,7 +93,7 @@ where
          apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: svc, tenant: acme}}\n\
          spec: {{endpoints: [{{address: 127.0.0.1, port: {}}}]}}\n---\n\
          apiVersion: gw/v1\nkind: Route\nmetadata: {{name: svc, tenant: acme}}\n\
-         spec: {{match: {{pathPrefix: /svc}}, cluster: svc}}\n",
+         spec: {{match: {{pathPrefix: /svc}}, cluster: svc{route}}}\n",
         up.port()
     );
     control::apply(&cp, &yaml).await.unwrap();
@@ -113,6 +114,7 @@ async fn envoy_and_gw_proxy_close_idle_and_slow_connections_alike() {
     on_both(
         "timeouts",
         "idleTimeout: 500ms, requestHeadersTimeout: 300ms",
+        "",
         check,
     )
     .await;
@@ -179,7 +181,53 @@ async fn envoy_and_gw_proxy_end_connections_past_their_maximum_age_alike() {
     on_both(
         "aged",
         "idleTimeout: 60s, maxConnectionDuration: 500ms",
+        "",
         check_aged,
     )
     .await;
+}
+
+/// A response whose body stalls halfway: the head and what came are relayed, then the route's
+/// timeout ends the stream (HTTP/1.1: the connection closes; HTTP/2: the stream is reset and the
+/// connection serves on). A response that comes whole in time is untouched.
+async fn check_cut(who: &str, addr: SocketAddr) {
+    use http_body_util::BodyExt;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /svc/stall HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let rest = until_closed(s, who, "a stalled response past the route's timeout").await;
+    let head = rest.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{who}: {rest}");
+    assert!(head.contains("\r\ncontent-length: 10\r\n"), "{who}: {rest}");
+    assert!(rest.ends_with("\r\n\r\nhello"), "{who}: {rest}");
+
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut c, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let get = |path: &str| {
+        hyper::Request::builder()
+            .uri(format!("http://{addr}{path}"))
+            .header("host", "x")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let resp = c.send_request(get("/svc/stall")).await.unwrap();
+    assert_eq!(resp.status(), 200, "{who}");
+    let cut = tokio::time::timeout(Duration::from_secs(15), resp.into_body().collect())
+        .await
+        .unwrap_or_else(|_| panic!("{who} kept a stalled HTTP/2 stream open"));
+    assert!(cut.is_err(), "{who}: the stalled body ended cleanly");
+    let resp = c.send_request(get("/svc/slow/100")).await.unwrap();
+    assert_eq!(resp.status(), 200, "{who}");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"svc", "{who}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_and_gw_proxy_cut_a_stalled_response_at_the_routes_timeout_alike() {
+    on_both("cut", "idleTimeout: 60s", ", timeout: 500ms", check_cut).await;
 }

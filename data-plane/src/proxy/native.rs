@@ -16,7 +16,7 @@
 //! The attempt loop (balancing, breakers, limits, timeouts, retries, fallback) is the same
 //! [`forward`](super::forward::forward) for both.
 
-use super::forward::{self, Exchange, Reply, Try};
+use super::forward::{self, Exchange, Reply, Try, TryTimer};
 use super::h1::{self, put_header, BodyLen, Chunks, Head, Parsed};
 use super::headers;
 use super::upstream::RawConn;
@@ -31,7 +31,7 @@ use hyper::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -267,7 +267,7 @@ struct ConnState<'a> {
 /// fires there, and brings it back after an exchange when the idle deadline comes sooner.
 struct ConnTimer<'a>(Pin<&'a mut tokio::time::Sleep>);
 
-impl forward::TryTimer for ConnTimer<'_> {
+impl TryTimer for ConnTimer<'_> {
     async fn within<F: std::future::Future>(
         &mut self,
         at: Instant,
@@ -403,6 +403,7 @@ async fn exchange(
         _ = hung_up(io, pipelined) => return false,
     };
     let close = close || drain.draining();
+    let mut timed_out = false;
     let (status, ok) = match outcome.reply {
         Reply::Local(status, msg, overloaded) => (
             status.as_u16(),
@@ -410,7 +411,16 @@ async fn exchange(
         ),
         Reply::Upstream((conn, ep)) => {
             let status = conn.head.status;
-            (status, relay(io, out, conn, &ep, close).await)
+            // The route's timeout runs until the response has been relayed whole, as Envoy's.
+            let deadline = route.timeout.map(|t| started + t);
+            match relay(io, out, conn, &ep, close, deadline, &mut timer).await {
+                Relayed::Open => (status, true),
+                Relayed::Closed => (status, false),
+                Relayed::TimedOut => {
+                    timed_out = true;
+                    (status, false)
+                }
+            }
         }
     };
     let done = Done {
@@ -419,7 +429,11 @@ async fn exchange(
         cluster: outcome.cluster.as_ref(),
         endpoint: outcome.endpoint,
         status,
-        upstream_error: outcome.upstream_error,
+        upstream_error: if timed_out {
+            "timeout"
+        } else {
+            outcome.upstream_error
+        },
     };
     let now = done.record(shared, down.peer, || Asked {
         request_id: String::from_utf8_lossy(request_id).into_owned(),
@@ -460,16 +474,29 @@ async fn write_local(
     io.write_all(out).await.is_ok() && !close
 }
 
+/// How a relay ended.
+enum Relayed {
+    /// The response went whole; the downstream connection may carry another request.
+    Open,
+    /// The downstream connection is to close (or failed).
+    Closed,
+    /// The route's timeout passed before the response was relayed whole: the downstream
+    /// connection is closed mid-response (Envoy resets the stream).
+    TimedOut,
+}
+
 /// Sends the upstream's response downstream: the head and the body bytes at hand in one write,
-/// then the rest of the body as it arrives. The upstream connection goes back to its pool when
-/// the body ended cleanly. False when the downstream connection cannot go on.
+/// then the rest of the body as it arrives, all of it by `deadline` (the route's timeout). The
+/// upstream connection goes back to its pool when the body ended cleanly.
 async fn relay(
     io: &mut TcpStream,
     out: &mut Vec<u8>,
     mut conn: RawConn,
     ep: &Endpoint,
     close: bool,
-) -> bool {
+    deadline: Option<Instant>,
+    timer: &mut ConnTimer<'_>,
+) -> Relayed {
     let body = conn.body;
     out.clear();
     conn.head.copy_end_to_end(out, conn.named);
@@ -482,70 +509,97 @@ async fn relay(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    let mut chunks = Chunks::default();
-    // How much of `conn.buf` is body, and whether the body ends there.
-    let mut left = match body {
-        BodyLen::Length(n) => n,
-        _ => u64::MAX,
+    let open = |ok: bool| match ok && !down_close {
+        true => Relayed::Open,
+        false => Relayed::Closed,
     };
-    let take = |buf: &BytesMut, chunks: &mut Chunks, left: u64| -> Result<(usize, bool), ()> {
-        match body {
+    let mut body = Body {
+        framing: body,
+        chunks: Chunks::default(),
+        left: match body {
+            BodyLen::Length(n) => n,
+            _ => u64::MAX,
+        },
+    };
+    let Ok((n, ended)) = body.take(&conn.buf) else {
+        return Relayed::Closed;
+    };
+    if n <= 16 * 1024 && ended {
+        // The whole response is at hand: the upstream connection goes back to its pool before
+        // the client is sent the response, so a request waiting for a connection does not wait
+        // on the client's socket (nor a client that has its answer find the connection still
+        // out). The common case, and no timer is touched.
+        out.extend_from_slice(&conn.buf[..n]);
+        conn.buf.advance(n);
+        release(conn, ep);
+        return open(io.write_all(out).await.is_ok());
+    }
+    let rest = async {
+        if n <= 16 * 1024 {
+            out.extend_from_slice(&conn.buf[..n]);
+            if io.write_all(out).await.is_err() {
+                return false;
+            }
+        } else if io.write_all(out).await.is_err() || io.write_all(&conn.buf[..n]).await.is_err() {
+            return false;
+        }
+        conn.buf.advance(n);
+        body.left = body.left.saturating_sub(n as u64);
+        let mut ended = ended;
+        while !ended {
+            room_for_body(&mut conn.buf, body.left);
+            match conn.io.read_buf(&mut conn.buf).await {
+                Ok(0) if body.framing == BodyLen::Close => break,
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            }
+            let Ok((n, end)) = body.take(&conn.buf) else {
+                return false;
+            };
+            if io.write_all(&conn.buf[..n]).await.is_err() {
+                return false;
+            }
+            conn.buf.advance(n);
+            body.left = body.left.saturating_sub(n as u64);
+            ended = end;
+        }
+        if ended {
+            release(conn, ep);
+        }
+        true
+    };
+    match deadline {
+        Some(at) => match timer.within(at, pin!(rest)).await {
+            Some(ok) => open(ok),
+            None => Relayed::TimedOut,
+        },
+        None => open(rest.await),
+    }
+}
+
+/// A response body's framing as it is relayed.
+struct Body {
+    framing: BodyLen,
+    chunks: Chunks,
+    /// Bytes left of a counted body.
+    left: u64,
+}
+
+impl Body {
+    /// How much of `buf` is body, and whether the body ends there.
+    fn take(&mut self, buf: &BytesMut) -> Result<(usize, bool), ()> {
+        match self.framing {
             BodyLen::Length(_) => {
-                let n = (buf.len() as u64).min(left) as usize;
-                Ok((n, n as u64 == left))
+                let n = (buf.len() as u64).min(self.left) as usize;
+                Ok((n, n as u64 == self.left))
             }
             BodyLen::Chunked => {
-                let n = chunks.scan(buf).map_err(|_| ())?;
-                Ok((n, chunks.done()))
+                let n = self.chunks.scan(buf).map_err(|_| ())?;
+                Ok((n, self.chunks.done()))
             }
             BodyLen::Close => Ok((buf.len(), false)),
         }
-    };
-    let Ok((n, mut ended)) = take(&conn.buf, &mut chunks, left) else {
-        return false;
-    };
-    if n <= 16 * 1024 {
-        out.extend_from_slice(&conn.buf[..n]);
-        conn.buf.advance(n);
-        if ended {
-            // The whole response is at hand: the upstream connection goes back to its pool
-            // before the client is sent the response, so a request waiting for a connection
-            // does not wait on the client's socket (nor a client that has its answer find the
-            // connection still out).
-            release(conn, ep);
-            return io.write_all(out).await.is_ok() && !down_close;
-        }
-        if io.write_all(out).await.is_err() {
-            return false;
-        }
-    } else {
-        if io.write_all(out).await.is_err() || io.write_all(&conn.buf[..n]).await.is_err() {
-            return false;
-        }
-        conn.buf.advance(n);
     }
-    left = left.saturating_sub(n as u64);
-    while !ended {
-        room_for_body(&mut conn.buf, left);
-        match conn.io.read_buf(&mut conn.buf).await {
-            Ok(0) if body == BodyLen::Close => break,
-            Ok(0) | Err(_) => return false,
-            Ok(_) => {}
-        }
-        let Ok((n, end)) = take(&conn.buf, &mut chunks, left) else {
-            return false;
-        };
-        if io.write_all(&conn.buf[..n]).await.is_err() {
-            return false;
-        }
-        conn.buf.advance(n);
-        left = left.saturating_sub(n as u64);
-        ended = end;
-    }
-    if ended {
-        release(conn, ep);
-    }
-    !down_close
 }
 
 /// Puts a connection whose response has been read whole back in its endpoint's pool, unless it
