@@ -167,13 +167,13 @@ mod tests {
         let f = write(
             dir.path(),
             "bad.yaml",
-            &format!("{TENANT}---\napiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: acme}}\nspec: {{cluster: c, timeout: 0s}}\n"),
+            &format!("{TENANT}---\napiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: acme}}\nspec: {{cluster: c, timeout: 400d}}\n"),
         );
         let e = read(std::slice::from_ref(&f)).unwrap_err().render(false);
         assert_eq!(
             e,
             format!(
-                "{}: document 2 (Route acme/r): spec.timeout: must be > 0",
+                "{}: document 2 (Route acme/r): spec.timeout: must be at most 365d (0s: none)",
                 f.display()
             )
         );

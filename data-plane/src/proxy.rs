@@ -188,6 +188,7 @@ pub async fn handle(
     // read, until the response has been sent whole.
     let requested = Instant::now();
     let deadline = route.timeout.map(|t| requested + t);
+    let idle = cfg.timeouts.stream_idle;
     let (response, cluster, endpoint, upstream_error) = match whole {
         Whole::Refused(status, msg) => (local(status, msg), None, None, ""),
         Whole::Raw(request) => {
@@ -205,7 +206,7 @@ pub async fn handle(
             let (response, err) = match out.reply {
                 forward::Reply::Upstream((conn, ep)) => match raw::response(conn, ep) {
                     Some(r) => (
-                        r.map(|b| Either::Left(Timed::new(Either::Right(b), deadline))),
+                        r.map(|b| Either::Left(Timed::new(Either::Right(b), deadline, idle))),
                         out.upstream_error,
                     ),
                     None => (
@@ -238,7 +239,7 @@ pub async fn handle(
                     let body = upstream::PooledBody::new(body, conn, ep);
                     Response::from_parts(
                         head,
-                        Either::Left(Timed::new(Either::Left(body), deadline)),
+                        Either::Left(Timed::new(Either::Left(body), deadline, idle)),
                     )
                 }
                 forward::Reply::Local(status, msg, overloaded) => {
@@ -348,29 +349,41 @@ impl Done<'_> {
     }
 }
 
-/// A response body the route's timeout bounds: when `at` passes before its end, the body fails,
-/// and hyper resets the stream (HTTP/2) or closes the connection (HTTP/1), as Envoy does. No
-/// timer is made for a body that ends in its first frame (the common case).
+/// A response body the route's timeout bounds (`at`, for all of it) and the listener's stream
+/// idle timeout (`idle`, between frames): when either passes first, the body fails and hyper
+/// resets the stream (HTTP/2) or closes the connection (HTTP/1), as Envoy does. No timer is made
+/// for a body that ends in its first frame (the common case).
 pub struct Timed<B> {
     inner: B,
     at: Option<Instant>,
+    idle: Option<std::time::Duration>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<B> Timed<B> {
-    /// `inner`, due whole by `at` (`None`: no bound).
-    pub fn new(inner: B, at: Option<Instant>) -> Timed<B> {
+    /// `inner`, due whole by `at` and with no gap longer than `idle` (`None`: no bound).
+    pub fn new(inner: B, at: Option<Instant>, idle: Option<std::time::Duration>) -> Timed<B> {
         Timed {
             inner,
             at,
+            idle,
             sleep: None,
+        }
+    }
+
+    /// When the body fails if nothing more comes.
+    fn due(&self) -> Option<Instant> {
+        let idle = self.idle.map(|d| Instant::now() + d);
+        match (self.at, idle) {
+            (Some(a), Some(i)) => Some(a.min(i)),
+            (a, i) => a.or(i),
         }
     }
 }
 
 /// The error a [`Timed`] body ends with.
 fn response_timeout() -> BoxError {
-    "upstream response not relayed whole within the route's timeout".into()
+    "upstream response not relayed whole within the route's or the stream idle timeout".into()
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -394,14 +407,24 @@ where
             }
         }
         let r = Pin::new(&mut this.inner).poll_frame(cx);
-        if let (None, Some(at)) = (&this.sleep, this.at) {
-            // The body goes on past this poll: from now on it runs against the clock.
-            if r.is_pending() || !this.inner.is_end_stream() {
-                let mut sleep = Box::pin(tokio::time::sleep_until(at.into()));
+        // The body goes on past this poll: from now on it runs against the clock, and each
+        // frame moves the idle bound on.
+        let goes_on = r.is_pending() || !this.inner.is_end_stream();
+        let moved = r.is_ready() && this.idle.is_some();
+        if goes_on && (this.sleep.is_none() || moved) {
+            if let Some(due) = this.due() {
+                let sleep = match this.sleep.as_mut() {
+                    Some(s) => {
+                        s.as_mut().reset(due.into());
+                        s
+                    }
+                    None => this
+                        .sleep
+                        .insert(Box::pin(tokio::time::sleep_until(due.into()))),
+                };
                 if sleep.as_mut().poll(cx).is_ready() && r.is_pending() {
                     return Poll::Ready(Some(Err(response_timeout())));
                 }
-                this.sleep = Some(sleep);
             }
         }
         r.map(|f| f.map(|f| f.map_err(Into::into)))

@@ -153,6 +153,21 @@ async fn scripted() -> Scripted {
                         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
                         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                             .await
+                    } else if path.starts_with("/stuck") {
+                        // Far longer than the stream idle timeout the tests set.
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await
+                    } else if path.starts_with("/trickle") {
+                        // Ten chunks 100 ms apart: a second in all, never long idle.
+                        let mut r = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                            .await;
+                        for _ in 0..10 {
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            r = r.and(s.write_all(b"1\r\nx\r\n").await);
+                        }
+                        r.and(s.write_all(b"0\r\nX-Trailer: t\r\n\r\n").await)
                     } else if path.starts_with("/stall") {
                         // Five of the ten bytes it promises, then nothing until the proxy goes.
                         let r = s
@@ -892,6 +907,68 @@ async fn the_routes_timeout_runs_until_the_response_is_relayed_whole() {
         l.starts_with("gw_rq_total{kind=\"cluster\"") && l.contains("class=\"upstream_error\"")
     });
     assert!(cut.is_some_and(|l| l.ends_with(" 1")), "{metrics}");
+}
+
+#[tokio::test]
+async fn the_listeners_stream_idle_timeout_ends_streams_that_stop_moving() {
+    use gw_proxy::config::type_url;
+    use http_body_util::BodyExt;
+    let up = scripted().await;
+    let p = proxy(&up).await;
+    // The route sets no timeout: what ends streams here is the HCM's stream idle timeout.
+    let mut route = fixture::prefix_route("t/all", "/", "t/up");
+    if let Some(a) = fixture::action(&mut route) {
+        a.timeout = Some(fixture::duration(std::time::Duration::ZERO));
+    }
+    let mut res = fixture::simple(vec![route], &[("t/up", "round_robin", vec![(up.addr, 1)])]);
+    let l = fixture::listener_with("ingress", 8080, "ingress", |hcm| {
+        hcm.stream_idle_timeout = Some(fixture::duration(std::time::Duration::from_millis(600)));
+    });
+    res.insert(type_url::LISTENER, "ingress", "2", &l);
+    p.shared().apply(res).unwrap();
+    // No response head in time: 504 "stream timeout" (Envoy's, for a request it has whole), and
+    // the connection serves on; on the native path and on hyper's (HTTP/1.0, HTTP/2).
+    let mut s = connect(&p).await;
+    let mut buf = Vec::new();
+    send(&mut s, b"GET /stuck HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = read_resp(&mut s, &mut buf, false).await;
+    assert_eq!((r.status(), r.text().as_str()), (504, "stream timeout\n"));
+    // A body that keeps moving outlasts the idle timeout (ten chunks, a second in all).
+    send(&mut s, b"GET /trickle HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let r = read_resp(&mut s, &mut buf, false).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().starts_with("1\r\nx\r\n1\r\nx"), "{}", r.text());
+    let mut s = connect(&p).await;
+    send(&mut s, b"GET /stuck HTTP/1.0\r\nHost: a\r\n\r\n").await;
+    let rest = closed(s).await;
+    assert!(rest.contains(" 504 Gateway Timeout\r\n"), "{rest}");
+    let (mut c, _conn) = h2_client(&p).await;
+    let (status, _, text, _) = h2(&mut c, "GET", "/stuck").await;
+    assert_eq!((status, text.as_str()), (504, "stream timeout\n"));
+    // A body that stops: cut, on each path (the hyper path's HTTP/1.0 after its head).
+    for req in [
+        &b"GET /stall HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET /stall HTTP/1.0\r\nHost: a\r\n\r\n",
+    ] {
+        let mut s = connect(&p).await;
+        send(&mut s, req).await;
+        let rest = closed(s).await;
+        assert!(rest.ends_with("\r\n\r\nhello"), "{rest}");
+    }
+    let req = hyper::Request::get("http://wire.test/stall")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = c.send_request(req).await.unwrap();
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        resp.into_body().collect(),
+    )
+    .await
+    .expect("the proxy kept a stalled HTTP/2 stream open");
+    assert!(cut.is_err(), "the stalled body ended cleanly");
+    // HTTP/2 trickle: moving, so whole.
+    let (status, _, text, _) = h2(&mut c, "GET", "/trickle").await;
+    assert_eq!((status, text.len()), (200, 10));
 }
 
 #[tokio::test]

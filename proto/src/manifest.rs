@@ -310,6 +310,16 @@ spec:
             o.validate().unwrap_err().to_string(),
             "spec.retry.perTryTimeout: must be > 0"
         );
+        // A route's `timeout: 0s` is none (Envoy's meaning); past a year it is refused.
+        let none = QUICK.replace("timeout: 15s", "timeout: 0s");
+        let mut o = parse(&none).unwrap().remove(2).object;
+        assert!(o.validate().is_ok());
+        let bad = QUICK.replace("timeout: 15s", "timeout: 400d");
+        let mut o = parse(&bad).unwrap().remove(2).object;
+        assert_eq!(
+            o.validate().unwrap_err().to_string(),
+            "spec.timeout: must be at most 365d (0s: none)"
+        );
         let bad = QUICK.replace(
             "circuitBreaker: {consecutiveFailures: 7}",
             "circuitBreaker: {consecutiveFailures: 7, failOn: [timeout, 4xx]}",

@@ -1,5 +1,5 @@
 //! Upstream HTTP servers that answer every request with `200` and their own name in the body
-//! and in `x-upstream`, so tests can see which one Envoy picked. A path `/slow/MS…` answers after
+//! and in `x-upstream`, so tests can see which one Envoy picked. A path `…/slow/MS…` answers after
 //! MS milliseconds (simulated upstream latency); a path `/…/stall` sends the head and half the
 //! body it promises, then nothing more. Each counts its open connections and their peak.
 
@@ -60,7 +60,7 @@ impl Upstream {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let label = label.clone();
                         async move {
-                            if let Some(ms) = req.uri().path().strip_prefix("/slow/") {
+                            if let Some((_, ms)) = req.uri().path().split_once("/slow/") {
                                 let ms: u64 = ms
                                     .split(|c: char| !c.is_ascii_digit())
                                     .next()

@@ -4,8 +4,10 @@
 //! after its answer, headers that stop coming get 408 and the close, and an idle HTTP/2
 //! connection is ended by the proxy. Likewise a Listener's `maxConnectionDuration` (HCM
 //! `common_http_protocol_options.max_connection_duration`): a connection past it ends at a
-//! request boundary, idle or busy, HTTP/1.1 or HTTP/2. And a Route's `timeout` (RouteAction
+//! request boundary, idle or busy, HTTP/1.1 or HTTP/2. A Route's `timeout` (RouteAction
 //! `timeout`) runs until the response has been relayed whole: a body that stalls is cut there.
+//! And a Listener's `streamIdleTimeout` (HCM `stream_idle_timeout`) answers a response head that
+//! does not come `504 stream timeout`, and cuts a body that stops moving.
 
 #![allow(clippy::unwrap_used)]
 
@@ -120,6 +122,31 @@ async fn envoy_and_gw_proxy_close_idle_and_slow_connections_alike() {
     .await;
 }
 
+/// One response of declared length off `s`: its head (lower case) and body; `None` when the
+/// connection ends before a head.
+async fn read_response(who: &str, s: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b).await {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    if head.is_empty() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let len: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("{who}: no content-length in {text}"));
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    Some((text, body))
+}
+
 /// A connection past its maximum age ends: idle (after its one answer), busy (between two
 /// requests, or after a response that says `connection: close`), and HTTP/2 (GOAWAY).
 async fn check_aged(who: &str, addr: SocketAddr) {
@@ -138,26 +165,10 @@ async fn check_aged(who: &str, addr: SocketAddr) {
         let _ = s
             .write_all(b"GET /svc/busy HTTP/1.1\r\nHost: x\r\n\r\n")
             .await;
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match s.read(&mut b).await {
-                Ok(1) => head.push(b[0]),
-                _ => break,
-            }
-        }
-        if head.is_empty() {
+        let Some((text, _)) = read_response(who, &mut s).await else {
             break; // ended between two requests
-        }
-        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        };
         assert!(text.starts_with("http/1.1 200"), "{who}: {text}");
-        let len: usize = text
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map(|v| v.trim().parse().unwrap())
-            .unwrap_or_else(|| panic!("{who}: no content-length in {text}"));
-        let mut body = vec![0u8; len];
-        s.read_exact(&mut body).await.unwrap();
         answered += 1;
         if text.contains("connection: close") {
             let rest = until_closed(s, who, "after connection: close").await;
@@ -187,16 +198,16 @@ async fn envoy_and_gw_proxy_end_connections_past_their_maximum_age_alike() {
     .await;
 }
 
-/// A response whose body stalls halfway: the head and what came are relayed, then the route's
-/// timeout ends the stream (HTTP/1.1: the connection closes; HTTP/2: the stream is reset and the
-/// connection serves on). A response that comes whole in time is untouched.
-async fn check_cut(who: &str, addr: SocketAddr) {
+/// A response whose body stalls halfway: the head and what came are relayed, then the stream is
+/// ended (HTTP/1.1: the connection closes; HTTP/2: the stream is reset and the connection serves
+/// on, here a request of `then`).
+async fn check_stall(who: &str, addr: SocketAddr, then: &str) {
     use http_body_util::BodyExt;
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /svc/stall HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let rest = until_closed(s, who, "a stalled response past the route's timeout").await;
+    let rest = until_closed(s, who, "a stalled response").await;
     let head = rest.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{who}: {rest}");
     assert!(head.contains("\r\ncontent-length: 10\r\n"), "{who}: {rest}");
@@ -221,13 +232,53 @@ async fn check_cut(who: &str, addr: SocketAddr) {
         .await
         .unwrap_or_else(|_| panic!("{who} kept a stalled HTTP/2 stream open"));
     assert!(cut.is_err(), "{who}: the stalled body ended cleanly");
-    let resp = c.send_request(get("/svc/slow/100")).await.unwrap();
+    let resp = c.send_request(get(then)).await.unwrap();
     assert_eq!(resp.status(), 200, "{who}");
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"svc", "{who}");
 }
 
+/// The route's timeout (500 ms) cuts a stalled body; a response that comes whole within it (100
+/// ms late) is untouched.
+async fn check_cut(who: &str, addr: SocketAddr) {
+    check_stall(who, addr, "/svc/slow/100").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_and_gw_proxy_cut_a_stalled_response_at_the_routes_timeout_alike() {
     on_both("cut", "idleTimeout: 60s", ", timeout: 500ms", check_cut).await;
+}
+
+/// The stream idle timeout (500 ms; the route has none): a response head that does not come in
+/// time is answered `504 stream timeout` and the connection serves on; a stalled body is cut.
+async fn check_stream_idle(who: &str, addr: SocketAddr) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    for path in ["/svc/slow/3000", "/svc/after"] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let (head, body) = read_response(who, &mut s)
+            .await
+            .unwrap_or_else(|| panic!("{who}: closed before answering {path}"));
+        let want = if path == "/svc/after" {
+            "http/1.1 200"
+        } else {
+            "http/1.1 504"
+        };
+        assert!(head.starts_with(want), "{who} {path}: {head}");
+        if want.ends_with("504") {
+            assert!(body.starts_with(b"stream timeout"), "{who}: {body:?}");
+        }
+    }
+    check_stall(who, addr, "/svc/slow/300").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_and_gw_proxy_end_idle_streams_alike() {
+    on_both(
+        "stream-idle",
+        "idleTimeout: 60s, streamIdleTimeout: 500ms",
+        ", timeout: 0s",
+        check_stream_idle,
+    )
+    .await;
 }

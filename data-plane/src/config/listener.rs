@@ -28,8 +28,8 @@ fn hcm(l: &Listener) -> Option<HttpConnectionManager> {
         })
 }
 
-/// A listener's connection timeouts, from its HTTP connection manager.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A listener's connection and stream timeouts, from its HTTP connection manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// `common_http_protocol_options.idle_timeout`: `Some(0)` never closes an idle connection;
     /// `None` when the listener sets none (the proxy's `--idle-timeout` applies).
@@ -39,11 +39,29 @@ pub struct Timeouts {
     /// `common_http_protocol_options.max_connection_duration`: a connection older than this is
     /// closed at its next request boundary; `None` (or zero): no bound.
     pub max_connection: Option<Duration>,
+    /// `stream_idle_timeout`: the longest a request may go without progress, from its end
+    /// until its response has gone whole (Envoy's default, 5 minutes, when unset); `None`: off.
+    pub stream_idle: Option<Duration>,
 }
 
-/// How long a request head may take when the listener sets no headers bound: Envoy's default
-/// stream idle timeout, which is what stops a stalled head there.
+/// Envoy's default stream idle timeout.
+pub const STREAM_IDLE_DEFAULT: Duration = Duration::from_secs(300);
+
+/// How long a request head may take when the listener sets neither a headers bound nor a stream
+/// idle timeout (Envoy would wait for ever).
 pub const HEAD_FALLBACK: Duration = Duration::from_secs(300);
+
+impl Default for Timeouts {
+    /// What an HTTP connection manager that sets none has.
+    fn default() -> Timeouts {
+        Timeouts {
+            idle: None,
+            request_headers: None,
+            max_connection: None,
+            stream_idle: Some(STREAM_IDLE_DEFAULT),
+        }
+    }
+}
 
 impl Timeouts {
     /// The idle timeout in force (`fallback` when the listener sets none); `None`: never.
@@ -51,9 +69,14 @@ impl Timeouts {
         Some(self.idle.unwrap_or(fallback)).filter(|d| !d.is_zero())
     }
 
-    /// How long a request head may take from its first byte.
+    /// How long a request head may take from its first byte: the headers bound or the stream
+    /// idle timeout, whichever is shorter (in Envoy both run from a stream's first byte).
     pub fn head(&self) -> Duration {
-        self.request_headers.unwrap_or(HEAD_FALLBACK)
+        match (self.request_headers, self.stream_idle) {
+            (Some(h), Some(i)) => h.min(i),
+            (Some(d), None) | (None, Some(d)) => d,
+            (None, None) => HEAD_FALLBACK,
+        }
     }
 }
 
@@ -106,6 +129,10 @@ fn timeouts(name: &str, hcm: &HttpConnectionManager) -> Result<Timeouts, ConfigE
                 .and_then(|o| o.max_connection_duration.as_ref()),
         )?
         .filter(|d| !d.is_zero()),
+        stream_idle: match field("stream_idle_timeout", hcm.stream_idle_timeout.as_ref())? {
+            None => Some(STREAM_IDLE_DEFAULT),
+            Some(d) => Some(d).filter(|d| !d.is_zero()),
+        },
     })
 }
 
@@ -205,16 +232,29 @@ mod tests {
             wait_deadline(t0, Some(first), None, s(2), None),
             Some(first + s(2))
         );
-        // No headers bound: Envoy's stream idle default.
+        // No headers bound: the stream idle timeout (Envoy's default 5 minutes) bounds a head.
         let t = Timeouts::default();
-        assert_eq!(t.head(), HEAD_FALLBACK);
+        assert_eq!(t.head(), STREAM_IDLE_DEFAULT);
         assert_eq!(t.idle_or(s(7)), Some(s(7)));
         let off = Timeouts {
             idle: Some(Duration::ZERO),
             request_headers: Some(s(3)),
             max_connection: None,
+            stream_idle: Some(s(60)),
         };
         assert_eq!((off.idle_or(s(7)), off.head()), (None, s(3)));
+        // The shorter of the two; with both off, gw's own bound.
+        let short_idle = Timeouts {
+            request_headers: Some(s(30)),
+            stream_idle: Some(s(2)),
+            ..Timeouts::default()
+        };
+        assert_eq!(short_idle.head(), s(2));
+        let neither = Timeouts {
+            stream_idle: None,
+            ..Timeouts::default()
+        };
+        assert_eq!(neither.head(), HEAD_FALLBACK);
     }
 
     #[test]
@@ -250,5 +290,34 @@ mod tests {
         assert_eq!(max(aged(0)), None);
         let e = timeouts("l", &aged(-1)).unwrap_err().to_string();
         assert!(e.contains("max_connection_duration"), "{e}");
+        // The stream idle timeout: Envoy's default when unset, off at zero, refused by name.
+        let idle = |d: Option<Pb>| HttpConnectionManager {
+            stream_idle_timeout: d,
+            ..Default::default()
+        };
+        let stream_idle = |hcm| timeouts("l", &hcm).unwrap().stream_idle;
+        assert_eq!(stream_idle(idle(None)), Some(STREAM_IDLE_DEFAULT));
+        assert_eq!(
+            stream_idle(idle(Some(Pb {
+                seconds: 0,
+                nanos: 0
+            }))),
+            None
+        );
+        let d = Some(Pb {
+            seconds: 2,
+            nanos: 500_000_000,
+        });
+        assert_eq!(stream_idle(idle(d)), Some(Duration::from_millis(2500)));
+        let e = timeouts(
+            "l",
+            &idle(Some(Pb {
+                seconds: -5,
+                nanos: 0,
+            })),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("stream_idle_timeout"), "{e}");
     }
 }

@@ -75,6 +75,9 @@ pub trait Exchange {
     ) -> impl std::future::Future<Output = Try<Self::Answer>>;
     /// The answer's status.
     fn status(a: &Self::Answer) -> u16;
+    /// Whether the request's body is still streaming up while a try waits (its progress then
+    /// counts as the stream's, so the stream idle timeout does not bound the wait).
+    const STREAMS_BODY: bool = false;
 }
 
 /// How [`forward`] bounds a try by its deadline.
@@ -230,6 +233,8 @@ impl Exchange for HyperExchange {
     fn status(a: &HyperAnswer) -> u16 {
         a.0.status().as_u16()
     }
+
+    const STREAMS_BODY: bool = true;
 }
 
 /// Forwards the request `ex` carries per `route`; `replayable` when its body is known empty
@@ -260,6 +265,16 @@ pub async fn forward<E: Exchange>(
     let retry = route.retry.as_ref().filter(|_| replayable);
     let attempts = retry.map_or(0, |r| r.attempts);
     let deadline = route.timeout.map(|t| started + t);
+    // The listener's stream idle timeout: nothing moves on the stream while it waits for a
+    // response head, retries or not (as Envoy's, which only the downstream stream resets).
+    let idle_at = match E::STREAMS_BODY {
+        false => cfg.timeouts.stream_idle.map(|d| started + d),
+        true => None,
+    };
+    let deadline_or_idle = match (deadline, idle_at) {
+        (Some(d), Some(i)) => Some(d.min(i)),
+        (d, i) => d.or(i),
+    };
     let per_try = retry.and_then(|r| r.per_try_timeout);
     let mut used_fallback = false;
     let mut last: Option<Outcome<E::Answer>> = None;
@@ -299,8 +314,9 @@ pub async fn forward<E: Exchange>(
         if !ex.next() {
             break;
         }
-        // This try's deadline: the route's, or sooner by the per-try timeout.
-        let limit = match (per_try, deadline) {
+        // This try's deadline: the route's (or the stream idle timeout's), or sooner by the
+        // per-try timeout.
+        let limit = match (per_try, deadline_or_idle) {
             (Some(t), d) => {
                 let at = now + t;
                 Some(d.map_or(at, |d| d.min(at)))
@@ -385,6 +401,19 @@ pub async fn forward<E: Exchange>(
                     continue;
                 }
                 break;
+            }
+            Try::TimedOut if idle_at.is_some_and(|i| limit == Some(i) && deadline != limit) => {
+                // The stream went idle for too long: 504 "stream timeout", as Envoy's for a
+                // request it has whole; the endpoint gets no verdict (it was the stream's bound,
+                // not the route's), and no retry follows.
+                guard.abandon();
+                return Outcome::local(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "stream timeout\n",
+                    Some(cluster),
+                    Some(idx),
+                    "stream_idle_timeout",
+                );
             }
             Try::TimedOut => {
                 guard.fail(fail_on.timeout);

@@ -403,7 +403,7 @@ async fn exchange(
         _ = hung_up(io, pipelined) => return false,
     };
     let close = close || drain.draining();
-    let mut timed_out = false;
+    let mut cut = None;
     let (status, ok) = match outcome.reply {
         Reply::Local(status, msg, overloaded) => (
             status.as_u16(),
@@ -412,12 +412,15 @@ async fn exchange(
         Reply::Upstream((conn, ep)) => {
             let status = conn.head.status;
             // The route's timeout runs until the response has been relayed whole, as Envoy's.
-            let deadline = route.timeout.map(|t| started + t);
-            match relay(io, out, conn, &ep, close, deadline, &mut timer).await {
+            let bounds = Bounds {
+                deadline: route.timeout.map(|t| started + t),
+                idle: cfg.timeouts.stream_idle,
+            };
+            match relay(io, out, conn, &ep, close, bounds, &mut timer).await {
                 Relayed::Open => (status, true),
                 Relayed::Closed => (status, false),
-                Relayed::TimedOut => {
-                    timed_out = true;
+                Relayed::Cut(why) => {
+                    cut = Some(why);
                     (status, false)
                 }
             }
@@ -429,11 +432,7 @@ async fn exchange(
         cluster: outcome.cluster.as_ref(),
         endpoint: outcome.endpoint,
         status,
-        upstream_error: if timed_out {
-            "timeout"
-        } else {
-            outcome.upstream_error
-        },
+        upstream_error: cut.unwrap_or(outcome.upstream_error),
     };
     let now = done.record(shared, down.peer, || Asked {
         request_id: String::from_utf8_lossy(request_id).into_owned(),
@@ -480,21 +479,45 @@ enum Relayed {
     Open,
     /// The downstream connection is to close (or failed).
     Closed,
-    /// The route's timeout passed before the response was relayed whole: the downstream
-    /// connection is closed mid-response (Envoy resets the stream).
-    TimedOut,
+    /// The route's timeout passed before the response was relayed whole, or the stream went
+    /// idle too long (the reason): the downstream connection is closed mid-response, as Envoy
+    /// resets the stream.
+    Cut(&'static str),
+}
+
+/// What bounds a response's relay: the route's timeout (a deadline for all of it) and the
+/// listener's stream idle timeout (for each step: a write downstream, a read upstream).
+#[derive(Clone, Copy)]
+struct Bounds {
+    deadline: Option<Instant>,
+    idle: Option<Duration>,
+}
+
+/// One step of a relay, `f`, bounded by `idle`: its output, or how the relay ends (closed when
+/// `f` fails, cut when `idle` passes first).
+async fn step<T, F>(idle: Option<Duration>, f: F) -> Result<T, Relayed>
+where
+    F: std::future::Future<Output = io::Result<T>>,
+{
+    let r = match idle {
+        Some(d) => tokio::time::timeout(d, f)
+            .await
+            .map_err(|_| Relayed::Cut("stream_idle_timeout"))?,
+        None => f.await,
+    };
+    r.map_err(|_| Relayed::Closed)
 }
 
 /// Sends the upstream's response downstream: the head and the body bytes at hand in one write,
-/// then the rest of the body as it arrives, all of it by `deadline` (the route's timeout). The
-/// upstream connection goes back to its pool when the body ended cleanly.
+/// then the rest of the body as it arrives, within `bounds`. The upstream connection goes back to
+/// its pool when the body ended cleanly.
 async fn relay(
     io: &mut TcpStream,
     out: &mut Vec<u8>,
     mut conn: RawConn,
     ep: &Endpoint,
     close: bool,
-    deadline: Option<Instant>,
+    bounds: Bounds,
     timer: &mut ConnTimer<'_>,
 ) -> Relayed {
     let body = conn.body;
@@ -534,31 +557,29 @@ async fn relay(
         release(conn, ep);
         return open(io.write_all(out).await.is_ok());
     }
+    let idle = bounds.idle;
     let rest = async {
-        if n <= 16 * 1024 {
+        // The head with the body bytes at hand, or without them when they are many.
+        let at_hand = if n <= 16 * 1024 {
             out.extend_from_slice(&conn.buf[..n]);
-            if io.write_all(out).await.is_err() {
-                return false;
-            }
-        } else if io.write_all(out).await.is_err() || io.write_all(&conn.buf[..n]).await.is_err() {
-            return false;
-        }
+            0
+        } else {
+            n
+        };
+        step(idle, io.write_all(out)).await?;
+        step(idle, io.write_all(&conn.buf[..at_hand])).await?;
         conn.buf.advance(n);
         body.left = body.left.saturating_sub(n as u64);
         let mut ended = ended;
         while !ended {
             room_for_body(&mut conn.buf, body.left);
-            match conn.io.read_buf(&mut conn.buf).await {
-                Ok(0) if body.framing == BodyLen::Close => break,
-                Ok(0) | Err(_) => return false,
-                Ok(_) => {}
+            match step(idle, conn.io.read_buf(&mut conn.buf)).await? {
+                0 if body.framing == BodyLen::Close => break,
+                0 => return Err(Relayed::Closed),
+                _ => {}
             }
-            let Ok((n, end)) = body.take(&conn.buf) else {
-                return false;
-            };
-            if io.write_all(&conn.buf[..n]).await.is_err() {
-                return false;
-            }
+            let (n, end) = body.take(&conn.buf).map_err(|()| Relayed::Closed)?;
+            step(idle, io.write_all(&conn.buf[..n])).await?;
             conn.buf.advance(n);
             body.left = body.left.saturating_sub(n as u64);
             ended = end;
@@ -566,15 +587,16 @@ async fn relay(
         if ended {
             release(conn, ep);
         }
-        true
+        Ok(open(true))
     };
-    match deadline {
-        Some(at) => match timer.within(at, pin!(rest)).await {
-            Some(ok) => open(ok),
-            None => Relayed::TimedOut,
-        },
-        None => open(rest.await),
-    }
+    let relayed = match bounds.deadline {
+        Some(at) => timer
+            .within(at, pin!(rest))
+            .await
+            .unwrap_or(Ok(Relayed::Cut("timeout"))),
+        None => rest.await,
+    };
+    relayed.unwrap_or_else(|ended| ended)
 }
 
 /// A response body's framing as it is relayed.

@@ -137,7 +137,8 @@ pub struct RouteSpec {
     /// Weighted split over clusters.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub weighted_clusters: Vec<WeightedCluster>,
-    /// Whole-request timeout (default 15 s, as Envoy).
+    /// Whole-request timeout, from the end of the request until the response has been relayed
+    /// whole (default 15 s, as Envoy; zero: none).
     #[serde(with = "serde_duration")]
     pub timeout: Duration,
     /// Retry policy.
@@ -321,7 +322,13 @@ impl RouteSpec {
                 }
             }
         }
-        positive("spec.timeout", self.timeout)?;
+        // Envoy's meaning: `0s` is no timeout (long streams, server-sent events).
+        if self.timeout > Duration::from_secs(365 * 86_400) {
+            return Err(FieldError::new(
+                "spec.timeout",
+                "must be at most 365d (0s: none)",
+            ));
+        }
         if let Some(r) = &self.retry {
             if r.attempts > 10 {
                 return Err(FieldError::new("spec.retry.attempts", "must be at most 10"));
