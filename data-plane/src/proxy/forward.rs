@@ -264,17 +264,20 @@ pub async fn forward<E: Exchange>(
     };
     let retry = route.retry.as_ref().filter(|_| replayable);
     let attempts = retry.map_or(0, |r| r.attempts);
-    let deadline = route.timeout.map(|t| started + t);
     // The listener's stream idle timeout: nothing moves on the stream while it waits for a
     // response head, retries or not (as Envoy's, which only the downstream stream resets).
-    let idle_at = match E::STREAMS_BODY {
-        false => cfg.timeouts.stream_idle.map(|d| started + d),
+    let idle = match E::STREAMS_BODY {
+        false => cfg.timeouts.stream_idle,
         true => None,
     };
-    let deadline_or_idle = match (deadline, idle_at) {
-        (Some(d), Some(i)) => Some(d.min(i)),
-        (d, i) => d.or(i),
+    // The route's deadline, or the stream idle timeout's when that comes first (the stream
+    // idle timeout's, only when it is strictly earlier).
+    let (bound, idle_first) = match (route.timeout, idle) {
+        (Some(t), Some(i)) if i < t => (Some(i), true),
+        (Some(t), _) => (Some(t), false),
+        (None, i) => (i, i.is_some()),
     };
+    let deadline_or_idle = bound.map(|b| started + b);
     let per_try = retry.and_then(|r| r.per_try_timeout);
     let mut used_fallback = false;
     let mut last: Option<Outcome<E::Answer>> = None;
@@ -402,7 +405,7 @@ pub async fn forward<E: Exchange>(
                 }
                 break;
             }
-            Try::TimedOut if idle_at.is_some_and(|i| limit == Some(i) && deadline != limit) => {
+            Try::TimedOut if idle_first && limit == deadline_or_idle => {
                 // The stream went idle for too long: 504 "stream timeout", as Envoy's for a
                 // request it has whole; the endpoint gets no verdict (it was the stream's bound,
                 // not the route's), and no retry follows.
@@ -424,6 +427,7 @@ pub async fn forward<E: Exchange>(
                     Some(idx),
                     "timeout",
                 ));
+                let deadline = route.timeout.map(|t| started + t);
                 let overall_left = deadline.is_none_or(|d| d > Instant::now());
                 if may_retry(overall_left && retry.is_some_and(|r| r.on_5xx || r.on_gateway_error))
                 {

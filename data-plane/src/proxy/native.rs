@@ -411,12 +411,25 @@ async fn exchange(
         ),
         Reply::Upstream((conn, ep)) => {
             let status = conn.head.status;
-            // The route's timeout runs until the response has been relayed whole, as Envoy's.
-            let bounds = Bounds {
-                deadline: route.timeout.map(|t| started + t),
-                idle: cfg.timeouts.stream_idle,
+            let relayed = match start_relay(out, conn, &ep, close) {
+                // The common case: one write, no future for the rest made.
+                Start::Whole { down_close } => match io.write_all(out).await {
+                    Ok(()) if !down_close => Relayed::Open,
+                    _ => Relayed::Closed,
+                },
+                Start::Partial(rest) => {
+                    // The route's timeout runs until the response has been relayed whole, as
+                    // Envoy's.
+                    let bounds = Bounds {
+                        started,
+                        timeout: route.timeout,
+                        idle: cfg.timeouts.stream_idle,
+                    };
+                    relay_rest(io, out, rest, &ep, bounds, &mut timer).await
+                }
+                Start::Broken => Relayed::Closed,
             };
-            match relay(io, out, conn, &ep, close, bounds, &mut timer).await {
+            match relayed {
                 Relayed::Open => (status, true),
                 Relayed::Closed => (status, false),
                 Relayed::Cut(why) => {
@@ -485,11 +498,13 @@ enum Relayed {
     Cut(&'static str),
 }
 
-/// What bounds a response's relay: the route's timeout (a deadline for all of it) and the
-/// listener's stream idle timeout (for each step: a write downstream, a read upstream).
+/// What bounds a response's relay: the route's timeout from when the request started (a
+/// deadline for all of it) and the listener's stream idle timeout (for each step: a write
+/// downstream, a read upstream).
 #[derive(Clone, Copy)]
 struct Bounds {
-    deadline: Option<Instant>,
+    started: Instant,
+    timeout: Option<Duration>,
     idle: Option<Duration>,
 }
 
@@ -508,55 +523,88 @@ where
     r.map_err(|_| Relayed::Closed)
 }
 
-/// Sends the upstream's response downstream: the head and the body bytes at hand in one write,
-/// then the rest of the body as it arrives, within `bounds`. The upstream connection goes back to
-/// its pool when the body ended cleanly.
-async fn relay(
-    io: &mut TcpStream,
-    out: &mut Vec<u8>,
-    mut conn: RawConn,
-    ep: &Endpoint,
-    close: bool,
-    bounds: Bounds,
-    timer: &mut ConnTimer<'_>,
-) -> Relayed {
-    let body = conn.body;
+/// How the relay of a response starts.
+enum Start {
+    /// The whole response is in `out` (the upstream connection released): one write, then the
+    /// downstream connection goes on unless `down_close`.
+    Whole { down_close: bool },
+    /// The head is in `out`; the body goes on ([`relay_rest`]).
+    Partial(Relay),
+    /// The body's framing is broken.
+    Broken,
+}
+
+/// A response whose body is still coming, as [`start_relay`] leaves it.
+struct Relay {
+    conn: RawConn,
+    body: Body,
+    /// Body bytes at hand in `conn.buf`, and whether the body ends with them.
+    n: usize,
+    ended: bool,
+    down_close: bool,
+}
+
+/// Puts the upstream's response head in `out`, with the body when all of it is at hand (the
+/// common case: the upstream connection goes back to its pool before the client is sent the
+/// response, so a request waiting for a connection does not wait on the client's socket, nor a
+/// client that has its answer find the connection still out).
+fn start_relay(out: &mut Vec<u8>, mut conn: RawConn, ep: &Endpoint, close: bool) -> Start {
+    let framing = conn.body;
     out.clear();
     conn.head.copy_end_to_end(out, conn.named);
     // Chunks pass through as they came, so their framing header goes with them.
-    if body == BodyLen::Chunked {
+    if framing == BodyLen::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
-    let down_close = close || body == BodyLen::Close;
+    let down_close = close || framing == BodyLen::Close;
     if down_close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    let open = |ok: bool| match ok && !down_close {
-        true => Relayed::Open,
-        false => Relayed::Closed,
-    };
     let mut body = Body {
-        framing: body,
+        framing,
         chunks: Chunks::default(),
-        left: match body {
+        left: match framing {
             BodyLen::Length(n) => n,
             _ => u64::MAX,
         },
     };
     let Ok((n, ended)) = body.take(&conn.buf) else {
-        return Relayed::Closed;
+        return Start::Broken;
     };
     if n <= 16 * 1024 && ended {
-        // The whole response is at hand: the upstream connection goes back to its pool before
-        // the client is sent the response, so a request waiting for a connection does not wait
-        // on the client's socket (nor a client that has its answer find the connection still
-        // out). The common case, and no timer is touched.
         out.extend_from_slice(&conn.buf[..n]);
         conn.buf.advance(n);
         release(conn, ep);
-        return open(io.write_all(out).await.is_ok());
+        return Start::Whole { down_close };
     }
+    Start::Partial(Relay {
+        conn,
+        body,
+        n,
+        ended,
+        down_close,
+    })
+}
+
+/// Sends a response [`start_relay`] began downstream: the head and the body bytes at hand, then
+/// the rest of the body as it arrives, within `bounds`. The upstream connection goes back to its
+/// pool when the body ended cleanly.
+async fn relay_rest(
+    io: &mut TcpStream,
+    out: &mut Vec<u8>,
+    relay: Relay,
+    ep: &Endpoint,
+    bounds: Bounds,
+    timer: &mut ConnTimer<'_>,
+) -> Relayed {
+    let Relay {
+        mut conn,
+        mut body,
+        n,
+        ended,
+        down_close,
+    } = relay;
     let idle = bounds.idle;
     let rest = async {
         // The head with the body bytes at hand, or without them when they are many.
@@ -587,11 +635,14 @@ async fn relay(
         if ended {
             release(conn, ep);
         }
-        Ok(open(true))
+        Ok(match down_close {
+            true => Relayed::Closed,
+            false => Relayed::Open,
+        })
     };
-    let relayed = match bounds.deadline {
-        Some(at) => timer
-            .within(at, pin!(rest))
+    let relayed = match bounds.timeout {
+        Some(t) => timer
+            .within(bounds.started + t, pin!(rest))
             .await
             .unwrap_or(Ok(Relayed::Cut("timeout"))),
         None => rest.await,
