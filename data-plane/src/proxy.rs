@@ -351,8 +351,8 @@ impl Done<'_> {
 
 /// A response body the route's timeout bounds (`at`, for all of it) and the listener's stream
 /// idle timeout (`idle`, between frames): when either passes first, the body fails and hyper
-/// resets the stream (HTTP/2) or closes the connection (HTTP/1), as Envoy does. No timer is made
-/// for a body that ends in its first frame (the common case).
+/// resets the stream (HTTP/2) or closes the connection (HTTP/1), as Envoy does. A timer is made
+/// only once the body keeps hyper waiting; a body at hand costs a clock read per frame at most.
 pub struct Timed<B> {
     inner: B,
     at: Option<Instant>,
@@ -370,14 +370,14 @@ impl<B> Timed<B> {
             sleep: None,
         }
     }
+}
 
-    /// When the body fails if nothing more comes.
-    fn due(&self) -> Option<Instant> {
-        let idle = self.idle.map(|d| Instant::now() + d);
-        match (self.at, idle) {
-            (Some(a), Some(i)) => Some(a.min(i)),
-            (a, i) => a.or(i),
-        }
+/// When a body due whole by `at`, with no gap longer than `idle`, fails if nothing more comes.
+fn due(at: Option<Instant>, idle: Option<std::time::Duration>) -> Option<Instant> {
+    let idle = idle.map(|d| Instant::now() + d);
+    match (at, idle) {
+        (Some(a), Some(i)) => Some(a.min(i)),
+        (a, i) => a.or(i),
     }
 }
 
@@ -407,25 +407,30 @@ where
             }
         }
         let r = Pin::new(&mut this.inner).poll_frame(cx);
-        // The body goes on past this poll: from now on it runs against the clock, and each
-        // frame moves the idle bound on.
-        let goes_on = r.is_pending() || !this.inner.is_end_stream();
-        let moved = r.is_ready() && this.idle.is_some();
-        if goes_on && (this.sleep.is_none() || moved) {
-            if let Some(due) = this.due() {
-                let sleep = match this.sleep.as_mut() {
-                    Some(s) => {
-                        s.as_mut().reset(due.into());
-                        s
-                    }
-                    None => this
+        let (at, idle) = (this.at, this.idle);
+        match (&r, this.sleep.as_mut()) {
+            // Waiting for more: from now on the body runs against a timer.
+            (Poll::Pending, None) => {
+                if let Some(due) = due(at, idle) {
+                    let sleep = this
                         .sleep
-                        .insert(Box::pin(tokio::time::sleep_until(due.into()))),
-                };
-                if sleep.as_mut().poll(cx).is_ready() && r.is_pending() {
-                    return Poll::Ready(Some(Err(response_timeout())));
+                        .insert(Box::pin(tokio::time::sleep_until(due.into())));
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(response_timeout())));
+                    }
                 }
             }
+            // A frame: the idle bound moves on.
+            (Poll::Ready(Some(Ok(_))), Some(sleep)) if idle.is_some() => {
+                if let Some(due) = due(at, idle) {
+                    sleep.as_mut().reset(due.into());
+                }
+            }
+            // Frames that never keep it waiting are held to the route's deadline by the clock.
+            (Poll::Ready(Some(Ok(_))), None) if at.is_some_and(|at| Instant::now() >= at) => {
+                return Poll::Ready(Some(Err(response_timeout())));
+            }
+            _ => {}
         }
         r.map(|f| f.map(|f| f.map_err(Into::into)))
     }

@@ -168,6 +168,11 @@ async fn scripted() -> Scripted {
                             r = r.and(s.write_all(b"1\r\nx\r\n").await);
                         }
                         r.and(s.write_all(b"0\r\nX-Trailer: t\r\n\r\n").await)
+                    } else if path.starts_with("/unframed-stall") {
+                        // A body delimited by the close: some, then nothing.
+                        let r = s.write_all(b"HTTP/1.1 200 OK\r\n\r\nhello").await;
+                        while r.is_ok() && read_more(&mut s, &mut buf).await > 0 {}
+                        return;
                     } else if path.starts_with("/stall") {
                         // Five of the ten bytes it promises, then nothing until the proxy goes.
                         let r = s
@@ -851,10 +856,39 @@ async fn the_routes_timeout_runs_until_the_response_is_relayed_whole() {
     let p = proxy(&up).await;
     let mut route = fixture::prefix_route("t/all", "/", "t/up");
     if let Some(a) = fixture::action(&mut route) {
-        a.timeout = Some(fixture::duration(std::time::Duration::from_millis(400)));
+        a.timeout = Some(fixture::duration(std::time::Duration::from_millis(600)));
     }
     let res = fixture::simple(vec![route], &[("t/up", "round_robin", vec![(up.addr, 1)])]);
     p.shared().apply(res).unwrap();
+    // A body that keeps moving (ten chunks, a second in all) is cut at the deadline too: the
+    // timeout bounds the whole response, not each gap.
+    for (req, path) in [
+        (&b"GET /trickle HTTP/1.1\r\nHost: a\r\n\r\n"[..], "native"),
+        (b"GET /trickle HTTP/1.0\r\nHost: a\r\n\r\n", "hyper"),
+    ] {
+        let mut s = connect(&p).await;
+        send(&mut s, req).await;
+        let rest = closed(s).await;
+        assert!(rest.contains(" 200 OK\r\n"), "{path}: {rest}");
+        let got = rest.split_once("\r\n\r\n").unwrap().1.matches('x').count();
+        assert!(
+            got < 10,
+            "{path}: {got} chunks came past the deadline: {rest}"
+        );
+    }
+    // A body delimited by the close would look whole if cut by a close: the client gets a reset.
+    let mut s = connect(&p).await;
+    send(&mut s, b"GET /unframed-stall HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let mut got = Vec::new();
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("the proxy kept the connection open");
+    assert_eq!(
+        end.map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     // A body that stops halfway: what came is relayed, then the connection is closed (as Envoy
     // resets the stream), on the native path and on hyper's (HTTP/1.0).
     for (req, path) in [
@@ -900,13 +934,13 @@ async fn the_routes_timeout_runs_until_the_response_is_relayed_whole() {
             r.text()
         );
     }
-    // The response cut on the native path counts as an upstream error, not as a 2xx (hyper's
-    // path records a response when its head goes).
+    // The three responses cut on the native path (the trickle, the unframed body, the stall)
+    // count as upstream errors, not as 2xx (hyper's path records a response when its head goes).
     let metrics = http_get(p.admin_addr(), "/metrics").await;
     let cut = metrics.lines().find(|l| {
         l.starts_with("gw_rq_total{kind=\"cluster\"") && l.contains("class=\"upstream_error\"")
     });
-    assert!(cut.is_some_and(|l| l.ends_with(" 1")), "{metrics}");
+    assert!(cut.is_some_and(|l| l.ends_with(" 3")), "{metrics}");
 }
 
 #[tokio::test]
@@ -915,10 +949,17 @@ async fn the_listeners_stream_idle_timeout_ends_streams_that_stop_moving() {
     use http_body_util::BodyExt;
     let up = scripted().await;
     let p = proxy(&up).await;
-    // The route sets no timeout: what ends streams here is the HCM's stream idle timeout.
+    // The route sets no timeout: what ends streams here is the HCM's stream idle timeout. It
+    // retries timeouts, with a per-try timeout longer than the stream idle timeout.
     let mut route = fixture::prefix_route("t/all", "/", "t/up");
     if let Some(a) = fixture::action(&mut route) {
         a.timeout = Some(fixture::duration(std::time::Duration::ZERO));
+        a.retry_policy = Some(gw_proto::envoy::pb::envoy::config::route::v3::RetryPolicy {
+            retry_on: "5xx,gateway-error,reset".into(),
+            num_retries: Some(gw_proto::envoy::pb::google::protobuf::UInt32Value { value: 2 }),
+            per_try_timeout: Some(fixture::duration(std::time::Duration::from_secs(3))),
+            ..Default::default()
+        });
     }
     let mut res = fixture::simple(vec![route], &[("t/up", "round_robin", vec![(up.addr, 1)])]);
     let l = fixture::listener_with("ingress", 8080, "ingress", |hcm| {
@@ -928,11 +969,14 @@ async fn the_listeners_stream_idle_timeout_ends_streams_that_stop_moving() {
     p.shared().apply(res).unwrap();
     // No response head in time: 504 "stream timeout" (Envoy's, for a request it has whole), and
     // the connection serves on; on the native path and on hyper's (HTTP/1.0, HTTP/2).
+    // Not retried: the stuck request took one upstream connection.
     let mut s = connect(&p).await;
     let mut buf = Vec::new();
+    let before = up.conns.load(Ordering::SeqCst);
     send(&mut s, b"GET /stuck HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let r = read_resp(&mut s, &mut buf, false).await;
     assert_eq!((r.status(), r.text().as_str()), (504, "stream timeout\n"));
+    assert_eq!(up.conns.load(Ordering::SeqCst) - before, 1, "retried");
     // A body that keeps moving outlasts the idle timeout (ten chunks, a second in all).
     send(&mut s, b"GET /trickle HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let r = read_resp(&mut s, &mut buf, false).await;
@@ -969,6 +1013,27 @@ async fn the_listeners_stream_idle_timeout_ends_streams_that_stop_moving() {
     // HTTP/2 trickle: moving, so whole.
     let (status, _, text, _) = h2(&mut c, "GET", "/trickle").await;
     assert_eq!((status, text.len()), (200, 10));
+    // A client that stops reading is given up once a write has waited that long: twenty 1 MiB
+    // responses asked for, none read for a while (the stall under test, not a synchronisation).
+    let mut s = connect(&p).await;
+    let ask = b"GET /big-body HTTP/1.1\r\nHost: a\r\n\r\n".repeat(20);
+    send(&mut s, &ask).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("the proxy kept a stalled client's connection open");
+    assert!(got.len() < 20 << 20, "all {} bytes sent", got.len());
+    // A request whose body streams up through hyper's client (chunked) is not held to it while
+    // it waits: its progress is the stream's (`/slow` answers after 700 ms).
+    let mut s = connect(&p).await;
+    send(
+        &mut s,
+        b"POST /slow HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+    )
+    .await;
+    let r = read_resp(&mut s, &mut Vec::new(), false).await;
+    assert_eq!((r.status(), r.text().as_str()), (200, "ok"));
 }
 
 #[tokio::test]

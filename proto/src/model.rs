@@ -178,9 +178,10 @@ pub struct ListenerSpec {
     /// `common_http_protocol_options.max_connection_duration`.
     #[serde(with = "serde_duration", skip_serializing_if = "Duration::is_zero")]
     pub max_connection_duration: Duration,
-    /// A request/response stream with no activity for this long is ended: a request whose
-    /// response has not started gets 408 (HTTP/1.1: the connection is closed; HTTP/2: the stream
-    /// is reset); once the response has started, the stream is reset. `0s` never ends one.
+    /// A request/response stream with no progress for this long is ended: a head still
+    /// arriving gets 408 and the close; a request sent whole whose response head has not come
+    /// gets 504 `stream timeout`; a response body that stops is cut (HTTP/1.1: the connection is
+    /// closed; HTTP/2: the stream is reset). `0s` never ends one.
     /// Envoy's HCM `stream_idle_timeout`, and its default (5 min).
     #[serde(with = "serde_duration")]
     pub stream_idle_timeout: Duration,

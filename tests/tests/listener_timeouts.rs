@@ -238,10 +238,10 @@ async fn check_stall(who: &str, addr: SocketAddr, then: &str) {
     assert_eq!(&body[..], b"svc", "{who}");
 }
 
-/// The route's timeout (500 ms) cuts a stalled body; a response that comes whole within it (100
+/// The route's timeout (500 ms) cuts a stalled body; a response that comes whole within it (50
 /// ms late) is untouched.
 async fn check_cut(who: &str, addr: SocketAddr) {
-    check_stall(who, addr, "/svc/slow/100").await;
+    check_stall(who, addr, "/svc/slow/50").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -269,7 +269,7 @@ async fn check_stream_idle(who: &str, addr: SocketAddr) {
             assert!(body.starts_with(b"stream timeout"), "{who}: {body:?}");
         }
     }
-    check_stall(who, addr, "/svc/slow/300").await;
+    check_stall(who, addr, "/svc/slow/50").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

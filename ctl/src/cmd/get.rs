@@ -87,6 +87,14 @@ fn d(x: std::time::Duration) -> String {
     gw_proto::model::format_duration(x)
 }
 
+/// A route's timeout: `none` for `0s`.
+pub fn route_timeout(x: std::time::Duration) -> String {
+    match x.is_zero() {
+        true => "none".into(),
+        false => d(x),
+    }
+}
+
 /// `prefix /users`, `path /x`, `regex ^/u/`.
 pub fn path_match(m: &model::RouteMatch) -> String {
     if let Some(p) = &m.path {
@@ -251,7 +259,11 @@ fn rows(kind: Kind, objs: &[Object], wide: bool) -> comfy_table::Table {
                         Some(x) => format!("{}x on {}", x.attempts, x.on.join(",")),
                         None => "-".into(),
                     };
-                    r.extend([d(s.timeout), retry, m.resource_version.to_string()]);
+                    r.extend([
+                        route_timeout(s.timeout),
+                        retry,
+                        m.resource_version.to_string(),
+                    ]);
                 }
                 r.push(age(m.created_at_ms));
                 r

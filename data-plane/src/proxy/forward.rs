@@ -337,9 +337,10 @@ pub async fn forward<E: Exchange>(
             None => ex.send(&cluster, &ep).await,
         };
         let more = attempt < attempts;
-        // A retry is made only while the cluster's `max_retries` allows.
+        // A retry is made only while the cluster's `max_retries` allows, and before the route's
+        // deadline or the stream idle timeout has passed.
         let mut may_retry = |wanted: bool| {
-            if !(more && wanted) {
+            if !(more && wanted) || deadline_or_idle.is_some_and(|d| d <= Instant::now()) {
                 return false;
             }
             match cluster.load.try_take(Limit::Retries, &cluster.maxima) {
@@ -427,10 +428,7 @@ pub async fn forward<E: Exchange>(
                     Some(idx),
                     "timeout",
                 ));
-                let deadline = route.timeout.map(|t| started + t);
-                let overall_left = deadline.is_none_or(|d| d > Instant::now());
-                if may_retry(overall_left && retry.is_some_and(|r| r.on_5xx || r.on_gateway_error))
-                {
+                if may_retry(retry.is_some_and(|r| r.on_5xx || r.on_gateway_error)) {
                     continue;
                 }
                 break;

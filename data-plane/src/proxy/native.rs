@@ -177,6 +177,7 @@ pub async fn serve_connection(
                                     "request headers not received in time\n",
                                     false,
                                     true,
+                                    timeouts.stream_idle,
                                 )
                                 .await;
                                 linger(io).await;
@@ -227,10 +228,14 @@ pub async fn serve_connection(
             ended: &mut waiting_since,
             timer: timer.as_mut(),
         };
-        let ok = exchange(&shared, &down, &head, &body, close, &mut io, state).await;
-        if !ok {
-            let _ = io.shutdown().await;
-            return;
+        match exchange(&shared, &down, &head, &body, close, &mut io, state).await {
+            Then::Next => {}
+            Then::Close => {
+                let _ = io.shutdown().await;
+                return;
+            }
+            // Dropped with a zero linger: the client sees a reset, not an end.
+            Then::Reset => return,
         }
         // The idle deadline that starts now may come before the timer: after a head that came
         // in pieces, or when the timer was moved on to a try's deadline during the exchange.
@@ -316,7 +321,26 @@ async fn hung_up(io: &TcpStream, buf: &mut BytesMut) {
     }
 }
 
-/// One request: route, forward, answer. False when the downstream connection cannot go on.
+/// What becomes of a downstream connection after an exchange.
+enum Then {
+    /// It carries the next request.
+    Next,
+    /// It is closed (our side shut first).
+    Close,
+    /// It is reset: a response cut short whose end the client could not otherwise tell.
+    Reset,
+}
+
+impl Then {
+    fn from_ok(ok: bool) -> Then {
+        match ok {
+            true => Then::Next,
+            false => Then::Close,
+        }
+    }
+}
+
+/// One request: route, forward, answer.
 async fn exchange(
     shared: &Shared,
     down: &Downstream,
@@ -325,7 +349,7 @@ async fn exchange(
     close: bool,
     io: &mut TcpStream,
     state: ConnState<'_>,
-) -> bool {
+) -> Then {
     let ConnState {
         pipelined,
         up,
@@ -350,10 +374,11 @@ async fn exchange(
             "no route matched\n",
             false,
             close,
+            cfg.timeouts.stream_idle,
         )
         .await;
         *ended = tokio::time::Instant::now();
-        return ok;
+        return Then::from_ok(ok);
     };
     // The upstream request, whole: request line, headers, body.
     up.clear();
@@ -400,20 +425,21 @@ async fn exchange(
     let outcome = tokio::select! {
         biased;
         o = forward::forward(&cfg, route, ctx, replayable, &mut ex, started, &mut timer) => o,
-        _ = hung_up(io, pipelined) => return false,
+        _ = hung_up(io, pipelined) => return Then::Close,
     };
     let close = close || drain.draining();
+    let idle = cfg.timeouts.stream_idle;
     let mut cut = None;
-    let (status, ok) = match outcome.reply {
+    let (status, then) = match outcome.reply {
         Reply::Local(status, msg, overloaded) => (
             status.as_u16(),
-            write_local(io, out, status, msg, overloaded, close).await,
+            Then::from_ok(write_local(io, out, status, msg, overloaded, close, idle).await),
         ),
         Reply::Upstream((conn, ep)) => {
             let status = conn.head.status;
             let relayed = match start_relay(out, conn, &ep, close) {
                 // The common case: one write, no future for the rest made.
-                Start::Whole { down_close } => match io.write_all(out).await {
+                Start::Whole { down_close } => match write_within(io, out, idle).await {
                     Ok(()) if !down_close => Relayed::Open,
                     _ => Relayed::Closed,
                 },
@@ -423,18 +449,18 @@ async fn exchange(
                     let bounds = Bounds {
                         started,
                         timeout: route.timeout,
-                        idle: cfg.timeouts.stream_idle,
+                        idle,
                     };
                     relay_rest(io, out, rest, &ep, bounds, &mut timer).await
                 }
                 Start::Broken => Relayed::Closed,
             };
             match relayed {
-                Relayed::Open => (status, true),
-                Relayed::Closed => (status, false),
-                Relayed::Cut(why) => {
+                Relayed::Open => (status, Then::Next),
+                Relayed::Closed => (status, Then::Close),
+                Relayed::Cut { why, reset } => {
                     cut = Some(why);
-                    (status, false)
+                    (status, if reset { Then::Reset } else { Then::Close })
                 }
             }
         }
@@ -454,7 +480,7 @@ async fn exchange(
         path: target.to_owned(),
     });
     *ended = now.into();
-    ok
+    then
 }
 
 /// A reply of our own. False when the downstream connection cannot go on.
@@ -465,6 +491,7 @@ async fn write_local(
     msg: &str,
     overloaded: bool,
     close: bool,
+    idle: Option<Duration>,
 ) -> bool {
     use std::io::Write;
     out.clear();
@@ -483,19 +510,21 @@ async fn write_local(
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(msg.as_bytes());
-    io.write_all(out).await.is_ok() && !close
+    write_within(io, out, idle).await.is_ok() && !close
 }
 
 /// How a relay ended.
 enum Relayed {
     /// The response went whole; the downstream connection may carry another request.
     Open,
-    /// The downstream connection is to close (or failed).
+    /// The downstream connection is to close: it failed, its response says so, or the client
+    /// stopped reading for longer than the stream idle timeout.
     Closed,
-    /// The route's timeout passed before the response was relayed whole, or the stream went
-    /// idle too long (the reason): the downstream connection is closed mid-response, as Envoy
-    /// resets the stream.
-    Cut(&'static str),
+    /// The route's timeout passed before the response was relayed whole, or the upstream sent
+    /// nothing for the stream idle timeout (`why`, for stats and the access log): the connection
+    /// ends mid-response, as Envoy resets the stream. `reset` when the client could not tell
+    /// the end from a whole response (a body delimited by the close): it gets a reset instead.
+    Cut { why: &'static str, reset: bool },
 }
 
 /// What bounds a response's relay: the route's timeout from when the request started (a
@@ -508,17 +537,44 @@ struct Bounds {
     idle: Option<Duration>,
 }
 
-/// One step of a relay, `f`, bounded by `idle`: its output, or how the relay ends (closed when
-/// `f` fails, cut when `idle` passes first).
-async fn step<T, F>(idle: Option<Duration>, f: F) -> Result<T, Relayed>
-where
-    F: std::future::Future<Output = io::Result<T>>,
-{
+/// A read of the upstream's body, bounded by `idle`: the count read, or how the relay ends
+/// (closed when the read fails, cut when `idle` passes first).
+async fn read_within(conn: &mut RawConn, idle: Option<Duration>) -> Result<usize, Relayed> {
+    let read = conn.io.read_buf(&mut conn.buf);
     let r = match idle {
-        Some(d) => tokio::time::timeout(d, f)
+        Some(d) => tokio::time::timeout(d, read)
             .await
-            .map_err(|_| Relayed::Cut("stream_idle_timeout"))?,
-        None => f.await,
+            .map_err(|_| Relayed::Cut {
+                why: "stream_idle_timeout",
+                reset: false,
+            })?,
+        None => read.await,
+    };
+    r.map_err(|_| Relayed::Closed)
+}
+
+/// Writes `buf` downstream; a client that takes none of it for `idle` is given up (closed).
+/// What the socket takes at once costs no timer (the common case).
+async fn write_within(
+    io: &mut TcpStream,
+    buf: &[u8],
+    idle: Option<Duration>,
+) -> Result<(), Relayed> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    let n = match io.try_write(buf) {
+        Ok(n) if n == buf.len() => return Ok(()),
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(_) => return Err(Relayed::Closed),
+    };
+    let rest = io.write_all(&buf[n..]);
+    let r = match idle {
+        Some(d) => tokio::time::timeout(d, rest)
+            .await
+            .map_err(|_| Relayed::Closed)?,
+        None => rest.await,
     };
     r.map_err(|_| Relayed::Closed)
 }
@@ -605,7 +661,7 @@ async fn relay_rest(
         ended,
         down_close,
     } = relay;
-    let idle = bounds.idle;
+    let (idle, framing) = (bounds.idle, body.framing);
     let rest = async {
         // The head with the body bytes at hand, or without them when they are many.
         let at_hand = if n <= 16 * 1024 {
@@ -614,20 +670,20 @@ async fn relay_rest(
         } else {
             n
         };
-        step(idle, io.write_all(out)).await?;
-        step(idle, io.write_all(&conn.buf[..at_hand])).await?;
+        write_within(io, out, idle).await?;
+        write_within(io, &conn.buf[..at_hand], idle).await?;
         conn.buf.advance(n);
         body.left = body.left.saturating_sub(n as u64);
         let mut ended = ended;
         while !ended {
             room_for_body(&mut conn.buf, body.left);
-            match step(idle, conn.io.read_buf(&mut conn.buf)).await? {
+            match read_within(&mut conn, idle).await? {
                 0 if body.framing == BodyLen::Close => break,
                 0 => return Err(Relayed::Closed),
                 _ => {}
             }
             let (n, end) = body.take(&conn.buf).map_err(|()| Relayed::Closed)?;
-            step(idle, io.write_all(&conn.buf[..n])).await?;
+            write_within(io, &conn.buf[..n], idle).await?;
             conn.buf.advance(n);
             body.left = body.left.saturating_sub(n as u64);
             ended = end;
@@ -644,10 +700,20 @@ async fn relay_rest(
         Some(t) => timer
             .within(bounds.started + t, pin!(rest))
             .await
-            .unwrap_or(Ok(Relayed::Cut("timeout"))),
+            .unwrap_or(Err(Relayed::Cut {
+                why: "timeout",
+                reset: false,
+            })),
         None => rest.await,
     };
-    relayed.unwrap_or_else(|ended| ended)
+    match relayed.unwrap_or_else(|ended| ended) {
+        // A body delimited by the close would look whole if it ended with one.
+        Relayed::Cut { why, .. } if framing == BodyLen::Close => {
+            let _ = io.set_zero_linger();
+            Relayed::Cut { why, reset: true }
+        }
+        relayed => relayed,
+    }
 }
 
 /// A response body's framing as it is relayed.

@@ -43,11 +43,11 @@ pub fn report(r: &Report, color: bool) -> String {
                 field(&mut out, "Header", format!("{} {how}", h.name));
             }
             field(&mut out, "Clusters", crate::cmd::get::targets(s));
-            let timeout = match s.timeout.is_zero() {
-                true => "none".to_owned(),
-                false => d(s.timeout),
-            };
-            field(&mut out, "Timeout", timeout);
+            field(
+                &mut out,
+                "Timeout",
+                crate::cmd::get::route_timeout(s.timeout),
+            );
             if let Some(x) = &s.retry {
                 let per_try = x
                     .per_try_timeout
