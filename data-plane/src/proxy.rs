@@ -249,27 +249,77 @@ pub async fn handle(
             (response, out.cluster, out.endpoint, out.upstream_error)
         }
     };
-    let done = Done {
-        started,
-        route,
-        cluster: cluster.as_ref(),
+    let mut response = response;
+    let pending = Pending {
+        shared,
+        route: route.clone(),
+        cluster,
         endpoint,
         status: response.status().as_u16(),
         upstream_error,
+        started,
+        client: down.peer,
+        request_id,
+        method,
+        host,
+        uri: original_uri,
     };
-    done.record(&shared, down.peer, || Asked {
-        request_id: request_id.to_str().unwrap_or("").to_owned(),
-        method: method.as_str().to_owned(),
-        authority: host
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_owned(),
-        path: original_uri
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
-    });
+    // A response streamed from an upstream is recorded when its body is done with (its end, a
+    // cut, or the client gone), as on the native path and in Envoy; a reply of our own now.
+    match response.body_mut() {
+        Either::Left(timed) => timed.record = Some(pending),
+        Either::Right(_) => pending.record(""),
+    }
     response
+}
+
+/// A request whose record waits for its response body to be done with: what [`Done`] needs,
+/// owned.
+struct Pending {
+    shared: Arc<Shared>,
+    route: Arc<Route>,
+    cluster: Option<Arc<ClusterRt>>,
+    endpoint: Option<usize>,
+    status: u16,
+    upstream_error: &'static str,
+    started: Instant,
+    client: SocketAddr,
+    request_id: HeaderValue,
+    method: Method,
+    host: Option<HeaderValue>,
+    uri: Uri,
+}
+
+impl Pending {
+    /// Records the request; `cut` says why its response body was cut short, if it was.
+    fn record(self, cut: &'static str) {
+        let done = Done {
+            started: self.started,
+            route: &self.route,
+            cluster: self.cluster.as_ref(),
+            endpoint: self.endpoint,
+            status: self.status,
+            upstream_error: if cut.is_empty() {
+                self.upstream_error
+            } else {
+                cut
+            },
+        };
+        done.record(&self.shared, self.client, || Asked {
+            request_id: self.request_id.to_str().unwrap_or("").to_owned(),
+            method: self.method.as_str().to_owned(),
+            authority: self
+                .host
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("")
+                .to_owned(),
+            path: self
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        });
+    }
 }
 
 /// What the client asked, for the access log (built only for records the sink wants).
@@ -358,6 +408,18 @@ pub struct Timed<B> {
     at: Option<Instant>,
     idle: Option<std::time::Duration>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The request's record, made when the body is dropped (done with).
+    record: Option<Pending>,
+    /// Why the body was cut short; empty when it was not.
+    cut: &'static str,
+}
+
+impl<B> Drop for Timed<B> {
+    fn drop(&mut self) {
+        if let Some(p) = self.record.take() {
+            p.record(self.cut);
+        }
+    }
 }
 
 impl<B> Timed<B> {
@@ -368,6 +430,8 @@ impl<B> Timed<B> {
             at,
             idle,
             sleep: None,
+            record: None,
+            cut: "",
         }
     }
 }
@@ -381,9 +445,18 @@ fn due(at: Option<Instant>, idle: Option<std::time::Duration>) -> Option<Instant
     }
 }
 
-/// The error a [`Timed`] body ends with.
-fn response_timeout() -> BoxError {
-    "upstream response not relayed whole within the route's or the stream idle timeout".into()
+impl<B> Timed<B> {
+    /// Ends the body: cut by the route's timeout or the stream idle timeout.
+    fn cut(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.cut = match self.at {
+            Some(at) if Instant::now() >= at => "timeout",
+            _ => "stream_idle_timeout",
+        };
+        Poll::Ready(Some(Err(
+            "upstream response not relayed whole within the route's or the stream idle timeout"
+                .into(),
+        )))
+    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -403,7 +476,7 @@ where
         let this = &mut *self;
         if let Some(sleep) = this.sleep.as_mut() {
             if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Some(Err(response_timeout())));
+                return this.cut();
             }
         }
         let r = Pin::new(&mut this.inner).poll_frame(cx);
@@ -416,7 +489,7 @@ where
                         .sleep
                         .insert(Box::pin(tokio::time::sleep_until(due.into())));
                     if sleep.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(response_timeout())));
+                        return this.cut();
                     }
                 }
             }
@@ -428,7 +501,7 @@ where
             }
             // Frames that never keep it waiting are held to the route's deadline by the clock.
             (Poll::Ready(Some(Ok(_))), None) if at.is_some_and(|at| Instant::now() >= at) => {
-                return Poll::Ready(Some(Err(response_timeout())));
+                return this.cut();
             }
             _ => {}
         }
