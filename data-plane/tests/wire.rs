@@ -849,9 +849,54 @@ async fn the_listeners_hcm_sets_the_connection_timeouts() {
     assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
 }
 
+/// `GET path` on the native path (HTTP/1.1) and on hyper's (HTTP/1.0), each on a connection of
+/// its own that the proxy must end after a `200 OK`: what each sent, by path.
+async fn on_both_paths_until_closed(p: &Proxy, path: &str) -> [(&'static str, String); 2] {
+    let mut out = [("native", String::new()), ("hyper", String::new())];
+    for (which, rest) in &mut out {
+        let version = if *which == "native" { "1.1" } else { "1.0" };
+        let mut s = connect(p).await;
+        let req = format!("GET {path} HTTP/{version}\r\nHost: a\r\n\r\n");
+        send(&mut s, req.as_bytes()).await;
+        *rest = closed(s).await;
+        assert!(rest.contains(" 200 OK\r\n"), "{which}: {rest}");
+    }
+    out
+}
+
+/// `/stall` on both HTTP/1 paths: the head and the five bytes that came, then the close.
+async fn assert_stall_cut(p: &Proxy) {
+    for (path, rest) in on_both_paths_until_closed(p, "/stall").await {
+        let head = rest.to_ascii_lowercase();
+        assert!(
+            head.contains("\r\ncontent-length: 10\r\n"),
+            "{path}: {rest}"
+        );
+        assert!(rest.ends_with("\r\n\r\nhello"), "{path}: {rest}");
+    }
+}
+
+/// `/stall` over HTTP/2: the head, then the stream is reset (not ended cleanly).
+async fn assert_h2_stall_reset(
+    c: &mut hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+) {
+    use http_body_util::BodyExt;
+    let req = hyper::Request::get("http://wire.test/stall")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = c.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        resp.into_body().collect(),
+    )
+    .await
+    .expect("the proxy kept a stalled HTTP/2 stream open");
+    assert!(cut.is_err(), "the stalled body ended cleanly");
+}
+
 #[tokio::test]
 async fn the_routes_timeout_runs_until_the_response_is_relayed_whole() {
-    use http_body_util::BodyExt;
     let up = scripted().await;
     let p = proxy(&up).await;
     let mut route = fixture::prefix_route("t/all", "/", "t/up");
@@ -862,14 +907,7 @@ async fn the_routes_timeout_runs_until_the_response_is_relayed_whole() {
     p.shared().apply(res).unwrap();
     // A body that keeps moving (ten chunks, a second in all) is cut at the deadline too: the
     // timeout bounds the whole response, not each gap.
-    for (req, path) in [
-        (&b"GET /trickle HTTP/1.1\r\nHost: a\r\n\r\n"[..], "native"),
-        (b"GET /trickle HTTP/1.0\r\nHost: a\r\n\r\n", "hyper"),
-    ] {
-        let mut s = connect(&p).await;
-        send(&mut s, req).await;
-        let rest = closed(s).await;
-        assert!(rest.contains(" 200 OK\r\n"), "{path}: {rest}");
+    for (path, rest) in on_both_paths_until_closed(&p, "/trickle").await {
         let got = rest.split_once("\r\n\r\n").unwrap().1.matches('x').count();
         assert!(
             got < 10,
@@ -890,36 +928,10 @@ async fn the_routes_timeout_runs_until_the_response_is_relayed_whole() {
         String::from_utf8_lossy(&got)
     );
     // A body that stops halfway: what came is relayed, then the connection is closed (as Envoy
-    // resets the stream), on the native path and on hyper's (HTTP/1.0).
-    for (req, path) in [
-        (&b"GET /stall HTTP/1.1\r\nHost: a\r\n\r\n"[..], "native"),
-        (b"GET /stall HTTP/1.0\r\nHost: a\r\n\r\n", "hyper"),
-    ] {
-        let mut s = connect(&p).await;
-        send(&mut s, req).await;
-        let rest = closed(s).await;
-        assert!(rest.contains(" 200 OK\r\n"), "{path}: {rest}");
-        let head = rest.to_ascii_lowercase();
-        assert!(
-            head.contains("\r\ncontent-length: 10\r\n"),
-            "{path}: {rest}"
-        );
-        assert!(rest.ends_with("\r\n\r\nhello"), "{path}: {rest}");
-    }
-    // HTTP/2: the stream is reset after the head; the connection serves on.
+    // resets the stream); over HTTP/2 the stream is reset and the connection serves on.
+    assert_stall_cut(&p).await;
     let (mut c, _conn) = h2_client(&p).await;
-    let req = hyper::Request::get("http://wire.test/stall")
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let resp = c.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let cut = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        resp.into_body().collect(),
-    )
-    .await
-    .expect("the proxy kept a stalled HTTP/2 stream open");
-    assert!(cut.is_err(), "the stalled body ended cleanly");
+    assert_h2_stall_reset(&mut c).await;
     assert_eq!(h2(&mut c, "GET", "/echo").await.0, 200);
     // Responses that come whole in time are untouched, and the connection goes on.
     let mut s = connect(&p).await;
@@ -947,7 +959,6 @@ async fn the_routes_timeout_runs_until_the_response_is_relayed_whole() {
 #[tokio::test]
 async fn the_listeners_stream_idle_timeout_ends_streams_that_stop_moving() {
     use gw_proxy::config::type_url;
-    use http_body_util::BodyExt;
     let up = scripted().await;
     let p = proxy(&up).await;
     // The route sets no timeout: what ends streams here is the HCM's stream idle timeout. It
@@ -990,27 +1001,9 @@ async fn the_listeners_stream_idle_timeout_ends_streams_that_stop_moving() {
     let (mut c, _conn) = h2_client(&p).await;
     let (status, _, text, _) = h2(&mut c, "GET", "/stuck").await;
     assert_eq!((status, text.as_str()), (504, "stream timeout\n"));
-    // A body that stops: cut, on each path (the hyper path's HTTP/1.0 after its head).
-    for req in [
-        &b"GET /stall HTTP/1.1\r\nHost: a\r\n\r\n"[..],
-        b"GET /stall HTTP/1.0\r\nHost: a\r\n\r\n",
-    ] {
-        let mut s = connect(&p).await;
-        send(&mut s, req).await;
-        let rest = closed(s).await;
-        assert!(rest.ends_with("\r\n\r\nhello"), "{rest}");
-    }
-    let req = hyper::Request::get("http://wire.test/stall")
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let resp = c.send_request(req).await.unwrap();
-    let cut = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        resp.into_body().collect(),
-    )
-    .await
-    .expect("the proxy kept a stalled HTTP/2 stream open");
-    assert!(cut.is_err(), "the stalled body ended cleanly");
+    // A body that stops: cut, on each path.
+    assert_stall_cut(&p).await;
+    assert_h2_stall_reset(&mut c).await;
     // HTTP/2 trickle: moving, so whole.
     let (status, _, text, _) = h2(&mut c, "GET", "/trickle").await;
     assert_eq!((status, text.len()), (200, 10));
