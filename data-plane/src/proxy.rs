@@ -188,7 +188,7 @@ pub async fn handle(
     // read, until the response has been sent whole.
     let requested = Instant::now();
     let deadline = route.timeout.map(|t| requested + t);
-    let idle = cfg.timeouts.stream_idle;
+    let idle = route.stream_idle(cfg.timeouts.stream_idle);
     let (response, cluster, endpoint, upstream_error) = match whole {
         Whole::Refused(status, msg) => (local(status, msg), None, None, ""),
         Whole::Raw(request) => {

@@ -145,8 +145,18 @@ pub struct Route {
     pub retry: Option<Retry>,
     /// Hash key for `ip_hash`.
     pub hash_on: Option<HashOn>,
+    /// `idle_timeout`: the stream idle timeout of this route's requests instead of the
+    /// listener's (`None`: the listener's; `Some(None)`: none).
+    pub idle: Option<Option<Duration>>,
     /// Counters.
     pub stats: Arc<ObjStats>,
+}
+
+impl Route {
+    /// The stream idle timeout in force for this route's requests, given the listener's.
+    pub fn stream_idle(&self, listener: Option<Duration>) -> Option<Duration> {
+        self.idle.unwrap_or(listener)
+    }
 }
 
 #[derive(Debug)]
@@ -325,6 +335,8 @@ pub fn compile_route(
         },
         retry: a.retry_policy.as_ref().map(retry),
         hash_on,
+        // Envoy: set, it replaces the connection manager's; 0 turns it off for the route.
+        idle: duration(a.idle_timeout.as_ref()).map(|d| Some(d).filter(|d| !d.is_zero())),
         name,
     })
 }

@@ -1031,6 +1031,41 @@ async fn the_listeners_stream_idle_timeout_ends_streams_that_stop_moving() {
 }
 
 #[tokio::test]
+async fn a_routes_idle_timeout_replaces_the_listeners() {
+    use gw_proxy::config::type_url;
+    let up = scripted().await;
+    let p = proxy(&up).await;
+    let (ms, zero) = (std::time::Duration::from_millis, std::time::Duration::ZERO);
+    // `/slow` answers after 700 ms, `/stuck` after 5 s; the route has no timeout of its own.
+    for (listener, route, path, want) in [
+        (ms(600), None, "/stuck", 504),
+        (ms(600), Some(zero), "/slow", 200),
+        (ms(600), Some(ms(3000)), "/slow", 200),
+        (zero, Some(ms(300)), "/stuck", 504),
+    ] {
+        let mut r = fixture::prefix_route("t/all", "/", "t/up");
+        if let Some(a) = fixture::action(&mut r) {
+            a.timeout = Some(fixture::duration(zero));
+            a.idle_timeout = route.map(fixture::duration);
+        }
+        let mut res = fixture::simple(vec![r], &[("t/up", "round_robin", vec![(up.addr, 1)])]);
+        let l = fixture::listener_with("ingress", 8080, "ingress", |hcm| {
+            hcm.stream_idle_timeout = Some(fixture::duration(listener));
+        });
+        res.insert(type_url::LISTENER, "ingress", "2", &l);
+        p.shared().apply(res).unwrap();
+        let mut s = connect(&p).await;
+        send(
+            &mut s,
+            format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let r = read_resp(&mut s, &mut Vec::new(), false).await;
+        assert_eq!(r.status(), want, "listener {listener:?}, route {route:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_connection_past_the_listeners_max_age_ends_at_a_request_boundary() {
     use gw_proxy::config::type_url;
     let up = scripted().await;

@@ -310,10 +310,23 @@ spec:
             o.validate().unwrap_err().to_string(),
             "spec.retry.perTryTimeout: must be > 0"
         );
-        // A route's `timeout: 0s` is none (Envoy's meaning); past a year it is refused.
-        let none = QUICK.replace("timeout: 15s", "timeout: 0s");
+        // A route's `timeout: 0s` is none (Envoy's meaning); past a year it is refused. So is
+        // its `idleTimeout`, which is kept as written (0s included: none).
+        let none = QUICK.replace("timeout: 15s", "timeout: 0s\n  idleTimeout: 0s");
         let mut o = parse(&none).unwrap().remove(2).object;
         assert!(o.validate().is_ok());
+        match &o.spec {
+            crate::model::Spec::Route(r) => {
+                assert_eq!(r.idle_timeout, Some(std::time::Duration::ZERO))
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = QUICK.replace("timeout: 15s", "idleTimeout: 400d");
+        let mut o = parse(&bad).unwrap().remove(2).object;
+        assert_eq!(
+            o.validate().unwrap_err().to_string(),
+            "spec.idleTimeout: must be at most 365d (0s: none)"
+        );
         let bad = QUICK.replace("timeout: 15s", "timeout: 400d");
         let mut o = parse(&bad).unwrap().remove(2).object;
         assert_eq!(

@@ -7,7 +7,8 @@
 //! request boundary, idle or busy, HTTP/1.1 or HTTP/2. A Route's `timeout` (RouteAction
 //! `timeout`) runs until the response has been relayed whole: a body that stalls is cut there.
 //! And a Listener's `streamIdleTimeout` (HCM `stream_idle_timeout`) answers a response head that
-//! does not come `504 stream timeout`, and cuts a body that stops moving.
+//! does not come `504 stream timeout`, and cuts a body that stops moving; a Route's `idleTimeout`
+//! (RouteAction `idle_timeout`) replaces it for the route.
 
 #![allow(clippy::unwrap_used)]
 
@@ -279,6 +280,31 @@ async fn envoy_and_gw_proxy_end_idle_streams_alike() {
         "idleTimeout: 60s, streamIdleTimeout: 500ms",
         ", timeout: 0s",
         check_stream_idle,
+    )
+    .await;
+}
+
+/// A route's `idleTimeout: 0s` turns the listener's stream idle timeout (500 ms) off for it: a
+/// response head a second late is awaited (the route has no timeout either).
+async fn check_route_idle_off(who: &str, addr: SocketAddr) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /svc/slow/1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_response(who, &mut s)
+        .await
+        .unwrap_or_else(|| panic!("{who}: closed before answering"));
+    assert!(head.starts_with("http/1.1 200"), "{who}: {head}");
+    assert_eq!(body, b"svc", "{who}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_and_gw_proxy_let_a_route_turn_the_stream_idle_timeout_off_alike() {
+    on_both(
+        "route-idle",
+        "idleTimeout: 60s, streamIdleTimeout: 500ms",
+        ", timeout: 0s, idleTimeout: 0s",
+        check_route_idle_off,
     )
     .await;
 }

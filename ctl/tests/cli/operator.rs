@@ -38,6 +38,20 @@ async fn describe_completion_and_config() {
     ] {
         assert!(d.stdout.contains(want), "missing {want:?} in\n{}", d.stdout);
     }
+    // A route without a timeout and with its own idle timeout off (Envoy's 0s: none).
+    let streams = env.file(
+        "streams.yaml",
+        "apiVersion: gw/v1\nkind: Route\nmetadata: {name: events, tenant: acme}\n\
+         spec: {match: {pathPrefix: /events}, cluster: users-svc, timeout: 0s, idleTimeout: 0s}\n",
+    );
+    let applied = env.run(&["apply", "-f", streams.to_str().unwrap()]).await;
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    let e = env
+        .run(&["describe", "route", "events", "-t", "acme"])
+        .await;
+    for want in ["Timeout:       none", "Idle timeout:  none"] {
+        assert!(e.stdout.contains(want), "missing {want:?} in\n{}", e.stdout);
+    }
     let c = env
         .run(&["describe", "cluster", "orders-svc", "-t", "acme"])
         .await;

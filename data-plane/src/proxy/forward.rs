@@ -267,7 +267,7 @@ pub async fn forward<E: Exchange>(
     // The listener's stream idle timeout: nothing moves on the stream while it waits for a
     // response head, retries or not (as Envoy's, which only the downstream stream resets).
     let idle = match E::STREAMS_BODY {
-        false => cfg.timeouts.stream_idle,
+        false => route.stream_idle(cfg.timeouts.stream_idle),
         true => None,
     };
     // The route's deadline, or the stream idle timeout's when that comes first (the stream

@@ -428,7 +428,7 @@ async fn exchange(
         _ = hung_up(io, pipelined) => return Then::Close,
     };
     let close = close || drain.draining();
-    let idle = cfg.timeouts.stream_idle;
+    let idle = route.stream_idle(cfg.timeouts.stream_idle);
     let mut cut = None;
     let (status, then) = match outcome.reply {
         Reply::Local(status, msg, overloaded) => (

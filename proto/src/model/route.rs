@@ -150,6 +150,14 @@ pub struct RouteSpec {
     /// Lower first; ties are broken by specificity, then name.
     #[serde(skip_serializing_if = "is_zero")]
     pub priority: i32,
+    /// The stream idle timeout of this route's requests, instead of their listener's
+    /// `streamIdleTimeout` (`None`: the listener's; zero: none). Envoy's RouteAction
+    /// `idle_timeout`.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "serde_duration::option"
+    )]
+    pub idle_timeout: Option<Duration>,
 }
 
 fn is_zero(v: &i32) -> bool {
@@ -166,6 +174,7 @@ impl Default for RouteSpec {
             retry: None,
             hash_on: None,
             priority: 0,
+            idle_timeout: None,
         }
     }
 }
@@ -323,11 +332,14 @@ impl RouteSpec {
             }
         }
         // Envoy's meaning: `0s` is no timeout (long streams, server-sent events).
-        if self.timeout > Duration::from_secs(365 * 86_400) {
-            return Err(FieldError::new(
-                "spec.timeout",
-                "must be at most 365d (0s: none)",
-            ));
+        let year = Duration::from_secs(365 * 86_400);
+        for (field, d) in [
+            ("spec.timeout", Some(self.timeout)),
+            ("spec.idleTimeout", self.idle_timeout),
+        ] {
+            if d.is_some_and(|d| d > year) {
+                return Err(FieldError::new(field, "must be at most 365d (0s: none)"));
+            }
         }
         if let Some(r) = &self.retry {
             if r.attempts > 10 {

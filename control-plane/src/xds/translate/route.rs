@@ -270,6 +270,7 @@ fn route_action(tenant: &str, r: &RouteSpec, hashed: bool) -> RouteAction {
     RouteAction {
         cluster_specifier: Some(clusters),
         timeout: Some(duration(r.timeout)),
+        idle_timeout: r.idle_timeout.map(duration),
         retry_policy,
         hash_policy: hash_on.map(hash_policy).into_iter().collect(),
         ..Default::default()

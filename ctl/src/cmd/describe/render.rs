@@ -48,6 +48,10 @@ pub fn report(r: &Report, color: bool) -> String {
                 "Timeout",
                 crate::cmd::get::route_timeout(s.timeout),
             );
+            if let Some(idle) = s.idle_timeout {
+                let idle = crate::cmd::get::route_timeout(idle);
+                field(&mut out, "Idle timeout", idle);
+            }
             if let Some(x) = &s.retry {
                 let per_try = x
                     .per_try_timeout
