@@ -474,13 +474,16 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if let Some(sleep) = this.sleep.as_mut() {
-            if sleep.as_mut().poll(cx).is_ready() {
-                return this.cut();
-            }
+        let (at, idle) = (this.at, this.idle);
+        let fired = match this.sleep.as_mut() {
+            Some(sleep) => sleep.as_mut().poll(cx).is_ready(),
+            None => false,
+        };
+        // The route's deadline is for the whole response, whatever is at hand.
+        if fired && at.is_some_and(|at| Instant::now() >= at) {
+            return this.cut();
         }
         let r = Pin::new(&mut this.inner).poll_frame(cx);
-        let (at, idle) = (this.at, this.idle);
         match (&r, this.sleep.as_mut()) {
             // Waiting for more: from now on the body runs against a timer.
             (Poll::Pending, None) => {
@@ -493,6 +496,9 @@ where
                     }
                 }
             }
+            // Nothing came from the upstream for the idle time. (A frame at hand when the timer
+            // fired is not idleness there: hyper was not asking, the client was not reading.)
+            (Poll::Pending, Some(_)) if fired => return this.cut(),
             // A frame: the idle bound moves on.
             (Poll::Ready(Some(Ok(_))), Some(sleep)) if idle.is_some() => {
                 if let Some(due) = due(at, idle) {

@@ -408,8 +408,8 @@ fn spawn_worker(
         .spawn(move || {
             crate::proxy::upstream::set_worker(i);
             rt.block_on(serving);
-            // Connections still open past the drain, and upstream connections, close with the
-            // runtime: before `shutdown` returns.
+            // Upstream connections close with the runtime (`serve` has closed the downstream
+            // ones): before `shutdown` returns.
             drop(rt);
             let _ = done_tx.send(());
         })?;
@@ -431,8 +431,9 @@ async fn serve(
         .timer(hyper_util::rt::TokioTimer::new());
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
     let hyper = Arc::new(builder);
-    // Every connection task holds a sender; the drain is over when all are gone.
-    let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
+    // The connection tasks: the drain is over when all have ended; past the drain timeout the
+    // rest are ended here (on worker 0 the runtime goes on after `serve`, with the control tasks).
+    let mut conns = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
             _ = crate::server::stopped(&mut stop) => break,
@@ -446,19 +447,23 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         shared.accepted[worker].fetch_add(1, Ordering::Relaxed);
-        let conn = proxy::native::serve_connection(stream, peer, shared.clone(), hyper.clone());
-        let open = open_tx.clone();
-        tokio::spawn(async move {
-            conn.await;
-            drop(open);
-        });
+        conns.spawn(proxy::native::serve_connection(
+            stream,
+            peer,
+            shared.clone(),
+            hyper.clone(),
+        ));
+        // Ended connections are reaped as new ones come.
+        while conns.try_join_next().is_some() {}
     }
     // New connections are refused from here on; in-flight ones finish or hit the deadline.
     drop(listener);
     shared.drain.start();
-    drop(open_tx);
+    let drained = async { while conns.join_next().await.is_some() {} };
     tokio::select! {
-        _ = open_rx.recv() => tracing::info!("drained"),
+        _ = drained => tracing::info!("drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!(timeout = ?drain, "drain timeout; closing remaining connections"),
     }
+    // What is left is closed now (its requests recorded as they end), before `serve` returns.
+    conns.shutdown().await;
 }

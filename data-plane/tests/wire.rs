@@ -876,23 +876,36 @@ async fn assert_stall_cut(p: &Proxy) {
     }
 }
 
-/// `/stall` over HTTP/2: the head, then the stream is reset (not ended cleanly).
-async fn assert_h2_stall_reset(
+/// `GET /stall` over HTTP/2: its head (200), the body still to come.
+async fn h2_stall(
     c: &mut hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
-) {
-    use http_body_util::BodyExt;
+) -> hyper::Response<hyper::body::Incoming> {
     let req = hyper::Request::get("http://wire.test/stall")
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();
     let resp = c.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
+    resp
+}
+
+/// `resp`'s body ends with the stream reset (not cleanly), within 10 s (else: `what`).
+async fn assert_reset(resp: hyper::Response<hyper::body::Incoming>, what: &str) {
+    use http_body_util::BodyExt;
     let cut = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         resp.into_body().collect(),
     )
     .await
-    .expect("the proxy kept a stalled HTTP/2 stream open");
+    .expect(what);
     assert!(cut.is_err(), "the stalled body ended cleanly");
+}
+
+/// `/stall` over HTTP/2: the head, then the stream is reset.
+async fn assert_h2_stall_reset(
+    c: &mut hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+) {
+    let resp = h2_stall(c).await;
+    assert_reset(resp, "the proxy kept a stalled HTTP/2 stream open").await;
 }
 
 #[tokio::test]
@@ -1062,7 +1075,41 @@ async fn a_routes_idle_timeout_replaces_the_listeners() {
         .await;
         let r = read_resp(&mut s, &mut Vec::new(), false).await;
         assert_eq!(r.status(), want, "listener {listener:?}, route {route:?}");
+        // The same on hyper's path (HTTP/2).
+        let (mut c, _conn) = h2_client(&p).await;
+        let status = h2(&mut c, "GET", path).await.0;
+        assert_eq!(
+            status, want,
+            "HTTP/2: listener {listener:?}, route {route:?}"
+        );
     }
+}
+
+#[tokio::test]
+async fn shutdown_closes_what_outlasts_the_drain() {
+    let up = scripted().await;
+    let mut cfg = ProxyConfig::for_tests(None, "wire");
+    cfg.drain_timeout = std::time::Duration::from_millis(300);
+    let p = proxy_with(&up, cfg).await;
+    // No route timeout: a response that stalls would stay open for the stream idle timeout's
+    // 5 minutes, past any drain.
+    let mut route = fixture::prefix_route("t/all", "/", "t/up");
+    if let Some(a) = fixture::action(&mut route) {
+        a.timeout = Some(fixture::duration(std::time::Duration::ZERO));
+    }
+    let res = fixture::simple(vec![route], &[("t/up", "round_robin", vec![(up.addr, 1)])]);
+    p.shared().apply(res).unwrap();
+    let mut s = connect(&p).await;
+    let (mut c, _conn) = h2_client(&p).await;
+    send(&mut s, b"GET /stall HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let resp = h2_stall(&mut c).await;
+    // Both heads are out (the HTTP/2 one read): shut down. The drain ends at its timeout, and
+    // `shutdown` returns with both connections closed, on this (the first) worker too.
+    let mut head = [0u8; 16];
+    s.read_exact(&mut head).await.unwrap();
+    p.shutdown().await;
+    assert!(closed(s).await.ends_with("hello"));
+    assert_reset(resp, "the HTTP/2 stream outlived the shutdown").await;
 }
 
 #[tokio::test]
