@@ -262,6 +262,9 @@ fn entry(sink: &LogSink, r: AccessRecord) -> HttpAccessLogEntry {
     }
 }
 
+/// How long the last reports may take to reach the control plane at shutdown.
+const FLUSH: Duration = Duration::from_secs(3);
+
 /// Streams stats every `interval` and access logs as they come, reconnecting with backoff, until
 /// `stop`. Records that arrive while the control plane is away are dropped and counted.
 pub async fn run(
@@ -293,7 +296,27 @@ pub async fn run(
         let ok = loop {
             tokio::select! {
                 _ = crate::server::stopped(&mut stop) => {
-                    let _ = mtx.send(StreamMetricsMessage { identifier: None, envoy_metrics: families(&shared) }).await;
+                    // The proxy has drained: the access logs still queued, then the last stats,
+                    // and the streams are closed (and given a moment to deliver).
+                    let mut queued = Vec::new();
+                    while let Ok(r) = logs.try_recv() {
+                        queued.push(entry(&shared.logs, r));
+                    }
+                    for batch in queued.chunks(500) {
+                        let identifier = first_l.then(|| LogId { node: Some(node.clone()), log_name: "gw-proxy".into() });
+                        first_l = false;
+                        let msg = StreamAccessLogsMessage {
+                            identifier,
+                            log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries { log_entry: batch.to_vec() })),
+                        };
+                        if ltx.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                    let identifier = first_m.then(|| Identifier { node: Some(node.clone()) });
+                    let _ = mtx.send(StreamMetricsMessage { identifier, envoy_metrics: families(&shared) }).await;
+                    drop((mtx, ltx));
+                    let _ = tokio::time::timeout(FLUSH, async { let _ = (m.await, l.await); }).await;
                     return;
                 }
                 _ = tick.tick() => {

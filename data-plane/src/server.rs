@@ -214,6 +214,9 @@ pub struct Proxy {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Stopped after `tasks`, so that what the drain records is reported.
+    stop_reports: watch::Sender<bool>,
+    reports: JoinSet<()>,
 }
 
 impl Proxy {
@@ -257,7 +260,9 @@ impl Proxy {
             }
         }
         let (stop, _) = watch::channel(false);
+        let (stop_reports, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let mut reports = JoinSet::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let (shared, stop, drain) = (shared.clone(), stop.subscribe(), cfg.drain_timeout);
             // Registered with the runtime that runs it.
@@ -306,19 +311,19 @@ impl Proxy {
                 opts,
                 stop.subscribe(),
             ));
-            tasks.spawn(crate::report::events(
+            reports.spawn(crate::report::events(
                 channel.clone(),
                 cfg.node_id.clone(),
                 event_rx,
-                stop.subscribe(),
+                stop_reports.subscribe(),
             ));
-            tasks.spawn(crate::report::run(
+            reports.spawn(crate::report::run(
                 shared.clone(),
                 channel,
                 node,
                 cfg.stats_interval,
                 log_rx,
-                stop.subscribe(),
+                stop_reports.subscribe(),
             ));
         }
         tracing::info!(listen = %listen_addr, admin = %admin_addr, node = %cfg.node_id, "gw-proxy started");
@@ -328,6 +333,8 @@ impl Proxy {
             shared,
             stop,
             tasks,
+            stop_reports,
+            reports,
         })
     }
 
@@ -346,10 +353,13 @@ impl Proxy {
         &self.shared
     }
 
-    /// Drains: stops accepting, lets in-flight requests finish (up to the drain timeout), stops.
+    /// Drains: stops accepting, lets in-flight requests finish (up to the drain timeout), stops;
+    /// then reports what is left (the drain's access logs, the last stats) and stops reporting.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+        let _ = self.stop_reports.send(true);
+        while self.reports.join_next().await.is_some() {}
     }
 }
 

@@ -152,3 +152,62 @@ async fn failing_endpoint_fires_and_resolves_an_alert() {
     proxy.shutdown().await;
     cp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_drain_records_is_reported_before_the_proxy_stops() {
+    let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
+        .await
+        .unwrap();
+    let up = Upstream::start("a").await;
+    let yaml = format!(
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: acme}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: users, tenant: acme}}\nspec: {{endpoints: [{{address: 127.0.0.1, port: {}}}]}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: slow, tenant: acme}}\nspec: {{match: {{pathPrefix: /slow}}, cluster: users, timeout: 500ms}}\n",
+        up.port()
+    );
+    let objs = manifest::parse(&yaml)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.object)
+        .collect();
+    cp.store().apply(objs, false).await.unwrap();
+    let proxy = Proxy::start(ProxyConfig::for_tests(
+        Some(format!("http://{}", cp.grpc_addr())),
+        "edge-drain",
+    ))
+    .await
+    .unwrap();
+    let c = client();
+    let (admin, p) = (proxy.admin_addr(), proxy.listen_addr());
+    eventually(10, "route served", || async {
+        (get(&c, p, "/slow/0").await.status == 200).then_some(())
+    })
+    .await;
+    // A request that times out (504) only after the shutdown has begun.
+    let cc = c.clone();
+    let late = tokio::spawn(async move { get(&cc, p, "/slow/3000").await.status });
+    common::until_one_in_flight(&c, admin).await;
+    proxy.shutdown().await;
+    assert_eq!(late.await.unwrap(), 504);
+    // Its access log reached the control plane before the proxy stopped.
+    let url = format!("http://{}", cp.grpc_addr());
+    let stats = pb::stats_client::StatsClient::connect(url).await.unwrap();
+    let req = pb::LogsRequest {
+        status: "5xx".into(),
+        route: "slow".into(),
+        limit: 100,
+        ..Default::default()
+    };
+    let recs = eventually(10, "the drain's access log", || {
+        let (mut stats, req) = (stats.clone(), req.clone());
+        async move {
+            let recs = stats.get_logs(req).await.unwrap().into_inner().records;
+            (!recs.is_empty()).then_some(recs)
+        }
+    })
+    .await;
+    assert_eq!(recs[0].status, 504);
+    assert_eq!(recs[0].upstream_error, "timeout");
+    assert_eq!(recs[0].node, "edge-drain");
+    cp.shutdown().await;
+}
