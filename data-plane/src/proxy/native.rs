@@ -782,10 +782,18 @@ enum Failed {
 impl Native<'_> {
     /// Writes the request on `conn` and reads the response head into `conn.head`.
     async fn round_trip(&self, conn: &mut RawConn) -> Result<(), Failed> {
-        conn.io
-            .write_all(self.request)
-            .await
-            .map_err(|_| Failed::Unanswered)?;
+        // Most requests fit the socket at once: no future for the write is made.
+        let sent = match conn.io.try_write(self.request) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => return Err(Failed::Unanswered),
+        };
+        if sent < self.request.len() {
+            conn.io
+                .write_all(&self.request[sent..])
+                .await
+                .map_err(|_| Failed::Unanswered)?;
+        }
         let mut answered = false;
         loop {
             if !conn.buf.is_empty() {
