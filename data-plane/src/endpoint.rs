@@ -18,9 +18,17 @@ pub fn clock_ms() -> u64 {
 
 /// [`clock_ms`] at `now`, for a caller that has just read the clock.
 pub fn clock_ms_at(now: Instant) -> u64 {
+    ms(since_start(now))
+}
+
+/// `now` as time since the process's first look at this clock.
+fn since_start(now: Instant) -> Duration {
     static START: OnceLock<Instant> = OnceLock::new();
-    let d = now.saturating_duration_since(*START.get_or_init(Instant::now));
-    // Not `as_millis`: its 128-bit division showed per request.
+    now.saturating_duration_since(*START.get_or_init(Instant::now))
+}
+
+/// Whole milliseconds of `d`. Not `as_millis`: its 128-bit division showed per request.
+fn ms(d: Duration) -> u64 {
     d.as_secs() * 1000 + u64::from(d.subsec_millis())
 }
 
@@ -78,9 +86,8 @@ pub struct Endpoint {
     ewma_ns: AtomicU64,
     /// Exponentially decayed failure rate (f64 bits, 0..=1).
     failure_rate: AtomicU64,
-    /// When the averages were last updated (ns since `epoch`).
+    /// When the averages were last updated (ns since the process's clock start, `since_start`).
     updated_ns: AtomicU64,
-    epoch: Instant,
 }
 
 impl Endpoint {
@@ -100,7 +107,6 @@ impl Endpoint {
             ewma_ns: AtomicU64::new(0f64.to_bits()),
             failure_rate: AtomicU64::new(0f64.to_bits()),
             updated_ns: AtomicU64::new(0),
-            epoch: Instant::now(),
         }
     }
 
@@ -177,11 +183,13 @@ impl Endpoint {
     /// Ends a request that took `latency`, at `now` (one clock read serves all three clocks).
     fn settle(&self, now: Instant, latency: Duration, success: bool, probe: bool) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.observe_at(now.saturating_duration_since(self.epoch), latency, success);
-        self.note(self.breaker.load().record(clock_ms_at(now), success, probe));
+        // One clock difference for both.
+        let since = since_start(now);
+        self.observe_at(since, latency, success);
+        self.note(self.breaker.load().record(ms(since), success, probe));
     }
 
-    /// Records a finished request at `now` since this endpoint's epoch: latency feeds the
+    /// Records a finished request at `now` (since the clock's start): latency feeds the
     /// peak-EWMA (a slower sample replaces the average at once, a faster one decays it), success
     /// feeds the failure rate.
     pub fn observe_at(&self, now: Duration, latency: Duration, success: bool) {
