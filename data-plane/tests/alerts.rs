@@ -9,7 +9,6 @@ mod common;
 use common::{client, eventually, get, webhook_receiver, Upstream};
 use gw_control_plane::server::{Config, ControlPlane};
 use gw_proto::gateway::v1 as pb;
-use gw_proto::manifest;
 use gw_proxy::server::{Proxy, ProxyConfig};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -33,12 +32,7 @@ async fn failing_endpoint_fires_and_resolves_an_alert() {
          spec: {{metric: error_rate, scope: {{route: users}}, threshold: 0.2, window: 3s, for: 0s, webhook: {{url: 'http://{hook}/hook', secret: s3cr3t}}}}\n",
         up.port()
     );
-    let objs = manifest::parse(&yaml)
-        .unwrap()
-        .into_iter()
-        .map(|d| d.object)
-        .collect();
-    cp.store().apply(objs, false).await.unwrap();
+    common::apply(&cp, &yaml).await;
     let proxy = Proxy::start(ProxyConfig::for_tests(
         Some(format!("http://{}", cp.grpc_addr())),
         "edge-1",
@@ -155,9 +149,6 @@ async fn failing_endpoint_fires_and_resolves_an_alert() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn what_the_drain_records_is_reported_before_the_proxy_stops() {
-    let cp = ControlPlane::start(Config::for_tests("sqlite::memory:"))
-        .await
-        .unwrap();
     let up = Upstream::start("a").await;
     let yaml = format!(
         "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: acme}}\n---\n\
@@ -165,24 +156,9 @@ async fn what_the_drain_records_is_reported_before_the_proxy_stops() {
          apiVersion: gw/v1\nkind: Route\nmetadata: {{name: slow, tenant: acme}}\nspec: {{match: {{pathPrefix: /slow}}, cluster: users, timeout: 500ms}}\n",
         up.port()
     );
-    let objs = manifest::parse(&yaml)
-        .unwrap()
-        .into_iter()
-        .map(|d| d.object)
-        .collect();
-    cp.store().apply(objs, false).await.unwrap();
-    let proxy = Proxy::start(ProxyConfig::for_tests(
-        Some(format!("http://{}", cp.grpc_addr())),
-        "edge-drain",
-    ))
-    .await
-    .unwrap();
+    let (cp, proxy) = common::stack(&yaml, "edge-drain", "/slow/0").await;
     let c = client();
     let (admin, p) = (proxy.admin_addr(), proxy.listen_addr());
-    eventually(10, "route served", || async {
-        (get(&c, p, "/slow/0").await.status == 200).then_some(())
-    })
-    .await;
     // A request that times out (504) only after the shutdown has begun.
     let cc = c.clone();
     let late = tokio::spawn(async move { get(&cc, p, "/slow/3000").await.status });

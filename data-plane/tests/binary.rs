@@ -27,12 +27,7 @@ async fn the_binary_serves_on_every_worker_and_drains_on_sigterm() {
          apiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: t}}\nspec: {{match: {{pathPrefix: /}}, cluster: a}}\n",
         a.port()
     );
-    let objs = gw_proto::manifest::parse(&yaml)
-        .unwrap()
-        .into_iter()
-        .map(|d| d.object)
-        .collect();
-    cp.store().apply(objs, false).await.unwrap();
+    common::apply(&cp, &yaml).await;
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gw-proxy"))
         .args(["--xds", &format!("http://{}", cp.grpc_addr())])

@@ -10,7 +10,6 @@ use common::{
     assert_both_workers_accepted, client, eventually, get, stack_on, until_one_in_flight, Upstream,
 };
 use gw_control_plane::server::ControlPlane;
-use gw_proto::manifest;
 use gw_proxy::server::Proxy;
 use http_body_util::{BodyExt, Full};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -72,12 +71,7 @@ async fn fifty_updates_under_load(workers: usize) -> (Proxy, std::net::SocketAdd
             "apiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: t}}\nspec: {{match: {{pathPrefix: /}}, cluster: {target}, timeout: {}s}}\n",
             10 + i
         );
-        let objs = manifest::parse(&yaml)
-            .unwrap()
-            .into_iter()
-            .map(|d| d.object)
-            .collect();
-        cp.store().apply(objs, false).await.unwrap();
+        common::apply(&cp, &yaml).await;
         // Each update must reach the proxy before the next: wait until traffic follows it.
         let c = client();
         eventually(10, "update applied", || async {

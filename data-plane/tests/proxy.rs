@@ -5,9 +5,10 @@
 mod common;
 
 use bytes::Bytes;
-use common::{admin_json, client, eventually, free_port, get, named, send, HttpClient, Upstream};
+use common::{
+    admin_json, apply, client, eventually, free_port, get, named, send, HttpClient, Upstream,
+};
 use gw_control_plane::server::{Config, ControlPlane};
-use gw_proto::manifest;
 use gw_proxy::server::{Proxy, ProxyConfig};
 use gw_proxy::xds::Mode;
 use std::collections::HashMap;
@@ -80,15 +81,6 @@ spec:
         b = b.port(),
         c = c.port()
     )
-}
-
-async fn apply(cp: &ControlPlane, yaml: &str) {
-    let objs = manifest::parse(yaml)
-        .unwrap()
-        .into_iter()
-        .map(|d| d.object)
-        .collect();
-    cp.store().apply(objs, false).await.unwrap();
 }
 
 /// Waits until the proxy serves the whole manifest: `/ready` alone is not enough, because a

@@ -315,6 +315,16 @@ pub async fn stack(
     stack_on(yaml, node, path, 0).await
 }
 
+/// Applies the manifest `yaml` to `cp`'s store.
+pub async fn apply(cp: &gw_control_plane::server::ControlPlane, yaml: &str) {
+    let objs = gw_proto::manifest::parse(yaml)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.object)
+        .collect();
+    cp.store().apply(objs, false).await.unwrap();
+}
+
 /// [`stack`] with a proxy of `workers` workers (`ProxyConfig::workers`).
 pub async fn stack_on(
     yaml: &str,
@@ -330,12 +340,7 @@ pub async fn stack_on(
     )
     .await
     .unwrap();
-    let objs = gw_proto::manifest::parse(yaml)
-        .unwrap()
-        .into_iter()
-        .map(|d| d.object)
-        .collect();
-    cp.store().apply(objs, false).await.unwrap();
+    apply(&cp, yaml).await;
     let mut cfg =
         gw_proxy::server::ProxyConfig::for_tests(Some(format!("http://{}", cp.grpc_addr())), node);
     cfg.workers = workers;
