@@ -537,20 +537,32 @@ struct Bounds {
     idle: Option<Duration>,
 }
 
+/// `f`'s output, or `None` when `idle` passes first (`None`: no bound).
+async fn within_idle<F: std::future::Future>(idle: Option<Duration>, f: F) -> Option<F::Output> {
+    match idle {
+        Some(d) => tokio::time::timeout(d, f).await.ok(),
+        None => Some(f.await),
+    }
+}
+
+/// How much of `buf` the socket takes at once (0 when it would block): no future, no timer.
+fn write_at_once(io: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    match io.try_write(buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        r => r,
+    }
+}
+
 /// A read of the upstream's body, bounded by `idle`: the count read, or how the relay ends
 /// (closed when the read fails, cut when `idle` passes first).
 async fn read_within(conn: &mut RawConn, idle: Option<Duration>) -> Result<usize, Relayed> {
-    let read = conn.io.read_buf(&mut conn.buf);
-    let r = match idle {
-        Some(d) => tokio::time::timeout(d, read)
-            .await
-            .map_err(|_| Relayed::Cut {
-                why: "stream_idle_timeout",
-                reset: false,
-            })?,
-        None => read.await,
-    };
-    r.map_err(|_| Relayed::Closed)
+    within_idle(idle, conn.io.read_buf(&mut conn.buf))
+        .await
+        .ok_or(Relayed::Cut {
+            why: "stream_idle_timeout",
+            reset: false,
+        })?
+        .map_err(|_| Relayed::Closed)
 }
 
 /// Writes `buf` downstream; a client that takes none of it for `idle` is given up (closed).
@@ -563,20 +575,14 @@ async fn write_within(
     if buf.is_empty() {
         return Ok(());
     }
-    let n = match io.try_write(buf) {
-        Ok(n) if n == buf.len() => return Ok(()),
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-        Err(_) => return Err(Relayed::Closed),
-    };
-    let rest = io.write_all(&buf[n..]);
-    let r = match idle {
-        Some(d) => tokio::time::timeout(d, rest)
-            .await
-            .map_err(|_| Relayed::Closed)?,
-        None => rest.await,
-    };
-    r.map_err(|_| Relayed::Closed)
+    let n = write_at_once(io, buf).map_err(|_| Relayed::Closed)?;
+    if n == buf.len() {
+        return Ok(());
+    }
+    within_idle(idle, io.write_all(&buf[n..]))
+        .await
+        .ok_or(Relayed::Closed)?
+        .map_err(|_| Relayed::Closed)
 }
 
 /// How the relay of a response starts.
@@ -783,11 +789,7 @@ impl Native<'_> {
     /// Writes the request on `conn` and reads the response head into `conn.head`.
     async fn round_trip(&self, conn: &mut RawConn) -> Result<(), Failed> {
         // Most requests fit the socket at once: no future for the write is made.
-        let sent = match conn.io.try_write(self.request) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(_) => return Err(Failed::Unanswered),
-        };
+        let sent = write_at_once(&conn.io, self.request).map_err(|_| Failed::Unanswered)?;
         if sent < self.request.len() {
             conn.io
                 .write_all(&self.request[sent..])
