@@ -297,6 +297,7 @@ pub fn route_spec_to_pb(r: &model::RouteSpec) -> pb::RouteSpec {
         hash_on: r.hash_on.clone().unwrap_or_default(),
         priority: r.priority,
         idle_timeout: r.idle_timeout.map(duration_to_pb),
+        upgrades: r.upgrades.clone(),
     }
 }
 
@@ -366,6 +367,7 @@ pub fn route_spec_from_pb(r: Option<&pb::RouteSpec>) -> Result<model::RouteSpec,
         hash_on: (!r.hash_on.is_empty()).then(|| r.hash_on.clone()),
         priority: r.priority,
         idle_timeout: duration_from_pb("spec.idleTimeout", r.idle_timeout.as_ref())?,
+        upgrades: r.upgrades.clone(),
     })
 }
 
@@ -693,6 +695,7 @@ mod tests {
             }),
             hash_on: Some("header:x-user".into()),
             idle_timeout: Some(Duration::ZERO),
+            upgrades: vec!["websocket".into()],
             ..Default::default()
         };
         spec.match_.path_regex = Some("^/u/[0-9]+$".into());

@@ -321,6 +321,29 @@ spec:
             }
             other => panic!("{other:?}"),
         }
+        // Upgrades: protocol tokens, once each (in any case), and not HTTP/2's or CONNECT.
+        for (upgrades, err) in [
+            (
+                "['web socket']",
+                "spec.upgrades[0]: must be an Upgrade protocol token, e.g. websocket",
+            ),
+            (
+                "[websocket, h2c]",
+                "spec.upgrades[1]: is not supported (websocket, spdy/3.1, …)",
+            ),
+            ("[websocket, WebSocket]", "spec.upgrades[1]: appears twice"),
+        ] {
+            let bad = QUICK.replace("timeout: 15s", &format!("upgrades: {upgrades}"));
+            let mut o = parse(&bad).unwrap().remove(2).object;
+            assert_eq!(o.validate().unwrap_err().to_string(), err, "{upgrades}");
+        }
+        let good = QUICK.replace("timeout: 15s", "upgrades: [WebSocket, SPDY/3.1]");
+        let mut o = parse(&good).unwrap().remove(2).object;
+        assert!(o.validate().is_ok());
+        match &o.spec {
+            crate::model::Spec::Route(r) => assert_eq!(r.upgrades, ["websocket", "spdy/3.1"]),
+            other => panic!("{other:?}"),
+        }
         let bad = QUICK.replace("timeout: 15s", "idleTimeout: 400d");
         let mut o = parse(&bad).unwrap().remove(2).object;
         assert_eq!(

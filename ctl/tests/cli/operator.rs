@@ -38,18 +38,23 @@ async fn describe_completion_and_config() {
     ] {
         assert!(d.stdout.contains(want), "missing {want:?} in\n{}", d.stdout);
     }
-    // A route without a timeout and with its own idle timeout off (Envoy's 0s: none).
+    // A route without a timeout and with its own idle timeout off (Envoy's 0s: none), which lets
+    // WebSocket upgrades through (written in any case, kept in lower case).
     let streams = env.file(
         "streams.yaml",
         "apiVersion: gw/v1\nkind: Route\nmetadata: {name: events, tenant: acme}\n\
-         spec: {match: {pathPrefix: /events}, cluster: users-svc, timeout: 0s, idleTimeout: 0s}\n",
+         spec: {match: {pathPrefix: /events}, cluster: users-svc, timeout: 0s, idleTimeout: 0s, upgrades: [WebSocket]}\n",
     );
     let applied = env.run(&["apply", "-f", streams.to_str().unwrap()]).await;
     assert_eq!(applied.code, 0, "{}", applied.stderr);
     let e = env
         .run(&["describe", "route", "events", "-t", "acme"])
         .await;
-    for want in ["Timeout:       none", "Idle timeout:  none"] {
+    for want in [
+        "Timeout:       none",
+        "Idle timeout:  none",
+        "Upgrades:      websocket",
+    ] {
         assert!(e.stdout.contains(want), "missing {want:?} in\n{}", e.stdout);
     }
     let c = env

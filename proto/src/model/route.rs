@@ -158,6 +158,11 @@ pub struct RouteSpec {
         with = "serde_duration::option"
     )]
     pub idle_timeout: Option<Duration>,
+    /// HTTP/1.1 upgrades let through, by their `Upgrade` token (`websocket`, `spdy/3.1`, …),
+    /// lower case; after the upstream's `101` the connection is a tunnel. Envoy's RouteAction
+    /// `upgrade_configs`. Empty: an upgrade request is refused (403), as in Envoy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upgrades: Vec<String>,
 }
 
 fn is_zero(v: &i32) -> bool {
@@ -175,6 +180,7 @@ impl Default for RouteSpec {
             hash_on: None,
             priority: 0,
             idle_timeout: None,
+            upgrades: Vec::new(),
         }
     }
 }
@@ -217,6 +223,10 @@ impl RouteSpec {
         if let Some(r) = &mut self.retry {
             r.on.sort();
             r.on.dedup();
+        }
+        // Upgrade tokens are case-insensitive (Envoy matches them so).
+        for u in &mut self.upgrades {
+            u.make_ascii_lowercase();
         }
     }
 
@@ -339,6 +349,27 @@ impl RouteSpec {
         ] {
             if d.is_some_and(|d| d > year) {
                 return Err(FieldError::new(field, "must be at most 365d (0s: none)"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, u) in self.upgrades.iter().enumerate() {
+            let field = || format!("spec.upgrades[{i}]");
+            let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&c);
+            if u.is_empty() || !u.bytes().all(token) {
+                return Err(FieldError::new(
+                    field(),
+                    "must be an Upgrade protocol token, e.g. websocket",
+                ));
+            }
+            let u = u.to_ascii_lowercase();
+            if u == "h2c" || u == "connect" {
+                return Err(FieldError::new(
+                    field(),
+                    "is not supported (websocket, spdy/3.1, …)",
+                ));
+            }
+            if !seen.insert(u) {
+                return Err(FieldError::new(field(), "appears twice"));
             }
         }
         if let Some(r) = &self.retry {

@@ -12,7 +12,7 @@ use gw_proto::envoy::pb::envoy::config::route::v3::{
 use gw_proto::envoy::pb::envoy::r#type::matcher::v3::{
     string_matcher, RegexMatcher, StringMatcher,
 };
-use gw_proto::envoy::pb::google::protobuf::UInt32Value;
+use gw_proto::envoy::pb::google::protobuf::{BoolValue, UInt32Value};
 use gw_proto::model::{HashOn, HeaderMatch, LbPolicy, RouteSpec};
 use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::Message;
@@ -271,6 +271,17 @@ fn route_action(tenant: &str, r: &RouteSpec, hashed: bool) -> RouteAction {
         cluster_specifier: Some(clusters),
         timeout: Some(duration(r.timeout)),
         idle_timeout: r.idle_timeout.map(duration),
+        upgrade_configs: r
+            .upgrades
+            .iter()
+            .map(|u| route_action::UpgradeConfig {
+                upgrade_type: u.clone(),
+                // On the route alone: the connection manager lists no upgrade, so a route
+                // without one refuses it (Envoy's 403).
+                enabled: Some(BoolValue { value: true }),
+                ..Default::default()
+            })
+            .collect(),
         retry_policy,
         hash_policy: hash_on.map(hash_policy).into_iter().collect(),
         ..Default::default()
@@ -300,7 +311,7 @@ fn hash_policy(h: HashOn) -> route_action::HashPolicy {
 
 #[cfg(test)]
 mod tests {
-    use super::serves;
+    use super::{route_action, serves};
     use gw_proto::model::RouteSpec;
 
     fn route(hosts: &[&str]) -> RouteSpec {
@@ -327,5 +338,20 @@ mod tests {
         ] {
             assert_eq!(serves(r, host), ok, "{:?} serving {host}", r.match_.hosts);
         }
+    }
+
+    #[test]
+    fn a_routes_upgrades_are_enabled_on_its_route_action() {
+        let mut r = route(&[]);
+        r.cluster = Some("svc".into());
+        assert!(route_action("acme", &r, false).upgrade_configs.is_empty());
+        r.upgrades = vec!["websocket".into(), "spdy/3.1".into()];
+        let a = route_action("acme", &r, false);
+        let got: Vec<_> = a
+            .upgrade_configs
+            .iter()
+            .map(|u| (u.upgrade_type.as_str(), u.enabled.map(|b| b.value)))
+            .collect();
+        assert_eq!(got, [("websocket", Some(true)), ("spdy/3.1", Some(true))]);
     }
 }

@@ -52,6 +52,9 @@ pub fn report(r: &Report, color: bool) -> String {
                 let idle = crate::cmd::get::route_timeout(idle);
                 field(&mut out, "Idle timeout", idle);
             }
+            if !s.upgrades.is_empty() {
+                field(&mut out, "Upgrades", s.upgrades.join(", "));
+            }
             if let Some(x) = &s.retry {
                 let per_try = x
                     .per_try_timeout
