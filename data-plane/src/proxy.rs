@@ -26,6 +26,7 @@ pub mod h1;
 pub mod headers;
 pub mod native;
 pub mod raw;
+pub mod tunnel;
 pub mod upstream;
 
 use crate::config::ClusterRt;
@@ -70,14 +71,16 @@ impl Downstream {
     }
 }
 
-/// A locally generated reply.
+/// A locally generated reply (an empty one without a content type, as Envoy's).
 pub fn local(status: StatusCode, msg: &'static str) -> Response<RespBody> {
     let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(msg.as_bytes()))));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
+    if !msg.is_empty() {
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
+    }
     r
 }
 
@@ -89,6 +92,9 @@ enum Whole {
     Stream(Incoming),
     /// Not at all: its body could not be read (the reply to send).
     Refused(StatusCode, &'static str),
+    /// An HTTP/1.1 upgrade its route allows (over a connection of its own), with what gives
+    /// the downstream socket once the `101` has gone.
+    Upgrade(Incoming, hyper::upgrade::OnUpgrade),
 }
 
 /// A local reply, marked when a cluster limit refused the request.
@@ -116,10 +122,16 @@ fn host_of<'a>(headers: &'a hyper::HeaderMap, uri: &'a Uri) -> &'a str {
 pub async fn handle(
     shared: Arc<Shared>,
     down: Arc<Downstream>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<RespBody> {
     let started = Instant::now();
     let cfg = shared.config.load_full();
+    // An HTTP/1.1 upgrade: its downstream socket is had once hyper has sent the `101`.
+    let upgrade = match req.version() {
+        Version::HTTP_11 => headers::upgrade_of(req.headers()).cloned(),
+        _ => None,
+    };
+    let on_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let route = cfg.routes.find(
         host_of(&parts.headers, &parts.uri),
@@ -171,8 +183,16 @@ pub async fn handle(
         let n: usize = v.to_str().ok()?.parse().ok()?;
         (n <= native::MAX_BUFFERED_BODY).then_some(n)
     };
-    let replayable = body.is_end_stream();
-    let whole = if replayable {
+    let replayable = body.is_end_stream() && upgrade.is_none();
+    let whole = if let (Some(kind), Some(on)) = (&upgrade, on_upgrade) {
+        // Refused unless the route (or the listener) allows this upgrade: Envoy's 403.
+        if cfg.routes.allows_upgrade(route, kind.as_bytes()) {
+            headers::set_upgrade(&mut parts.headers, kind.clone());
+            Whole::Upgrade(body, on)
+        } else {
+            Whole::Refused(StatusCode::FORBIDDEN, "")
+        }
+    } else if replayable {
         Whole::Raw(raw::request_head(&parts))
     } else if let Some(n) = declared() {
         match raw::read_whole(body, n).await {
@@ -189,6 +209,7 @@ pub async fn handle(
     let requested = Instant::now();
     let deadline = route.timeout.map(|t| requested + t);
     let idle = route.stream_idle(cfg.timeouts.stream_idle);
+    let mut tunnel = None;
     let (response, cluster, endpoint, upstream_error) = match whole {
         Whole::Refused(status, msg) => (local(status, msg), None, None, ""),
         Whole::Raw(request) => {
@@ -248,8 +269,60 @@ pub async fn handle(
             };
             (response, out.cluster, out.endpoint, out.upstream_error)
         }
+        Whole::Upgrade(body, down_upgrade) => {
+            let mut ex = forward::UpgradeExchange::new(parts, body);
+            let out = forward::forward(
+                &cfg,
+                route,
+                ctx,
+                false,
+                &mut ex,
+                requested,
+                &mut forward::PerTry,
+            )
+            .await;
+            let response = match out.reply {
+                forward::Reply::Upstream((mut resp, conn, _)) => {
+                    let up_upgrade = hyper::upgrade::on(&mut resp);
+                    let (mut head, body) = resp.into_parts();
+                    let kind = head.headers.get(hyper::header::UPGRADE).cloned();
+                    headers::strip_hop_by_hop(&mut head.headers);
+                    match kind.filter(|_| head.status == StatusCode::SWITCHING_PROTOCOLS) {
+                        Some(kind) => {
+                            headers::set_upgrade(&mut head.headers, kind);
+                            tunnel = Some(tunnel::Tunnel {
+                                down: down_upgrade,
+                                up: up_upgrade,
+                                conn,
+                                idle,
+                            });
+                            Response::from_parts(head, Either::Right(Full::new(Bytes::new())))
+                        }
+                        // Refused: relayed as it is, and the connection closes after it.
+                        None => {
+                            let body = upstream::PooledBody::unpooled(body, conn.unit);
+                            Response::from_parts(
+                                head,
+                                Either::Left(Timed::new(Either::Left(body), deadline, idle)),
+                            )
+                        }
+                    }
+                }
+                forward::Reply::Local(status, msg, overloaded) => {
+                    local_reply(status, msg, overloaded)
+                }
+            };
+            (response, out.cluster, out.endpoint, out.upstream_error)
+        }
     };
     let mut response = response;
+    // An upgrade not made: what the client sent after its request is not HTTP, so the
+    // connection ends after this answer (as Envoy's).
+    if upgrade.is_some() && tunnel.is_none() {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let pending = Pending {
         shared,
         route: route.clone(),
@@ -266,9 +339,14 @@ pub async fn handle(
     };
     // A response streamed from an upstream is recorded when its body is done with (its end, a
     // cut, or the client gone), as on the native path and in Envoy; a reply of our own now.
-    match response.body_mut() {
-        Either::Left(timed) => timed.record = Some(pending),
-        Either::Right(_) => pending.record(""),
+    // A tunnel is recorded when it ends.
+    match (tunnel, response.body_mut()) {
+        (Some(t), _) => {
+            let slot = tunnel::Slot::new(t.run(pending));
+            response.extensions_mut().insert(slot);
+        }
+        (None, Either::Left(timed)) => timed.record = Some(pending),
+        (None, Either::Right(_)) => pending.record(""),
     }
     response
 }

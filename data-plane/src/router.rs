@@ -148,6 +148,9 @@ pub struct Route {
     /// `idle_timeout`: the stream idle timeout of this route's requests instead of the
     /// listener's (`None`: the listener's; `Some(None)`: none).
     pub idle: Option<Option<Duration>>,
+    /// `upgrade_configs`: HTTP/1.1 upgrades enabled or disabled on this route, by type (lower
+    /// case), over the connection manager's.
+    pub upgrades: Vec<(String, bool)>,
     /// Counters.
     pub stats: Arc<ObjStats>,
 }
@@ -180,6 +183,34 @@ pub struct RouteTable {
     prefixes: Vec<(String, usize)>,
     any: Option<usize>,
     vhosts: Vec<VirtualHost>,
+    /// The connection manager's `upgrade_configs`: upgrades enabled or disabled by default, by
+    /// type (lower case).
+    pub upgrades: Vec<(String, bool)>,
+}
+
+/// An `upgrade_configs` entry: its type in lower case and whether it is enabled (unset: yes);
+/// an error for what gw-proxy cannot do (`CONNECT`, a tunnel of its own kind).
+pub fn upgrade_entry(kind: &str, enabled: Option<bool>) -> Result<(String, bool), String> {
+    let kind = kind.to_ascii_lowercase();
+    if kind == "connect" || kind.is_empty() {
+        return Err(format!("upgrade type {kind:?}"));
+    }
+    Ok((kind, enabled.unwrap_or(true)))
+}
+
+impl RouteTable {
+    /// Whether an HTTP/1.1 upgrade to `kind` (the request's `Upgrade`) may go through `route`:
+    /// the route's setting for it, else the connection manager's, else not (Envoy's rule).
+    pub fn allows_upgrade(&self, route: &Route, kind: &[u8]) -> bool {
+        let find = |list: &[(String, bool)]| {
+            list.iter()
+                .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(kind.trim_ascii()))
+                .map(|(_, on)| *on)
+        };
+        find(&route.upgrades)
+            .or_else(|| find(&self.upgrades))
+            .unwrap_or(false)
+    }
 }
 
 fn full_regex(route: &str, re: &str) -> Result<Regex, RouteError> {
@@ -337,6 +368,12 @@ pub fn compile_route(
         hash_on,
         // Envoy: set, it replaces the connection manager's; 0 turns it off for the route.
         idle: duration(a.idle_timeout.as_ref()).map(|d| Some(d).filter(|d| !d.is_zero())),
+        upgrades: a
+            .upgrade_configs
+            .iter()
+            .map(|u| upgrade_entry(&u.upgrade_type, u.enabled.map(|b| b.value)))
+            .collect::<Result<_, _>>()
+            .map_err(|what| unsupported(&what))?,
         name,
     })
 }

@@ -116,6 +116,29 @@ async fn scripted() -> Scripted {
                     };
                     let body: Vec<u8> = buf.drain(..body_len).collect();
                     let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    if let (Some(upgrade), false) =
+                        (header(&head, "upgrade"), path.starts_with("/ws/refuse"))
+                    {
+                        // An upgrade: `101`, saying what it got, then an echo of what follows
+                        // (bytes sent with the request first), its end of stream answered with
+                        // its own.
+                        let answer = format!(
+                            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: {upgrade}\r\n\
+                             Connection: Upgrade\r\nX-Seen-Connection: {}\r\nX-Hop-Seen: {}\r\n\r\n",
+                            header(&head, "connection").unwrap_or(""),
+                            header(&head, "x-hop").is_some(),
+                        );
+                        let mut r = s.write_all(answer.as_bytes()).await;
+                        while r.is_ok() {
+                            r = s.write_all(&buf).await;
+                            buf.clear();
+                            if read_more(&mut s, &mut buf).await == 0 {
+                                let _ = s.shutdown().await;
+                                return;
+                            }
+                        }
+                        return;
+                    }
                     let r = if head.starts_with("HEAD ") {
                         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
                             .await
@@ -1288,7 +1311,6 @@ async fn workers_share_the_port_serve_on_their_own_and_drain_together() {
             break;
         }
         assert!(t0.elapsed().as_secs() < 10, "never in flight: {m}");
-        tokio::task::yield_now().await;
     }
     let addr = p.listen_addr();
     let shutdown = tokio::spawn(p.shutdown());
@@ -1313,4 +1335,203 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     text.split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or(text)
+}
+
+/// An upgrade to WebSocket asked for `path` on a new connection (with a hop-by-hop `X-Hop` and
+/// `early` bytes sent right after the head): the response head, the connection, and what came
+/// after the head.
+async fn upgrade(p: &Proxy, path: &str, early: &[u8]) -> (String, TcpStream, Vec<u8>) {
+    let mut s = connect(p).await;
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\
+         Connection: keep-alive, Upgrade, X-Hop\r\nX-Hop: 1\r\n\r\n"
+    )
+    .into_bytes();
+    req.extend_from_slice(early);
+    send(&mut s, &req).await;
+    let mut buf = Vec::new();
+    let end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        assert!(
+            read_more(&mut s, &mut buf).await > 0,
+            "{path}: closed before a head"
+        );
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.drain(..end);
+    (head, s, buf)
+}
+
+/// Reads until `buf` ends with `want` (what the tunnel's echo sends back), then empties it.
+async fn echoed(s: &mut TcpStream, buf: &mut Vec<u8>, want: &[u8]) {
+    while !buf.ends_with(want) {
+        assert!(
+            read_more(s, buf).await > 0,
+            "the tunnel ended before {want:?} came back: {buf:?}"
+        );
+    }
+    buf.clear();
+}
+
+/// Routes `/ws` (upgrades as `ws_upgrades` says) and `/` (none of its own) to `up`, behind a
+/// listener whose HTTP connection manager is changed by `hcm`.
+fn upgrade_routes(
+    up: &Scripted,
+    ws_upgrades: Vec<(&str, Option<bool>)>,
+    ws_edit: impl FnOnce(&mut gw_proto::envoy::pb::envoy::config::route::v3::RouteAction),
+    hcm: impl FnOnce(&mut gw_proto::envoy::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager),
+) -> gw_proxy::config::Resources {
+    use gw_proto::envoy::pb::envoy::config::route::v3::route_action::UpgradeConfig;
+    let mut ws = fixture::prefix_route("t/ws", "/ws", "t/up");
+    if let Some(a) = fixture::action(&mut ws) {
+        a.upgrade_configs = ws_upgrades
+            .into_iter()
+            .map(|(kind, on)| UpgradeConfig {
+                upgrade_type: kind.into(),
+                enabled: on.map(|value| gw_proto::envoy::pb::google::protobuf::BoolValue { value }),
+                ..Default::default()
+            })
+            .collect();
+        ws_edit(a);
+    }
+    let all = fixture::prefix_route("t/all", "/", "t/up");
+    let mut res = fixture::simple(
+        vec![ws, all],
+        &[("t/up", "round_robin", vec![(up.addr, 1)])],
+    );
+    let l = fixture::listener_with("ingress", 8080, "ingress", hcm);
+    res.insert(gw_proxy::config::type_url::LISTENER, "ingress", "2", &l);
+    res
+}
+
+#[tokio::test]
+async fn upgrades_tunnel_where_the_route_or_the_listener_allows_them() {
+    let up = scripted().await;
+    let p = proxy(&up).await;
+    // The route lets WebSocket through (the type matched in any case); the listener says nothing.
+    let res = upgrade_routes(&up, vec![("WebSocket", None)], |_| {}, |_| {});
+    p.shared().apply(res).unwrap();
+
+    // 101 both ways with `Upgrade` and `Connection: upgrade` alone (other hop-by-hop headers
+    // dropped); bytes sent with the request reach the upstream after it, then each way as sent.
+    let (head, mut s, mut buf) = upgrade(&p, "/ws", b"early").await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert_eq!(header(&head, "upgrade"), Some("websocket"), "{head}");
+    assert_eq!(header(&head, "connection"), Some("upgrade"), "{head}");
+    assert_eq!(
+        header(&head, "x-seen-connection"),
+        Some("upgrade"),
+        "{head}"
+    );
+    assert_eq!(header(&head, "x-hop-seen"), Some("false"), "{head}");
+    echoed(&mut s, &mut buf, b"early").await;
+    for msg in [&b"ping"[..], &[0u8, 255, 13, 10, 13, 10][..]] {
+        send(&mut s, msg).await;
+        echoed(&mut s, &mut buf, msg).await;
+    }
+    // The client's end of stream reaches the upstream, whose own ends the tunnel.
+    s.shutdown().await.unwrap();
+    assert_eq!(closed(s).await, "");
+    // Recorded when it ended: one 1xx for the route.
+    let mut metrics = String::new();
+    for _ in 0..200 {
+        metrics = http_get(p.admin_addr(), "/metrics").await;
+        if metrics.lines().any(|l| {
+            l.starts_with("gw_rq_total{kind=\"route\"")
+                && l.contains("name=\"ws\"")
+                && l.contains("class=\"1xx\"")
+                && l.ends_with(" 1")
+        }) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(metrics.contains("class=\"1xx\"} 1"), "{metrics}");
+
+    // A route that does not allow it: 403 and the close, as Envoy; nothing goes upstream.
+    let before = up.conns.load(Ordering::SeqCst);
+    let (head, s, _) = upgrade(&p, "/other", b"").await;
+    assert!(head.starts_with("HTTP/1.1 403 "), "{head}");
+    assert_eq!(header(&head, "connection"), Some("close"), "{head}");
+    assert_eq!(closed(s).await, "");
+    assert_eq!(up.conns.load(Ordering::SeqCst), before);
+    // An upstream that does not switch: its answer is relayed, then the close (what the client
+    // sends next would not be HTTP).
+    let (head, s, came) = upgrade(&p, "/ws/refuse", b"").await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert_eq!(header(&head, "connection"), Some("close"), "{head}");
+    let rest = String::from_utf8_lossy(&came).into_owned() + &closed(s).await;
+    assert!(rest.contains("upgrade: websocket"), "{head}{rest}");
+
+    // The listener enables it: a route that says nothing lets it through, one that disables it
+    // refuses it (Envoy's table).
+    let res = upgrade_routes(
+        &up,
+        vec![("websocket", Some(false))],
+        |_| {},
+        |hcm| {
+            hcm.upgrade_configs = vec![Default::default()];
+            hcm.upgrade_configs[0].upgrade_type = "websocket".into();
+        },
+    );
+    p.shared().apply(res).unwrap();
+    let (head, _s, _) = upgrade(&p, "/other", b"").await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let (head, _s, _) = upgrade(&p, "/ws", b"").await;
+    assert!(head.starts_with("HTTP/1.1 403 "), "{head}");
+
+    // CONNECT is not something gw-proxy tunnels: refused (NACKed), the previous config serves.
+    let bad = upgrade_routes(&up, vec![("CONNECT", None)], |_| {}, |_| {});
+    let err = p.shared().apply(bad).unwrap_err().to_string();
+    assert!(err.contains("upgrade type \"connect\""), "{err}");
+    let (head, _s, _) = upgrade(&p, "/other", b"").await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+}
+
+#[tokio::test]
+async fn a_tunnel_lasts_until_it_goes_quiet_for_the_stream_idle_timeout() {
+    let up = scripted().await;
+    let mut cfg = ProxyConfig::for_tests(None, "wire");
+    cfg.drain_timeout = std::time::Duration::from_millis(300);
+    let p = proxy_with(&up, cfg).await;
+    let ms = std::time::Duration::from_millis;
+    // The route's timeout (200 ms) does not apply to a tunnel; the stream idle timeout does.
+    let res = upgrade_routes(
+        &up,
+        vec![("websocket", None)],
+        |a| a.timeout = Some(fixture::duration(ms(200))),
+        |hcm| hcm.stream_idle_timeout = Some(fixture::duration(ms(500))),
+    );
+    p.shared().apply(res).unwrap();
+    let (head, mut s, mut buf) = upgrade(&p, "/ws", b"").await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    for msg in [&b"one"[..], b"two", b"three"] {
+        // Not a synchronisation: time passes beyond the route's timeout, within the idle one.
+        tokio::time::sleep(ms(300)).await;
+        send(&mut s, msg).await;
+        echoed(&mut s, &mut buf, msg).await;
+    }
+    let quiet = std::time::Instant::now();
+    assert_eq!(closed(s).await, "");
+    assert!(quiet.elapsed() >= ms(500), "{:?}", quiet.elapsed());
+
+    // The route turns the stream idle timeout off: the tunnel outlasts it, until the shutdown's
+    // drain timeout closes it.
+    let res = upgrade_routes(
+        &up,
+        vec![("websocket", None)],
+        |a| a.idle_timeout = Some(fixture::duration(std::time::Duration::ZERO)),
+        |hcm| hcm.stream_idle_timeout = Some(fixture::duration(ms(500))),
+    );
+    p.shared().apply(res).unwrap();
+    let (head, mut s, mut buf) = upgrade(&p, "/ws", b"").await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    // Not a synchronisation: the stream idle time passes with the tunnel quiet.
+    tokio::time::sleep(ms(1000)).await;
+    send(&mut s, b"still").await;
+    echoed(&mut s, &mut buf, b"still").await;
+    p.shutdown().await;
+    assert_eq!(closed(s).await, "");
 }

@@ -1,7 +1,10 @@
 //! Upstream HTTP servers that answer every request with `200` and their own name in the body
 //! and in `x-upstream`, so tests can see which one Envoy picked. A path `…/slow/MS…` answers after
 //! MS milliseconds (simulated upstream latency); a path `/…/stall` sends the head and half the
-//! body it promises, then nothing more. Each counts its open connections and their peak.
+//! body it promises, then nothing more. A request with `Upgrade` is answered `101` (unless its
+//! path has `/plain`), with the `Upgrade` and `Connection` it got in `x-seen-upgrade` and
+//! `x-seen-connection`; the connection then echoes what it is sent until the peer's end of
+//! stream, and ends its own. Each counts its open connections and their peak.
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
@@ -60,6 +63,11 @@ impl Upstream {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let label = label.clone();
                         async move {
+                            if req.headers().contains_key("upgrade")
+                                && !req.uri().path().contains("/plain")
+                            {
+                                return Ok(upgrade(req, &label));
+                            }
                             if let Some((_, ms)) = req.uri().path().split_once("/slow/") {
                                 let ms: u64 = ms
                                     .split(|c: char| !c.is_ascii_digit())
@@ -84,6 +92,7 @@ impl Upstream {
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(io, svc)
+                        .with_upgrades()
                         .await;
                     open.fetch_sub(1, Ordering::SeqCst);
                 });
@@ -102,6 +111,47 @@ impl Upstream {
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
+}
+
+/// `101` to an upgrade request, and an echo on the upgraded connection.
+fn upgrade(
+    mut req: Request<hyper::body::Incoming>,
+    label: &str,
+) -> Response<Either<Full<Bytes>, Stalled>> {
+    let seen = |name: &str| req.headers().get(name).cloned();
+    let (upgrade, connection) = (seen("upgrade"), seen("connection"));
+    let on = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let mut io = hyper_util::rt::TokioIo::new(up);
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut io, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tokio::io::AsyncWriteExt::write_all(&mut io, &buf[..n])
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
+    });
+    let mut r = Response::builder()
+        .status(101)
+        .header("connection", "upgrade")
+        .header("x-upstream", label);
+    if let Some(u) = &upgrade {
+        r = r.header("upgrade", u).header("x-seen-upgrade", u);
+    }
+    if let Some(c) = connection {
+        r = r.header("x-seen-connection", c);
+    }
+    r.body(Either::Left(Full::default()))
+        .unwrap_or_else(|_| Response::new(Either::Left(Full::default())))
 }
 
 /// A body that promises 10 bytes, gives 5 (`hello`), and never the rest.

@@ -12,8 +12,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use gw_e2e::upstream::Upstream;
-use gw_e2e::{control, envoy, free_port, serving};
+use gw_e2e::serving::on_both;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -78,46 +77,12 @@ async fn check(who: &str, addr: SocketAddr) {
     h2_request_then_end(who, addr, "idle").await;
 }
 
-/// One Listener (`listener`: its timeout fields) and a route to an upstream, served by a stock
-/// Envoy and by gw-proxy from the same control plane; `check` runs against each.
-async fn on_both<F, Fut>(node: &str, listener: &str, route: &str, check: F)
-where
-    F: Fn(&'static str, SocketAddr) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let Some(bin) = envoy::binary() else { return };
-    let cp = control::start().await.unwrap();
-    let up = Upstream::start("svc").await.unwrap();
-    let port = free_port();
-    let yaml = format!(
-        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: acme}}\n---\n\
-         apiVersion: gw/v1\nkind: Listener\nmetadata: {{name: edge}}\n\
-         spec: {{nodeCluster: edge, address: 127.0.0.1, port: {port}, {listener}}}\n---\n\
-         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: svc, tenant: acme}}\n\
-         spec: {{endpoints: [{{address: 127.0.0.1, port: {}}}]}}\n---\n\
-         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: svc, tenant: acme}}\n\
-         spec: {{match: {{pathPrefix: /svc}}, cluster: svc{route}}}\n",
-        up.port()
-    );
-    control::apply(&cp, &yaml).await.unwrap();
-
-    let (envoy, envoy_addr) =
-        serving::envoy(&bin, &cp, &format!("{node}-envoy"), port, "/svc/w").await;
-    let gw = serving::gw_proxy(&cp, &format!("{node}-gw"), "/svc/w").await;
-    check("Envoy", envoy_addr).await;
-    check("gw-proxy", gw.listen_addr()).await;
-
-    gw.shutdown().await;
-    drop(envoy);
-    cp.shutdown().await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_and_gw_proxy_close_idle_and_slow_connections_alike() {
     on_both(
         "timeouts",
         "idleTimeout: 500ms, requestHeadersTimeout: 300ms",
-        "",
+        &[("/svc", "")],
         check,
     )
     .await;
@@ -193,7 +158,7 @@ async fn envoy_and_gw_proxy_end_connections_past_their_maximum_age_alike() {
     on_both(
         "aged",
         "idleTimeout: 60s, maxConnectionDuration: 500ms",
-        "",
+        &[("/svc", "")],
         check_aged,
     )
     .await;
@@ -247,7 +212,13 @@ async fn check_cut(who: &str, addr: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_and_gw_proxy_cut_a_stalled_response_at_the_routes_timeout_alike() {
-    on_both("cut", "idleTimeout: 60s", ", timeout: 500ms", check_cut).await;
+    on_both(
+        "cut",
+        "idleTimeout: 60s",
+        &[("/svc", ", timeout: 500ms")],
+        check_cut,
+    )
+    .await;
 }
 
 /// The stream idle timeout (500 ms; the route has none): a response head that does not come in
@@ -278,7 +249,7 @@ async fn envoy_and_gw_proxy_end_idle_streams_alike() {
     on_both(
         "stream-idle",
         "idleTimeout: 60s, streamIdleTimeout: 500ms",
-        ", timeout: 0s",
+        &[("/svc", ", timeout: 0s")],
         check_stream_idle,
     )
     .await;
@@ -303,7 +274,7 @@ async fn envoy_and_gw_proxy_let_a_route_turn_the_stream_idle_timeout_off_alike()
     on_both(
         "route-idle",
         "idleTimeout: 60s, streamIdleTimeout: 500ms",
-        ", timeout: 0s, idleTimeout: 0s",
+        &[("/svc", ", timeout: 0s, idleTimeout: 0s")],
         check_route_idle_off,
     )
     .await;

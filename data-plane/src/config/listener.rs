@@ -160,6 +160,15 @@ pub(super) fn compile(
         reason: "no http_connection_manager filter".into(),
     })?;
     let t = timeouts(name, &hcm)?;
+    let upgrades = hcm
+        .upgrade_configs
+        .iter()
+        .map(|u| crate::router::upgrade_entry(&u.upgrade_type, u.enabled.map(|b| b.value)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|what| ConfigError::Listener {
+            name: name.clone(),
+            reason: format!("upgrade_configs: unsupported {what}"),
+        })?;
     match hcm.route_specifier {
         Some(RouteSpecifier::Rds(rds)) => {
             let Some(raw) = res
@@ -170,11 +179,13 @@ pub(super) fn compile(
                 return Ok(None);
             };
             let rc: RouteConfiguration = decode(type_url::ROUTE, &rds.route_config_name, raw)?;
-            let table = RouteTable::compile(&rc, &counters).map_err(route_err(&rc.name))?;
+            let mut table = RouteTable::compile(&rc, &counters).map_err(route_err(&rc.name))?;
+            table.upgrades = upgrades;
             Ok(Some((name.clone(), table, t)))
         }
         Some(RouteSpecifier::RouteConfig(rc)) => {
-            let table = RouteTable::compile(&rc, &counters).map_err(route_err(name))?;
+            let mut table = RouteTable::compile(&rc, &counters).map_err(route_err(name))?;
+            table.upgrades = upgrades;
             Ok(Some((name.clone(), table, t)))
         }
         _ => Err(ConfigError::Listener {

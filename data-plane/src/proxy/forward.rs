@@ -5,7 +5,7 @@
 //! per-try timeout and the route's overall timeout; a timeout answers 504. When the cluster has no
 //! usable endpoint its fallback cluster (if any) is tried; with none, 503.
 
-use super::upstream::{CheckoutError, Pooled};
+use super::upstream::{CheckoutError, Pooled, Tunnel};
 use super::ReqBody;
 use crate::config::{ClusterRt, RuntimeConfig};
 use crate::endpoint::Endpoint;
@@ -78,6 +78,10 @@ pub trait Exchange {
     /// Whether the request's body is still streaming up while a try waits (its progress then
     /// counts as the stream's, so the stream idle timeout does not bound the wait).
     const STREAMS_BODY: bool = false;
+    /// Whether the route's timeout bounds the wait. Not for an upgrade: the request never ends
+    /// (what follows its head is the tunnel's), so in Envoy the route's timeout, which runs from
+    /// the request's end, never starts; the stream idle timeout bounds it.
+    const ROUTE_TIMEOUT: bool = true;
 }
 
 /// How [`forward`] bounds a try by its deadline.
@@ -237,6 +241,52 @@ impl Exchange for HyperExchange {
     const STREAMS_BODY: bool = true;
 }
 
+/// An HTTP/1.1 upgrade request, sent once over a connection of its own ([`Tunnel`]).
+pub struct UpgradeExchange {
+    ready: Option<Request<ReqBody>>,
+}
+
+impl UpgradeExchange {
+    /// `parts` (with their `Upgrade` and `Connection: upgrade`) + `body`, for the only try.
+    pub fn new(parts: Parts, body: Incoming) -> UpgradeExchange {
+        UpgradeExchange {
+            ready: Some(Request::from_parts(parts, Either::Left(body))),
+        }
+    }
+}
+
+/// An upgrade's answer: the response (a `101`, or a refusal to relay as it is), the connection
+/// it came on, and the endpoint.
+pub type UpgradeAnswer = (Response<Incoming>, Tunnel, Arc<Endpoint>);
+
+impl Exchange for UpgradeExchange {
+    type Answer = UpgradeAnswer;
+
+    fn next(&mut self) -> bool {
+        self.ready.is_some()
+    }
+
+    async fn send(&mut self, cluster: &ClusterRt, ep: &Arc<Endpoint>) -> Try<UpgradeAnswer> {
+        let Some(req) = self.ready.take() else {
+            return Try::Reset;
+        };
+        let mut tunnel: Tunnel = match connection(cluster, ep, false).await {
+            Ok(c) => c,
+            Err(t) => return t,
+        };
+        match tunnel.send.send_request(req).await {
+            Ok(resp) => Try::Answer((resp, tunnel, ep.clone())),
+            Err(_) => Try::Reset,
+        }
+    }
+
+    fn status(a: &UpgradeAnswer) -> u16 {
+        a.0.status().as_u16()
+    }
+
+    const ROUTE_TIMEOUT: bool = false;
+}
+
 /// Forwards the request `ex` carries per `route`; `replayable` when its body is known empty
 /// (only such a request is retried). `started` is when the request arrived (the route's timeout
 /// runs from then); `timer` bounds each try.
@@ -272,7 +322,8 @@ pub async fn forward<E: Exchange>(
     };
     // The route's deadline, or the stream idle timeout's when that comes first (the stream
     // idle timeout's, only when it is strictly earlier).
-    let (bound, idle_first) = match (route.timeout, idle) {
+    let timeout = route.timeout.filter(|_| E::ROUTE_TIMEOUT);
+    let (bound, idle_first) = match (timeout, idle) {
         (Some(t), Some(i)) if i < t => (Some(i), true),
         (Some(t), _) => (Some(t), false),
         (None, i) => (i, i.is_some()),

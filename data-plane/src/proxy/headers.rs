@@ -1,7 +1,7 @@
 //! Request and response header rules (Envoy's): hop-by-hop headers removed, `x-forwarded-for`
 //! appended, `x-request-id` kept or generated. Written to allocate as little as possible.
 
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
 use std::net::SocketAddr;
 
 static HOP_BY_HOP: [HeaderName; 8] = [
@@ -48,6 +48,24 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
             h.remove(n);
         }
     }
+}
+
+/// The `Upgrade` of an HTTP/1.1 upgrade request: one with `Upgrade` and `Connection: upgrade`.
+pub fn upgrade_of(h: &HeaderMap) -> Option<&HeaderValue> {
+    let upgrade = h.get(UPGRADE)?;
+    h.get_all(CONNECTION)
+        .iter()
+        .any(|v| {
+            super::h1::connection_tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"upgrade"))
+        })
+        .then_some(upgrade)
+}
+
+/// Makes hop-by-hop headers already stripped say an upgrade to `upgrade` (both ways of a
+/// tunnel's request and `101`).
+pub fn set_upgrade(h: &mut HeaderMap, upgrade: HeaderValue) {
+    h.insert(UPGRADE, upgrade);
+    h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
 }
 
 /// The downstream peer's IP as a header value, made once per connection.

@@ -889,30 +889,44 @@ async fn hand_off(
     let active = activity.clone();
     let drain = shared.clone();
     let mut drained = drain.drain.waiter();
+    // An upgrade's tunnel, run here once hyper has handed the socket over after its `101`.
+    let tunnel = super::tunnel::Slot::default();
+    let upgraded = tunnel.clone();
     let svc = hyper::service::service_fn(move |req| {
         let stream = Active::start(&active);
+        let upgraded = upgraded.clone();
         // Boxed: hyper moves the future it is given into a task per HTTP/2 stream, and the
         // unboxed state machine (~4 KiB) was copied several times per request on the way.
-        Box::pin(super::handle(shared.clone(), down.clone(), req)).map(|resp| {
+        Box::pin(super::handle(shared.clone(), down.clone(), req)).map(move |mut resp| {
+            if let Some(t) = resp.extensions_mut().remove::<super::tunnel::Slot>() {
+                if let Some(f) = t.take() {
+                    upgraded.put(f);
+                }
+            }
             Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked {
                 body,
                 _stream: stream,
             }))
         })
     });
-    let conn = builder.serve_connection(TokioIo::new(Rewind { read, io }), svc);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(Rewind { read, io }), svc);
     tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = drained.wait() => {}
+    let ended = tokio::select! {
+        _ = conn.as_mut() => true,
+        _ = drained.wait() => false,
         // No request in flight for the idle timeout: HTTP/2 gets GOAWAY, then the close.
-        _ = activity.idle_for(idle) => {}
+        _ = activity.idle_for(idle) => false,
         // Past the maximum age: HTTP/2 gets GOAWAY and its streams finish; HTTP/1.1 ends
         // after the response in flight (hyper's graceful shutdown turns keep-alive off).
-        _ = tokio::time::sleep_until(expires.unwrap_or_else(tokio::time::Instant::now)), if expires.is_some() => {}
+        _ = tokio::time::sleep_until(expires.unwrap_or_else(tokio::time::Instant::now)), if expires.is_some() => false,
+    };
+    if !ended {
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
     }
-    conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
+    if let Some(t) = tunnel.take() {
+        t.await;
+    }
 }
 
 /// Requests in flight on a connection hyper serves, and since when it has had none.

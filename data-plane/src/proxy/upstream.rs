@@ -193,19 +193,72 @@ impl Pooled for SendRequest<ReqBody> {
     }
 
     async fn open(stream: TcpStream, unit: Held, addr: &str) -> Result<Self, ConnectError> {
-        let (send, conn) = http1::Builder::new()
-            .writev(false)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|source| ConnectError::Handshake {
-                addr: addr.to_owned(),
-                source,
-            })?;
+        let (send, conn) = handshake(stream, addr).await?;
         tokio::spawn(async move {
             let _ = conn.await;
             drop(unit);
         });
         Ok(send)
+    }
+}
+
+/// hyper's HTTP/1.1 client handshake over `stream`.
+async fn handshake(
+    stream: TcpStream,
+    addr: &str,
+) -> Result<
+    (
+        SendRequest<ReqBody>,
+        http1::Connection<TokioIo<TcpStream>, ReqBody>,
+    ),
+    ConnectError,
+> {
+    http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| ConnectError::Handshake {
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+/// A connection for one HTTP/1.1 upgrade: hyper's client, which hands the socket over after a
+/// `101`. Never pooled (the tunnel uses it up); counted against the cluster's
+/// `max_connections` for as long as it or its tunnel lives.
+pub struct Tunnel {
+    /// Sends the upgrade request.
+    pub send: SendRequest<ReqBody>,
+    /// Its unit of `max_connections`.
+    pub unit: Held,
+}
+
+/// Tunnels are never idle: an empty stack (checkout looks at one only while waiting for room).
+static NO_TUNNELS: Mutex<Vec<Tunnel>> = Mutex::new(Vec::new());
+
+impl Pooled for Tunnel {
+    fn stacks(_: &ConnPool) -> &[Mutex<Vec<Self>>] {
+        std::slice::from_ref(&NO_TUNNELS)
+    }
+
+    fn gone(&mut self) -> bool {
+        self.send.is_closed()
+    }
+
+    async fn alive(&mut self) -> bool {
+        !self.send.is_closed()
+    }
+
+    fn is_closed(&self) -> bool {
+        true
+    }
+
+    async fn open(stream: TcpStream, unit: Held, addr: &str) -> Result<Self, ConnectError> {
+        let (send, conn) = handshake(stream, addr).await?;
+        // Ends when the response is not a 101 and the connection closes, or hands the socket
+        // to the tunnel after one.
+        tokio::spawn(conn.with_upgrades());
+        Ok(Tunnel { send, unit })
     }
 }
 
@@ -451,6 +504,9 @@ impl ConnPool {
 pub struct PooledBody {
     inner: Incoming,
     conn: Option<(SendRequest<ReqBody>, Arc<crate::endpoint::Endpoint>)>,
+    /// The unit of `max_connections` of a connection that is not pooled, held until the body
+    /// is done with.
+    _unit: Option<Held>,
 }
 
 impl PooledBody {
@@ -463,6 +519,17 @@ impl PooledBody {
         PooledBody {
             inner,
             conn: Some((conn, endpoint)),
+            _unit: None,
+        }
+    }
+
+    /// Wraps `inner`, read from a connection that closes after it (a refused upgrade's,
+    /// counted by `unit` until then).
+    pub fn unpooled(inner: Incoming, unit: Held) -> PooledBody {
+        PooledBody {
+            inner,
+            conn: None,
+            _unit: Some(unit),
         }
     }
 
