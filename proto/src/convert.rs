@@ -158,6 +158,10 @@ pub fn cluster_spec_to_pb(c: &model::ClusterSpec) -> pb::ClusterSpec {
             service: k.service.clone(),
             port: k.port.clone(),
         }),
+        protocol: match c.protocol {
+            model::UpstreamProtocol::Http1 => String::new(),
+            p => p.as_str().to_owned(),
+        },
     }
 }
 
@@ -244,6 +248,12 @@ pub fn cluster_spec_from_pb(c: Option<&pb::ClusterSpec>) -> Result<model::Cluste
             service: k.service.clone(),
             port: k.port.clone(),
         }),
+        protocol: model::UpstreamProtocol::parse(&c.protocol).ok_or_else(|| {
+            FieldError::new(
+                "spec.protocol",
+                format!("must be http1 or http2, not {:?}", c.protocol),
+            )
+        })?,
     })
 }
 

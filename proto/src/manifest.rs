@@ -321,6 +321,23 @@ spec:
             }
             other => panic!("{other:?}"),
         }
+        // A cluster's upstream protocol: http1 (the default) or http2, nothing else.
+        let h2 = QUICK.replace("lb: least_conn", "lb: least_conn\n  protocol: http2");
+        assert_ne!(h2, QUICK);
+        let o = parse(&h2).unwrap().remove(1).object;
+        match &o.spec {
+            crate::model::Spec::Cluster(c) => {
+                assert_eq!(c.protocol, crate::model::UpstreamProtocol::Http2)
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = parse(&QUICK.replace("lb: least_conn", "lb: least_conn\n  protocol: http3"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("spec.protocol") && err.contains("http2"),
+            "{err}"
+        );
         // Upgrades: protocol tokens, once each (in any case), and not HTTP/2's or CONNECT.
         for (upgrades, err) in [
             (

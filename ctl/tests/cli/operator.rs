@@ -60,11 +60,9 @@ async fn describe_completion_and_config() {
     let c = env
         .run(&["describe", "cluster", "orders-svc", "-t", "acme"])
         .await;
-    assert!(
-        c.stdout.contains("Fallback:      users-svc"),
-        "{}",
-        c.stdout
-    );
+    for want in ["Fallback:      users-svc", "Protocol:      http1"] {
+        assert!(c.stdout.contains(want), "missing {want:?} in\n{}", c.stdout);
+    }
     let comp = env.run(&["completion", "bash"]).await;
     assert!(comp.stdout.contains("_gwctl()"), "bash completion");
     for shell in ["zsh", "fish"] {

@@ -7,6 +7,40 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// What a proxy speaks to a cluster's endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, pooled keep-alive connections.
+    #[default]
+    Http1,
+    /// HTTP/2 over cleartext (prior knowledge), requests multiplexed: gRPC services.
+    Http2,
+}
+
+impl UpstreamProtocol {
+    /// Its name in manifests and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Http1 => "http1",
+            UpstreamProtocol::Http2 => "http2",
+        }
+    }
+
+    /// Parses a name (`""`: the default).
+    pub fn parse(s: &str) -> Option<UpstreamProtocol> {
+        match s {
+            "" | "http1" => Some(UpstreamProtocol::Http1),
+            "http2" => Some(UpstreamProtocol::Http2),
+            _ => None,
+        }
+    }
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 /// Load-balancing strategies (DESIGN.md "Strategy ↔ Envoy mapping").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -223,6 +257,9 @@ pub struct ClusterSpec {
     /// Kubernetes EndpointSlice discovery.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesDiscovery>,
+    /// What the proxy speaks to the endpoints (Envoy's `http2_protocol_options` for `http2`).
+    #[serde(skip_serializing_if = "is_default")]
+    pub protocol: UpstreamProtocol,
 }
 
 impl Default for ClusterSpec {
@@ -236,6 +273,7 @@ impl Default for ClusterSpec {
             limits: Limits::default(),
             fallback_cluster: None,
             kubernetes: None,
+            protocol: UpstreamProtocol::Http1,
         }
     }
 }

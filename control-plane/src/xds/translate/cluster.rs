@@ -21,7 +21,7 @@ use gw_proto::envoy::pb::envoy::r#type::v3::Int64Range;
 use gw_proto::envoy::pb::google::protobuf::{
     value, ListValue, Struct, UInt32Value, Value as PbValue,
 };
-use gw_proto::model::{ClusterSpec, HealthCheck, LbPolicy};
+use gw_proto::model::{ClusterSpec, HealthCheck, LbPolicy, UpstreamProtocol};
 use prost::Message;
 
 /// One cluster.
@@ -47,6 +47,7 @@ pub fn cluster(tenant: &str, name: &str, spec: &ClusterSpec) -> Resource {
             .iter()
             .map(|h| health_check_of(h, &full))
             .collect(),
+        typed_extension_protocol_options: protocol_options(spec.protocol),
         ..Default::default()
     };
     // Version over the metadata-free encoding plus the canonical JSON of the metadata (see
@@ -74,6 +75,37 @@ pub fn cluster(tenant: &str, name: &str, spec: &ClusterSpec) -> Resource {
         refs,
     )
 }
+
+/// Envoy's upstream protocol options for `protocol`: HTTP/2 spelled out (Envoy's default,
+/// HTTP/1.1, needs none).
+fn protocol_options(
+    protocol: UpstreamProtocol,
+) -> std::collections::HashMap<String, gw_proto::envoy::pb::google::protobuf::Any> {
+    use gw_proto::envoy::pb::envoy::config::core::v3::Http2ProtocolOptions;
+    use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+        explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
+    };
+    use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+    match protocol {
+        UpstreamProtocol::Http1 => Default::default(),
+        UpstreamProtocol::Http2 => {
+            let options = HttpProtocolOptions {
+                upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                    ExplicitHttpConfig {
+                        protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                            Http2ProtocolOptions::default(),
+                        )),
+                    },
+                )),
+                ..Default::default()
+            };
+            [(HTTP_PROTOCOL_OPTIONS.to_owned(), any(&options))].into()
+        }
+    }
+}
+
+/// The key of Envoy's upstream HTTP protocol options in `typed_extension_protocol_options`.
+pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 fn lb_policy(lb: LbPolicy) -> (cluster::LbPolicy, Option<cluster::LbConfig>) {
     match lb {
@@ -258,5 +290,27 @@ mod tests {
 
         let t = outlier_detection(&spec_failing_on(&["5xx", "timeout"]));
         assert!(!t.split_external_local_origin_errors);
+    }
+
+    #[test]
+    fn an_http2_cluster_spells_out_envoys_upstream_protocol() {
+        use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+            explicit_http_config::ProtocolConfig, UpstreamProtocolOptions,
+        };
+        use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+        use prost::Message;
+        assert!(protocol_options(UpstreamProtocol::Http1).is_empty());
+        let o = protocol_options(UpstreamProtocol::Http2);
+        let any = &o[HTTP_PROTOCOL_OPTIONS];
+        assert_eq!(
+            any.type_url,
+            "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        );
+        let h = HttpProtocolOptions::decode(any.value.as_slice()).unwrap();
+        assert!(matches!(
+            h.upstream_protocol_options,
+            Some(UpstreamProtocolOptions::ExplicitHttpConfig(e))
+                if matches!(e.protocol_config, Some(ProtocolConfig::Http2ProtocolOptions(_)))
+        ));
     }
 }

@@ -113,6 +113,7 @@ pub fn report(r: &Report, color: bool) -> String {
             if let Some(f) = &s.fallback_cluster {
                 field(&mut out, "Fallback", f);
             }
+            field(&mut out, "Protocol", s.protocol.as_str());
         }
         Spec::Tenant(s) => {
             if !s.display_name.is_empty() {

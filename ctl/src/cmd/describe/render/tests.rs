@@ -138,6 +138,7 @@ Breaker:       opens after 5 failures or 50% failing (min 20 requests), open 30s
 Failures:      5xx, connect-failure, reset, timeout
 Limits:        1024 connections, 1024 pending, 1024 requests, 3 retries
 Fallback:      users-svc
+Protocol:      http1
 
 Cluster orders-svc: 1 endpoint(s)
   ENDPOINT         WEIGHT  SOURCE  HEALTH  BREAKER  REPORTED BY
