@@ -175,6 +175,10 @@ pub struct ClusterRt {
     pub load: Arc<ClusterLoad>,
     /// gw's cluster spec, when the control plane sent one.
     pub spec: Option<ClusterSpec>,
+    /// Its endpoints speak HTTP/2 (cleartext, prior knowledge): Envoy's upstream
+    /// `http2_protocol_options`. Requests to it take hyper's client, multiplexed over one
+    /// connection per endpoint and worker.
+    pub http2: bool,
 }
 
 impl ClusterRt {

@@ -88,8 +88,8 @@ pub fn local(status: StatusCode, msg: &'static str) -> Response<RespBody> {
 enum Whole {
     /// Serialized whole (head and body) for a raw connection.
     Raw(Vec<u8>),
-    /// Its body streamed through hyper's client.
-    Stream(Incoming),
+    /// Through hyper's client (its body streamed), with whether it may be sent again (no body).
+    Stream(Incoming, bool),
     /// Not at all: its body could not be read (the reply to send).
     Refused(StatusCode, &'static str),
     /// An HTTP/1.1 upgrade its route allows (over a connection of its own), with what gives
@@ -141,7 +141,11 @@ pub async fn handle(
     );
     let Some(route) = route else {
         shared.no_route.fetch_add(1, Ordering::Relaxed);
-        return local(StatusCode::NOT_FOUND, "no route matched\n");
+        let mut r = local(StatusCode::NOT_FOUND, "no route matched\n");
+        if upgrade.is_some() {
+            close_after(&mut r);
+        }
+        return r;
     };
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, &down.peer_ip);
@@ -185,13 +189,17 @@ pub async fn handle(
     };
     let replayable = body.is_end_stream() && upgrade.is_none();
     let whole = if let (Some(kind), Some(on)) = (&upgrade, on_upgrade) {
-        // Refused unless the route (or the listener) allows this upgrade: Envoy's 403.
-        if cfg.routes.allows_upgrade(route, kind.as_bytes()) {
+        // Refused unless the route (or the listener) allows this upgrade: Envoy's 403. Not
+        // made to an HTTP/2 cluster either (that would take extended CONNECT upstream).
+        if cfg.routes.allows_upgrade(route, kind.as_bytes()) && !shared.reaches_http2(&cfg, route) {
             headers::set_upgrade(&mut parts.headers, kind.clone());
             Whole::Upgrade(body, on)
         } else {
             Whole::Refused(StatusCode::FORBIDDEN, "")
         }
+    } else if shared.reaches_http2(&cfg, route) {
+        // An HTTP/2 cluster takes hyper's client, whatever the body.
+        Whole::Stream(body, replayable)
     } else if replayable {
         Whole::Raw(raw::request_head(&parts))
     } else if let Some(n) = declared() {
@@ -202,7 +210,7 @@ pub async fn handle(
             Err((status, msg)) => Whole::Refused(status, msg),
         }
     } else {
-        Whole::Stream(body)
+        Whole::Stream(body, false)
     };
     // The route's timeout runs from the end of the request (Envoy's), here after any body was
     // read, until the response has been sent whole.
@@ -241,13 +249,13 @@ pub async fn handle(
             };
             (response, out.cluster, out.endpoint, err)
         }
-        Whole::Stream(body) => {
-            let mut ex = forward::HyperExchange::new(parts, body);
+        Whole::Stream(body, replayable) => {
+            let mut ex = forward::HyperExchange::new(parts, body, replayable);
             let out = forward::forward(
                 &cfg,
                 route,
                 ctx,
-                false,
+                replayable,
                 &mut ex,
                 requested,
                 &mut forward::PerTry,
@@ -287,7 +295,12 @@ pub async fn handle(
                     let (mut head, body) = resp.into_parts();
                     let kind = head.headers.get(hyper::header::UPGRADE).cloned();
                     headers::strip_hop_by_hop(&mut head.headers);
-                    match kind.filter(|_| head.status == StatusCode::SWITCHING_PROTOCOLS) {
+                    let switched = head.status == StatusCode::SWITCHING_PROTOCOLS;
+                    match kind.filter(|_| switched) {
+                        // A switch to nothing said: not something to relay.
+                        None if switched => {
+                            local(StatusCode::BAD_GATEWAY, "upstream sent a bad header\n")
+                        }
                         Some(kind) => {
                             headers::set_upgrade(&mut head.headers, kind);
                             tunnel = Some(tunnel::Tunnel {
@@ -319,9 +332,7 @@ pub async fn handle(
     // An upgrade not made: what the client sent after its request is not HTTP, so the
     // connection ends after this answer (as Envoy's).
     if upgrade.is_some() && tunnel.is_none() {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        close_after(&mut response);
     }
     let pending = Pending {
         shared,
@@ -349,6 +360,12 @@ pub async fn handle(
         (None, Either::Right(_)) => pending.record(""),
     }
     response
+}
+
+/// Makes `r` the connection's last answer.
+fn close_after(r: &mut Response<RespBody>) {
+    r.headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// A request whose record waits for its response body to be done with: what [`Done`] needs,

@@ -38,6 +38,14 @@ pub enum RouteError {
         /// Why.
         reason: String,
     },
+    /// `upgrade_configs` gw-proxy cannot follow.
+    #[error("route {route}: upgrade_configs: {why}")]
+    Upgrade {
+        /// Route name.
+        route: String,
+        /// Why.
+        why: String,
+    },
     /// Something gw-proxy does not implement.
     #[error("route {route}: unsupported {what}")]
     Unsupported {
@@ -188,14 +196,24 @@ pub struct RouteTable {
     pub upgrades: Vec<(String, bool)>,
 }
 
-/// An `upgrade_configs` entry: its type in lower case and whether it is enabled (unset: yes);
-/// an error for what gw-proxy cannot do (`CONNECT`, a tunnel of its own kind).
-pub fn upgrade_entry(kind: &str, enabled: Option<bool>) -> Result<(String, bool), String> {
-    let kind = kind.to_ascii_lowercase();
-    if kind == "connect" || kind.is_empty() {
-        return Err(format!("upgrade type {kind:?}"));
+/// `upgrade_configs` entries (a route's or a connection manager's), each as its type in lower
+/// case and whether it is enabled (unset: yes); an error for what gw-proxy cannot do (`CONNECT`,
+/// a tunnel of its own kind; `h2c`, HTTP/2's) and for a type given twice (Envoy refuses that).
+pub fn upgrade_entries<'a>(
+    configs: impl Iterator<Item = (&'a str, Option<bool>)>,
+) -> Result<Vec<(String, bool)>, String> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    for (kind, enabled) in configs {
+        let kind = kind.to_ascii_lowercase();
+        if matches!(kind.as_str(), "" | "connect" | "h2c") {
+            return Err(format!("unsupported upgrade type {kind:?}"));
+        }
+        if out.iter().any(|(k, _)| *k == kind) {
+            return Err(format!("upgrade type {kind:?} given twice"));
+        }
+        out.push((kind, enabled.unwrap_or(true)));
     }
-    Ok((kind, enabled.unwrap_or(true)))
+    Ok(out)
 }
 
 impl RouteTable {
@@ -368,12 +386,15 @@ pub fn compile_route(
         hash_on,
         // Envoy: set, it replaces the connection manager's; 0 turns it off for the route.
         idle: duration(a.idle_timeout.as_ref()).map(|d| Some(d).filter(|d| !d.is_zero())),
-        upgrades: a
-            .upgrade_configs
-            .iter()
-            .map(|u| upgrade_entry(&u.upgrade_type, u.enabled.map(|b| b.value)))
-            .collect::<Result<_, _>>()
-            .map_err(|what| unsupported(&what))?,
+        upgrades: upgrade_entries(
+            a.upgrade_configs
+                .iter()
+                .map(|u| (u.upgrade_type.as_str(), u.enabled.map(|b| b.value))),
+        )
+        .map_err(|why| RouteError::Upgrade {
+            route: name.clone(),
+            why,
+        })?,
         name,
     })
 }

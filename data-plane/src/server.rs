@@ -189,6 +189,9 @@ pub struct Shared {
     /// Connections accepted, per worker (one entry when traffic is served on the caller's
     /// runtime).
     pub accepted: Box<[AtomicU64]>,
+    /// Whether the served config has an HTTP/2 cluster: when not (the common case), the native
+    /// path need not ask whether a request's route reaches one.
+    pub any_http2: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -201,8 +204,31 @@ impl Shared {
     /// previous config keeps serving.
     pub fn apply(&self, res: Resources) -> Result<(), config::ConfigError> {
         let rt = config::compile(&res, &self.registries)?;
+        let http2 = rt.clusters.values().any(|c| c.http2);
         self.config.store(Arc::new(rt));
+        self.any_http2.store(http2, Ordering::Release);
         Ok(())
+    }
+
+    /// Whether a request on `route` (of `cfg`) may go to an HTTP/2 cluster: one of its clusters,
+    /// or their fallbacks, is one. Such requests take hyper's client.
+    pub fn reaches_http2(&self, cfg: &RuntimeConfig, route: &crate::router::Route) -> bool {
+        if !self.any_http2.load(Ordering::Acquire) {
+            return false;
+        }
+        let http2 = |name: &str| {
+            cfg.clusters.get(name).is_some_and(|c| {
+                c.http2
+                    || c.fallback
+                        .as_ref()
+                        .and_then(|f| cfg.clusters.get(f))
+                        .is_some_and(|f| f.http2)
+            })
+        };
+        match &route.target {
+            crate::router::Target::Cluster(name) => http2(name),
+            crate::router::Target::Weighted(list, _) => list.iter().any(|(name, _)| http2(name)),
+        }
     }
 }
 
@@ -241,6 +267,7 @@ impl Proxy {
             idle_timeout: cfg.idle_timeout,
             drain: Default::default(),
             accepted: listeners.iter().map(|_| AtomicU64::new(0)).collect(),
+            any_http2: Default::default(),
         });
         let (event_tx, event_rx) = tokio::sync::mpsc::unbounded_channel();
         let _ = shared.registries.endpoints.events.set(event_tx);

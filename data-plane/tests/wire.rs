@@ -119,6 +119,10 @@ async fn scripted() -> Scripted {
                     if let (Some(upgrade), false) =
                         (header(&head, "upgrade"), path.starts_with("/ws/refuse"))
                     {
+                        if path.starts_with("/ws/slow") {
+                            // Longer than the route timeout the tests set.
+                            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+                        }
                         // An upgrade: `101`, saying what it got, then an echo of what follows
                         // (bytes sent with the request first), its end of stream answered with
                         // its own.
@@ -1311,6 +1315,7 @@ async fn workers_share_the_port_serve_on_their_own_and_drain_together() {
             break;
         }
         assert!(t0.elapsed().as_secs() < 10, "never in flight: {m}");
+        tokio::task::yield_now().await;
     }
     let addr = p.listen_addr();
     let shutdown = tokio::spawn(p.shutdown());
@@ -1431,24 +1436,39 @@ async fn upgrades_tunnel_where_the_route_or_the_listener_allows_them() {
         send(&mut s, msg).await;
         echoed(&mut s, &mut buf, msg).await;
     }
+    // Recorded when it ends, not at the 101: nothing yet.
+    assert_eq!(ws_switched(p.shared()), 0);
     // The client's end of stream reaches the upstream, whose own ends the tunnel.
     s.shutdown().await.unwrap();
     assert_eq!(closed(s).await, "");
-    // Recorded when it ended: one 1xx for the route.
-    let mut metrics = String::new();
-    for _ in 0..200 {
-        metrics = http_get(p.admin_addr(), "/metrics").await;
-        if metrics.lines().any(|l| {
-            l.starts_with("gw_rq_total{kind=\"route\"")
-                && l.contains("name=\"ws\"")
-                && l.contains("class=\"1xx\"")
-                && l.ends_with(" 1")
-        }) {
-            break;
-        }
+    // Then one 1xx for the route (bounded polling: the record follows the close).
+    let t0 = std::time::Instant::now();
+    while ws_switched(p.shared()) != 1 {
+        assert!(t0.elapsed().as_secs() < 10, "the tunnel was never recorded");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert!(metrics.contains("class=\"1xx\"} 1"), "{metrics}");
+
+    // `Upgrade: h2c` is no upgrade gw-proxy makes: served as a plain request (as Envoy), its
+    // upgrade headers dropped.
+    let mut s = connect(&p).await;
+    send(
+        &mut s,
+        b"GET /other HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\
+          Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+    )
+    .await;
+    let r = read_resp(&mut s, &mut Vec::new(), false).await;
+    assert_eq!(r.status(), 200, "{}", r.head);
+    assert!(
+        !r.text().to_ascii_lowercase().contains("upgrade"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        !r.text().to_ascii_lowercase().contains("http2-settings"),
+        "{}",
+        r.text()
+    );
 
     // A route that does not allow it: 403 and the close, as Envoy; nothing goes upstream.
     let before = up.conns.load(Ordering::SeqCst);
@@ -1490,6 +1510,16 @@ async fn upgrades_tunnel_where_the_route_or_the_listener_allows_them() {
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
 }
 
+/// The route `ws`'s count of 1xx answers (switches recorded).
+fn ws_switched(shared: &gw_proxy::server::Shared) -> u64 {
+    shared
+        .registries
+        .stats
+        .get("route", "t", "ws")
+        .snapshot()
+        .classes[0]
+}
+
 #[tokio::test]
 async fn a_tunnel_lasts_until_it_goes_quiet_for_the_stream_idle_timeout() {
     let up = scripted().await;
@@ -1497,41 +1527,67 @@ async fn a_tunnel_lasts_until_it_goes_quiet_for_the_stream_idle_timeout() {
     cfg.drain_timeout = std::time::Duration::from_millis(300);
     let p = proxy_with(&up, cfg).await;
     let ms = std::time::Duration::from_millis;
-    // The route's timeout (200 ms) does not apply to a tunnel; the stream idle timeout does.
-    let res = upgrade_routes(
+    // The route's timeout (100 ms) bounds the wait for the 101, not the tunnel; the stream idle
+    // timeout (1 s) ends a quiet tunnel. One upstream connection at a time: each tunnel gives
+    // its unit back when it ends.
+    let limited = |res: &mut gw_proxy::config::Resources| {
+        let mut c = fixture::cluster("t/up", "round_robin");
+        c.circuit_breakers = Some(
+            gw_proto::envoy::pb::envoy::config::cluster::v3::CircuitBreakers {
+                thresholds: vec![Default::default()],
+                ..Default::default()
+            },
+        );
+        if let Some(t) = c.circuit_breakers.as_mut().map(|b| &mut b.thresholds[0]) {
+            t.max_connections =
+                Some(gw_proto::envoy::pb::google::protobuf::UInt32Value { value: 1 });
+        }
+        res.insert(gw_proxy::config::type_url::CLUSTER, "t/up", "2", &c);
+    };
+    let mut res = upgrade_routes(
         &up,
         vec![("websocket", None)],
-        |a| a.timeout = Some(fixture::duration(ms(200))),
-        |hcm| hcm.stream_idle_timeout = Some(fixture::duration(ms(500))),
+        |a| a.timeout = Some(fixture::duration(ms(100))),
+        |hcm| hcm.stream_idle_timeout = Some(fixture::duration(ms(1000))),
     );
+    limited(&mut res);
     p.shared().apply(res).unwrap();
+    let (head, s, came) = upgrade(&p, "/ws/slow", b"").await;
+    assert!(head.starts_with("HTTP/1.1 504 "), "{head}");
+    let rest = String::from_utf8_lossy(&came).into_owned() + &closed(s).await;
+    assert_eq!(rest, "upstream request timeout\n");
     let (head, mut s, mut buf) = upgrade(&p, "/ws", b"").await;
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     for msg in [&b"one"[..], b"two", b"three"] {
         // Not a synchronisation: time passes beyond the route's timeout, within the idle one.
-        tokio::time::sleep(ms(300)).await;
+        tokio::time::sleep(ms(250)).await;
         send(&mut s, msg).await;
         echoed(&mut s, &mut buf, msg).await;
     }
     let quiet = std::time::Instant::now();
     assert_eq!(closed(s).await, "");
-    assert!(quiet.elapsed() >= ms(500), "{:?}", quiet.elapsed());
+    assert!(quiet.elapsed() >= ms(1000), "{:?}", quiet.elapsed());
 
     // The route turns the stream idle timeout off: the tunnel outlasts it, until the shutdown's
     // drain timeout closes it.
-    let res = upgrade_routes(
+    let mut res = upgrade_routes(
         &up,
         vec![("websocket", None)],
         |a| a.idle_timeout = Some(fixture::duration(std::time::Duration::ZERO)),
-        |hcm| hcm.stream_idle_timeout = Some(fixture::duration(ms(500))),
+        |hcm| hcm.stream_idle_timeout = Some(fixture::duration(ms(300))),
     );
+    limited(&mut res);
     p.shared().apply(res).unwrap();
     let (head, mut s, mut buf) = upgrade(&p, "/ws", b"").await;
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    // Not a synchronisation: the stream idle time passes with the tunnel quiet.
+    // Not a synchronisation: the stream idle time passes, three times over, with the tunnel quiet.
     tokio::time::sleep(ms(1000)).await;
     send(&mut s, b"still").await;
     echoed(&mut s, &mut buf, b"still").await;
+    // Still open at the shutdown: closed when the drain times out, and recorded then.
+    let shared = p.shared().clone();
+    let before = ws_switched(&shared);
     p.shutdown().await;
     assert_eq!(closed(s).await, "");
+    assert_eq!(ws_switched(&shared), before + 1);
 }

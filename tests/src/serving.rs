@@ -59,6 +59,21 @@ where
     F: Fn(&'static str, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    on_both_with(node, listener, routes, |_| String::new(), check).await;
+}
+
+/// [`on_both`], with more manifest documents (`more`, given the control plane's gRPC address;
+/// each starting with `---`).
+pub async fn on_both_with<F, Fut>(
+    node: &str,
+    listener: &str,
+    routes: &[(&str, &str)],
+    more: impl FnOnce(SocketAddr) -> String,
+    check: F,
+) where
+    F: Fn(&'static str, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let Some(bin) = crate::envoy::binary() else {
         return;
     };
@@ -84,6 +99,7 @@ where
              spec: {{match: {{pathPrefix: {prefix}}}, cluster: svc{rest}}}\n"
         );
     }
+    yaml += &more(cp.grpc_addr());
     control::apply(&cp, &yaml)
         .await
         .unwrap_or_else(|e| panic!("apply: {e}"));

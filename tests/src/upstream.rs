@@ -63,11 +63,6 @@ impl Upstream {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let label = label.clone();
                         async move {
-                            if req.headers().contains_key("upgrade")
-                                && !req.uri().path().contains("/plain")
-                            {
-                                return Ok(upgrade(req, &label));
-                            }
                             if let Some((_, ms)) = req.uri().path().split_once("/slow/") {
                                 let ms: u64 = ms
                                     .split(|c: char| !c.is_ascii_digit())
@@ -75,6 +70,11 @@ impl Upstream {
                                     .and_then(|d| d.parse().ok())
                                     .unwrap_or(0);
                                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                            }
+                            if req.headers().contains_key("upgrade")
+                                && !req.uri().path().contains("/plain")
+                            {
+                                return Ok(upgrade(req, &label));
                             }
                             let body = if req.uri().path().ends_with("/stall") {
                                 Either::Right(Stalled(false))

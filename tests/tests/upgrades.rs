@@ -1,7 +1,8 @@
 //! HTTP/1.1 upgrades parity: a Route's `upgrades` (RouteAction `upgrade_configs`) reach a stock
 //! Envoy 1.40 and gw-proxy alike, and both act on them the same way. An allowed WebSocket
-//! upgrade gets the upstream's `101`, and bytes then go both ways until the client's end of
-//! stream ends it; the route's timeout does not cut it, the stream idle timeout does. A route
+//! upgrade gets the upstream's `101` (the route's timeout bounds the wait for it: 504), and bytes
+//! then go both ways until the client's end of stream ends it; the route's timeout does not cut
+//! the tunnel, the stream idle timeout does. A route
 //! without it answers `403` and closes; an upstream that does not switch has its answer relayed,
 //! and the connection closes after it.
 
@@ -55,9 +56,16 @@ async fn ended(who: &str, mut s: TcpStream, what: &str) {
     }
 }
 
-/// The listener's stream idle timeout is 1 s; `/ws` allows WebSocket and has a 300 ms timeout,
+/// The listener's stream idle timeout is 2 s; `/ws` allows WebSocket and has a 300 ms timeout,
 /// `/deny` allows nothing.
 async fn check(who: &'static str, addr: SocketAddr) {
+    // The route's timeout bounds the wait for the switch (an upstream 800 ms late gets 504 and
+    // the close), not the tunnel after it.
+    let (head, s) = upgrade(who, addr, "/ws/slow/800").await;
+    assert!(head.starts_with("http/1.1 504"), "{who}: {head}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{who}: {head}");
+    ended(who, s, "after a late switch").await;
+
     let (head, mut s) = upgrade(who, addr, "/ws/chat").await;
     assert!(head.starts_with("http/1.1 101"), "{who}: {head}");
     assert!(head.contains("\r\nupgrade: websocket\r\n"), "{who}: {head}");
@@ -95,7 +103,7 @@ async fn check(who: &'static str, addr: SocketAddr) {
     let quiet = Instant::now();
     ended(who, s, "a quiet tunnel").await;
     assert!(
-        quiet.elapsed() >= Duration::from_secs(1),
+        quiet.elapsed() >= Duration::from_secs(2),
         "{who}: {:?}",
         quiet.elapsed()
     );
@@ -121,7 +129,7 @@ async fn check(who: &'static str, addr: SocketAddr) {
 async fn envoy_and_gw_proxy_tunnel_websocket_upgrades_alike() {
     on_both(
         "upgrades",
-        "idleTimeout: 60s, streamIdleTimeout: 1s",
+        "idleTimeout: 60s, streamIdleTimeout: 2s",
         &[
             ("/ws", ", timeout: 300ms, upgrades: [websocket]"),
             ("/deny", ""),

@@ -192,6 +192,7 @@ pub(super) fn compile_cluster(
         }
     };
     let awaiting = cla.is_none();
+    let http2 = http2_of(c)?;
     let (gw_lb, spec, fallback) = gw_spec(c);
     // gw's breaker settings when the control plane sent them; the origin's defaults otherwise.
     let breaker = spec
@@ -252,9 +253,45 @@ pub(super) fn compile_cluster(
             maxima,
             load,
             spec,
+            http2,
         },
         awaiting,
     ))
+}
+
+/// Whether the cluster's endpoints speak HTTP/2: Envoy's upstream HTTP protocol options, spelled
+/// out (`explicit_http_config`); what gw-proxy cannot follow (choosing by the downstream's
+/// protocol or by ALPN) is refused.
+fn http2_of(c: &Cluster) -> Result<bool, ConfigError> {
+    use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+        explicit_http_config::ProtocolConfig, UpstreamProtocolOptions,
+    };
+    use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+    const KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    let bad = |reason: String| ConfigError::Cluster {
+        name: c.name.clone(),
+        reason,
+    };
+    let Some(any) = c.typed_extension_protocol_options.get(KEY) else {
+        return Ok(false);
+    };
+    let o = HttpProtocolOptions::decode(any.value.as_slice())
+        .map_err(|e| bad(format!("typed_extension_protocol_options[{KEY}]: {e}")))?;
+    match o.upstream_protocol_options {
+        None => Ok(false),
+        Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) => match e.protocol_config {
+            None | Some(ProtocolConfig::HttpProtocolOptions(_)) => Ok(false),
+            Some(ProtocolConfig::Http2ProtocolOptions(_)) => Ok(true),
+            Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
+                Err(bad("unsupported upstream protocol: HTTP/3".into()))
+            }
+        },
+        Some(_) => Err(bad(
+            "unsupported upstream protocol options: only explicit_http_config (HTTP/1.1 or \
+             HTTP/2) is supported"
+                .into(),
+        )),
+    }
 }
 
 #[cfg(test)]

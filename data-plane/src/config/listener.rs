@@ -160,16 +160,16 @@ pub(super) fn compile(
         reason: "no http_connection_manager filter".into(),
     })?;
     let t = timeouts(name, &hcm)?;
-    let upgrades = hcm
-        .upgrade_configs
-        .iter()
-        .map(|u| crate::router::upgrade_entry(&u.upgrade_type, u.enabled.map(|b| b.value)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|what| ConfigError::Listener {
-            name: name.clone(),
-            reason: format!("upgrade_configs: unsupported {what}"),
-        })?;
-    match hcm.route_specifier {
+    let upgrades = crate::router::upgrade_entries(
+        hcm.upgrade_configs
+            .iter()
+            .map(|u| (u.upgrade_type.as_str(), u.enabled.map(|b| b.value))),
+    )
+    .map_err(|why| ConfigError::Listener {
+        name: name.clone(),
+        reason: format!("upgrade_configs: {why}"),
+    })?;
+    let mut table = match hcm.route_specifier {
         Some(RouteSpecifier::Rds(rds)) => {
             let Some(raw) = res
                 .by_type
@@ -179,20 +179,20 @@ pub(super) fn compile(
                 return Ok(None);
             };
             let rc: RouteConfiguration = decode(type_url::ROUTE, &rds.route_config_name, raw)?;
-            let mut table = RouteTable::compile(&rc, &counters).map_err(route_err(&rc.name))?;
-            table.upgrades = upgrades;
-            Ok(Some((name.clone(), table, t)))
+            RouteTable::compile(&rc, &counters).map_err(route_err(&rc.name))?
         }
         Some(RouteSpecifier::RouteConfig(rc)) => {
-            let mut table = RouteTable::compile(&rc, &counters).map_err(route_err(name))?;
-            table.upgrades = upgrades;
-            Ok(Some((name.clone(), table, t)))
+            RouteTable::compile(&rc, &counters).map_err(route_err(name))?
         }
-        _ => Err(ConfigError::Listener {
-            name: name.clone(),
-            reason: "unsupported route specifier".into(),
-        }),
-    }
+        _ => {
+            return Err(ConfigError::Listener {
+                name: name.clone(),
+                reason: "unsupported route specifier".into(),
+            })
+        }
+    };
+    table.upgrades = upgrades;
+    Ok(Some((name.clone(), table, t)))
 }
 
 /// The route-configuration names listeners refer to (what RDS must subscribe to).

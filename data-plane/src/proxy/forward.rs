@@ -78,10 +78,6 @@ pub trait Exchange {
     /// Whether the request's body is still streaming up while a try waits (its progress then
     /// counts as the stream's, so the stream idle timeout does not bound the wait).
     const STREAMS_BODY: bool = false;
-    /// Whether the route's timeout bounds the wait. Not for an upgrade: the request never ends
-    /// (what follows its head is the tunnel's), so in Envoy the route's timeout, which runs from
-    /// the request's end, never starts; the stream idle timeout bounds it.
-    const ROUTE_TIMEOUT: bool = true;
 }
 
 /// How [`forward`] bounds a try by its deadline.
@@ -176,34 +172,57 @@ pub async fn connection<C: Pooled, A>(
 }
 
 /// hyper's client: a request with a body (which it streams), from any downstream protocol, over
-/// a pooled HTTP/1.1 connection. Sent at most once: the body cannot be had again.
+/// a pooled HTTP/1.1 connection, or over an HTTP/2 cluster's shared connection (any request
+/// whose route may reach one). A request with a body is sent at most once: the body cannot be
+/// had again; one without (`replayable`) may be sent again.
 pub struct HyperExchange {
-    pending: Option<(Parts, Incoming)>,
+    first: Option<(Parts, Incoming)>,
+    again: Option<(hyper::Method, hyper::Uri, hyper::HeaderMap)>,
     ready: Option<Request<ReqBody>>,
 }
 
 impl HyperExchange {
-    /// `parts` + `body`, for the only try.
-    pub fn new(parts: Parts, body: Incoming) -> HyperExchange {
+    /// `parts` + `body`; `replayable` when the body is known empty (the request may be sent
+    /// again, without it).
+    pub fn new(parts: Parts, body: Incoming, replayable: bool) -> HyperExchange {
+        let again = replayable.then(|| {
+            (
+                parts.method.clone(),
+                parts.uri.clone(),
+                parts.headers.clone(),
+            )
+        });
         HyperExchange {
-            pending: Some((parts, body)),
+            first: Some((parts, body)),
+            again,
             ready: None,
         }
     }
 }
 
-/// hyper's answer: the response, its connection and endpoint (the connection goes back to the
-/// endpoint's pool when the body has been read).
-pub type HyperAnswer = (Response<Incoming>, SendRequest<ReqBody>, Arc<Endpoint>);
+/// hyper's answer: the response, its HTTP/1.1 connection (back to the endpoint's pool when the
+/// body has been read; `None` over HTTP/2, whose connection stays shared) and endpoint.
+pub type HyperAnswer = (
+    Response<Incoming>,
+    Option<SendRequest<ReqBody>>,
+    Arc<Endpoint>,
+);
 
 impl Exchange for HyperExchange {
     type Answer = HyperAnswer;
 
     fn next(&mut self) -> bool {
-        self.ready = self
-            .pending
-            .take()
-            .map(|(parts, body)| Request::from_parts(parts, Either::Left(body)));
+        self.ready = match (self.first.take(), &self.again) {
+            (Some((parts, body)), _) => Some(Request::from_parts(parts, Either::Left(body))),
+            (None, Some((method, uri, headers))) => {
+                let mut r = Request::new(Either::Right(Default::default()));
+                *r.method_mut() = method.clone();
+                *r.uri_mut() = uri.clone();
+                *r.headers_mut() = headers.clone();
+                Some(r)
+            }
+            (None, None) => None,
+        };
         self.ready.is_some()
     }
 
@@ -211,19 +230,22 @@ impl Exchange for HyperExchange {
         let Some(req) = self.ready.take() else {
             return Try::Reset;
         };
+        if cluster.http2 {
+            return send_h2(req, cluster, ep).await;
+        }
         let mut conn: SendRequest<ReqBody> = match connection(cluster, ep, true).await {
             Ok(c) => c,
             Err(t) => return t,
         };
         match conn.try_send_request(req).await {
-            Ok(resp) => Try::Answer((resp, conn, ep.clone())),
+            Ok(resp) => Try::Answer((resp, Some(conn), ep.clone())),
             // Handed back unsent: a pooled connection closed under us (keep-alive race).
             // The request never left, so one fresh connection may carry it, body or not.
             Err(mut e) => match e.take_message() {
                 Some(req) => {
                     match connection::<SendRequest<ReqBody>, _>(cluster, ep, false).await {
                         Ok(mut fresh) => match fresh.send_request(req).await {
-                            Ok(resp) => Try::Answer((resp, fresh, ep.clone())),
+                            Ok(resp) => Try::Answer((resp, Some(fresh), ep.clone())),
                             Err(_) => Try::Reset,
                         },
                         Err(t) => t,
@@ -239,6 +261,44 @@ impl Exchange for HyperExchange {
     }
 
     const STREAMS_BODY: bool = true;
+}
+
+/// Sends `req` (HTTP/1.1 in origin form, as made for upstreams) over `ep`'s shared HTTP/2
+/// connection: the `Host` becomes the `:authority`.
+async fn send_h2(
+    req: Request<ReqBody>,
+    cluster: &ClusterRt,
+    ep: &Arc<Endpoint>,
+) -> Try<HyperAnswer> {
+    let (mut parts, body) = req.into_parts();
+    let host = parts.headers.remove(hyper::header::HOST);
+    let authority = host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(ep.address.as_str());
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = match hyper::Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+    {
+        Ok(u) => u,
+        Err(_) => return Try::Reset,
+    };
+    parts.version = hyper::Version::HTTP_2;
+    let mut conn = match ep.pool.h2(cluster.connect_timeout, &cluster.maxima).await {
+        Ok(c) => c,
+        Err(CheckoutError::Overflow) => return Try::Overflow,
+        Err(CheckoutError::Connect(_)) => return Try::ConnectFailed,
+    };
+    if conn.ready().await.is_err() {
+        return Try::Reset;
+    }
+    match conn.send_request(Request::from_parts(parts, body)).await {
+        Ok(resp) => Try::Answer((resp, None, ep.clone())),
+        Err(_) => Try::Reset,
+    }
 }
 
 /// An HTTP/1.1 upgrade request, sent once over a connection of its own ([`Tunnel`]).
@@ -283,8 +343,6 @@ impl Exchange for UpgradeExchange {
     fn status(a: &UpgradeAnswer) -> u16 {
         a.0.status().as_u16()
     }
-
-    const ROUTE_TIMEOUT: bool = false;
 }
 
 /// Forwards the request `ex` carries per `route`; `replayable` when its body is known empty
@@ -322,8 +380,7 @@ pub async fn forward<E: Exchange>(
     };
     // The route's deadline, or the stream idle timeout's when that comes first (the stream
     // idle timeout's, only when it is strictly earlier).
-    let timeout = route.timeout.filter(|_| E::ROUTE_TIMEOUT);
-    let (bound, idle_first) = match (timeout, idle) {
+    let (bound, idle_first) = match (route.timeout, idle) {
         (Some(t), Some(i)) if i < t => (Some(i), true),
         (Some(t), _) => (Some(t), false),
         (None, i) => (i, i.is_some()),

@@ -1,7 +1,7 @@
 //! Request and response header rules (Envoy's): hop-by-hop headers removed, `x-forwarded-for`
 //! appended, `x-request-id` kept or generated. Written to allocate as little as possible.
 
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, UPGRADE};
 use std::net::SocketAddr;
 
 static HOP_BY_HOP: [HeaderName; 8] = [
@@ -44,6 +44,13 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         }
     }
     for n in &HOP_BY_HOP {
+        // `te: trailers` is kept, as Envoy keeps it: gRPC asks for it end to end.
+        if n == TE
+            && h.get(TE)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+        {
+            continue;
+        }
         if h.contains_key(n) {
             h.remove(n);
         }
@@ -51,8 +58,11 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 }
 
 /// The `Upgrade` of an HTTP/1.1 upgrade request: one with `Upgrade` and `Connection: upgrade`.
+/// `h2c` is none: as Envoy, such a request is served as it is, its upgrade headers dropped.
 pub fn upgrade_of(h: &HeaderMap) -> Option<&HeaderValue> {
-    let upgrade = h.get(UPGRADE)?;
+    let upgrade = h
+        .get(UPGRADE)
+        .filter(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"h2c"))?;
     h.get_all(CONNECTION)
         .iter()
         .any(|v| {
@@ -137,11 +147,15 @@ mod tests {
             HeaderValue::from_static("keep-alive, x-secret"),
         );
         h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("te", HeaderValue::from_static("gzip"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+        // `te: trailers` stays, as in Envoy (gRPC asks for it end to end).
+        h.insert("te", HeaderValue::from_static("Trailers"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h["te"], "Trailers");
     }
 
     #[test]

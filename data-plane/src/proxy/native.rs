@@ -204,6 +204,7 @@ pub async fn serve_connection(
             || !head.http11
             || !head.target.of_bytes(&head.bytes).starts_with(b"/")
             || !f.host
+            || to_http2(&shared, &head)
         {
             let mut all = BytesMut::with_capacity(head.bytes.len() + buf.len());
             all.extend_from_slice(&head.bytes);
@@ -244,6 +245,19 @@ pub async fn serve_connection(
             timer.as_mut().reset(arm(idle_at));
         }
     }
+}
+
+/// Whether `head`'s route may take it to an HTTP/2 cluster, which hyper's client carries (the
+/// connection then goes to hyper). One atomic load when no cluster speaks HTTP/2.
+fn to_http2(shared: &Shared, head: &Head) -> bool {
+    if !shared.any_http2.load(Ordering::Relaxed) {
+        return false;
+    }
+    let cfg = shared.config.load();
+    let host = head.get("host").unwrap_or_default();
+    cfg.routes
+        .find(host, head.method(), head.target(), head)
+        .is_some_and(|r| shared.reaches_http2(&cfg, r))
 }
 
 /// A connection's buffers, kept across its requests, and the drain signal.

@@ -5,11 +5,12 @@
 //! answers `101`, hyper hands over both sockets once the `101` has gone downstream, and the
 //! bytes are copied both ways: an end of stream from one side is passed to the other, and the
 //! tunnel is over when both have ended, either fails, or nothing has moved either way for the
-//! stream idle timeout. The route's timeout does not apply (in Envoy it runs from the request's
-//! end, which an upgrade never has).
+//! stream idle timeout. The route's timeout bounds the wait for the `101`, not the tunnel (as
+//! Envoy).
 //!
 //! The tunnel runs in the downstream connection's task ([`Slot`]), so the drain and shutdown see
-//! it like any request. It is recorded (status `101`, its whole life as latency) when it ends.
+//! it like any request. It is recorded (status `101`, its whole life as latency) when it ends,
+//! or when its task is dropped.
 
 use super::{upstream, Pending};
 use hyper::upgrade::OnUpgrade;
@@ -36,7 +37,8 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
-    /// Copies both ways until the tunnel is over, then records the request.
+    /// Copies both ways until the tunnel is over, then records the request (also when the run
+    /// is dropped: a tunnel still open at the end of the drain).
     pub(super) async fn run(self, pending: Pending) {
         let Tunnel {
             down,
@@ -44,13 +46,24 @@ impl Tunnel {
             conn,
             idle,
         } = self;
+        let mut record = Record(Some(pending), "");
         let (Ok(down), Ok(up)) = tokio::join!(down, up) else {
-            pending.record("reset");
+            record.1 = "reset";
             return;
         };
         copy(TokioIo::new(down), TokioIo::new(up), idle).await;
         drop(conn);
-        pending.record("");
+    }
+}
+
+/// Records a tunnel's request when dropped (`.1`: why it was cut short, if it was).
+struct Record(Option<Pending>, &'static str);
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            p.record(self.1);
+        }
     }
 }
 

@@ -314,6 +314,9 @@ impl Pooled for RawConn {
     }
 }
 
+/// A sender on an HTTP/2 connection to an endpoint (cloned for each request).
+pub type H2 = hyper::client::conn::http2::SendRequest<ReqBody>;
+
 /// An idle stack, locked (a panic while it was held left it whole: pushes and pops only).
 fn locked<T>(m: &Mutex<Vec<T>>) -> MutexGuard<'_, Vec<T>> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -329,6 +332,9 @@ pub struct ConnPool {
     // 31 pushes).
     idle: Box<[Mutex<Vec<SendRequest<ReqBody>>>]>,
     raw_idle: Box<[Mutex<Vec<RawConn>>]>,
+    /// Each worker's HTTP/2 connection (an HTTP/2 cluster's), shared by its requests; held
+    /// across a connect, so requests arriving meanwhile wait for that one.
+    h2: Box<[tokio::sync::Mutex<Option<H2>>]>,
     idle_count: AtomicUsize,
     /// Connections given back, for pruning every [`PRUNE_EVERY`]th time.
     checkins: AtomicUsize,
@@ -352,6 +358,7 @@ impl ConnPool {
             socket: address.parse().ok(),
             idle: (0..workers).map(|_| Mutex::default()).collect(),
             raw_idle: (0..workers).map(|_| Mutex::default()).collect(),
+            h2: (0..workers).map(|_| Default::default()).collect(),
             idle_count: AtomicUsize::new(0),
             checkins: AtomicUsize::new(0),
             load,
@@ -476,8 +483,43 @@ impl ConnPool {
         }
     }
 
+    /// This worker's HTTP/2 connection, made when it has none open: requests share it (up to
+    /// the upstream's concurrent stream limit, past which hyper queues them), as Envoy's HTTP/2
+    /// pools do. A new one counts against `max_connections`; at the limit the request overflows.
+    pub async fn h2(&self, connect_timeout: Duration, max: &Maxima) -> Result<H2, CheckoutError> {
+        let mut slot = mine(&self.h2).lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let Some(unit) = self.load.try_take(Limit::Connections, max) else {
+            return Err(CheckoutError::Overflow);
+        };
+        let stream = Box::pin(self.dial(connect_timeout)).await?;
+        let (send, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|source| ConnectError::Handshake {
+                    addr: self.address.clone(),
+                    source,
+                })?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(unit);
+        });
+        *slot = Some(send.clone());
+        Ok(send)
+    }
+
     /// A new connection, counted by `unit` for as long as it is open.
     async fn connect<C: Pooled>(&self, timeout: Duration, unit: Held) -> Result<C, ConnectError> {
+        let stream = self.dial(timeout).await?;
+        C::open(stream, unit, &self.address).await
+    }
+
+    /// A TCP connection to the endpoint, within `timeout`.
+    async fn dial(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let connect = async {
             match self.socket {
                 Some(a) => TcpStream::connect(a).await,
@@ -495,7 +537,7 @@ impl ConnPool {
             Err(_) => return Err(ConnectError::Timeout(self.address.clone())),
         };
         let _ = stream.set_nodelay(true);
-        C::open(stream, unit, &self.address).await
+        Ok(stream)
     }
 }
 
@@ -510,15 +552,16 @@ pub struct PooledBody {
 }
 
 impl PooledBody {
-    /// Wraps `inner`, read from `conn` to `endpoint`.
+    /// Wraps `inner`, read from `conn` to `endpoint` (`None`: a multiplexed HTTP/2 connection,
+    /// which stays shared whatever becomes of the body).
     pub fn new(
         inner: Incoming,
-        conn: SendRequest<ReqBody>,
+        conn: Option<SendRequest<ReqBody>>,
         endpoint: Arc<crate::endpoint::Endpoint>,
     ) -> PooledBody {
         PooledBody {
             inner,
-            conn: Some((conn, endpoint)),
+            conn: conn.map(|c| (c, endpoint)),
             _unit: None,
         }
     }
@@ -629,7 +672,7 @@ mod tests {
                 .send_request(req.unwrap_or_else(|e| panic!("{e}")))
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            let body = PooledBody::new(resp.into_body(), c, ep.clone());
+            let body = PooledBody::new(resp.into_body(), Some(c), ep.clone());
             let bytes = body
                 .collect()
                 .await
@@ -716,7 +759,7 @@ mod tests {
             .body(Either::Right(Empty::new()))
             .unwrap_or_else(|e| panic!("{e}"));
         let resp = c.send_request(req).await.unwrap_or_else(|e| panic!("{e}"));
-        PooledBody::new(resp.into_body(), c, ep.clone())
+        PooledBody::new(resp.into_body(), Some(c), ep.clone())
             .collect()
             .await
             .unwrap_or_else(|e| panic!("{e}"));

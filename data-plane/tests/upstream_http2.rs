@@ -1,0 +1,243 @@
+//! HTTP/2 clusters (Envoy's upstream `http2_protocol_options`) against a real HTTP/2-only
+//! upstream (cleartext, prior knowledge): requests from HTTP/2 and HTTP/1.1 clients reach it as
+//! HTTP/2 streams sharing one connection, with `te: trailers` kept and the host as the
+//! `:authority`; bodies and trailers come back whole (what gRPC needs); a request without a body
+//! is retried per the route; what gw-proxy cannot follow is refused and the previous config
+//! serves.
+
+#![allow(clippy::unwrap_used)]
+
+use bytes::Bytes;
+use gw_proto::envoy::pb::envoy::config::route::v3 as rt;
+use gw_proxy::config::{fixture, type_url, Resources};
+use gw_proxy::server::{Proxy, ProxyConfig};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type Frames = StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, String>>>>;
+
+/// An HTTP/2-only upstream: answers with the request's body, the version, `te` and authority it
+/// saw in headers, and a `grpc-status: 0` trailer; `/unavailable…` answers 503. Counts its
+/// connections and requests.
+struct Up {
+    addr: SocketAddr,
+    conns: Arc<AtomicU32>,
+    requests: Arc<AtomicU32>,
+}
+
+async fn upstream() -> Up {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (conns, requests) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let (c, r) = (conns.clone(), requests.clone());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let seen = |name: &str| {
+                            req.headers()
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned()
+                        };
+                        let te = seen("te");
+                        let host = seen("host");
+                        let authority = req.uri().authority().map(|a| a.to_string());
+                        let version = format!("{:?}", req.version());
+                        let unavailable = req.uri().path().starts_with("/unavailable");
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let mut trailers = hyper::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        let frames: Vec<Result<Frame<Bytes>, String>> =
+                            vec![Ok(Frame::data(body)), Ok(Frame::trailers(trailers))];
+                        let mut resp: Response<Frames> =
+                            Response::new(StreamBody::new(futures::stream::iter(frames)));
+                        if unavailable {
+                            *resp.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        let h = resp.headers_mut();
+                        h.insert("x-seen-version", version.parse().unwrap());
+                        h.insert("x-seen-te", te.parse().unwrap());
+                        h.insert("x-seen-host", host.parse().unwrap());
+                        let authority = authority.unwrap_or_default();
+                        h.insert("x-seen-authority", authority.parse().unwrap());
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    Up {
+        addr,
+        conns,
+        requests,
+    }
+}
+
+/// Route `/` to cluster `t/h2`, an HTTP/2 cluster of `up` (retrying 5xx twice when `retry`).
+fn config(up: &Up, retry: bool) -> Resources {
+    let mut route = fixture::prefix_route("t/all", "/", "t/h2");
+    if let (true, Some(a)) = (retry, fixture::action(&mut route)) {
+        a.retry_policy = Some(rt::RetryPolicy {
+            retry_on: "5xx".into(),
+            num_retries: Some(gw_proto::envoy::pb::google::protobuf::UInt32Value { value: 2 }),
+            ..Default::default()
+        });
+    }
+    let mut res = fixture::simple(vec![route], &[("t/h2", "round_robin", vec![(up.addr, 1)])]);
+    let mut c = fixture::cluster("t/h2", "round_robin");
+    fixture::http2(&mut c);
+    res.insert(type_url::CLUSTER, "t/h2", "2", &c);
+    res
+}
+
+async fn proxy(res: Resources) -> Proxy {
+    let p = Proxy::start(ProxyConfig::for_tests(None, "h2-up"))
+        .await
+        .unwrap();
+    p.shared().apply(res).unwrap();
+    p
+}
+
+/// An HTTP/2 (prior knowledge) client of the proxy.
+async fn h2_client(p: &Proxy) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let io = TokioIo::new(
+        tokio::net::TcpStream::connect(p.listen_addr())
+            .await
+            .unwrap(),
+    );
+    let (c, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c
+}
+
+#[tokio::test]
+async fn http2_clusters_get_streams_on_one_connection_with_their_trailers() {
+    let up = upstream().await;
+    let p = proxy(config(&up, false)).await;
+    let mut c = h2_client(&p).await;
+    // gRPC's shape: POST, `te: trailers`, a body; the answer's body and trailers come back.
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("http://svc.test/echo.Echo/Say{i}"))
+            .header("te", "trailers")
+            .header("content-type", "application/grpc")
+            .body(Full::new(Bytes::from(format!("hello {i}"))))
+            .unwrap();
+        calls.push(c.send_request(req));
+    }
+    for (i, call) in calls.into_iter().enumerate() {
+        let resp = call.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let h = resp.headers().clone();
+        assert_eq!(h["x-seen-version"], "HTTP/2.0");
+        assert_eq!(h["x-seen-te"], "trailers");
+        assert_eq!(h["x-seen-authority"], "svc.test");
+        assert_eq!(h["x-seen-host"], "", "the host goes as the :authority");
+        let body = resp.into_body().collect().await.unwrap();
+        let trailers = body.trailers().cloned().expect("no trailers came back");
+        assert_eq!(trailers["grpc-status"], "0");
+        assert_eq!(body.to_bytes(), format!("hello {i}").as_bytes());
+    }
+    // An HTTP/1.1 client (the native path hands such a request to hyper's client): the same
+    // upstream connection carries it.
+    let mut s = tokio::net::TcpStream::connect(p.listen_addr())
+        .await
+        .unwrap();
+    s.write_all(b"GET /plain HTTP/1.1\r\nHost: h1.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).await.unwrap();
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.contains("x-seen-version: HTTP/2.0\r\n"), "{got}");
+    assert!(got.contains("x-seen-authority: h1.test\r\n"), "{got}");
+    assert_eq!(up.requests.load(Ordering::SeqCst), 21);
+    assert_eq!(up.conns.load(Ordering::SeqCst), 1, "one shared connection");
+}
+
+#[tokio::test]
+async fn a_request_without_a_body_is_retried_on_an_http2_cluster() {
+    let up = upstream().await;
+    let p = proxy(config(&up, true)).await;
+    let mut c = h2_client(&p).await;
+    let req = Request::get("http://svc.test/unavailable")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = c.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        up.requests.load(Ordering::SeqCst),
+        3,
+        "the first try and two retries"
+    );
+    // One with a body is not sent twice.
+    let req = Request::post("http://svc.test/unavailable")
+        .body(Full::new(Bytes::from_static(b"once")))
+        .unwrap();
+    let resp = c.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(up.requests.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn upstream_protocol_options_gw_proxy_cannot_follow_are_refused() {
+    use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+        UpstreamProtocolOptions, UseDownstreamHttpConfig,
+    };
+    use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+    use prost::Message;
+    let up = upstream().await;
+    let p = proxy(config(&up, false)).await;
+    let mut bad = config(&up, false);
+    let mut c = fixture::cluster("t/h2", "round_robin");
+    let o = HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+            UseDownstreamHttpConfig::default(),
+        )),
+        ..Default::default()
+    };
+    c.typed_extension_protocol_options.insert(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
+        gw_proto::envoy::pb::google::protobuf::Any {
+            type_url: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+                .into(),
+            value: o.encode_to_vec(),
+        },
+    );
+    bad.insert(type_url::CLUSTER, "t/h2", "3", &c);
+    let err = p.shared().apply(bad).unwrap_err().to_string();
+    assert!(
+        err.contains("t/h2") && err.contains("explicit_http_config"),
+        "{err}"
+    );
+    // The previous config (HTTP/2) still serves.
+    let mut c = h2_client(&p).await;
+    let resp = c
+        .send_request(
+            Request::get("http://svc.test/x")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-seen-version"], "HTTP/2.0");
+}
