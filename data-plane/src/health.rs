@@ -90,11 +90,14 @@ pub async fn run(
     host: String,
     endpoints: Vec<Arc<Endpoint>>,
     hc: HealthCheck,
+    http2: bool,
     changes: tokio::sync::mpsc::UnboundedSender<HealthChange>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // An HTTP/2 cluster's endpoints are probed over HTTP/2 (Envoy's `codec_client_type`).
     let client: ProbeClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(1)
+        .http2_only(http2)
         .build_http();
     let mut verdicts = vec![Verdicts::default(); endpoints.len()];
     loop {
@@ -159,10 +162,11 @@ pub async fn supervise(shared: Arc<crate::server::Shared>, mut stop: watch::Rece
             want.insert(
                 c.name.clone(),
                 (
-                    format!("{hc:?}{addrs:?}"),
+                    format!("{hc:?}{addrs:?}{}", c.http2),
                     hc,
                     c.endpoints.clone(),
                     c.short.clone(),
+                    c.http2,
                 ),
             );
         }
@@ -173,7 +177,7 @@ pub async fn supervise(shared: Arc<crate::server::Shared>, mut stop: watch::Rece
             }
             keep
         });
-        for (name, (key, hc, endpoints, host)) in want {
+        for (name, (key, hc, endpoints, host, http2)) in want {
             if running.contains_key(&name) {
                 continue;
             }
@@ -182,6 +186,7 @@ pub async fn supervise(shared: Arc<crate::server::Shared>, mut stop: watch::Rece
                 host,
                 endpoints,
                 hc,
+                http2,
                 tx.clone(),
                 stop.clone(),
             ));

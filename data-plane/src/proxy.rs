@@ -198,8 +198,13 @@ pub async fn handle(
             Whole::Refused(StatusCode::FORBIDDEN, "")
         }
     } else if shared.reaches_http2(&cfg, route) {
-        // An HTTP/2 cluster takes hyper's client, whatever the body.
-        Whole::Stream(body, replayable)
+        // An HTTP/2 cluster takes hyper's client, whatever the body; the host goes as the
+        // `:authority`, so one that cannot be is the client's error, not the upstream's.
+        let authority = parts.headers.get(HOST).map(|h| h.as_bytes());
+        match authority.map(hyper::http::uri::Authority::try_from) {
+            Some(Err(_)) => Whole::Refused(StatusCode::BAD_REQUEST, "bad host\n"),
+            _ => Whole::Stream(body, replayable),
+        }
     } else if replayable {
         Whole::Raw(raw::request_head(&parts))
     } else if let Some(n) = declared() {
@@ -266,10 +271,7 @@ pub async fn handle(
                     let (mut head, body) = resp.into_parts();
                     headers::strip_hop_by_hop(&mut head.headers);
                     let body = upstream::PooledBody::new(body, conn, ep);
-                    Response::from_parts(
-                        head,
-                        Either::Left(Timed::new(Either::Left(body), deadline, idle)),
-                    )
+                    relayed(head, body, deadline, idle)
                 }
                 forward::Reply::Local(status, msg, overloaded) => {
                     local_reply(status, msg, overloaded)
@@ -314,10 +316,7 @@ pub async fn handle(
                         // Refused: relayed as it is, and the connection closes after it.
                         None => {
                             let body = upstream::PooledBody::unpooled(body, conn.unit);
-                            Response::from_parts(
-                                head,
-                                Either::Left(Timed::new(Either::Left(body), deadline, idle)),
-                            )
+                            relayed(head, body, deadline, idle)
                         }
                     }
                 }
@@ -360,6 +359,17 @@ pub async fn handle(
         (None, Either::Right(_)) => pending.record(""),
     }
     response
+}
+
+/// An upstream's response read by hyper's client, relayed with its body bounded by the route's
+/// deadline (`at`) and the stream idle timeout.
+fn relayed(
+    head: hyper::http::response::Parts,
+    body: upstream::PooledBody,
+    at: Option<Instant>,
+    idle: Option<std::time::Duration>,
+) -> Response<RespBody> {
+    Response::from_parts(head, Either::Left(Timed::new(Either::Left(body), at, idle)))
 }
 
 /// Makes `r` the connection's last answer.

@@ -204,9 +204,16 @@ impl Shared {
     /// previous config keeps serving.
     pub fn apply(&self, res: Resources) -> Result<(), config::ConfigError> {
         let rt = config::compile(&res, &self.registries)?;
+        // Never false while a config with an HTTP/2 cluster is served: set before it is, and
+        // cleared after.
         let http2 = rt.clusters.values().any(|c| c.http2);
+        if http2 {
+            self.any_http2.store(true, Ordering::Release);
+        }
         self.config.store(Arc::new(rt));
-        self.any_http2.store(http2, Ordering::Release);
+        if !http2 {
+            self.any_http2.store(false, Ordering::Release);
+        }
         Ok(())
     }
 

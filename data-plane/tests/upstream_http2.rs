@@ -23,8 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 type Frames = StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, String>>>>;
 
 /// An HTTP/2-only upstream: answers with the request's body, the version, `te` and authority it
-/// saw in headers, and a `grpc-status: 0` trailer; `/unavailable…` answers 503. Counts its
-/// connections and requests.
+/// saw in headers, and a `grpc-status: 0` trailer; `/unavailable…` answers 503; `/gather/N`
+/// answers once N such requests are open at once. Counts its connections and requests. With
+/// `goaway`, each connection says GOAWAY as its first request comes (and serves that one).
 struct Up {
     addr: SocketAddr,
     conns: Arc<AtomicU32>,
@@ -32,18 +33,42 @@ struct Up {
 }
 
 async fn upstream() -> Up {
+    upstream_with(false).await
+}
+
+async fn upstream_with(goaway: bool) -> Up {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let (conns, requests) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let (c, r) = (conns.clone(), requests.clone());
+    let gathered = Arc::new((AtomicU32::new(0), tokio::sync::Notify::new()));
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             c.fetch_add(1, Ordering::SeqCst);
             let r = r.clone();
+            let gathered = gathered.clone();
+            let first = Arc::new(tokio::sync::Notify::new());
+            let came = first.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     r.fetch_add(1, Ordering::SeqCst);
+                    came.notify_one();
+                    let gathered = gathered.clone();
                     async move {
+                        if req.uri().path().starts_with("/slow") {
+                            // Service time, so the connection stays open meanwhile.
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        }
+                        if let Some((_, n)) = req.uri().path().split_once("/gather/") {
+                            let n: u32 = n.parse().unwrap();
+                            let (open, all) = &*gathered;
+                            let here = all.notified();
+                            if open.fetch_add(1, Ordering::SeqCst) + 1 >= n {
+                                all.notify_waiters();
+                            } else {
+                                here.await;
+                            }
+                        }
                         let seen = |name: &str| {
                             req.headers()
                                 .get(name)
@@ -75,9 +100,17 @@ async fn upstream() -> Up {
                         Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .max_concurrent_streams(gw_proxy::proxy::upstream::H2_STREAMS as u32)
+                    .serve_connection(TokioIo::new(s), svc);
+                tokio::pin!(conn);
+                if goaway {
+                    tokio::select! {
+                        _ = conn.as_mut() => return,
+                        _ = first.notified() => conn.as_mut().graceful_shutdown(),
+                    }
+                }
+                let _ = conn.await;
             });
         }
     });
@@ -240,4 +273,128 @@ async fn upstream_protocol_options_gw_proxy_cannot_follow_are_refused() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["x-seen-version"], "HTTP/2.0");
+}
+
+#[tokio::test]
+async fn past_the_stream_limit_another_connection_is_opened() {
+    // More streams open at once than one connection takes: the upstream answers none until all
+    // have come, which they can only on a second connection.
+    let up = upstream().await;
+    let p = proxy(config(&up, false)).await;
+    let mut c = h2_client(&p).await;
+    let n = gw_proxy::proxy::upstream::H2_STREAMS + 20;
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let req = Request::get(format!("http://svc.test/gather/{n}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            c.send_request(req)
+        })
+        .collect();
+    let all = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        futures::future::join_all(calls),
+    )
+    .await
+    .expect("streams past the limit were held back on the full connection");
+    assert!(all.into_iter().all(|r| r.unwrap().status() == 200));
+    assert_eq!(up.conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_connection_that_said_goaway_is_replaced_without_a_failed_request() {
+    // The upstream says GOAWAY as the first request comes and serves it for 500 ms, its
+    // connection open meanwhile: a request sent then goes on a new connection.
+    let up = upstream_with(true).await;
+    let p = proxy(config(&up, false)).await;
+    let mut c = h2_client(&p).await;
+    let post = |path: &str, body: &'static str| {
+        Request::post(format!("http://svc.test{path}"))
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    };
+    let first = tokio::spawn(c.send_request(post("/slow", "first")));
+    let t0 = std::time::Instant::now();
+    while up.requests.load(Ordering::SeqCst) == 0 {
+        assert!(t0.elapsed().as_secs() < 10, "the first request never came");
+        tokio::task::yield_now().await;
+    }
+    let resp = c.send_request(post("/then", "second")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "second".as_bytes());
+    let resp = first.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(up.conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_host_that_cannot_be_an_authority_is_the_clients_error() {
+    let up = upstream().await;
+    let p = proxy(config(&up, true)).await;
+    let mut s = tokio::net::TcpStream::connect(p.listen_addr())
+        .await
+        .unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: a{b\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).await.unwrap();
+    assert!(got.starts_with("HTTP/1.1 400 "), "{got}");
+    assert_eq!(up.requests.load(Ordering::SeqCst), 0);
+    assert_eq!(up.conns.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_http2_clusters_endpoints_are_probed_over_http2() {
+    use gw_proto::envoy::pb::google::protobuf::{value::Kind, Struct, Value};
+    let up = upstream().await;
+    let mut res = config(&up, false);
+    // gw's spec for the cluster, as the control plane sends it: an HTTP health check.
+    let text = |s: &str| Value {
+        kind: Some(Kind::StringValue(s.into())),
+    };
+    let num = |n: f64| Value {
+        kind: Some(Kind::NumberValue(n)),
+    };
+    let hc = Struct {
+        fields: [
+            ("path".to_owned(), text("/health")),
+            ("interval".to_owned(), text("50ms")),
+            ("timeout".to_owned(), text("1s")),
+            ("healthyThreshold".to_owned(), num(1.0)),
+            ("unhealthyThreshold".to_owned(), num(1.0)),
+        ]
+        .into(),
+    };
+    let mut c = fixture::cluster("t/h2", "round_robin");
+    fixture::http2(&mut c);
+    if let Some(gw) = c
+        .metadata
+        .as_mut()
+        .and_then(|m| m.filter_metadata.get_mut("gw"))
+    {
+        gw.fields.insert(
+            "healthCheck".into(),
+            Value {
+                kind: Some(Kind::StructValue(hc)),
+            },
+        );
+    }
+    res.insert(type_url::CLUSTER, "t/h2", "2", &c);
+    let p = proxy(res).await;
+    // Probes reach the HTTP/2-only upstream (an HTTP/1.1 one would never get a request in), and
+    // the endpoint stays healthy.
+    let t0 = std::time::Instant::now();
+    while up.requests.load(Ordering::SeqCst) < 3 {
+        assert!(
+            t0.elapsed().as_secs() < 10,
+            "no health probe reached the upstream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let cfg = p.shared().config.load_full();
+    let cluster = cfg.clusters.get("t/h2").unwrap();
+    assert!(cluster.endpoints.iter().all(|e| e.is_healthy()));
 }

@@ -1,8 +1,8 @@
 //! gRPC through the gateway: a Cluster with `protocol: http2` (Envoy's upstream
 //! `http2_protocol_options`) in front of a real gRPC service (the control plane's own API, served
 //! by tonic), reached through a stock Envoy 1.40 and through gw-proxy from the same manifest. A
-//! tonic client gets the same answers from both: a unary call's reply, and an error status
-//! carried in the response's trailers.
+//! tonic client gets the same answers from both: unary calls' replies (grpc-status in the
+//! trailers), and an error status (a trailers-only answer).
 
 #![allow(clippy::unwrap_used)]
 
@@ -33,7 +33,7 @@ async fn check(who: &'static str, addr: SocketAddr) {
             .collect();
         assert_eq!(names, ["acme"], "{who}");
     }
-    // An error comes back as the service's status (grpc-status in the trailers), not as an
+    // An error comes back as the service's status (tonic answers it trailers-only), not as an
     // HTTP error of the proxy's.
     let missing = tenants
         .get_tenant(pb::GetRequest {

@@ -5,7 +5,7 @@
 //! per-try timeout and the route's overall timeout; a timeout answers 504. When the cluster has no
 //! usable endpoint its fallback cluster (if any) is tried; with none, 503.
 
-use super::upstream::{CheckoutError, Pooled, Tunnel};
+use super::upstream::{CheckoutError, Pooled, Tunnel, UpConn};
 use super::ReqBody;
 use crate::config::{ClusterRt, RuntimeConfig};
 use crate::endpoint::Endpoint;
@@ -75,9 +75,11 @@ pub trait Exchange {
     ) -> impl std::future::Future<Output = Try<Self::Answer>>;
     /// The answer's status.
     fn status(a: &Self::Answer) -> u16;
-    /// Whether the request's body is still streaming up while a try waits (its progress then
-    /// counts as the stream's, so the stream idle timeout does not bound the wait).
-    const STREAMS_BODY: bool = false;
+    /// Whether the request's body may still be streaming up while a try waits (its progress
+    /// then counts as the stream's, so the stream idle timeout does not bound the wait).
+    fn streams_body(&self) -> bool {
+        false
+    }
 }
 
 /// How [`forward`] bounds a try by its deadline.
@@ -165,10 +167,15 @@ pub async fn connection<C: Pooled, A>(
             &cluster.endpoints,
         )
         .await
-        .map_err(|e| match e {
-            CheckoutError::Overflow => Try::Overflow,
-            CheckoutError::Connect(_) => Try::ConnectFailed,
-        })
+        .map_err(checkout_failed)
+}
+
+/// How a try ends that got no connection.
+fn checkout_failed<A>(e: CheckoutError) -> Try<A> {
+    match e {
+        CheckoutError::Overflow => Try::Overflow,
+        CheckoutError::Connect(_) => Try::ConnectFailed,
+    }
 }
 
 /// hyper's client: a request with a body (which it streams), from any downstream protocol, over
@@ -200,13 +207,9 @@ impl HyperExchange {
     }
 }
 
-/// hyper's answer: the response, its HTTP/1.1 connection (back to the endpoint's pool when the
-/// body has been read; `None` over HTTP/2, whose connection stays shared) and endpoint.
-pub type HyperAnswer = (
-    Response<Incoming>,
-    Option<SendRequest<ReqBody>>,
-    Arc<Endpoint>,
-);
+/// hyper's answer: the response, its connection (HTTP/1.1: back to the endpoint's pool when
+/// the body has been read; HTTP/2: the stream, counted on its shared connection) and endpoint.
+pub type HyperAnswer = (Response<Incoming>, UpConn, Arc<Endpoint>);
 
 impl Exchange for HyperExchange {
     type Answer = HyperAnswer;
@@ -238,14 +241,14 @@ impl Exchange for HyperExchange {
             Err(t) => return t,
         };
         match conn.try_send_request(req).await {
-            Ok(resp) => Try::Answer((resp, Some(conn), ep.clone())),
+            Ok(resp) => Try::Answer((resp, UpConn::H1(conn), ep.clone())),
             // Handed back unsent: a pooled connection closed under us (keep-alive race).
             // The request never left, so one fresh connection may carry it, body or not.
             Err(mut e) => match e.take_message() {
                 Some(req) => {
                     match connection::<SendRequest<ReqBody>, _>(cluster, ep, false).await {
                         Ok(mut fresh) => match fresh.send_request(req).await {
-                            Ok(resp) => Try::Answer((resp, Some(fresh), ep.clone())),
+                            Ok(resp) => Try::Answer((resp, UpConn::H1(fresh), ep.clone())),
                             Err(_) => Try::Reset,
                         },
                         Err(t) => t,
@@ -260,11 +263,14 @@ impl Exchange for HyperExchange {
         a.0.status().as_u16()
     }
 
-    const STREAMS_BODY: bool = true;
+    fn streams_body(&self) -> bool {
+        self.again.is_none()
+    }
 }
 
-/// Sends `req` (HTTP/1.1 in origin form, as made for upstreams) over `ep`'s shared HTTP/2
-/// connection: the `Host` becomes the `:authority`.
+/// Sends `req` (HTTP/1.1 in origin form, as made for upstreams) on one of `ep`'s shared HTTP/2
+/// connections: the `Host` (checked by `handle`) becomes the `:authority`. A request handed
+/// back unsent (the connection had received GOAWAY, or closed) goes once more, on a fresh one.
 async fn send_h2(
     req: Request<ReqBody>,
     cluster: &ClusterRt,
@@ -287,18 +293,25 @@ async fn send_h2(
         Err(_) => return Try::Reset,
     };
     parts.version = hyper::Version::HTTP_2;
-    let mut conn = match ep.pool.h2(cluster.connect_timeout, &cluster.maxima).await {
-        Ok(c) => c,
-        Err(CheckoutError::Overflow) => return Try::Overflow,
-        Err(CheckoutError::Connect(_)) => return Try::ConnectFailed,
-    };
-    if conn.ready().await.is_err() {
-        return Try::Reset;
+    let mut req = Request::from_parts(parts, body);
+    for fresh in [false, true] {
+        let (mut conn, stream) = match ep
+            .pool
+            .h2(cluster.connect_timeout, &cluster.maxima, fresh)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => return checkout_failed(e),
+        };
+        match conn.try_send_request(req).await {
+            Ok(resp) => return Try::Answer((resp, UpConn::H2(stream), ep.clone())),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => req = unsent,
+                None => return Try::Reset,
+            },
+        }
     }
-    match conn.send_request(Request::from_parts(parts, body)).await {
-        Ok(resp) => Try::Answer((resp, None, ep.clone())),
-        Err(_) => Try::Reset,
-    }
+    Try::Reset
 }
 
 /// An HTTP/1.1 upgrade request, sent once over a connection of its own ([`Tunnel`]).
@@ -374,7 +387,7 @@ pub async fn forward<E: Exchange>(
     let attempts = retry.map_or(0, |r| r.attempts);
     // The listener's stream idle timeout: nothing moves on the stream while it waits for a
     // response head, retries or not (as Envoy's, which only the downstream stream resets).
-    let idle = match E::STREAMS_BODY {
+    let idle = match ex.streams_body() {
         false => route.stream_idle(cfg.timeouts.stream_idle),
         true => None,
     };

@@ -43,17 +43,21 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
             h.remove(n);
         }
     }
+    // `te: trailers` is kept, as Envoy keeps it (gRPC asks for it end to end); any other `te`
+    // goes.
+    let trailers = h.get_all(TE).iter().any(|v| {
+        connection_tokens(v.as_bytes()).any(|t| {
+            let name = t.split(|&b| b == b';').next().unwrap_or(t);
+            name.trim_ascii().eq_ignore_ascii_case(b"trailers")
+        })
+    });
     for n in &HOP_BY_HOP {
-        // `te: trailers` is kept, as Envoy keeps it: gRPC asks for it end to end.
-        if n == TE
-            && h.get(TE)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
-        {
-            continue;
-        }
         if h.contains_key(n) {
             h.remove(n);
         }
+    }
+    if trailers {
+        h.insert(TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -152,10 +156,11 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
-        // `te: trailers` stays, as in Envoy (gRPC asks for it end to end).
-        h.insert("te", HeaderValue::from_static("Trailers"));
+        // `te: trailers` stays, as in Envoy (gRPC asks for it end to end), alone.
+        h.insert("te", HeaderValue::from_static("gzip, Trailers"));
+        h.append("te", HeaderValue::from_static("deflate"));
         strip_hop_by_hop(&mut h);
-        assert_eq!(h["te"], "Trailers");
+        assert_eq!(h.get_all("te").iter().collect::<Vec<_>>(), ["trailers"]);
     }
 
     #[test]

@@ -204,7 +204,7 @@ pub async fn serve_connection(
             || !head.http11
             || !head.target.of_bytes(&head.bytes).starts_with(b"/")
             || !f.host
-            || to_http2(&shared, &head)
+            || (shared.any_http2.load(Ordering::Relaxed) && to_http2(&shared, &head))
         {
             let mut all = BytesMut::with_capacity(head.bytes.len() + buf.len());
             all.extend_from_slice(&head.bytes);
@@ -248,11 +248,11 @@ pub async fn serve_connection(
 }
 
 /// Whether `head`'s route may take it to an HTTP/2 cluster, which hyper's client carries (the
-/// connection then goes to hyper). One atomic load when no cluster speaks HTTP/2.
+/// connection then goes to hyper). Asked only while some cluster speaks HTTP/2 (`any_http2`),
+/// and kept out of line: the common path pays one atomic load.
+#[cold]
+#[inline(never)]
 fn to_http2(shared: &Shared, head: &Head) -> bool {
-    if !shared.any_http2.load(Ordering::Relaxed) {
-        return false;
-    }
     let cfg = shared.config.load();
     let host = head.get("host").unwrap_or_default();
     cfg.routes

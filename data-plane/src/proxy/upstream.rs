@@ -317,6 +317,42 @@ impl Pooled for RawConn {
 /// A sender on an HTTP/2 connection to an endpoint (cloned for each request).
 pub type H2 = hyper::client::conn::http2::SendRequest<ReqBody>;
 
+/// Streams a worker opens on one HTTP/2 connection before it opens another (RFC 9113 asks
+/// servers to allow at least 100 concurrent streams).
+pub const H2_STREAMS: usize = 100;
+
+/// A worker's HTTP/2 connections to an endpoint.
+#[derive(Debug, Default)]
+pub struct H2Slot {
+    conns: Vec<H2Conn>,
+    /// When a connect last failed: requests that were waiting then fail with it.
+    failed_at: Option<std::time::Instant>,
+}
+
+/// One HTTP/2 connection and how many streams are open on it.
+#[derive(Debug)]
+struct H2Conn {
+    send: H2,
+    streams: Arc<AtomicUsize>,
+}
+
+/// A stream counted on its HTTP/2 connection until dropped (with the response body).
+#[derive(Debug)]
+pub struct H2Stream(Arc<AtomicUsize>);
+
+impl H2Stream {
+    fn new(streams: &Arc<AtomicUsize>) -> H2Stream {
+        streams.fetch_add(1, Ordering::Relaxed);
+        H2Stream(streams.clone())
+    }
+}
+
+impl Drop for H2Stream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// An idle stack, locked (a panic while it was held left it whole: pushes and pops only).
 fn locked<T>(m: &Mutex<Vec<T>>) -> MutexGuard<'_, Vec<T>> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -332,9 +368,9 @@ pub struct ConnPool {
     // 31 pushes).
     idle: Box<[Mutex<Vec<SendRequest<ReqBody>>>]>,
     raw_idle: Box<[Mutex<Vec<RawConn>>]>,
-    /// Each worker's HTTP/2 connection (an HTTP/2 cluster's), shared by its requests; held
+    /// Each worker's HTTP/2 connections (an HTTP/2 cluster's), shared by its requests; held
     /// across a connect, so requests arriving meanwhile wait for that one.
-    h2: Box<[tokio::sync::Mutex<Option<H2>>]>,
+    h2: Box<[tokio::sync::Mutex<H2Slot>]>,
     idle_count: AtomicUsize,
     /// Connections given back, for pruning every [`PRUNE_EVERY`]th time.
     checkins: AtomicUsize,
@@ -483,19 +519,41 @@ impl ConnPool {
         }
     }
 
-    /// This worker's HTTP/2 connection, made when it has none open: requests share it (up to
-    /// the upstream's concurrent stream limit, past which hyper queues them), as Envoy's HTTP/2
-    /// pools do. A new one counts against `max_connections`; at the limit the request overflows.
-    pub async fn h2(&self, connect_timeout: Duration, max: &Maxima) -> Result<H2, CheckoutError> {
+    /// A stream on one of this worker's HTTP/2 connections to the endpoint: one with room (fewer
+    /// than [`H2_STREAMS`] streams open, as an upstream's limit is not known ahead), else a new
+    /// one, as Envoy's HTTP/2 pools open another connection at the stream limit. `fresh` skips
+    /// those open (one just handed a request back unsent: it had received GOAWAY). The slot is
+    /// held across a connect, so a burst makes one connection; requests that waited on a connect
+    /// that failed fail with it, not each after a connect of its own. A new connection counts
+    /// against `max_connections`; at the limit the request overflows.
+    pub async fn h2(
+        &self,
+        connect_timeout: Duration,
+        max: &Maxima,
+        fresh: bool,
+    ) -> Result<(H2, H2Stream), CheckoutError> {
+        let arrived = std::time::Instant::now();
         let mut slot = mine(&self.h2).lock().await;
-        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(c.clone());
+        slot.conns.retain(|c| !c.send.is_closed());
+        if !fresh {
+            if let Some(c) = slot
+                .conns
+                .iter()
+                .find(|c| c.streams.load(Ordering::Relaxed) < H2_STREAMS)
+            {
+                return Ok((c.send.clone(), H2Stream::new(&c.streams)));
+            }
+        }
+        if slot.failed_at.is_some_and(|at| at >= arrived) {
+            return Err(CheckoutError::Connect(ConnectError::Timeout(
+                self.address.clone(),
+            )));
         }
         let Some(unit) = self.load.try_take(Limit::Connections, max) else {
             return Err(CheckoutError::Overflow);
         };
-        let stream = Box::pin(self.dial(connect_timeout)).await?;
-        let (send, conn) =
+        let made = async {
+            let stream = self.dial(connect_timeout).await?;
             hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                 .timer(hyper_util::rt::TokioTimer::new())
                 .handshake(TokioIo::new(stream))
@@ -503,13 +561,30 @@ impl ConnPool {
                 .map_err(|source| ConnectError::Handshake {
                     addr: self.address.clone(),
                     source,
-                })?;
+                })
+        };
+        let (send, conn) = match Box::pin(made).await {
+            Ok(c) => c,
+            Err(e) => {
+                slot.failed_at = Some(std::time::Instant::now());
+                return Err(e.into());
+            }
+        };
         tokio::spawn(async move {
             let _ = conn.await;
             drop(unit);
         });
-        *slot = Some(send.clone());
-        Ok(send)
+        let c = H2Conn {
+            send,
+            streams: Arc::default(),
+        };
+        let out = (c.send.clone(), H2Stream::new(&c.streams));
+        if fresh {
+            // The ones it replaces take no new streams.
+            slot.conns.clear();
+        }
+        slot.conns.push(c);
+        Ok(out)
     }
 
     /// A new connection, counted by `unit` for as long as it is open.
@@ -546,23 +621,47 @@ impl ConnPool {
 pub struct PooledBody {
     inner: Incoming,
     conn: Option<(SendRequest<ReqBody>, Arc<crate::endpoint::Endpoint>)>,
-    /// The unit of `max_connections` of a connection that is not pooled, held until the body
-    /// is done with.
-    _unit: Option<Held>,
+    /// What else lives as long as the body: the unit of `max_connections` of a connection
+    /// that is not pooled, or an HTTP/2 stream's count on its connection.
+    _held: Held2,
+}
+
+/// What an answer's connection is: an HTTP/1.1 one to give back, or a stream of an HTTP/2 one.
+#[derive(Debug)]
+pub enum UpConn {
+    /// Back to the pool when the body has been read.
+    H1(SendRequest<ReqBody>),
+    /// Counted on its shared connection until the body is done with.
+    H2(H2Stream),
+}
+
+/// See [`PooledBody`].
+#[derive(Debug)]
+enum Held2 {
+    Nothing,
+    Unit(#[allow(dead_code)] Held),
+    Stream(#[allow(dead_code)] H2Stream),
 }
 
 impl PooledBody {
-    /// Wraps `inner`, read from `conn` to `endpoint` (`None`: a multiplexed HTTP/2 connection,
-    /// which stays shared whatever becomes of the body).
+    /// Wraps `inner`, read from `conn` to `endpoint` (an HTTP/2 stream: its connection stays
+    /// shared whatever becomes of the body).
     pub fn new(
         inner: Incoming,
-        conn: Option<SendRequest<ReqBody>>,
+        conn: UpConn,
         endpoint: Arc<crate::endpoint::Endpoint>,
     ) -> PooledBody {
-        PooledBody {
-            inner,
-            conn: conn.map(|c| (c, endpoint)),
-            _unit: None,
+        match conn {
+            UpConn::H1(c) => PooledBody {
+                inner,
+                conn: Some((c, endpoint)),
+                _held: Held2::Nothing,
+            },
+            UpConn::H2(s) => PooledBody {
+                inner,
+                conn: None,
+                _held: Held2::Stream(s),
+            },
         }
     }
 
@@ -572,7 +671,7 @@ impl PooledBody {
         PooledBody {
             inner,
             conn: None,
-            _unit: Some(unit),
+            _held: Held2::Unit(unit),
         }
     }
 
@@ -672,7 +771,7 @@ mod tests {
                 .send_request(req.unwrap_or_else(|e| panic!("{e}")))
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            let body = PooledBody::new(resp.into_body(), Some(c), ep.clone());
+            let body = PooledBody::new(resp.into_body(), UpConn::H1(c), ep.clone());
             let bytes = body
                 .collect()
                 .await
@@ -759,7 +858,7 @@ mod tests {
             .body(Either::Right(Empty::new()))
             .unwrap_or_else(|e| panic!("{e}"));
         let resp = c.send_request(req).await.unwrap_or_else(|e| panic!("{e}"));
-        PooledBody::new(resp.into_body(), Some(c), ep.clone())
+        PooledBody::new(resp.into_body(), UpConn::H1(c), ep.clone())
             .collect()
             .await
             .unwrap_or_else(|e| panic!("{e}"));

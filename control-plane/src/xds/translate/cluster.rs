@@ -17,7 +17,7 @@ use gw_proto::envoy::pb::envoy::config::cluster::v3::{
 use gw_proto::envoy::pb::envoy::config::core::v3::{
     health_check, HealthCheck as EnvoyHealthCheck, Metadata, RoutingPriority,
 };
-use gw_proto::envoy::pb::envoy::r#type::v3::Int64Range;
+use gw_proto::envoy::pb::envoy::r#type::v3::{CodecClientType, Int64Range};
 use gw_proto::envoy::pb::google::protobuf::{
     value, ListValue, Struct, UInt32Value, Value as PbValue,
 };
@@ -45,7 +45,7 @@ pub fn cluster(tenant: &str, name: &str, spec: &ClusterSpec) -> Resource {
         health_checks: spec
             .health_check
             .iter()
-            .map(|h| health_check_of(h, &full))
+            .map(|h| health_check_of(h, &full, spec.protocol))
             .collect(),
         typed_extension_protocol_options: protocol_options(spec.protocol),
         ..Default::default()
@@ -190,11 +190,17 @@ fn outlier_detection(spec: &ClusterSpec) -> OutlierDetection {
     }
 }
 
-fn health_check_of(h: &HealthCheck, cluster: &str) -> EnvoyHealthCheck {
+fn health_check_of(h: &HealthCheck, cluster: &str, protocol: UpstreamProtocol) -> EnvoyHealthCheck {
+    // An HTTP/2 cluster's endpoints are probed over HTTP/2 (they may speak nothing else).
+    let codec = match protocol {
+        UpstreamProtocol::Http1 => CodecClientType::Http1,
+        UpstreamProtocol::Http2 => CodecClientType::Http2,
+    };
     let checker = match &h.path {
         Some(path) => health_check::HealthChecker::HttpHealthCheck(health_check::HttpHealthCheck {
             host: h.host.clone().unwrap_or_else(|| cluster.to_owned()),
             path: path.clone(),
+            codec_client_type: codec as i32,
             expected_statuses: h
                 .expected_statuses
                 .iter()
@@ -300,6 +306,22 @@ mod tests {
         use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
         use prost::Message;
         assert!(protocol_options(UpstreamProtocol::Http1).is_empty());
+        // Its endpoints are health-checked over HTTP/2 too (they may speak nothing else).
+        let hc = HealthCheck {
+            path: Some("/health".into()),
+            ..Default::default()
+        };
+        for (protocol, codec) in [
+            (UpstreamProtocol::Http1, CodecClientType::Http1),
+            (UpstreamProtocol::Http2, CodecClientType::Http2),
+        ] {
+            let Some(health_check::HealthChecker::HttpHealthCheck(h)) =
+                health_check_of(&hc, "c", protocol).health_checker
+            else {
+                panic!("not an HTTP check");
+            };
+            assert_eq!(h.codec_client_type, codec as i32);
+        }
         let o = protocol_options(UpstreamProtocol::Http2);
         let any = &o[HTTP_PROTOCOL_OPTIONS];
         assert_eq!(
