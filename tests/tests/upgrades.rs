@@ -4,7 +4,7 @@
 //! then go both ways until the client's end of stream ends it; the route's timeout does not cut
 //! the tunnel, the stream idle timeout does. A route
 //! without it answers `403` and closes; an upstream that does not switch has its answer relayed,
-//! and the connection closes after it.
+//! and the connection closes after it. `Upgrade: h2c` is served as a plain request by both.
 
 #![allow(clippy::unwrap_used)]
 
@@ -113,6 +113,18 @@ async fn check(who: &'static str, addr: SocketAddr) {
     assert!(head.starts_with("http/1.1 403"), "{who}: {head}");
     assert!(head.contains("\r\nconnection: close\r\n"), "{who}: {head}");
     ended(who, s, "after a refused upgrade").await;
+
+    // `Upgrade: h2c` is no upgrade either proxy makes: the request is served as it is.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"GET /deny/h2c HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n\
+          Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = vec![0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200", "{who}");
 
     // An upstream that does not switch: its answer, then the close.
     let (head, s) = upgrade(who, addr, "/ws/plain").await;
