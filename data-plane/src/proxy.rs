@@ -81,7 +81,51 @@ pub fn local(status: StatusCode, msg: &'static str) -> Response<RespBody> {
             HeaderValue::from_static("text/plain"),
         );
     }
+    r.extensions_mut().insert(LocalMsg(msg));
     r
+}
+
+/// The message of a reply of our own, for a gRPC client's `grpc-message`.
+#[derive(Clone, Copy)]
+struct LocalMsg(&'static str);
+
+/// Whether a request is gRPC's (Envoy's test: `application/grpc`, or `application/grpc+…`).
+fn is_grpc(headers: &hyper::HeaderMap) -> bool {
+    headers.get(hyper::header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v == b"application/grpc" || v.starts_with(b"application/grpc+")
+    })
+}
+
+/// A reply of our own to a gRPC request, as gRPC clients read one (Envoy's): `200` and nothing
+/// but headers, the status as a gRPC code (Envoy's mapping) in `grpc-status` and the message in
+/// `grpc-message`. Stats and the access log keep the HTTP status.
+fn as_grpc(r: &mut Response<RespBody>) {
+    let Some(LocalMsg(msg)) = r.extensions().get::<LocalMsg>().copied() else {
+        return;
+    };
+    if r.status().as_u16() < 400 {
+        return;
+    }
+    let code: u16 = match r.status().as_u16() {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502..=504 => 14,
+        _ => 2,
+    };
+    *r.status_mut() = StatusCode::OK;
+    *r.body_mut() = Either::Right(Full::new(Bytes::new()));
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(v) = HeaderValue::from_str(msg.trim_end()) {
+        h.insert("grpc-message", v);
+    }
 }
 
 /// How a request behind hyper goes upstream.
@@ -132,6 +176,7 @@ pub async fn handle(
         _ => None,
     };
     let on_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let grpc = is_grpc(req.headers());
     let (mut parts, body) = req.into_parts();
     let route = cfg.routes.find(
         host_of(&parts.headers, &parts.uri),
@@ -144,6 +189,9 @@ pub async fn handle(
         let mut r = local(StatusCode::NOT_FOUND, "no route matched\n");
         if upgrade.is_some() {
             close_after(&mut r);
+        }
+        if grpc {
+            as_grpc(&mut r);
         }
         return r;
     };
@@ -347,6 +395,9 @@ pub async fn handle(
         host,
         uri: original_uri,
     };
+    if grpc {
+        as_grpc(&mut response);
+    }
     // A response streamed from an upstream is recorded when its body is done with (its end, a
     // cut, or the client gone), as on the native path and in Envoy; a reply of our own now.
     // A tunnel is recorded when it ends.

@@ -398,3 +398,44 @@ async fn an_http2_clusters_endpoints_are_probed_over_http2() {
     let cluster = cfg.clusters.get("t/h2").unwrap();
     assert!(cluster.endpoints.iter().all(|e| e.is_healthy()));
 }
+
+#[tokio::test]
+async fn a_grpc_request_gets_the_proxys_own_replies_as_grpc_statuses() {
+    // `/svc` goes to a cluster without endpoints (503); nothing else is routed (404).
+    let route = fixture::prefix_route("t/svc", "/svc", "t/none");
+    let res = fixture::simple(vec![route], &[("t/none", "round_robin", vec![])]);
+    let p = proxy(res).await;
+    let mut c = h2_client(&p).await;
+    let call = |path: &str, grpc: bool| {
+        let mut r = Request::post(format!("http://svc.test{path}"));
+        if grpc {
+            r = r.header("content-type", "application/grpc+proto");
+        }
+        r.body(Full::new(Bytes::new())).unwrap()
+    };
+    for (path, code, msg) in [
+        ("/svc/Echo", "14", "no healthy upstream"),
+        ("/other/Echo", "12", "no route matched"),
+    ] {
+        let resp = c.send_request(call(path, true)).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let h = resp.headers();
+        assert_eq!(h["content-type"], "application/grpc", "{path}");
+        assert_eq!(h["grpc-status"], code, "{path}");
+        assert_eq!(h["grpc-message"], msg, "{path}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty(), "{path}: {body:?}");
+        // Not gRPC: the plain reply.
+        let resp = c.send_request(call(path, false)).await.unwrap();
+        assert_ne!(resp.status(), 200, "{path}");
+    }
+    // Stats keep what happened, not the 200 the gRPC client got: both are upstream errors
+    // (no healthy upstream), no 2xx.
+    let route = p
+        .shared()
+        .registries
+        .stats
+        .get("route", "t", "svc")
+        .snapshot();
+    assert_eq!((route.classes[1], route.classes[5]), (0, 2));
+}

@@ -2,12 +2,15 @@
 //! `http2_protocol_options`) in front of a real gRPC service (the control plane's own API, served
 //! by tonic), reached through a stock Envoy 1.40 and through gw-proxy from the same manifest. A
 //! tonic client gets the same answers from both: unary calls' replies (grpc-status in the
-//! trailers), and an error status (a trailers-only answer).
+//! trailers), an error status (a trailers-only answer), and the proxies' own replies (no endpoint,
+//! no route) as gRPC statuses.
 
 #![allow(clippy::unwrap_used)]
 
 use gw_e2e::serving::on_both_with;
 use gw_proto::gateway::v1 as pb;
+use gw_proto::gateway::v1::clusters_client::ClustersClient;
+use gw_proto::gateway::v1::routes_client::RoutesClient;
 use gw_proto::gateway::v1::tenants_client::TenantsClient;
 use std::net::SocketAddr;
 
@@ -43,6 +46,28 @@ async fn check(who: &'static str, addr: SocketAddr) {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound, "{who}: {missing:?}");
+
+    // The proxy's own replies reach a gRPC client as gRPC statuses (Envoy's mapping): a cluster
+    // with no endpoint (503) is UNAVAILABLE, a path no route takes (404) UNIMPLEMENTED.
+    let ch = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let none = ClustersClient::new(ch.clone())
+        .list_clusters(pb::ListRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), tonic::Code::Unavailable, "{who}: {none:?}");
+    let unrouted = RoutesClient::new(ch)
+        .list_routes(pb::ListRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unrouted.code(),
+        tonic::Code::Unimplemented,
+        "{who}: {unrouted:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -56,7 +81,11 @@ async fn envoy_and_gw_proxy_carry_grpc_to_an_http2_cluster_alike() {
                 "---\napiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: api, tenant: acme}}\n\
                  spec: {{protocol: http2, endpoints: [{{address: 127.0.0.1, port: {}}}]}}\n\
                  ---\napiVersion: gw/v1\nkind: Route\nmetadata: {{name: api, tenant: acme}}\n\
-                 spec: {{match: {{pathPrefix: /gateway.v1.Tenants/}}, cluster: api}}\n",
+                 spec: {{match: {{pathPrefix: /gateway.v1.Tenants/}}, cluster: api}}\n\
+                 ---\napiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: empty, tenant: acme}}\n\
+                 spec: {{protocol: http2}}\n\
+                 ---\napiVersion: gw/v1\nkind: Route\nmetadata: {{name: empty, tenant: acme}}\n\
+                 spec: {{match: {{pathPrefix: /gateway.v1.Clusters/}}, cluster: empty}}\n",
                 api.port()
             )
         },
