@@ -340,7 +340,7 @@ pub async fn handle(
             )
             .await;
             let response = match out.reply {
-                forward::Reply::Upstream((mut resp, conn, _)) => {
+                forward::Reply::Upstream((mut resp, conn, ep)) => {
                     let up_upgrade = hyper::upgrade::on(&mut resp);
                     let (mut head, body) = resp.into_parts();
                     let kind = head.headers.get(hyper::header::UPGRADE).cloned();
@@ -358,6 +358,7 @@ pub async fn handle(
                                 up: up_upgrade,
                                 conn,
                                 idle,
+                                active: tunnel::Active::new(ep, out.cluster.as_deref()),
                             });
                             Response::from_parts(head, Either::Right(Full::new(Bytes::new())))
                         }

@@ -1436,8 +1436,10 @@ async fn upgrades_tunnel_where_the_route_or_the_listener_allows_them() {
         send(&mut s, msg).await;
         echoed(&mut s, &mut buf, msg).await;
     }
-    // Recorded when it ends, not at the 101: nothing yet.
+    // Recorded when it ends, not at the 101: nothing yet. Meanwhile it counts as its
+    // endpoint's request in flight (what least_conn weighs), as Envoy counts it active.
     assert_eq!(ws_switched(p.shared()), 0);
+    assert_eq!(in_flight(p.shared()), 1);
     // The client's end of stream reaches the upstream, whose own ends the tunnel.
     s.shutdown().await.unwrap();
     assert_eq!(closed(s).await, "");
@@ -1447,6 +1449,7 @@ async fn upgrades_tunnel_where_the_route_or_the_listener_allows_them() {
         assert!(t0.elapsed().as_secs() < 10, "the tunnel was never recorded");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    assert_eq!(in_flight(p.shared()), 0);
 
     // `Upgrade: h2c` is no upgrade gw-proxy makes: served as a plain request (as Envoy), its
     // upgrade headers dropped.
@@ -1508,6 +1511,13 @@ async fn upgrades_tunnel_where_the_route_or_the_listener_allows_them() {
     assert!(err.contains("upgrade type \"connect\""), "{err}");
     let (head, _s, _) = upgrade(&p, "/other", b"").await;
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+}
+
+/// Requests in flight on the upstream endpoint of cluster `t/up`.
+fn in_flight(shared: &gw_proxy::server::Shared) -> u32 {
+    let cfg = shared.config.load_full();
+    let c = cfg.clusters.get("t/up").unwrap();
+    c.endpoints[0].in_flight.load(Ordering::SeqCst)
 }
 
 /// The route `ws`'s count of 1xx answers (switches recorded).

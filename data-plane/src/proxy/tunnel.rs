@@ -13,6 +13,9 @@
 //! or when its task is dropped.
 
 use super::{upstream, Pending};
+use crate::config::ClusterRt;
+use crate::endpoint::Endpoint;
+use crate::limits::{Held, Limit};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
@@ -34,6 +37,32 @@ pub struct Tunnel {
     pub conn: upstream::Tunnel,
     /// The stream idle timeout in force for its route.
     pub idle: Option<Duration>,
+    /// It counts as a request in flight while it lives.
+    pub active: Active,
+}
+
+/// A tunnel counted as a request in flight, as Envoy counts an upgraded stream as active until
+/// it ends: on its endpoint (what `least_conn` and `response_time` weigh) and against its
+/// cluster's `max_requests` (its unit taken again after the 101, best effort: the one its
+/// request held was given back just before).
+pub struct Active {
+    ep: Arc<Endpoint>,
+    _unit: Option<Held>,
+}
+
+impl Active {
+    /// `ep`'s request in flight from now, and one of `cluster`'s requests.
+    pub fn new(ep: Arc<Endpoint>, cluster: Option<&ClusterRt>) -> Active {
+        ep.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _unit = cluster.and_then(|c| c.load.try_take_uncounted(Limit::Requests, &c.maxima));
+        Active { ep, _unit }
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.ep.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Tunnel {
@@ -45,6 +74,7 @@ impl Tunnel {
             up,
             conn,
             idle,
+            active,
         } = self;
         let mut record = Record(Some(pending), "");
         let (Ok(down), Ok(up)) = tokio::join!(down, up) else {
@@ -53,6 +83,7 @@ impl Tunnel {
         };
         copy(TokioIo::new(down), TokioIo::new(up), idle).await;
         drop(conn);
+        drop(active);
     }
 }
 
