@@ -206,6 +206,11 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
+    /// The cluster that takes `c`'s traffic when none of its endpoints is usable.
+    pub fn fallback_of(&self, c: &ClusterRt) -> Option<&Arc<ClusterRt>> {
+        c.fallback.as_ref().and_then(|f| self.clusters.get(f))
+    }
+
     /// Whether a listener, its routes and every cluster's endpoints are in place (as Envoy's
     /// init manager: no traffic before the config is complete).
     pub fn is_ready(&self) -> bool {

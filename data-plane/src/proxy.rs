@@ -303,7 +303,8 @@ pub async fn handle(
             (response, out.cluster, out.endpoint, err)
         }
         Whole::Stream(body, replayable) => {
-            let mut ex = forward::HyperExchange::new(parts, body, replayable);
+            let retried = route.retry.is_some();
+            let mut ex = forward::HyperExchange::new(parts, body, replayable, retried);
             let out = forward::forward(
                 &cfg,
                 route,
@@ -407,7 +408,7 @@ pub async fn handle(
             let slot = tunnel::Slot::new(t.run(pending));
             response.extensions_mut().insert(slot);
         }
-        (None, Either::Left(timed)) => timed.record = Some(pending),
+        (None, Either::Left(timed)) => timed.record.pending = Some(pending),
         (None, Either::Right(_)) => pending.record(""),
     }
     response
@@ -566,14 +567,26 @@ pub struct Timed<B> {
     idle: Option<std::time::Duration>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The request's record, made when the body is dropped (done with).
-    record: Option<Pending>,
-    /// Why the body was cut short; empty when it was not.
+    record: Recorder,
+}
+
+/// A request's record, made when dropped: a streamed response's when hyper drops its body, a
+/// tunnel's when it ends (or its task is dropped).
+pub(crate) struct Recorder {
+    pending: Option<Pending>,
+    /// Why the response was cut short; empty when it was not.
     cut: &'static str,
 }
 
-impl<B> Drop for Timed<B> {
+impl Recorder {
+    fn new(pending: Option<Pending>) -> Recorder {
+        Recorder { pending, cut: "" }
+    }
+}
+
+impl Drop for Recorder {
     fn drop(&mut self) {
-        if let Some(p) = self.record.take() {
+        if let Some(p) = self.pending.take() {
             p.record(self.cut);
         }
     }
@@ -587,8 +600,7 @@ impl<B> Timed<B> {
             at,
             idle,
             sleep: None,
-            record: None,
-            cut: "",
+            record: Recorder::new(None),
         }
     }
 }
@@ -605,7 +617,7 @@ fn due(at: Option<Instant>, idle: Option<std::time::Duration>) -> Option<Instant
 impl<B> Timed<B> {
     /// Ends the body: cut by the route's timeout or the stream idle timeout.
     fn cut(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.cut = match self.at {
+        self.record.cut = match self.at {
             Some(at) if Instant::now() >= at => "timeout",
             _ => "stream_idle_timeout",
         };

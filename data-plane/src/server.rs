@@ -224,13 +224,9 @@ impl Shared {
             return false;
         }
         let http2 = |name: &str| {
-            cfg.clusters.get(name).is_some_and(|c| {
-                c.http2
-                    || c.fallback
-                        .as_ref()
-                        .and_then(|f| cfg.clusters.get(f))
-                        .is_some_and(|f| f.http2)
-            })
+            cfg.clusters
+                .get(name)
+                .is_some_and(|c| c.http2 || cfg.fallback_of(c).is_some_and(|f| f.http2))
         };
         match &route.target {
             crate::router::Target::Cluster(name) => http2(name),

@@ -236,25 +236,15 @@ async fn upstream_protocol_options_gw_proxy_cannot_follow_are_refused() {
     use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
         UpstreamProtocolOptions, UseDownstreamHttpConfig,
     };
-    use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
-    use prost::Message;
     let up = upstream().await;
     let p = proxy(config(&up, false)).await;
     let mut bad = config(&up, false);
     let mut c = fixture::cluster("t/h2", "round_robin");
-    let o = HttpProtocolOptions {
-        upstream_protocol_options: Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+    c.typed_extension_protocol_options.insert(
+        gw_proto::http_protocol::KEY.into(),
+        gw_proto::http_protocol::with(UpstreamProtocolOptions::UseDownstreamProtocolConfig(
             UseDownstreamHttpConfig::default(),
         )),
-        ..Default::default()
-    };
-    c.typed_extension_protocol_options.insert(
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
-        gw_proto::envoy::pb::google::protobuf::Any {
-            type_url: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-                .into(),
-            value: o.encode_to_vec(),
-        },
     );
     bad.insert(type_url::CLUSTER, "t/h2", "3", &c);
     let err = p.shared().apply(bad).unwrap_err().to_string();

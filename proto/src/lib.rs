@@ -7,9 +7,11 @@
 //! - [`convert`]: lossless conversion between [`model`] and the protobuf messages.
 //! - [`manifest`]: Kubernetes-style multi-document YAML (`apiVersion: gw/v1`) to and from the model.
 //! - [`telemetry`]: metric names and latency buckets proxies report to the control plane.
+//! - [`http_protocol`]: Envoy's upstream HTTP protocol options (HTTP/2 clusters), both sides.
 //! - [`envoy`]: the Envoy v3 API (re-exported `envoy-types`), used by the xDS server and the proxy.
 
 pub mod convert;
+pub mod http_protocol;
 pub mod manifest;
 pub mod model;
 pub mod telemetry;

@@ -267,7 +267,7 @@ fn http2_of(c: &Cluster) -> Result<bool, ConfigError> {
         explicit_http_config::ProtocolConfig, UpstreamProtocolOptions,
     };
     use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
-    const KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    use gw_proto::http_protocol::KEY;
     let bad = |reason: String| ConfigError::Cluster {
         name: c.name.clone(),
         reason,

@@ -184,28 +184,9 @@ pub fn cluster(name: &str, lb: &str) -> Cluster {
 /// Makes `c` speak HTTP/2 to its endpoints, as the control plane says it (Envoy's upstream
 /// `http2_protocol_options`, spelled out).
 pub fn http2(c: &mut Cluster) {
-    use gw_proto::envoy::pb::envoy::config::core::v3::Http2ProtocolOptions;
-    use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
-        explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
-    };
-    use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
-    let o = HttpProtocolOptions {
-        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
-            ExplicitHttpConfig {
-                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
-                    Http2ProtocolOptions::default(),
-                )),
-            },
-        )),
-        ..Default::default()
-    };
     c.typed_extension_protocol_options.insert(
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
-        Any {
-            type_url: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-                .into(),
-            value: o.encode_to_vec(),
-        },
+        gw_proto::http_protocol::KEY.into(),
+        gw_proto::http_protocol::http2(),
     );
 }
 

@@ -186,13 +186,16 @@ pub struct HyperExchange {
     first: Option<(Parts, Incoming)>,
     again: Option<(hyper::Method, hyper::Uri, hyper::HeaderMap)>,
     ready: Option<Request<ReqBody>>,
+    /// Whether the body may still be streaming up while a try waits.
+    streams: bool,
 }
 
 impl HyperExchange {
     /// `parts` + `body`; `replayable` when the body is known empty (the request may be sent
-    /// again, without it).
-    pub fn new(parts: Parts, body: Incoming, replayable: bool) -> HyperExchange {
-        let again = replayable.then(|| {
+    /// again, without it); `retried` when the route may send it again (only then is a copy of
+    /// its head kept).
+    pub fn new(parts: Parts, body: Incoming, replayable: bool, retried: bool) -> HyperExchange {
+        let again = (replayable && retried).then(|| {
             (
                 parts.method.clone(),
                 parts.uri.clone(),
@@ -203,6 +206,7 @@ impl HyperExchange {
             first: Some((parts, body)),
             again,
             ready: None,
+            streams: !replayable,
         }
     }
 }
@@ -264,7 +268,7 @@ impl Exchange for HyperExchange {
     }
 
     fn streams_body(&self) -> bool {
-        self.again.is_none()
+        self.streams
     }
 }
 
@@ -413,12 +417,7 @@ pub async fn forward<E: Exchange>(
         };
         let picked = match pick_admitted(&cluster, ctx, now) {
             Some(p) => Some(p),
-            None => match cluster
-                .fallback
-                .as_ref()
-                .and_then(|f| cfg.clusters.get(f))
-                .filter(|_| !used_fallback)
-            {
+            None => match cfg.fallback_of(&cluster).filter(|_| !used_fallback) {
                 Some(fb) => {
                     used_fallback = true;
                     // The fallback's own `maxRequests` applies to what it takes over.

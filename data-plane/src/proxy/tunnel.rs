@@ -12,7 +12,7 @@
 //! it like any request. It is recorded (status `101`, its whole life as latency) when it ends,
 //! or when its task is dropped.
 
-use super::{upstream, Pending};
+use super::{upstream, Pending, Recorder};
 use crate::config::ClusterRt;
 use crate::endpoint::Endpoint;
 use crate::limits::{Held, Limit};
@@ -76,25 +76,14 @@ impl Tunnel {
             idle,
             active,
         } = self;
-        let mut record = Record(Some(pending), "");
+        let mut record = Recorder::new(Some(pending));
         let (Ok(down), Ok(up)) = tokio::join!(down, up) else {
-            record.1 = "reset";
+            record.cut = "reset";
             return;
         };
         copy(TokioIo::new(down), TokioIo::new(up), idle).await;
         drop(conn);
         drop(active);
-    }
-}
-
-/// Records a tunnel's request when dropped (`.1`: why it was cut short, if it was).
-struct Record(Option<Pending>, &'static str);
-
-impl Drop for Record {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            p.record(self.1);
-        }
     }
 }
 

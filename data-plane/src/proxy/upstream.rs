@@ -194,12 +194,18 @@ impl Pooled for SendRequest<ReqBody> {
 
     async fn open(stream: TcpStream, unit: Held, addr: &str) -> Result<Self, ConnectError> {
         let (send, conn) = handshake(stream, addr).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(unit);
-        });
+        drive_counted(conn, unit);
         Ok(send)
     }
+}
+
+/// Drives a client connection's I/O in a task of its own; it counts against the cluster's
+/// `max_connections` (`unit`) until it ends.
+fn drive_counted<F: std::future::Future + Send + 'static>(conn: F, unit: Held) {
+    tokio::spawn(async move {
+        let _ = conn.await;
+        drop(unit);
+    });
 }
 
 /// hyper's HTTP/1.1 client handshake over `stream`.
@@ -570,10 +576,7 @@ impl ConnPool {
                 return Err(e.into());
             }
         };
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(unit);
-        });
+        drive_counted(conn, unit);
         let c = H2Conn {
             send,
             streams: Arc::default(),

@@ -81,31 +81,15 @@ pub fn cluster(tenant: &str, name: &str, spec: &ClusterSpec) -> Resource {
 fn protocol_options(
     protocol: UpstreamProtocol,
 ) -> std::collections::HashMap<String, gw_proto::envoy::pb::google::protobuf::Any> {
-    use gw_proto::envoy::pb::envoy::config::core::v3::Http2ProtocolOptions;
-    use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
-        explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
-    };
-    use gw_proto::envoy::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
     match protocol {
         UpstreamProtocol::Http1 => Default::default(),
-        UpstreamProtocol::Http2 => {
-            let options = HttpProtocolOptions {
-                upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
-                    ExplicitHttpConfig {
-                        protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
-                            Http2ProtocolOptions::default(),
-                        )),
-                    },
-                )),
-                ..Default::default()
-            };
-            [(HTTP_PROTOCOL_OPTIONS.to_owned(), any(&options))].into()
-        }
+        UpstreamProtocol::Http2 => [(
+            gw_proto::http_protocol::KEY.to_owned(),
+            gw_proto::http_protocol::http2(),
+        )]
+        .into(),
     }
 }
-
-/// The key of Envoy's upstream HTTP protocol options in `typed_extension_protocol_options`.
-pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 fn lb_policy(lb: LbPolicy) -> (cluster::LbPolicy, Option<cluster::LbConfig>) {
     match lb {
@@ -323,7 +307,7 @@ mod tests {
             assert_eq!(h.codec_client_type, codec as i32);
         }
         let o = protocol_options(UpstreamProtocol::Http2);
-        let any = &o[HTTP_PROTOCOL_OPTIONS];
+        let any = &o["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
         assert_eq!(
             any.type_url,
             "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
