@@ -26,6 +26,7 @@ pub mod h1;
 pub mod headers;
 pub mod native;
 pub mod raw;
+pub mod replay;
 pub mod tunnel;
 pub mod upstream;
 
@@ -34,7 +35,7 @@ use crate::report::AccessRecord;
 use crate::router::Route;
 use crate::server::Shared;
 use bytes::Bytes;
-use http_body_util::{Either, Empty, Full};
+use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{HeaderValue, HOST};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
@@ -46,8 +47,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-/// Body sent upstream through hyper's client: the downstream body (or, in tests, nothing).
-pub type ReqBody = Either<Incoming, Empty<Bytes>>;
+/// Body sent upstream through hyper's client: the downstream body as it streams (copied as it
+/// goes when the route may retry), or a copy sent again.
+pub type ReqBody = Either<replay::Teed, replay::Again>;
 /// Body sent downstream: the upstream body streamed (read by hyper's client, or from a raw
 /// connection), or a local reply.
 pub type RespBody = Either<Timed<Either<upstream::PooledBody, raw::RawBody>>, Full<Bytes>>;
@@ -132,8 +134,8 @@ fn as_grpc(r: &mut Response<RespBody>) {
 enum Whole {
     /// Serialized whole (head and body) for a raw connection.
     Raw(Vec<u8>),
-    /// Through hyper's client (its body streamed), with whether it may be sent again (no body).
-    Stream(Incoming, bool),
+    /// Through hyper's client, its body streamed.
+    Stream(Incoming),
     /// Not at all: its body could not be read (the reply to send).
     Refused(StatusCode, &'static str),
     /// An HTTP/1.1 upgrade its route allows (over a connection of its own), with what gives
@@ -227,15 +229,15 @@ pub async fn handle(
     let host = parts.headers.get(HOST).cloned();
     let ctx = forward::pick_context(route, down.peer, &parts.headers);
     // A request whose whole body is at hand (none, or a small one of declared length, read
-    // first) goes over a raw connection; a larger one, or one of unknown length, goes through
-    // hyper's client, which streams it. As on the native path, only a request without a body
-    // may be sent more than once.
+    // first) goes over a raw connection, and may be sent as often as the route retries; a
+    // larger one, or one of unknown length, goes through hyper's client, which streams it (and
+    // copies it, for a retry, when the route may retry).
     let declared = || {
         let v = parts.headers.get(hyper::header::CONTENT_LENGTH)?;
         let n: usize = v.to_str().ok()?.parse().ok()?;
         (n <= native::MAX_BUFFERED_BODY).then_some(n)
     };
-    let replayable = body.is_end_stream() && upgrade.is_none();
+    let bodyless = body.is_end_stream() && upgrade.is_none();
     let whole = if let (Some(kind), Some(on)) = (&upgrade, on_upgrade) {
         // Refused unless the route (or the listener) allows this upgrade: Envoy's 403. Not
         // made to an HTTP/2 cluster either (that would take extended CONNECT upstream).
@@ -251,9 +253,9 @@ pub async fn handle(
         let authority = parts.headers.get(HOST).map(|h| h.as_bytes());
         match authority.map(hyper::http::uri::Authority::try_from) {
             Some(Err(_)) => Whole::Refused(StatusCode::BAD_REQUEST, "bad host\n"),
-            _ => Whole::Stream(body, replayable),
+            _ => Whole::Stream(body),
         }
-    } else if replayable {
+    } else if bodyless {
         Whole::Raw(raw::request_head(&parts))
     } else if let Some(n) = declared() {
         match raw::read_whole(body, n).await {
@@ -263,7 +265,7 @@ pub async fn handle(
             Err((status, msg)) => Whole::Refused(status, msg),
         }
     } else {
-        Whole::Stream(body, false)
+        Whole::Stream(body)
     };
     // The route's timeout runs from the end of the request (Envoy's), here after any body was
     // read, until the response has been sent whole.
@@ -274,17 +276,9 @@ pub async fn handle(
     let (response, cluster, endpoint, upstream_error) = match whole {
         Whole::Refused(status, msg) => (local(status, msg), None, None, ""),
         Whole::Raw(request) => {
-            let mut ex = native::Native::new(&request, replayable, method == Method::HEAD);
-            let out = forward::forward(
-                &cfg,
-                route,
-                ctx,
-                replayable,
-                &mut ex,
-                requested,
-                &mut forward::PerTry,
-            )
-            .await;
+            let mut ex = native::Native::new(&request, bodyless, method == Method::HEAD);
+            let out =
+                forward::forward(&cfg, route, ctx, &mut ex, requested, &mut forward::PerTry).await;
             let (response, err) = match out.reply {
                 forward::Reply::Upstream((conn, ep)) => match raw::response(conn, ep) {
                     Some(r) => (
@@ -302,19 +296,11 @@ pub async fn handle(
             };
             (response, out.cluster, out.endpoint, err)
         }
-        Whole::Stream(body, replayable) => {
-            let retried = route.retry.is_some();
-            let mut ex = forward::HyperExchange::new(parts, body, replayable, retried);
-            let out = forward::forward(
-                &cfg,
-                route,
-                ctx,
-                replayable,
-                &mut ex,
-                requested,
-                &mut forward::PerTry,
-            )
-            .await;
+        Whole::Stream(body) => {
+            let retried = route.retry.as_ref().is_some_and(|r| r.attempts > 0);
+            let mut ex = forward::HyperExchange::new(parts, body, retried);
+            let out =
+                forward::forward(&cfg, route, ctx, &mut ex, requested, &mut forward::PerTry).await;
             let response = match out.reply {
                 forward::Reply::Upstream((resp, conn, ep)) => {
                     let (mut head, body) = resp.into_parts();
@@ -330,16 +316,8 @@ pub async fn handle(
         }
         Whole::Upgrade(body, down_upgrade) => {
             let mut ex = forward::UpgradeExchange::new(parts, body);
-            let out = forward::forward(
-                &cfg,
-                route,
-                ctx,
-                false,
-                &mut ex,
-                requested,
-                &mut forward::PerTry,
-            )
-            .await;
+            let out =
+                forward::forward(&cfg, route, ctx, &mut ex, requested, &mut forward::PerTry).await;
             let response = match out.reply {
                 forward::Reply::Upstream((mut resp, conn, ep)) => {
                     let up_upgrade = hyper::upgrade::on(&mut resp);

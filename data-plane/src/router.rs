@@ -130,6 +130,10 @@ pub struct Retry {
     pub on_reset: bool,
     /// Retry on 409 and similar retriable 4xx.
     pub on_retriable_4xx: bool,
+    /// Retry on these gRPC statuses in the response headers (a trailers-only answer), one bit
+    /// per code: Envoy's `cancelled`, `deadline-exceeded`, `resource-exhausted`, `internal`,
+    /// `unavailable`.
+    pub on_grpc: u32,
     /// Timeout of each try.
     pub per_try_timeout: Option<Duration>,
 }
@@ -301,6 +305,11 @@ fn retry(p: &rt::RetryPolicy) -> Retry {
             "connect-failure" => r.on_connect_failure = true,
             "reset" => r.on_reset = true,
             "retriable-4xx" => r.on_retriable_4xx = true,
+            "cancelled" => r.on_grpc |= 1 << 1,
+            "deadline-exceeded" => r.on_grpc |= 1 << 4,
+            "resource-exhausted" => r.on_grpc |= 1 << 8,
+            "internal" => r.on_grpc |= 1 << 13,
+            "unavailable" => r.on_grpc |= 1 << 14,
             _ => {}
         }
     }

@@ -23,13 +23,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 type Frames = StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, String>>>>;
 
 /// An HTTP/2-only upstream: answers with the request's body, the version, `te` and authority it
-/// saw in headers, and a `grpc-status: 0` trailer; `/unavailable…` answers 503; `/gather/N`
-/// answers once N such requests are open at once. Counts its connections and requests. With
+/// saw in headers, and a `grpc-status: 0` trailer; `/unavailable…` answers 503; `/grpc-N/…`
+/// answers gRPC status N trailers-only (`200`, headers only); `/gather/N` answers once N such
+/// requests are open at once. Counts its connections, requests and the body bytes it read. With
 /// `goaway`, each connection says GOAWAY as its first request comes (and serves that one).
 struct Up {
     addr: SocketAddr,
     conns: Arc<AtomicU32>,
     requests: Arc<AtomicU32>,
+    bytes: Arc<AtomicU32>,
 }
 
 async fn upstream() -> Up {
@@ -40,12 +42,13 @@ async fn upstream_with(goaway: bool) -> Up {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let (conns, requests) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
-    let (c, r) = (conns.clone(), requests.clone());
+    let bytes = Arc::new(AtomicU32::new(0));
+    let (c, r, b) = (conns.clone(), requests.clone(), bytes.clone());
     let gathered = Arc::new((AtomicU32::new(0), tokio::sync::Notify::new()));
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             c.fetch_add(1, Ordering::SeqCst);
-            let r = r.clone();
+            let (r, b) = (r.clone(), b.clone());
             let gathered = gathered.clone();
             let first = Arc::new(tokio::sync::Notify::new());
             let came = first.clone();
@@ -54,6 +57,7 @@ async fn upstream_with(goaway: bool) -> Up {
                     r.fetch_add(1, Ordering::SeqCst);
                     came.notify_one();
                     let gathered = gathered.clone();
+                    let b = b.clone();
                     async move {
                         if req.uri().path().starts_with("/slow") {
                             // Service time, so the connection stays open meanwhile.
@@ -81,17 +85,30 @@ async fn upstream_with(goaway: bool) -> Up {
                         let authority = req.uri().authority().map(|a| a.to_string());
                         let version = format!("{:?}", req.version());
                         let unavailable = req.uri().path().starts_with("/unavailable");
+                        let grpc = req
+                            .uri()
+                            .path()
+                            .strip_prefix("/grpc-")
+                            .and_then(|p| p.split('/').next())
+                            .map(str::to_owned);
                         let body = req.into_body().collect().await.unwrap().to_bytes();
+                        b.fetch_add(body.len() as u32, Ordering::SeqCst);
                         let mut trailers = hyper::HeaderMap::new();
                         trailers.insert("grpc-status", "0".parse().unwrap());
-                        let frames: Vec<Result<Frame<Bytes>, String>> =
-                            vec![Ok(Frame::data(body)), Ok(Frame::trailers(trailers))];
+                        let frames: Vec<Result<Frame<Bytes>, String>> = match &grpc {
+                            Some(_) => Vec::new(),
+                            None => vec![Ok(Frame::data(body)), Ok(Frame::trailers(trailers))],
+                        };
                         let mut resp: Response<Frames> =
                             Response::new(StreamBody::new(futures::stream::iter(frames)));
                         if unavailable {
                             *resp.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
                         }
                         let h = resp.headers_mut();
+                        if let Some(code) = grpc {
+                            h.insert("content-type", "application/grpc".parse().unwrap());
+                            h.insert("grpc-status", code.parse().unwrap());
+                        }
                         h.insert("x-seen-version", version.parse().unwrap());
                         h.insert("x-seen-te", te.parse().unwrap());
                         h.insert("x-seen-host", host.parse().unwrap());
@@ -118,15 +135,17 @@ async fn upstream_with(goaway: bool) -> Up {
         addr,
         conns,
         requests,
+        bytes,
     }
 }
 
-/// Route `/` to cluster `t/h2`, an HTTP/2 cluster of `up` (retrying 5xx twice when `retry`).
+/// Route `/` to cluster `t/h2`, an HTTP/2 cluster of `up` (retrying 5xx and gRPC's UNAVAILABLE
+/// twice when `retry`).
 fn config(up: &Up, retry: bool) -> Resources {
     let mut route = fixture::prefix_route("t/all", "/", "t/h2");
     if let (true, Some(a)) = (retry, fixture::action(&mut route)) {
         a.retry_policy = Some(rt::RetryPolicy {
-            retry_on: "5xx".into(),
+            retry_on: "5xx,unavailable".into(),
             num_retries: Some(gw_proto::envoy::pb::google::protobuf::UInt32Value { value: 2 }),
             ..Default::default()
         });
@@ -146,8 +165,12 @@ async fn proxy(res: Resources) -> Proxy {
     p
 }
 
-/// An HTTP/2 (prior knowledge) client of the proxy.
-async fn h2_client(p: &Proxy) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+/// An HTTP/2 (prior knowledge) client of the proxy, sending bodies of type `B`.
+async fn h2_client<B>(p: &Proxy) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let io = TokioIo::new(
         tokio::net::TcpStream::connect(p.listen_addr())
             .await
@@ -208,27 +231,77 @@ async fn http2_clusters_get_streams_on_one_connection_with_their_trailers() {
 }
 
 #[tokio::test]
-async fn a_request_without_a_body_is_retried_on_an_http2_cluster() {
+async fn requests_are_retried_on_an_http2_cluster_with_their_bodies() {
     let up = upstream().await;
     let p = proxy(config(&up, true)).await;
     let mut c = h2_client(&p).await;
+    let tries = || up.requests.load(Ordering::SeqCst);
+    let read = || up.bytes.load(Ordering::SeqCst);
     let req = Request::get("http://svc.test/unavailable")
         .body(Full::new(Bytes::new()))
         .unwrap();
     let resp = c.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 503);
-    assert_eq!(
-        up.requests.load(Ordering::SeqCst),
-        3,
-        "the first try and two retries"
-    );
-    // One with a body is not sent twice.
+    assert_eq!(tries(), 3, "the first try and two retries");
+    // A body is sent again whole on each retry (Envoy buffers it for retries, as gw-proxy copies
+    // it going up).
+    // (Another proxy: five failures in a row would open the endpoint's breaker.)
+    let p = proxy(config(&up, true)).await;
+    let mut c = h2_client(&p).await;
     let req = Request::post("http://svc.test/unavailable")
-        .body(Full::new(Bytes::from_static(b"once")))
+        .body(Full::new(Bytes::from_static(b"again")))
         .unwrap();
     let resp = c.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 503);
-    assert_eq!(up.requests.load(Ordering::SeqCst), 4);
+    assert_eq!((tries(), read()), (6, 15), "three tries of five bytes");
+
+    // A gRPC status in a trailers-only answer: retried when the route names it (`unavailable`),
+    // not otherwise (INTERNAL); the last answer reaches the client as it came.
+    let grpc = |code: u32| {
+        Request::post(format!("http://svc.test/grpc-{code}/echo.Echo/Say"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from_static(b"\0\0\0\0\x01x")))
+            .unwrap()
+    };
+    let resp = c.send_request(grpc(14)).await.unwrap();
+    assert_eq!(
+        (
+            resp.status().as_u16(),
+            resp.headers()["grpc-status"].to_str().unwrap()
+        ),
+        (200, "14")
+    );
+    assert_eq!(
+        (tries(), read()),
+        (9, 33),
+        "UNAVAILABLE: three tries with the message"
+    );
+    let resp = c.send_request(grpc(13)).await.unwrap();
+    assert_eq!(
+        (
+            resp.status().as_u16(),
+            resp.headers()["grpc-status"].to_str().unwrap()
+        ),
+        (200, "13")
+    );
+    assert_eq!(tries(), 10, "INTERNAL is not retried");
+
+    // A body longer than the retry buffer (Envoy's 1 MiB) is sent once: no copy of it is kept.
+    let chunks: Vec<Result<Frame<Bytes>, String>> = (0..17)
+        .map(|_| Ok(Frame::data(Bytes::from(vec![b'x'; 64 * 1024]))))
+        .collect();
+    let mut c = h2_client::<Frames>(&p).await;
+    let resp = c
+        .send_request(
+            Request::post("http://svc.test/unavailable")
+                .body(StreamBody::new(futures::stream::iter(chunks)))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!((tries(), read()), (11, 39 + 17 * 64 * 1024), "sent once");
 }
 
 #[tokio::test]

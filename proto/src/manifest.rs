@@ -361,6 +361,20 @@ spec:
             crate::model::Spec::Route(r) => assert_eq!(r.upgrades, ["websocket", "spdy/3.1"]),
             other => panic!("{other:?}"),
         }
+        // Retry conditions: Envoy's, gRPC statuses among them; others by name.
+        let grpc = QUICK.replace(
+            "on: [5xx, connect-failure, reset]",
+            "on: [unavailable, 5xx]",
+        );
+        assert!(parse(&grpc).unwrap().remove(2).object.validate().is_ok());
+        let bad = QUICK.replace("on: [5xx, connect-failure, reset]", "on: [5xx, not-found]");
+        let mut o = parse(&bad).unwrap().remove(2).object;
+        assert_eq!(
+            o.validate().unwrap_err().to_string(),
+            "spec.retry.on[1]: \"not-found\" is not one of 5xx, gateway-error, connect-failure, \
+             reset, retriable-4xx, cancelled, deadline-exceeded, internal, resource-exhausted, \
+             unavailable"
+        );
         let bad = QUICK.replace("timeout: 15s", "idleTimeout: 400d");
         let mut o = parse(&bad).unwrap().remove(2).object;
         assert_eq!(

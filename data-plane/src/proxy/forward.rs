@@ -1,10 +1,12 @@
 //! The attempt loop: pick an endpoint, send, and retry per the route's policy.
 //!
-//! A retry needs the request again, so only requests whose body is known to be empty are retried
-//! (never a request that could be sent twice with a partial body). Each try is bounded by the
-//! per-try timeout and the route's overall timeout; a timeout answers 504. When the cluster has no
-//! usable endpoint its fallback cluster (if any) is tried; with none, 503.
+//! A retry needs the request again: its body whole, as the native path holds it, or as the hyper
+//! path copied it going up ([`replay`](super::replay), Envoy's retry buffer); a request whose body
+//! cannot be had again whole is not retried (never sent twice with a partial body). Each try is
+//! bounded by the per-try timeout and the route's overall timeout; a timeout answers 504. When the
+//! cluster has no usable endpoint its fallback cluster (if any) is tried; with none, 503.
 
+use super::replay::{Again, Recording, Teed};
 use super::upstream::{CheckoutError, Pooled, Tunnel, UpConn};
 use super::ReqBody;
 use crate::config::{ClusterRt, RuntimeConfig};
@@ -13,7 +15,7 @@ use crate::lb::{fast_rand, hash_key, PickContext};
 use crate::limits::{Held, Limit};
 use crate::router::{HashOn, Headers, Retry, Route};
 use http_body_util::Either;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
@@ -67,6 +69,8 @@ pub trait Exchange {
     type Answer;
     /// Readies the request for the next try; false when it cannot be sent (again).
     fn next(&mut self) -> bool;
+    /// Whether the request could be sent once more (asked before a retry is decided on).
+    fn again(&self) -> bool;
     /// Sends the readied request to `ep` of `cluster` and waits for the response head.
     fn send(
         &mut self,
@@ -75,6 +79,10 @@ pub trait Exchange {
     ) -> impl std::future::Future<Output = Try<Self::Answer>>;
     /// The answer's status.
     fn status(a: &Self::Answer) -> u16;
+    /// The gRPC status in the answer's headers (a trailers-only answer), if any.
+    fn grpc_status(_: &Self::Answer) -> Option<u32> {
+        None
+    }
     /// Whether the request's body may still be streaming up while a try waits (its progress
     /// then counts as the stream's, so the stream idle timeout does not bound the wait).
     fn streams_body(&self) -> bool {
@@ -132,10 +140,13 @@ fn hash_of(h: &HashOn, client: SocketAddr, headers: &impl Headers) -> Option<u64
     }
 }
 
-fn retry_on_status(r: &Retry, s: u16) -> bool {
+/// Whether `r` retries an answer of status `s` (and gRPC status `grpc`, asked only when the
+/// route retries on some).
+fn retry_on_answer(r: &Retry, s: u16, grpc: impl FnOnce() -> Option<u32>) -> bool {
     (r.on_5xx && (500..600).contains(&s))
         || (r.on_gateway_error && matches!(s, 502..=504))
         || (r.on_retriable_4xx && s == 409)
+        || (r.on_grpc != 0 && grpc().is_some_and(|c| c < 32 && r.on_grpc & (1 << c) != 0))
 }
 
 /// What one try gave.
@@ -180,22 +191,25 @@ fn checkout_failed<A>(e: CheckoutError) -> Try<A> {
 
 /// hyper's client: a request with a body (which it streams), from any downstream protocol, over
 /// a pooled HTTP/1.1 connection, or over an HTTP/2 cluster's shared connection (any request
-/// whose route may reach one). A request with a body is sent at most once: the body cannot be
-/// had again; one without (`replayable`) may be sent again.
+/// whose route may reach one). When the route may retry, the head is kept and the body copied
+/// as it goes up ([`Teed`]); a retry sends the copy, once the body went up whole within
+/// [`RETRY_BUFFER`](super::replay::RETRY_BUFFER). A request no connection could be had for is
+/// kept as it is for the next try, body and all.
 pub struct HyperExchange {
     first: Option<(Parts, Incoming)>,
     again: Option<(hyper::Method, hyper::Uri, hyper::HeaderMap)>,
+    copy: Option<Recording>,
     ready: Option<Request<ReqBody>>,
     /// Whether the body may still be streaming up while a try waits.
     streams: bool,
 }
 
 impl HyperExchange {
-    /// `parts` + `body`; `replayable` when the body is known empty (the request may be sent
-    /// again, without it); `retried` when the route may send it again (only then is a copy of
-    /// its head kept).
-    pub fn new(parts: Parts, body: Incoming, replayable: bool, retried: bool) -> HyperExchange {
-        let again = (replayable && retried).then(|| {
+    /// `parts` + `body`; `retried` when the route may send it again (only then are its head and
+    /// body copied).
+    pub fn new(parts: Parts, body: Incoming, retried: bool) -> HyperExchange {
+        let streams = !body.is_end_stream();
+        let again = retried.then(|| {
             (
                 parts.method.clone(),
                 parts.uri.clone(),
@@ -205,8 +219,9 @@ impl HyperExchange {
         HyperExchange {
             first: Some((parts, body)),
             again,
+            copy: (retried && streams).then(Recording::default),
             ready: None,
-            streams: !replayable,
+            streams,
         }
     }
 }
@@ -219,30 +234,48 @@ impl Exchange for HyperExchange {
     type Answer = HyperAnswer;
 
     fn next(&mut self) -> bool {
+        if self.ready.is_some() {
+            // Not sent: no connection could be had for it.
+            return true;
+        }
         self.ready = match (self.first.take(), &self.again) {
-            (Some((parts, body)), _) => Some(Request::from_parts(parts, Either::Left(body))),
+            (Some((parts, body)), _) => Some(Request::from_parts(
+                parts,
+                Either::Left(Teed::new(body, self.copy.clone())),
+            )),
             (None, Some((method, uri, headers))) => {
-                let mut r = Request::new(Either::Right(Default::default()));
-                *r.method_mut() = method.clone();
-                *r.uri_mut() = uri.clone();
-                *r.headers_mut() = headers.clone();
-                Some(r)
+                let body = match &self.copy {
+                    Some(copy) => copy.again(),
+                    None => Some(Again::empty()),
+                };
+                body.map(|body| {
+                    let mut r = Request::new(Either::Right(body));
+                    *r.method_mut() = method.clone();
+                    *r.uri_mut() = uri.clone();
+                    *r.headers_mut() = headers.clone();
+                    r
+                })
             }
             (None, None) => None,
         };
         self.ready.is_some()
     }
 
+    fn again(&self) -> bool {
+        self.ready.is_some()
+            || (self.again.is_some() && self.copy.as_ref().is_none_or(Recording::whole))
+    }
+
     async fn send(&mut self, cluster: &ClusterRt, ep: &Arc<Endpoint>) -> Try<HyperAnswer> {
-        let Some(req) = self.ready.take() else {
-            return Try::Reset;
-        };
         if cluster.http2 {
-            return send_h2(req, cluster, ep).await;
+            return send_h2(&mut self.ready, cluster, ep).await;
         }
         let mut conn: SendRequest<ReqBody> = match connection(cluster, ep, true).await {
             Ok(c) => c,
             Err(t) => return t,
+        };
+        let Some(req) = self.ready.take() else {
+            return Try::Reset;
         };
         match conn.try_send_request(req).await {
             Ok(resp) => Try::Answer((resp, UpConn::H1(conn), ep.clone())),
@@ -267,19 +300,35 @@ impl Exchange for HyperExchange {
         a.0.status().as_u16()
     }
 
+    fn grpc_status(a: &HyperAnswer) -> Option<u32> {
+        std::str::from_utf8(a.0.headers().get("grpc-status")?.as_bytes())
+            .ok()?
+            .parse()
+            .ok()
+    }
+
     fn streams_body(&self) -> bool {
         self.streams
     }
 }
 
-/// Sends `req` (HTTP/1.1 in origin form, as made for upstreams) on one of `ep`'s shared HTTP/2
-/// connections: the `Host` (checked by `handle`) becomes the `:authority`. A request handed
-/// back unsent (the connection had received GOAWAY, or closed) goes once more, on a fresh one.
+/// Sends the request in `slot` (HTTP/1.1 in origin form, as made for upstreams) on one of `ep`'s
+/// shared HTTP/2 connections: the `Host` (checked by `handle`) becomes the `:authority`. When no
+/// connection can be had the request stays in `slot`, unsent; one handed back unsent (the
+/// connection had received GOAWAY, or closed) goes once more, on a fresh connection.
 async fn send_h2(
-    req: Request<ReqBody>,
+    slot: &mut Option<Request<ReqBody>>,
     cluster: &ClusterRt,
     ep: &Arc<Endpoint>,
 ) -> Try<HyperAnswer> {
+    let h2 = |fresh| ep.pool.h2(cluster.connect_timeout, &cluster.maxima, fresh);
+    let (mut conn, mut stream) = match h2(false).await {
+        Ok(c) => c,
+        Err(e) => return checkout_failed(e),
+    };
+    let Some(req) = slot.take() else {
+        return Try::Reset;
+    };
     let (mut parts, body) = req.into_parts();
     let host = parts.headers.remove(hyper::header::HOST);
     let authority = host
@@ -299,14 +348,12 @@ async fn send_h2(
     parts.version = hyper::Version::HTTP_2;
     let mut req = Request::from_parts(parts, body);
     for fresh in [false, true] {
-        let (mut conn, stream) = match ep
-            .pool
-            .h2(cluster.connect_timeout, &cluster.maxima, fresh)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => return checkout_failed(e),
-        };
+        if fresh {
+            (conn, stream) = match h2(true).await {
+                Ok(c) => c,
+                Err(e) => return checkout_failed(e),
+            };
+        }
         match conn.try_send_request(req).await {
             Ok(resp) => return Try::Answer((resp, UpConn::H2(stream), ep.clone())),
             Err(mut e) => match e.take_message() {
@@ -327,7 +374,10 @@ impl UpgradeExchange {
     /// `parts` (with their `Upgrade` and `Connection: upgrade`) + `body`, for the only try.
     pub fn new(parts: Parts, body: Incoming) -> UpgradeExchange {
         UpgradeExchange {
-            ready: Some(Request::from_parts(parts, Either::Left(body))),
+            ready: Some(Request::from_parts(
+                parts,
+                Either::Left(Teed::new(body, None)),
+            )),
         }
     }
 }
@@ -341,6 +391,10 @@ impl Exchange for UpgradeExchange {
 
     fn next(&mut self) -> bool {
         self.ready.is_some()
+    }
+
+    fn again(&self) -> bool {
+        false
     }
 
     async fn send(&mut self, cluster: &ClusterRt, ep: &Arc<Endpoint>) -> Try<UpgradeAnswer> {
@@ -362,14 +416,13 @@ impl Exchange for UpgradeExchange {
     }
 }
 
-/// Forwards the request `ex` carries per `route`; `replayable` when its body is known empty
-/// (only such a request is retried). `started` is when the request arrived (the route's timeout
-/// runs from then); `timer` bounds each try.
+/// Forwards the request `ex` carries per `route`, retried while `ex` can send it again.
+/// `started` is when the request arrived (the route's timeout runs from then); `timer` bounds
+/// each try.
 pub async fn forward<E: Exchange>(
     cfg: &RuntimeConfig,
     route: &Route,
     ctx: PickContext,
-    replayable: bool,
     ex: &mut E,
     started: Instant,
     timer: &mut impl TryTimer,
@@ -387,7 +440,7 @@ pub async fn forward<E: Exchange>(
     let Some(_request) = cluster.load.try_take(Limit::Requests, &cluster.maxima) else {
         return overflow(cluster);
     };
-    let retry = route.retry.as_ref().filter(|_| replayable);
+    let retry = route.retry.as_ref();
     let attempts = retry.map_or(0, |r| r.attempts);
     // The listener's stream idle timeout: nothing moves on the stream while it waits for a
     // response head, retries or not (as Envoy's, which only the downstream stream resets).
@@ -459,8 +512,11 @@ pub async fn forward<E: Exchange>(
         let more = attempt < attempts;
         // A retry is made only while the cluster's `max_retries` allows, and before the route's
         // deadline or the stream idle timeout has passed.
-        let mut may_retry = |wanted: bool| {
-            if !(more && wanted) || deadline_or_idle.is_some_and(|d| d <= Instant::now()) {
+        let mut may_retry = |wanted: bool, ex: &E| {
+            if !(more && wanted)
+                || deadline_or_idle.is_some_and(|d| d <= Instant::now())
+                || !ex.again()
+            {
                 return false;
             }
             match cluster.load.try_take(Limit::Retries, &cluster.maxima) {
@@ -476,7 +532,9 @@ pub async fn forward<E: Exchange>(
             Try::Answer(answer) => {
                 let status = E::status(&answer);
                 guard.finish(!fail_on.status(status));
-                if may_retry(retry.is_some_and(|r| retry_on_status(r, status))) {
+                let wanted =
+                    retry.is_some_and(|r| retry_on_answer(r, status, || E::grpc_status(&answer)));
+                if may_retry(wanted, ex) {
                     // The body is unread: the connection is not reused.
                     continue;
                 }
@@ -521,7 +579,7 @@ pub async fn forward<E: Exchange>(
                     Some(idx),
                     err,
                 ));
-                if may_retry(allowed) {
+                if may_retry(allowed, ex) {
                     continue;
                 }
                 break;
@@ -548,7 +606,7 @@ pub async fn forward<E: Exchange>(
                     Some(idx),
                     "timeout",
                 ));
-                if may_retry(retry.is_some_and(|r| r.on_5xx || r.on_gateway_error)) {
+                if may_retry(retry.is_some_and(|r| r.on_5xx || r.on_gateway_error), ex) {
                     continue;
                 }
                 break;

@@ -431,14 +431,13 @@ async fn exchange(
     up.extend_from_slice(body);
 
     let ctx = forward::pick_context(route, down.peer, head);
-    let replayable = body.is_empty();
-    let mut ex = Native::new(up.as_slice(), replayable, method == "HEAD");
+    let mut ex = Native::new(up.as_slice(), body.is_empty(), method == "HEAD");
     // A client that hangs up while the upstream works gets its request dropped (no verdict on
     // the endpoint), as hyper and Envoy do.
     let mut timer = ConnTimer(timer);
     let outcome = tokio::select! {
         biased;
-        o = forward::forward(&cfg, route, ctx, replayable, &mut ex, started, &mut timer) => o,
+        o = forward::forward(&cfg, route, ctx, &mut ex, started, &mut timer) => o,
         _ = hung_up(io, pipelined) => return Then::Close,
     };
     let close = close || drain.draining();
@@ -771,21 +770,21 @@ fn release(mut conn: RawConn, ep: &Endpoint) {
 }
 
 /// The native path's way of sending one try: a serialized request without a body, or with one
-/// held whole, over a raw pooled connection.
+/// held whole, over a raw pooled connection. Held whole, it may be sent as often as the route's
+/// retries say.
 pub(super) struct Native<'a> {
     request: &'a [u8],
-    replayable: bool,
-    sent: bool,
+    bodyless: bool,
     head_request: bool,
 }
 
 impl<'a> Native<'a> {
-    /// Sends `request` (head and whole body); `replayable` when it may go more than once.
-    pub(super) fn new(request: &'a [u8], replayable: bool, head_request: bool) -> Native<'a> {
+    /// Sends `request` (head and whole body); `bodyless` when it has no body (only then is it
+    /// sent again unasked when a pooled connection turns out closed).
+    pub(super) fn new(request: &'a [u8], bodyless: bool, head_request: bool) -> Native<'a> {
         Native {
             request,
-            replayable,
-            sent: false,
+            bodyless,
             head_request,
         }
     }
@@ -849,9 +848,11 @@ impl Exchange for Native<'_> {
     type Answer = (RawConn, Arc<Endpoint>);
 
     fn next(&mut self) -> bool {
-        let first = !self.sent;
-        self.sent = true;
-        first || self.replayable
+        true
+    }
+
+    fn again(&self) -> bool {
+        true
     }
 
     async fn send(&mut self, cluster: &ClusterRt, ep: &Arc<Endpoint>) -> Try<Self::Answer> {
@@ -862,8 +863,9 @@ impl Exchange for Native<'_> {
         match self.round_trip(&mut conn).await {
             Ok(()) => Try::Answer((conn, ep.clone())),
             // A pooled connection closed under us (keep-alive race) and nothing came back: a
-            // request with no body goes once more on a fresh connection.
-            Err(Failed::Unanswered) if conn.reused && self.replayable => {
+            // request with no body goes once more on a fresh connection. (One with a body may
+            // have been acted on; only the route's retries send it again.)
+            Err(Failed::Unanswered) if conn.reused && self.bodyless => {
                 drop(conn);
                 match forward::connection::<RawConn, _>(cluster, ep, false).await {
                     Ok(mut fresh) => match self.round_trip(&mut fresh).await {

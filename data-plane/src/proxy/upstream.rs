@@ -725,7 +725,8 @@ impl Drop for PooledBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::{BodyExt, Either, Empty, Full};
+    use crate::proxy::replay::Again;
+    use http_body_util::{BodyExt, Either, Full};
     use hyper::{Request, Response};
     use hyper_util::rt::TokioExecutor;
     use std::sync::atomic::AtomicU32;
@@ -769,7 +770,7 @@ mod tests {
             let req = Request::builder()
                 .uri("/")
                 .header("host", "x")
-                .body(Either::Right(Empty::new()));
+                .body(Either::Right(Again::empty()));
             let resp = c
                 .send_request(req.unwrap_or_else(|e| panic!("{e}")))
                 .await
@@ -825,7 +826,7 @@ mod tests {
         let req = Request::builder()
             .uri("/")
             .header("host", "x")
-            .body(Either::Right(Empty::new()))
+            .body(Either::Right(Again::empty()))
             .unwrap_or_else(|e| panic!("{e}"));
         let resp = got
             .send_request(req)
@@ -858,7 +859,7 @@ mod tests {
         let req = Request::builder()
             .uri("/")
             .header("host", "x")
-            .body(Either::Right(Empty::new()))
+            .body(Either::Right(Again::empty()))
             .unwrap_or_else(|e| panic!("{e}"));
         let resp = c.send_request(req).await.unwrap_or_else(|e| panic!("{e}"));
         PooledBody::new(resp.into_body(), UpConn::H1(c), ep.clone())

@@ -66,7 +66,9 @@ pub struct WeightedCluster {
 pub struct RetryPolicy {
     /// Retries after the first try.
     pub attempts: u32,
-    /// Conditions: `5xx`, `gateway-error`, `connect-failure`, `reset`, `retriable-4xx`.
+    /// Conditions: `5xx`, `gateway-error`, `connect-failure`, `reset`, `retriable-4xx`, and the
+    /// gRPC statuses `cancelled`, `deadline-exceeded`, `internal`, `resource-exhausted`,
+    /// `unavailable` (in a trailers-only answer's headers, as Envoy reads them).
     pub on: Vec<String>,
     /// Timeout of each try; `None` uses the route timeout.
     #[serde(
@@ -86,13 +88,19 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Retry conditions a route may name.
-pub const RETRY_ON: [&str; 5] = [
+/// Retry conditions a route may name: Envoy's `x-envoy-retry-on` ones, then its
+/// `x-envoy-retry-grpc-on` ones (a gRPC status in the response headers).
+pub const RETRY_ON: [&str; 10] = [
     "5xx",
     "gateway-error",
     "connect-failure",
     "reset",
     "retriable-4xx",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
 ];
 
 /// Hash key for `ip_hash` clusters.

@@ -1,0 +1,233 @@
+//! Request bodies that hyper's client sends upstream, and what a retry sends again.
+//!
+//! Envoy retries a request with a body by buffering the body as it streams up, to a limit (its
+//! connection buffer limit, 1 MiB by default); past the limit the request is not retried. gw-proxy
+//! does the same on the hyper path: when the route may retry, [`Teed`] keeps a copy of each frame
+//! it passes on (the bytes are shared, not duplicated, until the copy is dropped), and a retry
+//! sends the copy ([`Again`]) once the downstream body has ended within [`RETRY_BUFFER`]. A body
+//! not yet read to its end when the retry is decided (the upstream answered early), one longer
+//! than the limit, or one that failed is not sent again: the try's answer stands.
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::HeaderMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+/// The most body a retry keeps a copy of: Envoy's default buffer limit.
+pub const RETRY_BUFFER: usize = 1024 * 1024;
+
+/// The copy of a body as it went up.
+#[derive(Debug, Default)]
+struct Copy {
+    frames: Vec<Bytes>,
+    len: usize,
+    trailers: Option<HeaderMap>,
+    state: State,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Still streaming.
+    #[default]
+    Open,
+    /// Ended within the limit: it can be sent again.
+    Whole,
+    /// Longer than the limit, or failed: it cannot.
+    Lost,
+}
+
+/// A body's copy, shared by the body going up and the exchange that may send it again.
+#[derive(Debug, Clone, Default)]
+pub struct Recording(Arc<Mutex<Copy>>);
+
+impl Recording {
+    fn with<T>(&self, f: impl FnOnce(&mut Copy) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The body again, when it went up whole within the limit.
+    pub fn again(&self) -> Option<Again> {
+        self.with(|c| {
+            (c.state == State::Whole).then(|| Again {
+                frames: c.frames.clone().into_iter(),
+                left: c.len as u64,
+                trailers: c.trailers.clone(),
+            })
+        })
+    }
+
+    /// Whether the body went up whole within the limit.
+    pub fn whole(&self) -> bool {
+        self.with(|c| c.state == State::Whole)
+    }
+
+    fn keep(&self, frame: &Frame<Bytes>, ended: bool) {
+        self.with(|c| {
+            if c.state != State::Open {
+                return;
+            }
+            if let Some(data) = frame.data_ref() {
+                c.len += data.len();
+                if c.len > RETRY_BUFFER {
+                    *c = Copy {
+                        state: State::Lost,
+                        ..Copy::default()
+                    };
+                    return;
+                }
+                if !data.is_empty() {
+                    c.frames.push(data.clone());
+                }
+            } else if let Some(t) = frame.trailers_ref() {
+                c.trailers = Some(t.clone());
+            }
+            if ended {
+                c.state = State::Whole;
+            }
+        });
+    }
+
+    fn end(&self, state: State) {
+        self.with(|c| {
+            if c.state == State::Open {
+                c.state = state;
+            }
+        });
+    }
+}
+
+/// The downstream's body going up, copied into a [`Recording`] when the route may retry.
+#[derive(Debug)]
+pub struct Teed {
+    inner: Incoming,
+    copy: Option<Recording>,
+}
+
+impl Teed {
+    /// `inner`, copied into `copy` if given.
+    pub fn new(inner: Incoming, copy: Option<Recording>) -> Teed {
+        if let Some(c) = &copy {
+            if inner.is_end_stream() {
+                c.end(State::Whole);
+            }
+        }
+        Teed { inner, copy }
+    }
+}
+
+impl Body for Teed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Some(copy), Poll::Ready(got)) = (&self.copy, &polled) {
+            match got {
+                // The sender may not ask again once the body says it has ended.
+                Some(Ok(frame)) => copy.keep(frame, self.inner.is_end_stream()),
+                None => copy.end(State::Whole),
+                Some(Err(_)) => copy.end(State::Lost),
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body sent again: the copy's frames, then its trailers.
+#[derive(Debug, Default)]
+pub struct Again {
+    frames: std::vec::IntoIter<Bytes>,
+    left: u64,
+    trailers: Option<HeaderMap>,
+}
+
+impl Again {
+    /// No body at all.
+    pub fn empty() -> Again {
+        Again::default()
+    }
+}
+
+impl Body for Again {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(data) = self.frames.next() {
+            self.left -= data.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0 && self.frames.len() == 0 && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(r: &Recording) -> (Vec<Bytes>, Option<HeaderMap>) {
+        let mut a = r.again().expect("whole");
+        let mut got = Vec::new();
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut trailers = None;
+        while let Poll::Ready(Some(Ok(f))) = Pin::new(&mut a).poll_frame(&mut cx) {
+            match f.into_data() {
+                Ok(d) => got.push(d),
+                Err(f) => trailers = f.into_trailers().ok(),
+            }
+        }
+        assert!(a.is_end_stream());
+        (got, trailers)
+    }
+
+    #[test]
+    fn a_copy_is_sent_again_only_once_whole_and_within_the_limit() {
+        let r = Recording::default();
+        r.keep(&Frame::data(Bytes::from_static(b"ab")), false);
+        assert!(r.again().is_none(), "still streaming");
+        r.keep(&Frame::data(Bytes::from_static(b"cd")), false);
+        let mut t = HeaderMap::new();
+        t.insert("grpc-timeout", "1S".parse().unwrap());
+        r.keep(&Frame::trailers(t.clone()), true);
+        let (data, trailers) = frames(&r);
+        assert_eq!(data, [&b"ab"[..], &b"cd"[..]]);
+        assert_eq!(trailers, Some(t));
+        assert_eq!(r.again().unwrap().size_hint().exact(), Some(4));
+
+        let big = Recording::default();
+        big.keep(&Frame::data(Bytes::from(vec![0; RETRY_BUFFER])), false);
+        big.keep(&Frame::data(Bytes::from_static(b"x")), false);
+        big.end(State::Whole);
+        assert!(big.again().is_none() && !big.whole(), "past the limit");
+
+        let failed = Recording::default();
+        failed.end(State::Lost);
+        failed.end(State::Whole);
+        assert!(failed.again().is_none());
+    }
+}
