@@ -179,9 +179,17 @@ pub struct ClusterRt {
     /// `http2_protocol_options`. Requests to it take hyper's client, multiplexed over one
     /// connection per endpoint and worker.
     pub http2: bool,
+    /// TLS to its endpoints (Envoy's `transport_socket`); requests to it take hyper's client.
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 impl ClusterRt {
+    /// Whether requests to it take hyper's client rather than the native path's raw
+    /// connections: it speaks HTTP/2, or TLS.
+    pub fn takes_hyper(&self) -> bool {
+        self.http2 || self.tls.is_some()
+    }
+
     /// Picks an endpoint index.
     pub fn pick(&self, ctx: PickContext) -> Option<usize> {
         self.balancer.pick(&self.endpoints, ctx)

@@ -277,8 +277,9 @@ pub struct EndpointRegistry {
 impl EndpointRegistry {
     /// The endpoint for (cluster, address), created if new; its weight is updated, a changed
     /// breaker setting gives it a fresh (closed) breaker, and a new endpoint's connections count
-    /// against the cluster's live counts `load`. Called when config is compiled, never on the
-    /// request path.
+    /// against the cluster's live counts `load`. Changed TLS settings (`tls`) make it a new
+    /// endpoint: no connection made under the old ones is reused. Called when config is
+    /// compiled, never on the request path.
     pub fn get_with(
         &self,
         cluster: &str,
@@ -286,8 +287,9 @@ impl EndpointRegistry {
         weight: u32,
         breaker: &BreakerConfig,
         load: &Arc<ClusterLoad>,
+        tls: Option<&Arc<crate::tls::UpstreamTls>>,
     ) -> Arc<Endpoint> {
-        let ep = self.get_plain(cluster, address, weight, load);
+        let ep = self.get_plain(cluster, address, weight, load, tls);
         if ep.breaker.load().config() != breaker {
             ep.breaker.store(Arc::new(Breaker::new(breaker.clone())));
         }
@@ -300,25 +302,31 @@ impl EndpointRegistry {
         address: &str,
         weight: u32,
         load: &Arc<ClusterLoad>,
+        tls: Option<&Arc<crate::tls::UpstreamTls>>,
     ) -> Arc<Endpoint> {
         let mut map = match self.map.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
-        let ep = map
-            .entry((cluster.to_owned(), address.to_owned()))
-            .or_insert_with(|| {
+        let tls_id = tls.map_or(0, |t| t.id);
+        let key = (cluster.to_owned(), address.to_owned());
+        let ep = match map.get(&key) {
+            Some(ep) if ep.pool.tls_id() == tls_id => ep.clone(),
+            _ => {
                 let mut ep = Endpoint::new(address, weight);
                 ep.cluster = cluster.to_owned();
                 let workers = self.workers.get().copied().unwrap_or(1);
                 ep.pool =
-                    crate::proxy::upstream::ConnPool::in_cluster(address, load.clone(), workers);
+                    crate::proxy::upstream::ConnPool::in_cluster(address, load.clone(), workers)
+                        .with_tls(tls.cloned());
                 if let Some(tx) = self.events.get() {
                     let _ = ep.events.set(tx.clone());
                 }
-                Arc::new(ep)
-            })
-            .clone();
+                let ep = Arc::new(ep);
+                map.insert(key, ep.clone());
+                ep
+            }
+        };
         ep.weight.store(weight.max(1), Ordering::Relaxed);
         ep
     }
@@ -388,9 +396,9 @@ mod tests {
     fn registry_keeps_state_across_updates() {
         let r = EndpointRegistry::default();
         let (cfg, load) = (BreakerConfig::default(), Arc::default());
-        let a = r.get_with("c", "a:1", 1, &cfg, &load);
+        let a = r.get_with("c", "a:1", 1, &cfg, &load, None);
         let _g = a.start();
-        let again = r.get_with("c", "a:1", 5, &cfg, &load);
+        let again = r.get_with("c", "a:1", 5, &cfg, &load, None);
         assert!(Arc::ptr_eq(&a, &again));
         assert_eq!(again.in_flight(), 1);
         assert_eq!(again.weight(), 5);

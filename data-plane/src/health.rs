@@ -48,7 +48,45 @@ pub struct HealthChange {
     pub healthy: bool,
 }
 
-type ProbeClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+type ProbeClient = Client<ProbeConnector, Empty<Bytes>>;
+
+/// How probes reach an endpoint: TCP, with TLS when the cluster's connections have it (as
+/// Envoy's health checks use the cluster's transport socket).
+#[derive(Debug, Clone)]
+pub struct ProbeConnector {
+    tls: Option<Arc<crate::tls::UpstreamTls>>,
+    timeout: Duration,
+}
+
+impl tower_service::Service<hyper::Uri> for ProbeConnector {
+    type Response = hyper_util::rt::TokioIo<crate::proxy::upstream::UpIo>;
+    type Error = crate::proxy::upstream::ConnectError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let me = self.clone();
+        Box::pin(async move {
+            let address = uri.authority().map_or("", |a| a.as_str());
+            crate::proxy::upstream::dial(
+                address,
+                address.parse().ok(),
+                me.tls.as_deref(),
+                me.timeout,
+            )
+            .await
+            .map(hyper_util::rt::TokioIo::new)
+        })
+    }
+}
 
 /// One probe of `ep`: `true` when it passed.
 pub async fn probe(client: &ProbeClient, ep: &Endpoint, hc: &HealthCheck, host: &str) -> bool {
@@ -84,21 +122,26 @@ pub async fn probe(client: &ProbeClient, ep: &Endpoint, hc: &HealthCheck, host: 
 }
 
 /// Probes every endpoint of a cluster until `stop` turns true or the task is dropped; reports
-/// each flip on `changes`.
+/// each flip on `changes`. The transport: whether the cluster speaks HTTP/2, and its TLS.
 pub async fn run(
     cluster: String,
     host: String,
     endpoints: Vec<Arc<Endpoint>>,
     hc: HealthCheck,
-    http2: bool,
+    (http2, tls): (bool, Option<Arc<crate::tls::UpstreamTls>>),
     changes: tokio::sync::mpsc::UnboundedSender<HealthChange>,
     mut stop: watch::Receiver<bool>,
 ) {
-    // An HTTP/2 cluster's endpoints are probed over HTTP/2 (Envoy's `codec_client_type`).
+    // An HTTP/2 cluster's endpoints are probed over HTTP/2 (Envoy's `codec_client_type`), a
+    // TLS cluster's over TLS.
+    let connector = ProbeConnector {
+        tls,
+        timeout: hc.timeout,
+    };
     let client: ProbeClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(1)
         .http2_only(http2)
-        .build_http();
+        .build(connector);
     let mut verdicts = vec![Verdicts::default(); endpoints.len()];
     loop {
         // ±10 % jitter so a fleet of proxies does not probe in lockstep.
@@ -162,11 +205,15 @@ pub async fn supervise(shared: Arc<crate::server::Shared>, mut stop: watch::Rece
             want.insert(
                 c.name.clone(),
                 (
-                    format!("{hc:?}{addrs:?}{}", c.http2),
+                    format!(
+                        "{hc:?}{addrs:?}{}{}",
+                        c.http2,
+                        c.tls.as_ref().map_or(0, |t| t.id)
+                    ),
                     hc,
                     c.endpoints.clone(),
                     c.short.clone(),
-                    c.http2,
+                    (c.http2, c.tls.clone()),
                 ),
             );
         }
@@ -177,7 +224,7 @@ pub async fn supervise(shared: Arc<crate::server::Shared>, mut stop: watch::Rece
             }
             keep
         });
-        for (name, (key, hc, endpoints, host, http2)) in want {
+        for (name, (key, hc, endpoints, host, transport)) in want {
             if running.contains_key(&name) {
                 continue;
             }
@@ -186,7 +233,7 @@ pub async fn supervise(shared: Arc<crate::server::Shared>, mut stop: watch::Rece
                 host,
                 endpoints,
                 hc,
-                http2,
+                transport,
                 tx.clone(),
                 stop.clone(),
             ));
@@ -260,7 +307,10 @@ mod tests {
                 });
             }
         });
-        let client: ProbeClient = Client::builder(TokioExecutor::new()).build_http();
+        let client: ProbeClient = Client::builder(TokioExecutor::new()).build(ProbeConnector {
+            tls: None,
+            timeout: Duration::from_secs(1),
+        });
         let ep = Endpoint::new(addr.to_string(), 1);
         let tcp = HealthCheck { path: None, ..hc() };
         assert!(probe(&client, &ep, &tcp, "x").await);

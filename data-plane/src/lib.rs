@@ -24,4 +24,5 @@ pub mod report;
 pub mod router;
 pub mod server;
 pub mod stats;
+pub mod tls;
 pub mod xds;

@@ -247,12 +247,15 @@ pub async fn handle(
         } else {
             Whole::Refused(StatusCode::FORBIDDEN, "")
         }
-    } else if shared.reaches_http2(&cfg, route) {
-        // An HTTP/2 cluster takes hyper's client, whatever the body; the host goes as the
-        // `:authority`, so one that cannot be is the client's error, not the upstream's.
+    } else if shared.takes_hyper(&cfg, route) {
+        // An HTTP/2 or TLS cluster takes hyper's client, whatever the body. To an HTTP/2 one the
+        // host goes as the `:authority`, so one that cannot be is the client's error, not the
+        // upstream's.
         let authority = parts.headers.get(HOST).map(|h| h.as_bytes());
         match authority.map(hyper::http::uri::Authority::try_from) {
-            Some(Err(_)) => Whole::Refused(StatusCode::BAD_REQUEST, "bad host\n"),
+            Some(Err(_)) if shared.reaches_http2(&cfg, route) => {
+                Whole::Refused(StatusCode::BAD_REQUEST, "bad host\n")
+            }
             _ => Whole::Stream(body),
         }
     } else if bodyless {

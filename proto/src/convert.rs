@@ -162,6 +162,11 @@ pub fn cluster_spec_to_pb(c: &model::ClusterSpec) -> pb::ClusterSpec {
             model::UpstreamProtocol::Http1 => String::new(),
             p => p.as_str().to_owned(),
         },
+        tls: c.tls.as_ref().map(|t| pb::UpstreamTls {
+            sni: t.sni.clone(),
+            ca: t.ca.clone(),
+            insecure_skip_verify: t.insecure_skip_verify,
+        }),
     }
 }
 
@@ -254,6 +259,11 @@ pub fn cluster_spec_from_pb(c: Option<&pb::ClusterSpec>) -> Result<model::Cluste
                 format!("must be http1 or http2, not {:?}", c.protocol),
             )
         })?,
+        tls: c.tls.as_ref().map(|t| model::UpstreamTls {
+            sni: t.sni.clone(),
+            ca: t.ca.clone(),
+            insecure_skip_verify: t.insecure_skip_verify,
+        }),
     })
 }
 

@@ -399,6 +399,54 @@ spec:
     }
 
     #[test]
+    fn upstream_tls_is_checked_by_field() {
+        const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n";
+        let with = |tls: &str| {
+            QUICK.replace(
+                "circuitBreaker: {consecutiveFailures: 7}",
+                &format!("tls: {tls}"),
+            )
+        };
+        for (tls, err) in [
+            (
+                "{sni: 'bad name!'}".to_owned(),
+                "spec.tls.sni: \"bad name!\" is not a DNS name",
+            ),
+            (
+                "{ca: junk}".to_owned(),
+                "spec.tls.ca: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            ),
+            (
+                format!("{{ca: {PEM:?}, insecureSkipVerify: true}}"),
+                "spec.tls.ca: is not used with insecureSkipVerify: true",
+            ),
+            ("{sni: a.test, verify: false}".to_owned(), "unknown field"),
+        ] {
+            let got = match parse(&with(&tls)) {
+                Ok(mut docs) => docs.remove(1).object.validate().unwrap_err().to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(got.contains(err), "{tls}: {got}");
+        }
+        let good = with(&format!("{{sni: api.example.com, ca: {PEM:?}}}"));
+        let mut o = parse(&good).unwrap().remove(1).object;
+        assert!(o.validate().is_ok());
+        let Spec::Cluster(c) = &o.spec else {
+            panic!("not a cluster")
+        };
+        let tls = c.tls.clone().unwrap();
+        assert_eq!(
+            (tls.sni.as_str(), tls.ca_certificates()),
+            ("api.example.com", Ok(1))
+        );
+        // Through the API and back.
+        let back =
+            crate::convert::cluster_spec_from_pb(Some(&crate::convert::cluster_spec_to_pb(c)))
+                .unwrap();
+        assert_eq!(back.tls, Some(tls));
+    }
+
+    #[test]
     fn fail_on_defaults_and_normalizes() {
         let docs = parse(QUICK).unwrap();
         let Spec::Cluster(c) = &docs[1].object.spec else {

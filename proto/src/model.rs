@@ -15,7 +15,7 @@ mod validate;
 pub use alert::{AlertMetric, AlertRuleSpec, AlertScope, Threshold, Webhook};
 pub use cluster::{
     CircuitBreaker, ClusterSpec, HealthCheck, KubernetesDiscovery, LbPolicy, Limits,
-    StaticEndpoint, UpstreamProtocol,
+    StaticEndpoint, UpstreamProtocol, UpstreamTls, SYSTEM_CA_FILE,
 };
 pub use duration::{format as format_duration, parse as parse_duration, serde_duration};
 pub use endpoint::{metadata_json, Endpoint, EndpointKey, EndpointSource};

@@ -102,6 +102,7 @@ fn endpoints_of(
     reg: &Registries,
     breaker: &crate::breaker::BreakerConfig,
     load: &Arc<ClusterLoad>,
+    tls: Option<&Arc<crate::tls::UpstreamTls>>,
 ) -> Result<Vec<Arc<Endpoint>>, ConfigError> {
     let bad = |reason: &str| ConfigError::Endpoints {
         cluster: cluster.to_owned(),
@@ -129,7 +130,7 @@ fn endpoints_of(
             let weight = lbe.load_balancing_weight.as_ref().map_or(1, |w| w.value);
             let ep = reg
                 .endpoints
-                .get_with(cluster, &addr, weight, breaker, load);
+                .get_with(cluster, &addr, weight, breaker, load, tls);
             let healthy = !matches!(
                 HealthStatus::try_from(lbe.health_status),
                 Ok(HealthStatus::Unhealthy | HealthStatus::Draining | HealthStatus::Timeout)
@@ -193,6 +194,14 @@ pub(super) fn compile_cluster(
     };
     let awaiting = cla.is_none();
     let http2 = http2_of(c)?;
+    let bad = |reason: String| ConfigError::Cluster {
+        name: c.name.clone(),
+        reason,
+    };
+    if !c.transport_socket_matches.is_empty() {
+        return Err(bad("transport_socket_matches is not supported".into()));
+    }
+    let tls = crate::tls::UpstreamTls::of(c.transport_socket.as_ref(), http2).map_err(bad)?;
     let (gw_lb, spec, fallback) = gw_spec(c);
     // gw's breaker settings when the control plane sent them; the origin's defaults otherwise.
     let breaker = spec
@@ -201,7 +210,7 @@ pub(super) fn compile_cluster(
         .unwrap_or_default();
     let load = reg.cluster_load(&c.name);
     let endpoints = match &cla {
-        Some(cla) => endpoints_of(cla, &c.name, reg, &breaker, &load)?,
+        Some(cla) => endpoints_of(cla, &c.name, reg, &breaker, &load, tls.as_ref())?,
         None => Vec::new(),
     };
     let lb = lb_of(c, gw_lb);
@@ -254,6 +263,7 @@ pub(super) fn compile_cluster(
             load,
             spec,
             http2,
+            tls,
         },
         awaiting,
     ))

@@ -190,6 +190,23 @@ pub fn http2(c: &mut Cluster) {
     );
 }
 
+/// Makes `c` speak TLS to its endpoints with `ctx` (Envoy's TLS transport socket).
+pub fn tls(
+    c: &mut Cluster,
+    ctx: &gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext,
+) {
+    use gw_proto::envoy::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
+    c.transport_socket = Some(TransportSocket {
+        name: crate::tls::TLS_SOCKET.into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(
+            gw_proto::envoy::pb::google::protobuf::Any {
+                type_url: crate::tls::UPSTREAM_TLS_CONTEXT.into(),
+                value: prost::Message::encode_to_vec(ctx),
+            },
+        )),
+    });
+}
+
 /// The endpoints of `cluster`: `(address, weight)`.
 pub fn endpoints(cluster: &str, eps: &[(SocketAddr, u32)]) -> ClusterLoadAssignment {
     ClusterLoadAssignment {

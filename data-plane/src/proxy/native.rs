@@ -204,7 +204,7 @@ pub async fn serve_connection(
             || !head.http11
             || !head.target.of_bytes(&head.bytes).starts_with(b"/")
             || !f.host
-            || (shared.any_http2.load(Ordering::Relaxed) && to_http2(&shared, &head))
+            || (shared.any_hyper.load(Ordering::Relaxed) && to_hyper(&shared, &head))
         {
             let mut all = BytesMut::with_capacity(head.bytes.len() + buf.len());
             all.extend_from_slice(&head.bytes);
@@ -247,17 +247,17 @@ pub async fn serve_connection(
     }
 }
 
-/// Whether `head`'s route may take it to an HTTP/2 cluster, which hyper's client carries (the
-/// connection then goes to hyper). Asked only while some cluster speaks HTTP/2 (`any_http2`),
-/// and kept out of line: the common path pays one atomic load.
+/// Whether `head`'s route may take it to a cluster that hyper's client carries (HTTP/2, or TLS;
+/// the connection then goes to hyper). Asked only while some cluster is one (`any_hyper`), and
+/// kept out of line: the common path pays one atomic load.
 #[cold]
 #[inline(never)]
-fn to_http2(shared: &Shared, head: &Head) -> bool {
+fn to_hyper(shared: &Shared, head: &Head) -> bool {
     let cfg = shared.config.load();
     let host = head.get("host").unwrap_or_default();
     cfg.routes
         .find(host, head.method(), head.target(), head)
-        .is_some_and(|r| shared.reaches_http2(&cfg, r))
+        .is_some_and(|r| shared.takes_hyper(&cfg, r))
 }
 
 /// A connection's buffers, kept across its requests, and the drain signal.

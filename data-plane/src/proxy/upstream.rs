@@ -48,6 +48,14 @@ pub enum ConnectError {
     /// TCP connect took longer than the cluster's connect timeout.
     #[error("connect to {0}: timed out")]
     Timeout(String),
+    /// The TLS handshake failed (or the endpoint's certificate was refused).
+    #[error("TLS with {addr}: {source}")]
+    Tls {
+        /// The endpoint.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The HTTP/1.1 handshake failed.
     #[error("handshake with {addr}: {source}")]
     Handshake {
@@ -95,6 +103,119 @@ pub struct Raw {
     /// [`Framing::named`]: super::h1::Framing::named
     pub named: bool,
     _unit: Held,
+}
+
+/// An upstream connection's socket for hyper's client: plaintext, or TLS over it (a cluster's
+/// `transport_socket`). The native path's raw connections are plaintext only.
+#[derive(Debug)]
+pub enum UpIo {
+    /// TCP.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for UpIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            UpIo::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for UpIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            UpIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            UpIo::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            UpIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            UpIo::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            UpIo::Plain(s) => s.is_write_vectored(),
+            UpIo::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            UpIo::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            UpIo::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+impl hyper_util::client::legacy::connect::Connection for UpIo {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        let c = hyper_util::client::legacy::connect::Connected::new();
+        match self {
+            UpIo::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => c.negotiated_h2(),
+            _ => c,
+        }
+    }
+}
+
+/// A TCP connection to `address` within `timeout`, with TLS over it when `tls` says so (the
+/// handshake within the same timeout).
+pub async fn dial(
+    address: &str,
+    socket: Option<SocketAddr>,
+    tls: Option<&crate::tls::UpstreamTls>,
+    timeout: Duration,
+) -> Result<UpIo, ConnectError> {
+    let connect = async {
+        let stream = match socket {
+            Some(a) => TcpStream::connect(a).await,
+            None => TcpStream::connect(address).await,
+        }
+        .map_err(|source| ConnectError::Connect {
+            addr: address.to_owned(),
+            source,
+        })?;
+        let _ = stream.set_nodelay(true);
+        match tls {
+            None => Ok(UpIo::Plain(stream)),
+            Some(tls) => match tls.connect(stream, address).await {
+                Ok(s) => Ok(UpIo::Tls(Box::new(s))),
+                Err(source) => Err(ConnectError::Tls {
+                    addr: address.to_owned(),
+                    source,
+                }),
+            },
+        }
+    };
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Timeout(address.to_owned())),
+    }
 }
 
 thread_local! {
@@ -167,7 +288,7 @@ pub trait Pooled: Sized + Send + 'static {
     fn is_closed(&self) -> bool;
     /// A connection over a fresh `stream`, counted by `unit` for as long as it is open.
     fn open(
-        stream: TcpStream,
+        stream: UpIo,
         unit: Held,
         addr: &str,
     ) -> impl std::future::Future<Output = Result<Self, ConnectError>> + Send;
@@ -192,7 +313,7 @@ impl Pooled for SendRequest<ReqBody> {
         SendRequest::is_closed(self)
     }
 
-    async fn open(stream: TcpStream, unit: Held, addr: &str) -> Result<Self, ConnectError> {
+    async fn open(stream: UpIo, unit: Held, addr: &str) -> Result<Self, ConnectError> {
         let (send, conn) = handshake(stream, addr).await?;
         drive_counted(conn, unit);
         Ok(send)
@@ -210,12 +331,12 @@ fn drive_counted<F: std::future::Future + Send + 'static>(conn: F, unit: Held) {
 
 /// hyper's HTTP/1.1 client handshake over `stream`.
 async fn handshake(
-    stream: TcpStream,
+    stream: UpIo,
     addr: &str,
 ) -> Result<
     (
         SendRequest<ReqBody>,
-        http1::Connection<TokioIo<TcpStream>, ReqBody>,
+        http1::Connection<TokioIo<UpIo>, ReqBody>,
     ),
     ConnectError,
 > {
@@ -259,7 +380,7 @@ impl Pooled for Tunnel {
         true
     }
 
-    async fn open(stream: TcpStream, unit: Held, addr: &str) -> Result<Self, ConnectError> {
+    async fn open(stream: UpIo, unit: Held, addr: &str) -> Result<Self, ConnectError> {
         let (send, conn) = handshake(stream, addr).await?;
         // Ends when the response is not a 101 and the connection closes, or hands the socket
         // to the tunnel after one.
@@ -306,7 +427,14 @@ impl Pooled for RawConn {
         false
     }
 
-    async fn open(stream: TcpStream, unit: Held, _addr: &str) -> Result<Self, ConnectError> {
+    async fn open(stream: UpIo, unit: Held, addr: &str) -> Result<Self, ConnectError> {
+        // A TLS cluster's requests take hyper's client; the native path never asks for one.
+        let UpIo::Plain(stream) = stream else {
+            return Err(ConnectError::Tls {
+                addr: addr.to_owned(),
+                source: std::io::Error::other("raw connections are plaintext"),
+            });
+        };
         Ok(Box::new(Raw {
             io: stream,
             buf: BytesMut::with_capacity(IDLE_BUF),
@@ -382,6 +510,8 @@ pub struct ConnPool {
     checkins: AtomicUsize,
     /// The cluster's limits and counts.
     load: Arc<ClusterLoad>,
+    /// TLS over each connection (the cluster's `transport_socket`).
+    tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 impl ConnPool {
@@ -404,7 +534,19 @@ impl ConnPool {
             idle_count: AtomicUsize::new(0),
             checkins: AtomicUsize::new(0),
             load,
+            tls: None,
         }
+    }
+
+    /// Which TLS settings its connections are made with (0: plaintext).
+    pub fn tls_id(&self) -> u64 {
+        self.tls.as_ref().map_or(0, |t| t.id)
+    }
+
+    /// This pool, its connections secured by `tls`.
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::UpstreamTls>>) -> ConnPool {
+        self.tls = tls;
+        self
     }
 
     /// Idle connections now.
@@ -596,26 +738,9 @@ impl ConnPool {
         C::open(stream, unit, &self.address).await
     }
 
-    /// A TCP connection to the endpoint, within `timeout`.
-    async fn dial(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
-        let connect = async {
-            match self.socket {
-                Some(a) => TcpStream::connect(a).await,
-                None => TcpStream::connect(self.address.as_str()).await,
-            }
-        };
-        let stream = match tokio::time::timeout(timeout, connect).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => {
-                return Err(ConnectError::Connect {
-                    addr: self.address.clone(),
-                    source,
-                })
-            }
-            Err(_) => return Err(ConnectError::Timeout(self.address.clone())),
-        };
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+    /// A connection to the endpoint (TLS when the cluster says so), within `timeout`.
+    async fn dial(&self, timeout: Duration) -> Result<UpIo, ConnectError> {
+        dial(&self.address, self.socket, self.tls.as_deref(), timeout).await
     }
 }
 
@@ -809,8 +934,8 @@ mod tests {
         let load: Arc<ClusterLoad> = Arc::default();
         let reg = crate::endpoint::EndpointRegistry::default();
         let cfg = crate::breaker::BreakerConfig::default();
-        let a = reg.get_with("c", &addr_a.to_string(), 1, &cfg, &load);
-        let b = reg.get_with("c", &addr_b.to_string(), 1, &cfg, &load);
+        let a = reg.get_with("c", &addr_a.to_string(), 1, &cfg, &load, None);
+        let b = reg.get_with("c", &addr_b.to_string(), 1, &cfg, &load, None);
         let siblings = [a.clone(), b.clone()];
         let max = Maxima([1, 1, 8, 3]);
         // One exchange with `a` leaves its one connection idle: the cluster is at its limit.
@@ -873,7 +998,7 @@ mod tests {
         let (addr, _) = upstream().await;
         let reg = crate::endpoint::EndpointRegistry::default();
         let load = Arc::new(ClusterLoad::default());
-        let a = reg.get_with("c", &addr.to_string(), 1, &Default::default(), &load);
+        let a = reg.get_with("c", &addr.to_string(), 1, &Default::default(), &load, None);
         let siblings = [a.clone()];
         let max = Maxima([1, 1, 8, 3]);
         // An HTTP/2 client's request (hyper) leaves the cluster's one connection idle.

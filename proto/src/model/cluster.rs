@@ -37,6 +37,66 @@ impl UpstreamProtocol {
     }
 }
 
+/// TLS to a cluster's endpoints (Envoy's `UpstreamTlsContext` transport socket).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct UpstreamTls {
+    /// The server name sent (SNI) and, unless `insecureSkipVerify`, the name the endpoints'
+    /// certificates must be valid for. Empty: none sent, and any name accepted (the chain is
+    /// still verified).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sni: String,
+    /// PEM CA certificates the endpoints' certificates must lead to. Empty: the system's trust
+    /// store ([`SYSTEM_CA_FILE`]).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ca: String,
+    /// The endpoints' certificates are not verified at all.
+    #[serde(skip_serializing_if = "is_default")]
+    pub insecure_skip_verify: bool,
+}
+
+/// Where the system's CA certificates are (Debian, Ubuntu, Alpine, and Envoy's images).
+pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+impl UpstreamTls {
+    /// How many PEM certificates `ca` holds.
+    pub fn ca_certificates(&self) -> Result<usize, String> {
+        use rustls_pki_types::pem::PemObject;
+        let mut n = 0;
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(self.ca.as_bytes()) {
+            c.map_err(|e| e.to_string())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        if !self.sni.is_empty() && rustls_pki_types::DnsName::try_from(self.sni.as_str()).is_err() {
+            return Err(FieldError::new(
+                "spec.tls.sni",
+                format!("{:?} is not a DNS name", self.sni),
+            ));
+        }
+        if self.ca.is_empty() {
+            return Ok(());
+        }
+        if self.insecure_skip_verify {
+            return Err(FieldError::new(
+                "spec.tls.ca",
+                "is not used with insecureSkipVerify: true",
+            ));
+        }
+        match self.ca_certificates() {
+            Ok(0) => Err(FieldError::new(
+                "spec.tls.ca",
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(FieldError::new("spec.tls.ca", e)),
+        }
+    }
+}
+
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
@@ -260,6 +320,9 @@ pub struct ClusterSpec {
     /// What the proxy speaks to the endpoints (Envoy's `http2_protocol_options` for `http2`).
     #[serde(skip_serializing_if = "is_default")]
     pub protocol: UpstreamProtocol,
+    /// TLS to the endpoints (Envoy's `transport_socket`); none: plaintext.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
 }
 
 impl Default for ClusterSpec {
@@ -274,6 +337,7 @@ impl Default for ClusterSpec {
             fallback_cluster: None,
             kubernetes: None,
             protocol: UpstreamProtocol::Http1,
+            tls: None,
         }
     }
 }
@@ -298,6 +362,9 @@ impl ClusterSpec {
     /// Validates every field.
     pub fn validate(&self) -> Result<(), FieldError> {
         positive("spec.connectTimeout", self.connect_timeout)?;
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, e) in self.endpoints.iter().enumerate() {
             let f = format!("spec.endpoints[{i}]");

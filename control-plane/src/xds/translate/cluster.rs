@@ -48,6 +48,10 @@ pub fn cluster(tenant: &str, name: &str, spec: &ClusterSpec) -> Resource {
             .map(|h| health_check_of(h, &full, spec.protocol))
             .collect(),
         typed_extension_protocol_options: protocol_options(spec.protocol),
+        transport_socket: spec
+            .tls
+            .as_ref()
+            .map(|t| transport_socket(t, spec.protocol)),
         ..Default::default()
     };
     // Version over the metadata-free encoding plus the canonical JSON of the metadata (see
@@ -74,6 +78,63 @@ pub fn cluster(tenant: &str, name: &str, spec: &ClusterSpec) -> Resource {
         vec![format!("cluster/{tenant}/{name}")],
         refs,
     )
+}
+
+/// Envoy's TLS transport socket for `tls`: the SNI; unless `insecureSkipVerify`, a validation
+/// context with the CA (inline, or the system's file) and, with an SNI, that name as the only
+/// subject alt name accepted (Envoy checks no name otherwise); `h2` offered by ALPN to an HTTP/2
+/// cluster (gRPC servers require it over TLS).
+fn transport_socket(
+    tls: &gw_proto::model::UpstreamTls,
+    protocol: UpstreamProtocol,
+) -> gw_proto::envoy::pb::envoy::config::core::v3::TransportSocket {
+    use gw_proto::envoy::pb::envoy::config::core::v3::{
+        data_source, transport_socket, DataSource, TransportSocket,
+    };
+    use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::{
+        common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
+        CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
+    };
+    use gw_proto::envoy::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
+    let validation = (!tls.insecure_skip_verify).then(|| {
+        let ca = match tls.ca.as_str() {
+            "" => data_source::Specifier::Filename(gw_proto::model::SYSTEM_CA_FILE.to_owned()),
+            pem => data_source::Specifier::InlineString(pem.to_owned()),
+        };
+        let names = (!tls.sni.is_empty()).then(|| SubjectAltNameMatcher {
+            san_type: SanType::Dns as i32,
+            matcher: Some(StringMatcher {
+                match_pattern: Some(string_matcher::MatchPattern::Exact(tls.sni.clone())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        ValidationContextType::ValidationContext(CertificateValidationContext {
+            trusted_ca: Some(DataSource {
+                specifier: Some(ca),
+                ..Default::default()
+            }),
+            match_typed_subject_alt_names: names.into_iter().collect(),
+            ..Default::default()
+        })
+    });
+    let alpn = match protocol {
+        UpstreamProtocol::Http2 => vec!["h2".to_owned()],
+        UpstreamProtocol::Http1 => Vec::new(),
+    };
+    let ctx = UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            alpn_protocols: alpn,
+            validation_context_type: validation,
+            ..Default::default()
+        }),
+        sni: tls.sni.clone(),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_owned(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(&ctx))),
+    }
 }
 
 /// Envoy's upstream protocol options for `protocol`: HTTP/2 spelled out (Envoy's default,
@@ -280,6 +341,82 @@ mod tests {
 
         let t = outlier_detection(&spec_failing_on(&["5xx", "timeout"]));
         assert!(!t.split_external_local_origin_errors);
+    }
+
+    #[test]
+    fn a_tls_cluster_gets_envoys_tls_transport_socket() {
+        use gw_proto::envoy::pb::envoy::config::core::v3::{data_source, transport_socket};
+        use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::{
+            common_tls_context::ValidationContextType, UpstreamTlsContext,
+        };
+        use gw_proto::model::UpstreamTls;
+        let ctx = |tls: UpstreamTls, protocol| {
+            let s = transport_socket(&tls, protocol);
+            assert_eq!(s.name, "envoy.transport_sockets.tls");
+            let Some(transport_socket::ConfigType::TypedConfig(any)) = s.config_type else {
+                panic!("no typed config")
+            };
+            assert_eq!(
+                any.type_url,
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+            );
+            let ctx = UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
+            let common = ctx.common_tls_context.clone().unwrap();
+            let v = match common.validation_context_type {
+                Some(ValidationContextType::ValidationContext(v)) => Some(v),
+                None => None,
+                Some(other) => panic!("{other:?}"),
+            };
+            (ctx.sni, common.alpn_protocols, v)
+        };
+        let (sni, alpn, v) = ctx(
+            UpstreamTls {
+                sni: "api.example.com".into(),
+                ca: "PEM".into(),
+                ..Default::default()
+            },
+            UpstreamProtocol::Http2,
+        );
+        assert_eq!(
+            (sni.as_str(), alpn),
+            ("api.example.com", vec!["h2".to_owned()])
+        );
+        let v = v.unwrap();
+        assert_eq!(
+            v.trusted_ca.unwrap().specifier,
+            Some(data_source::Specifier::InlineString("PEM".into()))
+        );
+        assert_eq!(v.match_typed_subject_alt_names.len(), 1);
+        let m = &v.match_typed_subject_alt_names[0];
+        assert_eq!(m.san_type, 2, "DNS");
+        assert_eq!(
+            m.matcher.as_ref().unwrap().match_pattern,
+            Some(gw_proto::envoy::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern::Exact(
+                "api.example.com".into()
+            ))
+        );
+        // No CA: the system's file; no SNI: no name checked; HTTP/1.1: no ALPN given (Envoy's
+        // pool offers its own).
+        let (sni, alpn, v) = ctx(UpstreamTls::default(), UpstreamProtocol::Http1);
+        assert!(sni.is_empty() && alpn.is_empty());
+        let v = v.unwrap();
+        assert_eq!(
+            v.trusted_ca.unwrap().specifier,
+            Some(data_source::Specifier::Filename(
+                gw_proto::model::SYSTEM_CA_FILE.into()
+            ))
+        );
+        assert!(v.match_typed_subject_alt_names.is_empty());
+        // insecureSkipVerify: no validation context at all.
+        let (_, _, v) = ctx(
+            UpstreamTls {
+                sni: "a.test".into(),
+                insecure_skip_verify: true,
+                ..Default::default()
+            },
+            UpstreamProtocol::Http1,
+        );
+        assert!(v.is_none());
     }
 
     #[test]

@@ -114,6 +114,9 @@ pub fn report(r: &Report, color: bool) -> String {
                 field(&mut out, "Fallback", f);
             }
             field(&mut out, "Protocol", s.protocol.as_str());
+            if let Some(t) = &s.tls {
+                field(&mut out, "TLS", tls_summary(t));
+            }
         }
         Spec::Tenant(s) => {
             if !s.display_name.is_empty() {
@@ -344,3 +347,28 @@ pub fn endpoint(
 
 #[cfg(test)]
 mod tests;
+
+/// One line on a cluster's upstream TLS: the server name, and how certificates are checked.
+fn tls_summary(t: &gw_proto::model::UpstreamTls) -> String {
+    let sni = match t.sni.as_str() {
+        "" => "no SNI".to_owned(),
+        s => format!("SNI {s}"),
+    };
+    let verify = if t.insecure_skip_verify {
+        "certificates NOT verified".to_owned()
+    } else if t.ca.is_empty() {
+        format!(
+            "verified against the system's CAs ({})",
+            gw_proto::model::SYSTEM_CA_FILE
+        )
+    } else {
+        let n = t.ca_certificates().unwrap_or(0);
+        format!("verified against {n} CA certificate(s)")
+    };
+    let name = if t.sni.is_empty() || t.insecure_skip_verify {
+        ""
+    } else {
+        ", name checked"
+    };
+    format!("{sni}, {verify}{name}")
+}

@@ -237,3 +237,46 @@ fn colours_only_when_asked_and_columns_stay_aligned() {
     assert!(coloured.contains('\x1b'));
     assert_eq!(strip_ansi(&coloured), plain);
 }
+
+#[test]
+fn upstream_tls_in_one_line() {
+    use gw_proto::model::UpstreamTls;
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n";
+    let cases = [
+        (
+            UpstreamTls {
+                sni: "api.example.com".into(),
+                ca: pem.repeat(2),
+                ..Default::default()
+            },
+            "SNI api.example.com, verified against 2 CA certificate(s), name checked",
+        ),
+        (
+            UpstreamTls::default(),
+            "no SNI, verified against the system's CAs (/etc/ssl/certs/ca-certificates.crt)",
+        ),
+        (
+            UpstreamTls {
+                sni: "a.test".into(),
+                insecure_skip_verify: true,
+                ..Default::default()
+            },
+            "SNI a.test, certificates NOT verified",
+        ),
+    ];
+    for (tls, want) in cases {
+        assert_eq!(tls_summary(&tls), want);
+    }
+    let mut o = quickstart("orders-svc");
+    if let Spec::Cluster(c) = &mut o.spec {
+        c.tls = Some(UpstreamTls::default());
+    }
+    let r = Report {
+        object: o,
+        clusters: vec![],
+        stats: None,
+        owned: vec![],
+        events: vec![],
+    };
+    assert!(report(&r, false).contains("\nTLS:           no SNI, verified"));
+}

@@ -1,0 +1,330 @@
+//! TLS to a cluster's endpoints: Envoy's `envoy.transport_sockets.tls` transport socket
+//! (`UpstreamTlsContext`), on rustls with ring.
+//!
+//! What Envoy does, gw-proxy does:
+//! - `sni` is sent as the server name; without it none is sent.
+//! - With a `validation_context`, the certificate chain must lead to one of `trusted_ca`'s
+//!   certificates (a file, or inline PEM); with `match_typed_subject_alt_names` (DNS, exact) it
+//!   must also be valid for one of those names. Without names, the chain alone is checked (as
+//!   Envoy does: it checks no name unless told to).
+//! - Without a `validation_context` the endpoint's certificate is not verified (the handshake's
+//!   signatures still are).
+//! - `alpn_protocols` are offered; without them, the cluster's protocol (`http/1.1`, or `h2` for
+//!   an HTTP/2 cluster), as Envoy's connection pools offer theirs.
+//!
+//! What it cannot follow is refused by name, so the config is NACKed rather than half applied:
+//! client certificates, SDS, certificate providers, SAN matchers other than exact DNS names,
+//! SPKI/hash pinning, CRLs.
+
+use gw_proto::envoy::pb::envoy::config::core::v3::{data_source, DataSource, TransportSocket};
+use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
+    CertificateValidationContext, UpstreamTlsContext,
+};
+use gw_proto::envoy::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+use prost::Message;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+/// The name of Envoy's TLS transport socket.
+pub const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
+/// The type of its config.
+pub const UPSTREAM_TLS_CONTEXT: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+
+/// How a cluster's connections are secured: a rustls client config and the name to send.
+pub struct UpstreamTls {
+    connector: tokio_rustls::TlsConnector,
+    sni: Option<ServerName<'static>>,
+    /// Identifies these settings (a hash of the context): endpoints of a cluster whose TLS
+    /// settings changed are new endpoints, so no connection made under the old ones is reused.
+    pub id: u64,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("sni", &self.sni)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamTls {
+    /// The cluster's transport socket, read: `None` for plaintext (none, or `raw_buffer`).
+    /// `http2`: the cluster speaks HTTP/2.
+    pub fn of(
+        socket: Option<&TransportSocket>,
+        http2: bool,
+    ) -> Result<Option<Arc<UpstreamTls>>, String> {
+        use gw_proto::envoy::pb::envoy::config::core::v3::transport_socket::ConfigType;
+        let Some(socket) = socket else {
+            return Ok(None);
+        };
+        let any = socket
+            .config_type
+            .as_ref()
+            .map(|ConfigType::TypedConfig(any)| any);
+        match (socket.name.as_str(), any) {
+            ("envoy.transport_sockets.raw_buffer", _) => Ok(None),
+            (_, Some(any)) if any.type_url == UPSTREAM_TLS_CONTEXT => {
+                let ctx = UpstreamTlsContext::decode(any.value.as_slice())
+                    .map_err(|e| format!("transport_socket: bad UpstreamTlsContext: {e}"))?;
+                UpstreamTls::new(&ctx, http2).map(|t| Some(Arc::new(t)))
+            }
+            (name, any) => Err(format!(
+                "transport_socket {name:?} ({}) is not supported (TLS or raw_buffer)",
+                any.map_or("no config", |a| a.type_url.as_str())
+            )),
+        }
+    }
+
+    /// Reads an `UpstreamTlsContext` for a cluster that speaks HTTP/2 (`http2`) or HTTP/1.1.
+    pub fn new(ctx: &UpstreamTlsContext, http2: bool) -> Result<UpstreamTls, String> {
+        let common = ctx.common_tls_context.clone().unwrap_or_default();
+        let refuse = |what: &str| Err(format!("upstream TLS: {what} is not supported"));
+        if !common.tls_certificates.is_empty()
+            || !common.tls_certificate_sds_secret_configs.is_empty()
+            || common.tls_certificate_provider_instance.is_some()
+        {
+            return refuse("a client certificate");
+        }
+        if ctx.auto_host_sni || ctx.auto_sni_san_validation {
+            return refuse("auto_host_sni / auto_sni_san_validation");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = match &common.validation_context_type {
+            None => Verifier::none(provider.clone()),
+            Some(ValidationContextType::ValidationContext(v)) => {
+                Verifier::checking(v, provider.clone())?
+            }
+            Some(_) => return refuse("a validation context other than an inline one"),
+        };
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("upstream TLS: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        cfg.alpn_protocols = match common.alpn_protocols.as_slice() {
+            [] if http2 => vec![b"h2".to_vec()],
+            [] => vec![b"http/1.1".to_vec()],
+            offered => offered.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        };
+        let sni = match ctx.sni.as_str() {
+            "" => None,
+            name => Some(
+                ServerName::try_from(name.to_owned())
+                    .map_err(|_| format!("upstream TLS: sni {name:?} is not a server name"))?,
+            ),
+        };
+        cfg.enable_sni = sni.is_some();
+        let id = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (ctx.encode_to_vec(), http2).hash(&mut h);
+            h.finish() | 1
+        };
+        Ok(UpstreamTls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+            sni,
+            id,
+        })
+    }
+
+    /// A TLS session over `stream` to the endpoint at `address` (`host:port`).
+    pub async fn connect(
+        &self,
+        stream: TcpStream,
+        address: &str,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        // rustls wants a name even when none is sent: the endpoint's own.
+        let name = match &self.sni {
+            Some(n) => n.clone(),
+            None => endpoint_name(address),
+        };
+        self.connector.connect(name, stream).await
+    }
+}
+
+/// The endpoint's host as a server name (its IP, or its DNS name).
+fn endpoint_name(address: &str) -> ServerName<'static> {
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ServerName::IpAddress(ip.into()),
+        Err(_) => ServerName::try_from(host.to_owned())
+            .unwrap_or(ServerName::IpAddress(IpAddr::from([0, 0, 0, 0]).into())),
+    }
+}
+
+/// The bytes of a `DataSource`.
+fn data(d: &DataSource, what: &str) -> Result<Vec<u8>, String> {
+    match &d.specifier {
+        Some(data_source::Specifier::Filename(f)) => {
+            std::fs::read(f).map_err(|e| format!("upstream TLS: {what} {f}: {e}"))
+        }
+        Some(data_source::Specifier::InlineBytes(b)) => Ok(b.clone()),
+        Some(data_source::Specifier::InlineString(s)) => Ok(s.as_bytes().to_vec()),
+        Some(data_source::Specifier::EnvironmentVariable(v)) => std::env::var(v)
+            .map(String::into_bytes)
+            .map_err(|_| format!("upstream TLS: {what}: ${v} is not set")),
+        None => Err(format!("upstream TLS: {what}: no data")),
+    }
+}
+
+/// How the endpoint's certificate is checked.
+#[derive(Debug)]
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    /// The chain's check (none: nothing is checked).
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    /// Names one of which the certificate must be valid for (none: any).
+    names: Vec<ServerName<'static>>,
+}
+
+impl Verifier {
+    fn none(provider: Arc<CryptoProvider>) -> Verifier {
+        Verifier {
+            provider,
+            chain: None,
+            names: Vec::new(),
+        }
+    }
+
+    fn checking(
+        v: &CertificateValidationContext,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Verifier, String> {
+        let refuse = |what: &str| Err(format!("upstream TLS: {what} is not supported"));
+        if !v.verify_certificate_spki.is_empty() || !v.verify_certificate_hash.is_empty() {
+            return refuse("certificate pinning (spki / hash)");
+        }
+        if v.crl.is_some() {
+            return refuse("a CRL");
+        }
+        #[allow(deprecated)]
+        if !v.match_subject_alt_names.is_empty() {
+            return refuse("match_subject_alt_names (use match_typed_subject_alt_names)");
+        }
+        if v.ca_certificate_provider_instance.is_some() || v.watched_directory.is_some() {
+            return refuse("a CA certificate provider or watched directory");
+        }
+        let Some(ca) = &v.trusted_ca else {
+            return refuse("a validation context without trusted_ca");
+        };
+        let pem = data(ca, "trusted_ca")?;
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("upstream TLS: trusted_ca: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("upstream TLS: trusted_ca: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("upstream TLS: trusted_ca holds no PEM certificate".into());
+        }
+        let mut names = Vec::new();
+        for m in &v.match_typed_subject_alt_names {
+            let exact = m
+                .matcher
+                .as_ref()
+                .and_then(|s| match &s.match_pattern {
+                    Some(MatchPattern::Exact(e)) if !s.ignore_case => Some(e.clone()),
+                    _ => None,
+                })
+                .filter(|_| m.san_type == SanType::Dns as i32);
+            let Some(name) = exact.and_then(|e| ServerName::try_from(e).ok()) else {
+                return refuse("a SAN matcher other than an exact DNS name");
+            };
+            names.push(name);
+        }
+        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| format!("upstream TLS: {e}"))?;
+        Ok(Verifier {
+            provider,
+            chain: Some(chain),
+            names,
+        })
+    }
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        if self.names.is_empty() {
+            // The chain alone: webpki checks the name after the chain, so a wrong name means
+            // the chain was good.
+            return match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            {
+                Err(Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )) => Ok(ServerCertVerified::assertion()),
+                other => other,
+            };
+        }
+        let mut last = Error::InvalidCertificate(CertificateError::NotValidForName);
+        for name in &self.names {
+            match chain.verify_server_cert(end_entity, intermediates, name, ocsp, now) {
+                Ok(v) => return Ok(v),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
