@@ -211,9 +211,43 @@ pub struct RuntimeConfig {
     pub clusters: ClusterMap,
     /// EDS clusters whose endpoints have not arrived yet.
     pub awaiting_endpoints: usize,
+    /// Whether some cluster's requests take hyper's client ([`ClusterRt::takes_hyper`]): when
+    /// none does (the common case), the native path need not ask of each request's route.
+    pub any_hyper: bool,
 }
 
 impl RuntimeConfig {
+    /// Whether a request on `route` may go to a cluster whose requests take hyper's client
+    /// (HTTP/2, or TLS): one of its clusters, or their fallbacks, is one.
+    #[inline]
+    pub fn takes_hyper(&self, route: &crate::router::Route) -> bool {
+        self.any_hyper && self.reaches_hyper(route)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reaches_hyper(&self, route: &crate::router::Route) -> bool {
+        self.reaches(route, ClusterRt::takes_hyper)
+    }
+
+    /// Whether a request on `route` may go to an HTTP/2 cluster.
+    pub fn reaches_http2(&self, route: &crate::router::Route) -> bool {
+        self.any_hyper && self.reaches(route, |c| c.http2)
+    }
+
+    /// Whether one of `route`'s clusters, or their fallbacks, is `such`.
+    fn reaches(&self, route: &crate::router::Route, such: impl Fn(&ClusterRt) -> bool) -> bool {
+        let reaches = |name: &str| {
+            self.clusters
+                .get(name)
+                .is_some_and(|c| such(c) || self.fallback_of(c).is_some_and(|f| such(f)))
+        };
+        match &route.target {
+            crate::router::Target::Cluster(name) => reaches(name),
+            crate::router::Target::Weighted(list, _) => list.iter().any(|(name, _)| reaches(name)),
+        }
+    }
+
     /// The cluster that takes `c`'s traffic when none of its endpoints is usable.
     pub fn fallback_of(&self, c: &ClusterRt) -> Option<&Arc<ClusterRt>> {
         c.fallback.as_ref().and_then(|f| self.clusters.get(f))
@@ -273,6 +307,7 @@ pub fn compile(res: &Resources, reg: &Registries) -> Result<RuntimeConfig, Confi
     };
     reg.endpoints.retain(&live);
     reg.retain_loads(&clusters);
+    let any_hyper = clusters.values().any(|c| c.takes_hyper());
     Ok(RuntimeConfig {
         resources: res.clone(),
         listener,
@@ -280,6 +315,7 @@ pub fn compile(res: &Resources, reg: &Registries) -> Result<RuntimeConfig, Confi
         timeouts,
         clusters,
         awaiting_endpoints,
+        any_hyper,
     })
 }
 

@@ -312,7 +312,12 @@ impl EndpointRegistry {
         let key = (cluster.to_owned(), address.to_owned());
         let ep = match map.get(&key) {
             Some(ep) if ep.pool.tls_id() == tls_id => ep.clone(),
-            _ => {
+            old => {
+                // What the old one made under other settings is not reused (its requests in
+                // flight finish on theirs).
+                if let Some(old) = old {
+                    old.pool.close_idle();
+                }
                 let mut ep = Endpoint::new(address, weight);
                 ep.cluster = cluster.to_owned();
                 let workers = self.workers.get().copied().unwrap_or(1);

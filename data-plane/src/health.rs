@@ -91,14 +91,9 @@ impl tower_service::Service<hyper::Uri> for ProbeConnector {
 /// One probe of `ep`: `true` when it passed.
 pub async fn probe(client: &ProbeClient, ep: &Endpoint, hc: &HealthCheck, host: &str) -> bool {
     let Some(path) = &hc.path else {
-        return matches!(
-            tokio::time::timeout(
-                hc.timeout,
-                tokio::net::TcpStream::connect(ep.address.as_str())
-            )
-            .await,
-            Ok(Ok(_))
-        );
+        // Connected, and for a TLS cluster handshaken (as Envoy's TCP check over its transport
+        // socket): a certificate refused fails the probe.
+        return ep.pool.dial(hc.timeout).await.is_ok();
     };
     let host = hc.host.as_deref().unwrap_or(host);
     let Ok(req) = hyper::Request::get(format!("http://{}{path}", ep.address))

@@ -241,19 +241,19 @@ pub async fn handle(
     let whole = if let (Some(kind), Some(on)) = (&upgrade, on_upgrade) {
         // Refused unless the route (or the listener) allows this upgrade: Envoy's 403. Not
         // made to an HTTP/2 cluster either (that would take extended CONNECT upstream).
-        if cfg.routes.allows_upgrade(route, kind.as_bytes()) && !shared.reaches_http2(&cfg, route) {
+        if cfg.routes.allows_upgrade(route, kind.as_bytes()) && !cfg.reaches_http2(route) {
             headers::set_upgrade(&mut parts.headers, kind.clone());
             Whole::Upgrade(body, on)
         } else {
             Whole::Refused(StatusCode::FORBIDDEN, "")
         }
-    } else if shared.takes_hyper(&cfg, route) {
+    } else if cfg.takes_hyper(route) {
         // An HTTP/2 or TLS cluster takes hyper's client, whatever the body. To an HTTP/2 one the
         // host goes as the `:authority`, so one that cannot be is the client's error, not the
         // upstream's.
         let authority = parts.headers.get(HOST).map(|h| h.as_bytes());
         match authority.map(hyper::http::uri::Authority::try_from) {
-            Some(Err(_)) if shared.reaches_http2(&cfg, route) => {
+            Some(Err(_)) if cfg.reaches_http2(route) => {
                 Whole::Refused(StatusCode::BAD_REQUEST, "bad host\n")
             }
             _ => Whole::Stream(body),

@@ -2,7 +2,7 @@
 //! [`Proxy::start`] is what `main` runs and what tests start on `127.0.0.1:0`.
 
 use crate::admin;
-use crate::config::{self, ClusterRt, Registries, Resources, RuntimeConfig};
+use crate::config::{self, Registries, Resources, RuntimeConfig};
 use crate::proxy;
 use crate::report::{AccessRecord, LogSink};
 use crate::xds::{self, Mode, XdsOptions};
@@ -189,10 +189,6 @@ pub struct Shared {
     /// Connections accepted, per worker (one entry when traffic is served on the caller's
     /// runtime).
     pub accepted: Box<[AtomicU64]>,
-    /// Whether the served config has a cluster whose requests take hyper's client (HTTP/2, or
-    /// TLS): when not (the common case), the native path need not ask whether a request's route
-    /// reaches one.
-    pub any_hyper: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -205,45 +201,8 @@ impl Shared {
     /// previous config keeps serving.
     pub fn apply(&self, res: Resources) -> Result<(), config::ConfigError> {
         let rt = config::compile(&res, &self.registries)?;
-        // Never false while a config with such a cluster is served: set before it is, and
-        // cleared after.
-        let hyper = rt.clusters.values().any(|c| c.takes_hyper());
-        if hyper {
-            self.any_hyper.store(true, Ordering::Release);
-        }
         self.config.store(Arc::new(rt));
-        if !hyper {
-            self.any_hyper.store(false, Ordering::Release);
-        }
         Ok(())
-    }
-
-    /// Whether a request on `route` (of `cfg`) may go to a cluster whose requests take hyper's
-    /// client (HTTP/2, or TLS): one of its clusters, or their fallbacks, is one.
-    pub fn takes_hyper(&self, cfg: &RuntimeConfig, route: &crate::router::Route) -> bool {
-        self.any_hyper.load(Ordering::Acquire) && reaches(cfg, route, ClusterRt::takes_hyper)
-    }
-
-    /// Whether a request on `route` (of `cfg`) may go to an HTTP/2 cluster.
-    pub fn reaches_http2(&self, cfg: &RuntimeConfig, route: &crate::router::Route) -> bool {
-        self.any_hyper.load(Ordering::Acquire) && reaches(cfg, route, |c| c.http2)
-    }
-}
-
-/// Whether one of `route`'s clusters, or their fallbacks, is `such`.
-fn reaches(
-    cfg: &RuntimeConfig,
-    route: &crate::router::Route,
-    such: impl Fn(&ClusterRt) -> bool,
-) -> bool {
-    let reaches = |name: &str| {
-        cfg.clusters
-            .get(name)
-            .is_some_and(|c| such(c) || cfg.fallback_of(c).is_some_and(|f| such(f)))
-    };
-    match &route.target {
-        crate::router::Target::Cluster(name) => reaches(name),
-        crate::router::Target::Weighted(list, _) => list.iter().any(|(name, _)| reaches(name)),
     }
 }
 
@@ -282,7 +241,6 @@ impl Proxy {
             idle_timeout: cfg.idle_timeout,
             drain: Default::default(),
             accepted: listeners.iter().map(|_| AtomicU64::new(0)).collect(),
-            any_hyper: Default::default(),
         });
         let (event_tx, event_rx) = tokio::sync::mpsc::unbounded_channel();
         let _ = shared.registries.endpoints.events.set(event_tx);

@@ -11,10 +11,14 @@
 //!   signatures still are).
 //! - `alpn_protocols` are offered; without them, the cluster's protocol (`http/1.1`, or `h2` for
 //!   an HTTP/2 cluster), as Envoy's connection pools offer theirs.
+//! - `tls_params`' protocol versions, with Envoy's defaults for a client: at least TLS 1.2, at
+//!   most TLS 1.2 unless TLS 1.3 is allowed (the control plane allows it). Below 1.2 rustls does
+//!   not go: a minimum below it is taken as 1.2, a maximum below it refused.
 //!
 //! What it cannot follow is refused by name, so the config is NACKed rather than half applied:
 //! client certificates, SDS, certificate providers, SAN matchers other than exact DNS names,
-//! SPKI/hash pinning, CRLs.
+//! SPKI/hash pinning, CRLs, cipher/curve/signature lists, custom validators and handshakers, and
+//! the other knobs that would make it verify or negotiate differently from what was asked.
 
 use gw_proto::envoy::pb::envoy::config::core::v3::{data_source, DataSource, TransportSocket};
 use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -99,6 +103,18 @@ impl UpstreamTls {
         if ctx.auto_host_sni || ctx.auto_sni_san_validation {
             return refuse("auto_host_sni / auto_sni_san_validation");
         }
+        #[allow(deprecated)]
+        if common.custom_handshaker.is_some()
+            || common.custom_tls_certificate_selector.is_some()
+            || common.tls_certificate_certificate_provider.is_some()
+            || common
+                .tls_certificate_certificate_provider_instance
+                .is_some()
+            || common.key_log.is_some()
+        {
+            return refuse("a custom handshaker, certificate selector or provider, or a key log");
+        }
+        let versions = versions(common.tls_params.as_ref())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = match &common.validation_context_type {
             None => Verifier::none(provider.clone()),
@@ -108,7 +124,7 @@ impl UpstreamTls {
             Some(_) => return refuse("a validation context other than an inline one"),
         };
         let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .map_err(|e| format!("upstream TLS: {e}"))?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
@@ -120,6 +136,10 @@ impl UpstreamTls {
         };
         let sni = match ctx.sni.as_str() {
             "" => None,
+            // rustls would drop the dot and match what Envoy would not.
+            name if name.ends_with('.') => {
+                return Err(format!("upstream TLS: sni {name:?} ends with a dot"))
+            }
             name => Some(
                 ServerName::try_from(name.to_owned())
                     .map_err(|_| format!("upstream TLS: sni {name:?} is not a server name"))?,
@@ -151,6 +171,48 @@ impl UpstreamTls {
             None => endpoint_name(address),
         };
         self.connector.connect(name, stream).await
+    }
+}
+
+/// The protocol versions `params` allow, with Envoy's client defaults (TLS 1.2 only).
+fn versions(
+    params: Option<
+        &gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::TlsParameters,
+    >,
+) -> Result<&'static [&'static rustls::SupportedProtocolVersion], String> {
+    use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::tls_parameters::TlsProtocol;
+    static BOTH: [&rustls::SupportedProtocolVersion; 2] =
+        [&rustls::version::TLS13, &rustls::version::TLS12];
+    let Some(p) = params else {
+        return Ok(&BOTH[1..]);
+    };
+    if !p.cipher_suites.is_empty()
+        || !p.ecdh_curves.is_empty()
+        || !p.signature_algorithms.is_empty()
+        || !p.compliance_policies.is_empty()
+    {
+        return Err(
+            "upstream TLS: cipher suites, curves, signature algorithms or compliance policies \
+             are not supported"
+                .into(),
+        );
+    }
+    let v = |n: i32| TlsProtocol::try_from(n).unwrap_or(TlsProtocol::TlsAuto);
+    let (min, max) = (
+        v(p.tls_minimum_protocol_version),
+        v(p.tls_maximum_protocol_version),
+    );
+    let tls13_min = min == TlsProtocol::TlSv13;
+    match max {
+        TlsProtocol::TlsAuto | TlsProtocol::TlSv12 if tls13_min => {
+            Err("upstream TLS: the minimum version is above the maximum".into())
+        }
+        TlsProtocol::TlsAuto | TlsProtocol::TlSv12 => Ok(&BOTH[1..]),
+        TlsProtocol::TlSv13 if tls13_min => Ok(&BOTH[..1]),
+        TlsProtocol::TlSv13 => Ok(&BOTH),
+        TlsProtocol::TlSv10 | TlsProtocol::TlSv11 => {
+            Err("upstream TLS: a maximum version below TLS 1.2 is not supported".into())
+        }
     }
 }
 
@@ -210,6 +272,19 @@ impl Verifier {
         if !v.verify_certificate_spki.is_empty() || !v.verify_certificate_hash.is_empty() {
             return refuse("certificate pinning (spki / hash)");
         }
+        if v.require_signed_certificate_timestamp
+            .is_some_and(|b| b.value)
+            || v.max_verify_depth.is_some()
+            || v.custom_validator_config.is_some()
+            || v.allow_expired_certificate
+            || v.trust_chain_verification != 0
+            || v.system_root_certs.is_some()
+        {
+            return refuse(
+                "signed certificate timestamps, a verify depth, a custom validator, expired \
+                 certificates, skipping chain verification or system_root_certs",
+            );
+        }
         if v.crl.is_some() {
             return refuse("a CRL");
         }
@@ -244,7 +319,12 @@ impl Verifier {
                     _ => None,
                 })
                 .filter(|_| m.san_type == SanType::Dns as i32);
-            let Some(name) = exact.and_then(|e| ServerName::try_from(e).ok()) else {
+            // Checked as a DNS name, as Envoy matches it against DNS SANs only.
+            let name = exact.and_then(|e| {
+                let dns = rustls::pki_types::DnsName::try_from(e).ok()?.to_owned();
+                Some(ServerName::DnsName(dns))
+            });
+            let Some(name) = name else {
                 return refuse("a SAN matcher other than an exact DNS name");
             };
             names.push(name);

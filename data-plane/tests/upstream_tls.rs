@@ -10,8 +10,9 @@ use bytes::Bytes;
 use gw_control_plane::testing::TestPki;
 use gw_proto::envoy::pb::envoy::config::core::v3::{data_source, DataSource};
 use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context::ValidationContextType, CertificateValidationContext, CommonTlsContext,
-    TlsCertificate, UpstreamTlsContext,
+    common_tls_context::ValidationContextType, tls_parameters::TlsProtocol,
+    CertificateValidationContext, CommonTlsContext, TlsCertificate, TlsParameters,
+    UpstreamTlsContext,
 };
 use gw_proxy::config::{fixture, type_url, Resources};
 use gw_proxy::server::{Proxy, ProxyConfig};
@@ -27,7 +28,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A TLS upstream (HTTP/1.1 and HTTP/2 by ALPN): echoes the body, names the SNI it got in
-/// `x-sni`; counts handshakes, requests and `/health` probes.
+/// `x-sni` and the TLS version in `x-tls`; counts handshakes, requests and `/health` probes;
+/// answers an upgrade with `101` and an echo.
 struct Up {
     addr: SocketAddr,
     handshakes: Arc<AtomicU32>,
@@ -70,9 +72,10 @@ async fn upstream(pki: &TestPki) -> Up {
                 };
                 handshakes.fetch_add(1, Ordering::SeqCst);
                 let sni = tls.get_ref().1.server_name().unwrap_or("").to_owned();
+                let version = format!("{:?}", tls.get_ref().1.protocol_version());
                 snis.lock().unwrap().push(sni.clone());
                 let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                    let sni = sni.clone();
+                    let (sni, tls_version) = (sni.clone(), version.clone());
                     if req.uri().path() == "/health" {
                         probes.fetch_add(1, Ordering::SeqCst);
                     }
@@ -102,6 +105,7 @@ async fn upstream(pki: &TestPki) -> Up {
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         let resp = Response::builder()
                             .header("x-sni", sni)
+                            .header("x-tls", tls_version)
                             .header("x-version", version)
                             .body(Full::new(body))
                             .unwrap();
@@ -204,6 +208,8 @@ async fn tls_clusters_pool_connections_and_carry_every_kind_of_request() {
         assert!(head.starts_with("HTTP/1.1 200"), "{i}: {head}");
         assert!(head.contains("x-sni: localhost"), "{head}");
         assert!(head.contains("x-version: HTTP/1.1"), "{head}");
+        // No `tls_params`: Envoy's client default, TLS 1.2 at most.
+        assert!(head.contains("x-tls: Some(TLSv1_2)"), "{head}");
         assert_eq!(body, "");
         let (head, body) = exchange(
             &mut s,
@@ -241,15 +247,20 @@ async fn tls_clusters_pool_connections_and_carry_every_kind_of_request() {
     assert_eq!(body, "over h2");
     assert_eq!(up.handshakes.load(Ordering::SeqCst), 1);
 
-    // New TLS settings (another SNI, no verification) make new connections: none made under
-    // the old ones is reused.
+    // New TLS settings (another SNI, no verification, TLS 1.3 allowed) make new connections:
+    // none made under the old ones is reused.
     let mut insecure = context(&pki, "other.test");
     if let Some(c) = insecure.common_tls_context.as_mut() {
         c.validation_context_type = None;
+        c.tls_params = Some(TlsParameters {
+            tls_maximum_protocol_version: TlsProtocol::TlSv13 as i32,
+            ..Default::default()
+        });
     }
     p.shared().apply(config(&up, &insecure, "2")).unwrap();
     let (head, _) = exchange(&mut s, "GET /d HTTP/1.1\r\nHost: h\r\n\r\n").await;
     assert!(head.contains("x-sni: other.test"), "{head}");
+    assert!(head.contains("x-tls: Some(TLSv1_3)"), "{head}");
     assert_eq!(
         up.snis.lock().unwrap().as_slice(),
         ["localhost", "other.test"]
@@ -285,30 +296,31 @@ async fn a_websocket_to_a_tls_cluster_tunnels_over_tls() {
     assert_eq!(up.handshakes.load(Ordering::SeqCst), 1);
 }
 
-#[tokio::test]
-async fn a_tls_clusters_endpoints_are_probed_over_tls() {
+/// [`config`] with an HTTP health check of `path`, or a TCP one.
+fn probed(up: &Up, ctx: &UpstreamTlsContext, path: Option<&str>, version: &str) -> Resources {
     use gw_proto::envoy::pb::google::protobuf::{value::Kind, Struct, Value};
-    let pki = TestPki::new();
-    let up = upstream(&pki).await;
-    let mut res = config(&up, &context(&pki, "localhost"), "1");
+    let mut res = config(up, ctx, version);
     let text = |s: &str| Value {
         kind: Some(Kind::StringValue(s.into())),
     };
     let num = |n: f64| Value {
         kind: Some(Kind::NumberValue(n)),
     };
+    let mut fields: std::collections::BTreeMap<String, Value> = [
+        ("interval".to_owned(), text("50ms")),
+        ("timeout".to_owned(), text("1s")),
+        ("healthyThreshold".to_owned(), num(1.0)),
+        ("unhealthyThreshold".to_owned(), num(1.0)),
+    ]
+    .into();
+    if let Some(path) = path {
+        fields.insert("path".to_owned(), text(path));
+    }
     let hc = Struct {
-        fields: [
-            ("path".to_owned(), text("/health")),
-            ("interval".to_owned(), text("50ms")),
-            ("timeout".to_owned(), text("1s")),
-            ("healthyThreshold".to_owned(), num(1.0)),
-            ("unhealthyThreshold".to_owned(), num(1.0)),
-        ]
-        .into(),
+        fields: fields.into_iter().collect(),
     };
     let mut c = fixture::cluster("t/tls", "round_robin");
-    fixture::tls(&mut c, &context(&pki, "localhost"));
+    fixture::tls(&mut c, ctx);
     if let Some(gw) = c
         .metadata
         .as_mut()
@@ -321,24 +333,59 @@ async fn a_tls_clusters_endpoints_are_probed_over_tls() {
             },
         );
     }
-    res.insert(type_url::CLUSTER, "t/tls", "2", &c);
-    let p = proxy(res).await;
-    // Probes reach the TLS-only upstream (a plaintext probe never completes a request there).
+    res.insert(type_url::CLUSTER, "t/tls", version, &c);
+    res
+}
+
+/// Waits (up to 10 s) until `done`.
+async fn until(what: &str, done: impl Fn() -> bool) {
     let t0 = std::time::Instant::now();
-    while up.probes.load(Ordering::SeqCst) < 3 {
-        assert!(
-            t0.elapsed().as_secs() < 10,
-            "no health probe reached the upstream"
-        );
+    while !done() {
+        assert!(t0.elapsed().as_secs() < 10, "{what}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn a_tls_clusters_endpoints_are_probed_over_tls() {
+    let pki = TestPki::new();
+    let up = upstream(&pki).await;
+    let ctx = context(&pki, "localhost");
+    let p = proxy(probed(&up, &ctx, Some("/health"), "1")).await;
+    // HTTP probes reach the TLS-only upstream (a plaintext probe never completes a request
+    // there), with the SNI.
+    until("no health probe reached the upstream", || {
+        up.probes.load(Ordering::SeqCst) >= 3
+    })
+    .await;
     assert_eq!(
         up.snis.lock().unwrap().first().map(String::as_str),
         Some("localhost")
     );
-    let cfg = p.shared().config.load_full();
-    let cluster = cfg.clusters.get("t/tls").unwrap();
-    assert!(cluster.endpoints.iter().all(|e| e.is_healthy()));
+    let healthy = || {
+        let cfg = p.shared().config.load_full();
+        let cluster = cfg.clusters.get("t/tls").unwrap();
+        cluster.endpoints.iter().all(|e| e.is_healthy())
+    };
+    assert!(healthy());
+
+    // TCP probes handshake too (as Envoy's over the transport socket): each is a TLS session.
+    p.shared().apply(probed(&up, &ctx, None, "2")).unwrap();
+    let before = up.handshakes.load(Ordering::SeqCst);
+    until("TCP probes made no TLS handshake", || {
+        up.handshakes.load(Ordering::SeqCst) >= before + 3
+    })
+    .await;
+    assert!(healthy());
+    // A certificate refused fails them: another CA, and the endpoint turns unhealthy.
+    let other = TestPki::new();
+    p.shared()
+        .apply(probed(&up, &context(&other, "localhost"), None, "3"))
+        .unwrap();
+    until("a refused certificate left the endpoint healthy", || {
+        !healthy()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -374,7 +421,17 @@ async fn tls_settings_gw_proxy_cannot_follow_are_refused() {
             },
         ));
     }
+    let mut ciphers = context(&pki, "localhost");
+    if let Some(c) = ciphers.common_tls_context.as_mut() {
+        c.tls_params = Some(TlsParameters {
+            cipher_suites: vec!["ECDHE-RSA-AES128-GCM-SHA256".into()],
+            ..Default::default()
+        });
+    }
+    let dotted = context(&pki, "localhost.");
     for (ctx, want) in [
+        (ciphers, "cipher suites"),
+        (dotted, "ends with a dot"),
         (client_cert, "a client certificate is not supported"),
         (no_ca, "trusted_ca holds no PEM certificate"),
         (missing, "trusted_ca /nonexistent.pem"),

@@ -400,7 +400,9 @@ spec:
 
     #[test]
     fn upstream_tls_is_checked_by_field() {
-        const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n";
+        // A self-signed CA certificate (P-256), and a PEM block that is not a certificate.
+        const PEM: &str = include_str!("model/testdata/ca.pem");
+        const NOT_DER: &str = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n";
         let with = |tls: &str| {
             QUICK.replace(
                 "circuitBreaker: {consecutiveFailures: 7}",
@@ -419,6 +421,14 @@ spec:
             (
                 format!("{{ca: {PEM:?}, insecureSkipVerify: true}}"),
                 "spec.tls.ca: is not used with insecureSkipVerify: true",
+            ),
+            (
+                format!("{{ca: {:?}}}", format!("{PEM}{NOT_DER}")),
+                "spec.tls.ca: certificate 2: not a usable CA certificate",
+            ),
+            (
+                "{sni: api.example.com.}".to_owned(),
+                "spec.tls.sni: \"api.example.com.\" is not a DNS name",
             ),
             ("{sni: a.test, verify: false}".to_owned(), "unknown field"),
         ] {

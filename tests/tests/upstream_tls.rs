@@ -19,7 +19,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// A TLS upstream with `pki`'s server certificate: answers `200` with the SNI it got (`x-sni`),
-/// the HTTP version (`x-version`) and the ALPN protocol agreed (`x-alpn`).
+/// the HTTP version (`x-version`), the ALPN protocol agreed (`x-alpn`) and the TLS version
+/// (`x-tls`).
 async fn tls_upstream(pki: &TestPki) -> SocketAddr {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.path("server.pem"))
         .unwrap()
@@ -51,10 +52,12 @@ async fn tls_upstream(pki: &TestPki) -> SocketAddr {
                     .alpn_protocol()
                     .map(|p| String::from_utf8_lossy(p).into_owned())
                     .unwrap_or_default();
+                let version = format!("{:?}", session.protocol_version());
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let resp = Response::builder()
                         .header("x-sni", sni.as_str())
                         .header("x-alpn", alpn.as_str())
+                        .header("x-tls", version.as_str())
                         .header("x-version", format!("{:?}", req.version()))
                         .body(http_body_util::Full::new(bytes::Bytes::from_static(b"tls")))
                         .unwrap();
@@ -104,6 +107,8 @@ async fn check(who: &'static str, addr: SocketAddr) {
             assert_eq!(r.header("x-sni"), Some(sni), "{who}: {path}");
             assert_eq!(r.header("x-version"), Some(version), "{who}: {path}");
             assert_eq!(r.header("x-alpn"), Some(alpn), "{who}: {path}");
+            // The control plane allows TLS 1.3 (Envoy's client default stops at 1.2).
+            assert_eq!(r.header("x-tls"), Some("Some(TLSv1_3)"), "{who}: {path}");
         }
     }
 }

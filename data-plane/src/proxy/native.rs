@@ -204,13 +204,10 @@ pub async fn serve_connection(
             || !head.http11
             || !head.target.of_bytes(&head.bytes).starts_with(b"/")
             || !f.host
-            || (shared.any_hyper.load(Ordering::Relaxed) && to_hyper(&shared, &head))
         {
-            let mut all = BytesMut::with_capacity(head.bytes.len() + buf.len());
-            all.extend_from_slice(&head.bytes);
-            all.extend_from_slice(&buf);
+            let all = [&head.bytes[..], &buf[..]].concat();
             let t = handed(&timeouts);
-            return hand_off(io, all.freeze(), down, shared.clone(), &hyper, t).await;
+            return hand_off(io, all.into(), down, shared.clone(), &hyper, t).await;
         }
         while buf.len() < len {
             match tokio::time::timeout(BODY_READ_TIMEOUT, fill(&mut io, &mut buf)).await {
@@ -237,6 +234,12 @@ pub async fn serve_connection(
             }
             // Dropped with a zero linger: the client sees a reset, not an end.
             Then::Reset => return,
+            // For hyper's client (an HTTP/2 or TLS cluster): the request, whole, goes first.
+            Then::HandOff => {
+                let all = [&head.bytes[..], &body[..], &buf[..]].concat();
+                let t = handed(&timeouts);
+                return hand_off(io, all.into(), down, shared.clone(), &hyper, t).await;
+            }
         }
         // The idle deadline that starts now may come before the timer: after a head that came
         // in pieces, or when the timer was moved on to a try's deadline during the exchange.
@@ -245,19 +248,6 @@ pub async fn serve_connection(
             timer.as_mut().reset(arm(idle_at));
         }
     }
-}
-
-/// Whether `head`'s route may take it to a cluster that hyper's client carries (HTTP/2, or TLS;
-/// the connection then goes to hyper). Asked only while some cluster is one (`any_hyper`), and
-/// kept out of line: the common path pays one atomic load.
-#[cold]
-#[inline(never)]
-fn to_hyper(shared: &Shared, head: &Head) -> bool {
-    let cfg = shared.config.load();
-    let host = head.get("host").unwrap_or_default();
-    cfg.routes
-        .find(host, head.method(), head.target(), head)
-        .is_some_and(|r| shared.takes_hyper(&cfg, r))
 }
 
 /// A connection's buffers, kept across its requests, and the drain signal.
@@ -343,6 +333,9 @@ enum Then {
     Close,
     /// It is reset: a response cut short whose end the client could not otherwise tell.
     Reset,
+    /// Nothing was sent: the request's route takes hyper's client, so hyper gets the
+    /// connection, this request first.
+    HandOff,
 }
 
 impl Then {
@@ -394,6 +387,10 @@ async fn exchange(
         *ended = tokio::time::Instant::now();
         return Then::from_ok(ok);
     };
+    // An HTTP/2 or TLS cluster: hyper's client carries it (one field read while none is).
+    if cfg.takes_hyper(route) {
+        return Then::HandOff;
+    }
     // The upstream request, whole: request line, headers, body.
     up.clear();
     let mut forwarded_for: Option<&[u8]> = None;

@@ -738,8 +738,26 @@ impl ConnPool {
         C::open(stream, unit, &self.address).await
     }
 
+    /// Closes every idle connection (the endpoint has been replaced: its TLS settings changed),
+    /// and keeps no HTTP/2 connection for new streams.
+    pub fn close_idle(&self) {
+        for stack in self.idle.iter() {
+            let n = std::mem::take(&mut *locked(stack)).len();
+            self.idle_count.fetch_sub(n, Ordering::Relaxed);
+        }
+        for stack in self.raw_idle.iter() {
+            let n = std::mem::take(&mut *locked(stack)).len();
+            self.idle_count.fetch_sub(n, Ordering::Relaxed);
+        }
+        for slot in self.h2.iter() {
+            if let Ok(mut s) = slot.try_lock() {
+                s.conns.clear();
+            }
+        }
+    }
+
     /// A connection to the endpoint (TLS when the cluster says so), within `timeout`.
-    async fn dial(&self, timeout: Duration) -> Result<UpIo, ConnectError> {
+    pub(crate) async fn dial(&self, timeout: Duration) -> Result<UpIo, ConnectError> {
         dial(&self.address, self.socket, self.tls.as_deref(), timeout).await
     }
 }

@@ -59,19 +59,25 @@ pub struct UpstreamTls {
 pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 impl UpstreamTls {
-    /// How many PEM certificates `ca` holds.
+    /// How many PEM certificates `ca` holds, each one a proxy can trust (what gw-proxy checks
+    /// when it loads them).
     pub fn ca_certificates(&self) -> Result<usize, String> {
         use rustls_pki_types::pem::PemObject;
         let mut n = 0;
         for c in rustls_pki_types::CertificateDer::pem_slice_iter(self.ca.as_bytes()) {
-            c.map_err(|e| e.to_string())?;
+            let c = c.map_err(|e| e.to_string())?;
+            webpki::anchor_from_trusted_cert(&c)
+                .map_err(|e| format!("certificate {}: not a usable CA certificate ({e})", n + 1))?;
             n += 1;
         }
         Ok(n)
     }
 
     fn validate(&self) -> Result<(), FieldError> {
-        if !self.sni.is_empty() && rustls_pki_types::DnsName::try_from(self.sni.as_str()).is_err() {
+        if !self.sni.is_empty()
+            && (self.sni.ends_with('.')
+                || rustls_pki_types::DnsName::try_from(self.sni.as_str()).is_err())
+        {
             return Err(FieldError::new(
                 "spec.tls.sni",
                 format!("{:?} is not a DNS name", self.sni),

@@ -4,7 +4,7 @@
 //!
 //! `metadata.filter_metadata["gw"]` (ignored by Envoy) carries what Envoy cannot express, for
 //! gw-proxy: the cluster spec in manifest form (camelCase, durations as `"30s"`, without
-//! `endpoints`) plus `tenant`, `name` and, when set, `fallbackClusterName` (the Envoy name of
+//! `endpoints` and `tls`, which the transport socket carries) plus `tenant`, `name` and, when set, `fallbackClusterName` (the Envoy name of
 //! `fallbackCluster`). A gw-proxy can deserialize it into `gw_proto::model::ClusterSpec`.
 
 use super::listener::ads_source;
@@ -93,7 +93,8 @@ fn transport_socket(
     };
     use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::{
         common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
-        CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
+        tls_parameters::TlsProtocol, CertificateValidationContext, CommonTlsContext,
+        SubjectAltNameMatcher, TlsParameters, UpstreamTlsContext,
     };
     use gw_proto::envoy::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
     let validation = (!tls.insecure_skip_verify).then(|| {
@@ -122,10 +123,17 @@ fn transport_socket(
         UpstreamProtocol::Http2 => vec!["h2".to_owned()],
         UpstreamProtocol::Http1 => Vec::new(),
     };
+    // TLS 1.3 allowed (Envoy's client default stops at 1.2).
+    let params = TlsParameters {
+        tls_minimum_protocol_version: TlsProtocol::TlSv12 as i32,
+        tls_maximum_protocol_version: TlsProtocol::TlSv13 as i32,
+        ..Default::default()
+    };
     let ctx = UpstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             alpn_protocols: alpn,
             validation_context_type: validation,
+            tls_params: Some(params),
             ..Default::default()
         }),
         sni: tls.sni.clone(),
@@ -275,6 +283,8 @@ pub fn gw_metadata(tenant: &str, name: &str, spec: &ClusterSpec) -> serde_json::
     let mut v = serde_json::to_value(spec).unwrap_or_default();
     if let Some(m) = v.as_object_mut() {
         m.remove("endpoints");
+        // The transport socket says it all (and a CA bundle need not travel twice).
+        m.remove("tls");
         m.insert("tenant".into(), tenant.into());
         m.insert("name".into(), name.into());
         if let Some(f) = &spec.fallback_cluster {
@@ -362,6 +372,15 @@ mod tests {
             );
             let ctx = UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
             let common = ctx.common_tls_context.clone().unwrap();
+            // TLS 1.2 to 1.3 (Envoy's client default stops at 1.2).
+            let p = common.tls_params.clone().unwrap();
+            assert_eq!(
+                (
+                    p.tls_minimum_protocol_version,
+                    p.tls_maximum_protocol_version
+                ),
+                (3, 4)
+            );
             let v = match common.validation_context_type {
                 Some(ValidationContextType::ValidationContext(v)) => Some(v),
                 None => None,

@@ -241,7 +241,7 @@ fn colours_only_when_asked_and_columns_stay_aligned() {
 #[test]
 fn upstream_tls_in_one_line() {
     use gw_proto::model::UpstreamTls;
-    let pem = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n";
+    let pem = include_str!("../../../../../proto/src/model/testdata/ca.pem");
     let cases = [
         (
             UpstreamTls {
