@@ -232,12 +232,25 @@ async fn retries_send_the_body_again_when_it_can_be_had_whole() {
     retry(&mut rconn, "connect-failure", 2);
     let mut rfail = fixture::prefix_route("t/f", "/f", "t/failing");
     retry(&mut rfail, "5xx", 2);
+    let trailing = upstream("trailing", 503, Duration::ZERO).await;
+    let mut rtrail = fixture::prefix_route("t/t", "/t", "t/trailing");
+    retry(&mut rtrail, "5xx", 2);
+    // A per-try timeout shorter than the upload: Envoy starts it once the request is whole.
+    let mut rupload = fixture::prefix_route("t/u", "/u", "t/upload");
+    retry(&mut rupload, "5xx", 1);
+    fixture::action(&mut rupload)
+        .unwrap()
+        .retry_policy
+        .as_mut()
+        .unwrap()
+        .per_try_timeout = Some(fixture::duration(Duration::from_millis(300)));
+    let upload = upstream("upload", 200, Duration::ZERO).await;
     let mut slow = fixture::prefix_route("t/s", "/s", "t/slow");
     fixture::action(&mut slow).unwrap().timeout =
         Some(fixture::duration(Duration::from_millis(100)));
     let slow_up = upstream("slow", 200, Duration::from_secs(5)).await;
     let proxy = proxy_with(
-        vec![r5xx, rconn, rfail, slow],
+        vec![r5xx, rconn, rfail, rtrail, rupload, slow],
         &[
             (
                 "t/mixed",
@@ -250,6 +263,8 @@ async fn retries_send_the_body_again_when_it_can_be_had_whole() {
                 vec![(dead, 1), (good.addr, 1)],
             ),
             ("t/failing", "round_robin", vec![(failing.addr, 1)]),
+            ("t/trailing", "round_robin", vec![(trailing.addr, 1)]),
+            ("t/upload", "round_robin", vec![(upload.addr, 1)]),
             ("t/slow", "round_robin", vec![(slow_up.addr, 1)]),
         ],
     )
@@ -315,6 +330,32 @@ async fn retries_send_the_body_again_when_it_can_be_had_whole() {
     let big = vec![b'x'; 1024 * 1024 + 1];
     assert_eq!(raw_status(p, &chunked("/f", &big)).await, 503);
     assert_eq!(seen(), (4, 15 + 1024 * 1024 + 1), "sent once");
+    // Trailers end a chunked body (hyper's client asks for nothing after them): sent again.
+    let with_trailers = b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+        Connection: close\r\n\r\n5\r\nchunk\r\n0\r\nx-check: 1\r\n\r\n";
+    assert_eq!(raw_status(p, with_trailers).await, 503);
+    let tries = (
+        trailing.hits.load(Ordering::SeqCst),
+        trailing.bytes.load(Ordering::SeqCst),
+    );
+    assert_eq!(tries, (3, 15), "three tries with trailers");
+    // An upload slower than the per-try timeout is not cut by it (a slow client, simulated).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(p).await.unwrap();
+        s.write_all(
+            b"POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+              Connection: close\r\n\r\n5\r\nfirst\r\n",
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        s.write_all(b"4\r\nlast\r\n0\r\n\r\n").await.unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).await.unwrap();
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+        assert_eq!(upload.bytes.load(Ordering::SeqCst), 9);
+    }
 
     let t = std::time::Instant::now();
     assert_eq!(call(&c, p, "GET", "/s", &[], "").await.0, 504);

@@ -88,6 +88,11 @@ pub trait Exchange {
     fn streams_body(&self) -> bool {
         false
     }
+    /// Whether the route's per-try timeout bounds the try about to be sent: Envoy starts it
+    /// once the request has been read whole, so not while a body may still be streaming up.
+    fn per_try_bounded(&self) -> bool {
+        true
+    }
 }
 
 /// How [`forward`] bounds a try by its deadline.
@@ -288,7 +293,11 @@ impl Exchange for HyperExchange {
                             Ok(resp) => Try::Answer((resp, UpConn::H1(fresh), ep.clone())),
                             Err(_) => Try::Reset,
                         },
-                        Err(t) => t,
+                        // Still unsent: kept for the next try, body and all.
+                        Err(t) => {
+                            self.ready = Some(req);
+                            t
+                        }
                     }
                 }
                 None => Try::Reset,
@@ -309,6 +318,24 @@ impl Exchange for HyperExchange {
 
     fn streams_body(&self) -> bool {
         self.streams
+    }
+
+    fn per_try_bounded(&self) -> bool {
+        // A retry sends the copy, whole; the downstream's body may still be streaming.
+        !self.streams
+            || self
+                .ready
+                .as_ref()
+                .is_some_and(|r| matches!(r.body(), Either::Right(_)))
+    }
+}
+
+impl Drop for HyperExchange {
+    fn drop(&mut self) {
+        // No retry follows: what the first try still sends up is not kept.
+        if let Some(copy) = &self.copy {
+            copy.abandon();
+        }
     }
 }
 
@@ -394,6 +421,11 @@ impl Exchange for UpgradeExchange {
     }
 
     fn again(&self) -> bool {
+        false
+    }
+
+    fn per_try_bounded(&self) -> bool {
+        // The route's timeout bounds the wait for the `101`, as Envoy's; no try of its own.
         false
     }
 
@@ -492,6 +524,7 @@ pub async fn forward<E: Exchange>(
         }
         // This try's deadline: the route's (or the stream idle timeout's), or sooner by the
         // per-try timeout.
+        let per_try = per_try.filter(|_| ex.per_try_bounded());
         let limit = match (per_try, deadline_or_idle) {
             (Some(t), d) => {
                 let at = now + t;

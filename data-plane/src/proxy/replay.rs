@@ -2,11 +2,13 @@
 //!
 //! Envoy retries a request with a body by buffering the body as it streams up, to a limit (its
 //! connection buffer limit, 1 MiB by default); past the limit the request is not retried. gw-proxy
-//! does the same on the hyper path: when the route may retry, [`Teed`] keeps a copy of each frame
-//! it passes on (the bytes are shared, not duplicated, until the copy is dropped), and a retry
-//! sends the copy ([`Again`]) once the downstream body has ended within [`RETRY_BUFFER`]. A body
-//! not yet read to its end when the retry is decided (the upstream answered early), one longer
-//! than the limit, or one that failed is not sent again: the try's answer stands.
+//! does the same on the hyper path: when the route may retry, [`Teed`] copies each frame it
+//! passes on into one buffer of its own (not the received pieces: each holds a whole read block
+//! of hyper's alive), and a retry sends the copy ([`Again`]) once the downstream body has ended
+//! (its last data, or its trailers) within [`RETRY_BUFFER`]. A body not yet read to its end when
+//! the retry is decided (the upstream answered early), one longer than the limit, or one that
+//! failed is not sent again: the try's answer stands. The copy is freed when the exchange is
+//! done with it.
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -21,8 +23,9 @@ pub const RETRY_BUFFER: usize = 1024 * 1024;
 /// The copy of a body as it went up.
 #[derive(Debug, Default)]
 struct Copy {
-    frames: Vec<Bytes>,
-    len: usize,
+    data: bytes::BytesMut,
+    /// `data`, once whole and asked for: shared by every retry.
+    frozen: Option<Bytes>,
     trailers: Option<HeaderMap>,
     state: State,
 }
@@ -50,12 +53,27 @@ impl Recording {
     /// The body again, when it went up whole within the limit.
     pub fn again(&self) -> Option<Again> {
         self.with(|c| {
-            (c.state == State::Whole).then(|| Again {
-                frames: c.frames.clone().into_iter(),
-                left: c.len as u64,
-                trailers: c.trailers.clone(),
+            (c.state == State::Whole).then(|| {
+                let data = c
+                    .frozen
+                    .get_or_insert_with(|| std::mem::take(&mut c.data).freeze())
+                    .clone();
+                Again {
+                    data: (!data.is_empty()).then_some(data),
+                    trailers: c.trailers.clone(),
+                }
             })
         })
+    }
+
+    /// No retry can come any more: the copy is freed, and what still goes up is not kept.
+    pub fn abandon(&self) {
+        self.with(|c| {
+            *c = Copy {
+                state: State::Lost,
+                ..Copy::default()
+            }
+        });
     }
 
     /// Whether the body went up whole within the limit.
@@ -69,19 +87,18 @@ impl Recording {
                 return;
             }
             if let Some(data) = frame.data_ref() {
-                c.len += data.len();
-                if c.len > RETRY_BUFFER {
+                if c.data.len() + data.len() > RETRY_BUFFER {
                     *c = Copy {
                         state: State::Lost,
                         ..Copy::default()
                     };
                     return;
                 }
-                if !data.is_empty() {
-                    c.frames.push(data.clone());
-                }
+                c.data.extend_from_slice(data);
             } else if let Some(t) = frame.trailers_ref() {
+                // Trailers end a body: no sender asks for more after them.
                 c.trailers = Some(t.clone());
+                c.state = State::Whole;
             }
             if ended {
                 c.state = State::Whole;
@@ -146,11 +163,10 @@ impl Body for Teed {
     }
 }
 
-/// A body sent again: the copy's frames, then its trailers.
+/// A body sent again: the copy's data, then its trailers.
 #[derive(Debug, Default)]
 pub struct Again {
-    frames: std::vec::IntoIter<Bytes>,
-    left: u64,
+    data: Option<Bytes>,
     trailers: Option<HeaderMap>,
 }
 
@@ -169,19 +185,28 @@ impl Body for Again {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Some(data) = self.frames.next() {
-            self.left -= data.len() as u64;
+        if let Some(data) = self.data.take() {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.left == 0 && self.frames.len() == 0 && self.trailers.is_none()
+        self.data.is_none() && self.trailers.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.left)
+        let len = self.data.as_ref().map_or(0, |d| d.len() as u64);
+        match self.trailers {
+            // Trailers go only with chunked framing over HTTP/1.1: no exact length, or
+            // hyper would send `content-length` and drop them.
+            Some(_) => {
+                let mut h = SizeHint::new();
+                h.set_lower(len);
+                h
+            }
+            None => SizeHint::with_exact(len),
+        }
     }
 }
 
@@ -215,9 +240,22 @@ mod tests {
         t.insert("grpc-timeout", "1S".parse().unwrap());
         r.keep(&Frame::trailers(t.clone()), true);
         let (data, trailers) = frames(&r);
-        assert_eq!(data, [&b"ab"[..], &b"cd"[..]]);
+        assert_eq!(data, [&b"abcd"[..]]);
         assert_eq!(trailers, Some(t));
-        assert_eq!(r.again().unwrap().size_hint().exact(), Some(4));
+        // With trailers, no exact length (chunked framing carries them).
+        assert_eq!(r.again().unwrap().size_hint().exact(), None);
+        assert_eq!(frames(&r).0, [&b"abcd"[..]], "again, as often as asked");
+
+        // Trailers end a body even when the sender never polls past them.
+        let chunked = Recording::default();
+        chunked.keep(&Frame::data(Bytes::from_static(b"x")), false);
+        chunked.keep(&Frame::trailers(HeaderMap::new()), false);
+        assert!(chunked.whole());
+        let plain = Recording::default();
+        plain.keep(&Frame::data(Bytes::from_static(b"xyz")), true);
+        assert_eq!(plain.again().unwrap().size_hint().exact(), Some(3));
+        plain.abandon();
+        assert!(plain.again().is_none(), "abandoned");
 
         let big = Recording::default();
         big.keep(&Frame::data(Bytes::from(vec![0; RETRY_BUFFER])), false);
