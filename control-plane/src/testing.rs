@@ -148,6 +148,27 @@ impl TestPki {
         self.dir.path().join(name)
     }
 
+    /// A rustls server config with the server certificate, offering `h2` and `http/1.1` by
+    /// ALPN: a TLS upstream for tests of proxies.
+    pub fn rustls_server(&self) -> rustls::ServerConfig {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(self.path("server.pem"))
+                .and_then(|i| i.collect::<Result<_, _>>())
+                .expect("the server certificate");
+        let key = PrivateKeyDer::from_pem_file(self.path("server-key.pem")).expect("its key");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("a server config");
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        cfg
+    }
+
     /// The control plane's TLS: the server certificate, and client certificates required when
     /// `mtls`.
     pub fn server_tls(&self, mtls: bool) -> crate::server::TlsFiles {

@@ -411,40 +411,12 @@ async fn a_host_that_cannot_be_an_authority_is_the_clients_error() {
 
 #[tokio::test]
 async fn an_http2_clusters_endpoints_are_probed_over_http2() {
-    use gw_proto::envoy::pb::google::protobuf::{value::Kind, Struct, Value};
     let up = upstream().await;
     let mut res = config(&up, false);
     // gw's spec for the cluster, as the control plane sends it: an HTTP health check.
-    let text = |s: &str| Value {
-        kind: Some(Kind::StringValue(s.into())),
-    };
-    let num = |n: f64| Value {
-        kind: Some(Kind::NumberValue(n)),
-    };
-    let hc = Struct {
-        fields: [
-            ("path".to_owned(), text("/health")),
-            ("interval".to_owned(), text("50ms")),
-            ("timeout".to_owned(), text("1s")),
-            ("healthyThreshold".to_owned(), num(1.0)),
-            ("unhealthyThreshold".to_owned(), num(1.0)),
-        ]
-        .into(),
-    };
     let mut c = fixture::cluster("t/h2", "round_robin");
     fixture::http2(&mut c);
-    if let Some(gw) = c
-        .metadata
-        .as_mut()
-        .and_then(|m| m.filter_metadata.get_mut("gw"))
-    {
-        gw.fields.insert(
-            "healthCheck".into(),
-            Value {
-                kind: Some(Kind::StructValue(hc)),
-            },
-        );
-    }
+    fixture::health_check(&mut c, Some("/health"));
     res.insert(type_url::CLUSTER, "t/h2", "2", &c);
     let p = proxy(res).await;
     // Probes reach the HTTP/2-only upstream (an HTTP/1.1 one would never get a request in), and

@@ -11,8 +11,7 @@ use gw_control_plane::testing::TestPki;
 use gw_proto::envoy::pb::envoy::config::core::v3::{data_source, DataSource};
 use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context::ValidationContextType, tls_parameters::TlsProtocol,
-    CertificateValidationContext, CommonTlsContext, TlsCertificate, TlsParameters,
-    UpstreamTlsContext,
+    CertificateValidationContext, TlsCertificate, TlsParameters, UpstreamTlsContext,
 };
 use gw_proxy::config::{fixture, type_url, Resources};
 use gw_proxy::server::{Proxy, ProxyConfig};
@@ -20,8 +19,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,20 +35,7 @@ struct Up {
 }
 
 async fn upstream(pki: &TestPki) -> Up {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.path("server.pem"))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(pki.path("server-key.pem")).unwrap();
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let cfg = pki.rustls_server();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -123,24 +107,29 @@ async fn upstream(pki: &TestPki) -> Up {
 
 /// A context verifying against `pki`'s CA, sending `sni`.
 fn context(pki: &TestPki, sni: &str) -> UpstreamTlsContext {
-    UpstreamTlsContext {
-        sni: sni.into(),
-        common_tls_context: Some(CommonTlsContext {
-            validation_context_type: Some(ValidationContextType::ValidationContext(
-                CertificateValidationContext {
-                    trusted_ca: Some(DataSource {
-                        specifier: Some(data_source::Specifier::Filename(
-                            pki.path("ca.pem").display().to_string(),
-                        )),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            )),
+    let ca = data_source::Specifier::Filename(pki.path("ca.pem").display().to_string());
+    with_ca(
+        UpstreamTlsContext {
+            sni: sni.into(),
             ..Default::default()
-        }),
-        ..Default::default()
-    }
+        },
+        ca,
+    )
+}
+
+/// `ctx`, verifying against the CA certificates `ca` holds.
+fn with_ca(mut ctx: UpstreamTlsContext, ca: data_source::Specifier) -> UpstreamTlsContext {
+    let common = ctx.common_tls_context.get_or_insert_with(Default::default);
+    common.validation_context_type = Some(ValidationContextType::ValidationContext(
+        CertificateValidationContext {
+            trusted_ca: Some(DataSource {
+                specifier: Some(ca),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ));
+    ctx
 }
 
 /// Route `/` to `t/tls`, a cluster of `up` over TLS with `ctx` (WebSocket upgrades allowed);
@@ -298,41 +287,10 @@ async fn a_websocket_to_a_tls_cluster_tunnels_over_tls() {
 
 /// [`config`] with an HTTP health check of `path`, or a TCP one.
 fn probed(up: &Up, ctx: &UpstreamTlsContext, path: Option<&str>, version: &str) -> Resources {
-    use gw_proto::envoy::pb::google::protobuf::{value::Kind, Struct, Value};
     let mut res = config(up, ctx, version);
-    let text = |s: &str| Value {
-        kind: Some(Kind::StringValue(s.into())),
-    };
-    let num = |n: f64| Value {
-        kind: Some(Kind::NumberValue(n)),
-    };
-    let mut fields: std::collections::BTreeMap<String, Value> = [
-        ("interval".to_owned(), text("50ms")),
-        ("timeout".to_owned(), text("1s")),
-        ("healthyThreshold".to_owned(), num(1.0)),
-        ("unhealthyThreshold".to_owned(), num(1.0)),
-    ]
-    .into();
-    if let Some(path) = path {
-        fields.insert("path".to_owned(), text(path));
-    }
-    let hc = Struct {
-        fields: fields.into_iter().collect(),
-    };
     let mut c = fixture::cluster("t/tls", "round_robin");
     fixture::tls(&mut c, ctx);
-    if let Some(gw) = c
-        .metadata
-        .as_mut()
-        .and_then(|m| m.filter_metadata.get_mut("gw"))
-    {
-        gw.fields.insert(
-            "healthCheck".into(),
-            Value {
-                kind: Some(Kind::StructValue(hc)),
-            },
-        );
-    }
+    fixture::health_check(&mut c, path);
     res.insert(type_url::CLUSTER, "t/tls", version, &c);
     res
 }
@@ -397,30 +355,14 @@ async fn tls_settings_gw_proxy_cannot_follow_are_refused() {
     if let Some(c) = client_cert.common_tls_context.as_mut() {
         c.tls_certificates = vec![TlsCertificate::default()];
     }
-    let mut no_ca = context(&pki, "localhost");
-    if let Some(c) = no_ca.common_tls_context.as_mut() {
-        c.validation_context_type = Some(ValidationContextType::ValidationContext(
-            CertificateValidationContext {
-                trusted_ca: Some(DataSource {
-                    specifier: Some(data_source::Specifier::InlineString("not a PEM".into())),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        ));
-    }
-    let mut missing = context(&pki, "localhost");
-    if let Some(c) = missing.common_tls_context.as_mut() {
-        c.validation_context_type = Some(ValidationContextType::ValidationContext(
-            CertificateValidationContext {
-                trusted_ca: Some(DataSource {
-                    specifier: Some(data_source::Specifier::Filename("/nonexistent.pem".into())),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        ));
-    }
+    let no_ca = with_ca(
+        context(&pki, "localhost"),
+        data_source::Specifier::InlineString("not a PEM".into()),
+    );
+    let missing = with_ca(
+        context(&pki, "localhost"),
+        data_source::Specifier::Filename("/nonexistent.pem".into()),
+    );
     let mut ciphers = context(&pki, "localhost");
     if let Some(c) = ciphers.common_tls_context.as_mut() {
         c.tls_params = Some(TlsParameters {

@@ -190,6 +190,39 @@ pub fn http2(c: &mut Cluster) {
     );
 }
 
+/// Gives `c` gw's health check, as the control plane sends it in the cluster's metadata: every
+/// 50 ms, 1 s timeout, one probe to flip either way; HTTP to `path`, else a TCP connect.
+pub fn health_check(c: &mut Cluster, path: Option<&str>) {
+    let text = |s: &str| Value {
+        kind: Some(value::Kind::StringValue(s.into())),
+    };
+    let num = |n: f64| Value {
+        kind: Some(value::Kind::NumberValue(n)),
+    };
+    let mut fields: std::collections::HashMap<String, Value> = [
+        ("interval".to_owned(), text("50ms")),
+        ("timeout".to_owned(), text("1s")),
+        ("healthyThreshold".to_owned(), num(1.0)),
+        ("unhealthyThreshold".to_owned(), num(1.0)),
+    ]
+    .into();
+    if let Some(path) = path {
+        fields.insert("path".to_owned(), text(path));
+    }
+    let hc = Value {
+        kind: Some(value::Kind::StructValue(Struct {
+            fields: fields.into_iter().collect(),
+        })),
+    };
+    if let Some(gw) = c
+        .metadata
+        .as_mut()
+        .and_then(|m| m.filter_metadata.get_mut("gw"))
+    {
+        gw.fields.insert("healthCheck".into(), hc);
+    }
+}
+
 /// Makes `c` speak TLS to its endpoints with `ctx` (Envoy's TLS transport socket).
 pub fn tls(
     c: &mut Cluster,
