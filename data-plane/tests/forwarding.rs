@@ -245,12 +245,22 @@ async fn retries_send_the_body_again_when_it_can_be_had_whole() {
         .unwrap()
         .per_try_timeout = Some(fixture::duration(Duration::from_millis(300)));
     let upload = upstream("upload", 200, Duration::ZERO).await;
+    // The same timeout in front of an upstream that answers after 5 s: it runs from the
+    // upload's end.
+    let mut rstall = fixture::prefix_route("t/v", "/v", "t/slow");
+    retry(&mut rstall, "5xx", 1);
+    fixture::action(&mut rstall)
+        .unwrap()
+        .retry_policy
+        .as_mut()
+        .unwrap()
+        .per_try_timeout = Some(fixture::duration(Duration::from_millis(300)));
     let mut slow = fixture::prefix_route("t/s", "/s", "t/slow");
     fixture::action(&mut slow).unwrap().timeout =
         Some(fixture::duration(Duration::from_millis(100)));
     let slow_up = upstream("slow", 200, Duration::from_secs(5)).await;
     let proxy = proxy_with(
-        vec![r5xx, rconn, rfail, rtrail, rupload, slow],
+        vec![r5xx, rconn, rfail, rtrail, rupload, rstall, slow],
         &[
             (
                 "t/mixed",
@@ -339,23 +349,37 @@ async fn retries_send_the_body_again_when_it_can_be_had_whole() {
         trailing.bytes.load(Ordering::SeqCst),
     );
     assert_eq!(tries, (3, 15), "three tries with trailers");
-    // An upload slower than the per-try timeout is not cut by it (a slow client, simulated).
-    {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(p).await.unwrap();
-        s.write_all(
-            b"POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
-              Connection: close\r\n\r\n5\r\nfirst\r\n",
-        )
-        .await
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        s.write_all(b"4\r\nlast\r\n0\r\n\r\n").await.unwrap();
-        let mut got = String::new();
-        s.read_to_string(&mut got).await.unwrap();
-        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
-        assert_eq!(upload.bytes.load(Ordering::SeqCst), 9);
-    }
+    // An upload slower than the per-try timeout is not cut by it (a slow client, simulated);
+    // the timeout runs from the upload's end: in front of an upstream that answers after 5 s,
+    // both tries time out (504), where a timer never started would have waited for its 200.
+    let slow_upload = |path: &str| {
+        let path = path.to_owned();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(p).await.unwrap();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+                 Connection: close\r\n\r\n5\r\nfirst\r\n"
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            s.write_all(b"4\r\nlast\r\n0\r\n\r\n").await.unwrap();
+            let mut got = String::new();
+            s.read_to_string(&mut got).await.unwrap();
+            got
+        }
+    };
+    let got = slow_upload("/u").await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert_eq!(upload.bytes.load(Ordering::SeqCst), 9);
+    let before = slow_up.hits.load(Ordering::SeqCst);
+    let got = slow_upload("/v").await;
+    assert!(got.starts_with("HTTP/1.1 504"), "{got}");
+    assert_eq!(
+        slow_up.hits.load(Ordering::SeqCst) - before,
+        2,
+        "the try and its retry"
+    );
 
     let t = std::time::Instant::now();
     assert_eq!(call(&c, p, "GET", "/s", &[], "").await.0, 504);

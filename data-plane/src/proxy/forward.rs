@@ -88,10 +88,15 @@ pub trait Exchange {
     fn streams_body(&self) -> bool {
         false
     }
-    /// Whether the route's per-try timeout bounds the try about to be sent: Envoy starts it
-    /// once the request has been read whole, so not while a body may still be streaming up.
+    /// Whether the route's per-try timeout bounds the try about to be sent from its start:
+    /// Envoy starts it once the request has been read whole, so not while a body may still be
+    /// streaming up (then it starts at [`body_end`](Self::body_end), if the exchange can tell).
     fn per_try_bounded(&self) -> bool {
         true
+    }
+    /// What tells when the request's body, still streaming, has ended.
+    fn body_end(&self) -> Option<Recording> {
+        None
     }
 }
 
@@ -320,6 +325,10 @@ impl Exchange for HyperExchange {
         self.streams
     }
 
+    fn body_end(&self) -> Option<Recording> {
+        self.copy.clone()
+    }
+
     fn per_try_bounded(&self) -> bool {
         // A retry sends the copy, whole; the downstream's body may still be streaming.
         !self.streams
@@ -523,8 +532,13 @@ pub async fn forward<E: Exchange>(
             break;
         }
         // This try's deadline: the route's (or the stream idle timeout's), or sooner by the
-        // per-try timeout.
-        let per_try = per_try.filter(|_| ex.per_try_bounded());
+        // per-try timeout. A try whose body is still streaming has its per-try timeout start
+        // when the body ends (`from_end`), as Envoy's.
+        let bounded = ex.per_try_bounded();
+        let from_end = per_try
+            .filter(|_| !bounded)
+            .and_then(|t| Some((ex.body_end()?, t)));
+        let per_try = per_try.filter(|_| bounded);
         let limit = match (per_try, deadline_or_idle) {
             (Some(t), d) => {
                 let at = now + t;
@@ -535,12 +549,19 @@ pub async fn forward<E: Exchange>(
         let guard = ep.start_at(now, probe);
         // The try's future is made where it is awaited (a local holding it first would keep a
         // second slot for it in this future's state, and copy it in between).
-        let result = match limit {
-            Some(at) => timer
+        let result = match (limit, from_end) {
+            (_, Some((end, t))) => {
+                let send = within_after_end(ex.send(&cluster, &ep), end, t);
+                match limit {
+                    Some(at) => timer.within(at, pin!(send)).await.unwrap_or(Try::TimedOut),
+                    None => send.await,
+                }
+            }
+            (Some(at), None) => timer
                 .within(at, pin!(ex.send(&cluster, &ep)))
                 .await
                 .unwrap_or(Try::TimedOut),
-            None => ex.send(&cluster, &ep).await,
+            (None, None) => ex.send(&cluster, &ep).await,
         };
         let more = attempt < attempts;
         // A retry is made only while the cluster's `max_retries` allows, and before the route's
@@ -655,6 +676,21 @@ pub async fn forward<E: Exchange>(
             "no_healthy_upstream",
         )
     })
+}
+
+/// `send`'s outcome, or a timeout `t` after the request's body ended (`end`).
+async fn within_after_end<A>(
+    send: impl Future<Output = Try<A>>,
+    end: Recording,
+    t: std::time::Duration,
+) -> Try<A> {
+    tokio::select! {
+        r = send => r,
+        _ = async {
+            end.ended().await;
+            tokio::time::sleep(t).await;
+        } => Try::TimedOut,
+    }
 }
 
 /// A request refused by a cluster limit: 503 at once (Envoy's `x-envoy-overloaded`).

@@ -41,13 +41,42 @@ enum State {
     Lost,
 }
 
-/// A body's copy, shared by the body going up and the exchange that may send it again.
+/// A body's copy, shared by the body going up and the exchange that may send it again; and
+/// when the body ended (the moment Envoy starts a try's per-try timeout).
 #[derive(Debug, Clone, Default)]
-pub struct Recording(Arc<Mutex<Copy>>);
+pub struct Recording(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    copy: Mutex<Copy>,
+    ended: std::sync::atomic::AtomicBool,
+    on_end: tokio::sync::Notify,
+}
 
 impl Recording {
     fn with<T>(&self, f: impl FnOnce(&mut Copy) -> T) -> T {
-        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        f(&mut self.0.copy.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Once the downstream's body has ended (whether or not it was kept whole).
+    pub async fn ended(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let n = self.0.on_end.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.0.ended.load(Ordering::Acquire) {
+                return;
+            }
+            n.await;
+        }
+    }
+
+    fn finished(&self) {
+        self.0
+            .ended
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.0.on_end.notify_waiters();
     }
 
     /// The body again, when it went up whole within the limit.
@@ -128,6 +157,7 @@ impl Teed {
         if let Some(c) = &copy {
             if inner.is_end_stream() {
                 c.end(State::Whole);
+                c.finished();
             }
         }
         Teed { inner, copy }
@@ -146,8 +176,17 @@ impl Body for Teed {
         if let (Some(copy), Poll::Ready(got)) = (&self.copy, &polled) {
             match got {
                 // The sender may not ask again once the body says it has ended.
-                Some(Ok(frame)) => copy.keep(frame, self.inner.is_end_stream()),
-                None => copy.end(State::Whole),
+                Some(Ok(frame)) => {
+                    let ended = self.inner.is_end_stream() || frame.is_trailers();
+                    copy.keep(frame, ended);
+                    if ended {
+                        copy.finished();
+                    }
+                }
+                None => {
+                    copy.end(State::Whole);
+                    copy.finished();
+                }
                 Some(Err(_)) => copy.end(State::Lost),
             }
         }
