@@ -236,25 +236,19 @@ async fn retries_send_the_body_again_when_it_can_be_had_whole() {
     let mut rtrail = fixture::prefix_route("t/t", "/t", "t/trailing");
     retry(&mut rtrail, "5xx", 2);
     // A per-try timeout shorter than the upload: Envoy starts it once the request is whole.
+    let per_try = |r: &mut rt::Route| {
+        retry(r, "5xx", 1);
+        if let Some(p) = fixture::action(r).unwrap().retry_policy.as_mut() {
+            p.per_try_timeout = Some(fixture::duration(Duration::from_millis(300)));
+        }
+    };
     let mut rupload = fixture::prefix_route("t/u", "/u", "t/upload");
-    retry(&mut rupload, "5xx", 1);
-    fixture::action(&mut rupload)
-        .unwrap()
-        .retry_policy
-        .as_mut()
-        .unwrap()
-        .per_try_timeout = Some(fixture::duration(Duration::from_millis(300)));
+    per_try(&mut rupload);
     let upload = upstream("upload", 200, Duration::ZERO).await;
     // The same timeout in front of an upstream that answers after 5 s: it runs from the
     // upload's end.
     let mut rstall = fixture::prefix_route("t/v", "/v", "t/slow");
-    retry(&mut rstall, "5xx", 1);
-    fixture::action(&mut rstall)
-        .unwrap()
-        .retry_policy
-        .as_mut()
-        .unwrap()
-        .per_try_timeout = Some(fixture::duration(Duration::from_millis(300)));
+    per_try(&mut rstall);
     let mut slow = fixture::prefix_route("t/s", "/s", "t/slow");
     fixture::action(&mut slow).unwrap().timeout =
         Some(fixture::duration(Duration::from_millis(100)));
