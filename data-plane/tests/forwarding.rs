@@ -249,12 +249,18 @@ async fn retries_send_the_body_again_when_it_can_be_had_whole() {
     // upload's end.
     let mut rstall = fixture::prefix_route("t/v", "/v", "t/slow");
     per_try(&mut rstall);
+    // And with no retries at all (a per-try timeout still bounds the one try, as Envoy's).
+    let mut ronce = fixture::prefix_route("t/w", "/w", "t/slow");
+    per_try(&mut ronce);
+    if let Some(p) = fixture::action(&mut ronce).unwrap().retry_policy.as_mut() {
+        p.num_retries = Some(gw_proto::envoy::pb::google::protobuf::UInt32Value { value: 0 });
+    }
     let mut slow = fixture::prefix_route("t/s", "/s", "t/slow");
     fixture::action(&mut slow).unwrap().timeout =
         Some(fixture::duration(Duration::from_millis(100)));
     let slow_up = upstream("slow", 200, Duration::from_secs(5)).await;
     let proxy = proxy_with(
-        vec![r5xx, rconn, rfail, rtrail, rupload, rstall, slow],
+        vec![r5xx, rconn, rfail, rtrail, rupload, rstall, ronce, slow],
         &[
             (
                 "t/mixed",
@@ -373,6 +379,13 @@ async fn retries_send_the_body_again_when_it_can_be_had_whole() {
         slow_up.hits.load(Ordering::SeqCst) - before,
         2,
         "the try and its retry"
+    );
+    let got = slow_upload("/w").await;
+    assert!(got.starts_with("HTTP/1.1 504"), "{got}");
+    assert_eq!(
+        slow_up.hits.load(Ordering::SeqCst) - before,
+        3,
+        "one try, no retry"
     );
 
     let t = std::time::Instant::now();

@@ -216,8 +216,8 @@ pub struct HyperExchange {
 
 impl HyperExchange {
     /// `parts` + `body`; `retried` when the route may send it again (only then are its head and
-    /// body copied).
-    pub fn new(parts: Parts, body: Incoming, retried: bool) -> HyperExchange {
+    /// body copied); `per_try` when it has a per-try timeout (which runs from the body's end).
+    pub fn new(parts: Parts, body: Incoming, retried: bool, per_try: bool) -> HyperExchange {
         let streams = !body.is_end_stream();
         let again = retried.then(|| {
             (
@@ -229,7 +229,12 @@ impl HyperExchange {
         HyperExchange {
             first: Some((parts, body)),
             again,
-            copy: (retried && streams).then(Recording::default),
+            copy: match (streams, retried, per_try) {
+                (true, true, _) => Some(Recording::default()),
+                // Its end is watched for the per-try timeout; nothing is kept.
+                (true, false, true) => Some(Recording::ends_only()),
+                _ => None,
+            },
             ready: None,
             streams,
         }

@@ -58,6 +58,13 @@ impl Recording {
         f(&mut self.0.copy.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// A recording that keeps nothing, only watches for the body's end.
+    pub fn ends_only() -> Recording {
+        let r = Recording::default();
+        r.end(State::Lost);
+        r
+    }
+
     /// Once the downstream's body has ended (whether or not it was kept whole).
     pub async fn ended(&self) {
         use std::sync::atomic::Ordering;
