@@ -267,6 +267,8 @@ pub struct Registries {
     pub endpoints: EndpointRegistry,
     /// Counters.
     pub stats: StatsRegistry,
+    /// Upstream TLS settings in use.
+    pub tls: crate::tls::TlsMade,
     loads: std::sync::Mutex<HashMap<String, Arc<ClusterLoad>>>,
 }
 

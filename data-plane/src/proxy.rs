@@ -300,12 +300,7 @@ pub async fn handle(
             (response, out.cluster, out.endpoint, err)
         }
         Whole::Stream(body) => {
-            let retried = route.retry.as_ref().is_some_and(|r| r.attempts > 0);
-            let per_try = route
-                .retry
-                .as_ref()
-                .is_some_and(|r| r.per_try_timeout.is_some());
-            let mut ex = forward::HyperExchange::new(parts, body, retried, per_try);
+            let mut ex = forward::HyperExchange::new(parts, body, route.retry.as_ref());
             let out =
                 forward::forward(&cfg, route, ctx, &mut ex, requested, &mut forward::PerTry).await;
             let response = match out.reply {

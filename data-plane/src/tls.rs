@@ -63,10 +63,13 @@ impl std::fmt::Debug for UpstreamTls {
 
 impl UpstreamTls {
     /// The cluster's transport socket, read: `None` for plaintext (none, or `raw_buffer`).
-    /// `http2`: the cluster speaks HTTP/2.
+    /// `http2`: the cluster speaks HTTP/2. The same settings as a config before give the same
+    /// `UpstreamTls` from `made` (no CA file read again, no client config built again: the
+    /// endpoints, which keep their connections' settings, would not use it anyway).
     pub fn of(
         socket: Option<&TransportSocket>,
         http2: bool,
+        made: &TlsMade,
     ) -> Result<Option<Arc<UpstreamTls>>, String> {
         use gw_proto::envoy::pb::envoy::config::core::v3::transport_socket::ConfigType;
         let Some(socket) = socket else {
@@ -79,9 +82,25 @@ impl UpstreamTls {
         match (socket.name.as_str(), any) {
             ("envoy.transport_sockets.raw_buffer", _) => Ok(None),
             (_, Some(any)) if any.type_url == UPSTREAM_TLS_CONTEXT => {
+                let id = {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    (&any.value, http2).hash(&mut h);
+                    h.finish() | 1
+                };
+                let mut made = made
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                made.retain(|_, t| t.strong_count() > 0);
+                if let Some(t) = made.get(&id).and_then(std::sync::Weak::upgrade) {
+                    return Ok(Some(t));
+                }
                 let ctx = UpstreamTlsContext::decode(any.value.as_slice())
                     .map_err(|e| format!("transport_socket: bad UpstreamTlsContext: {e}"))?;
-                UpstreamTls::new(&ctx, http2).map(|t| Some(Arc::new(t)))
+                let t = Arc::new(UpstreamTls::new(&ctx, http2, id)?);
+                made.insert(id, Arc::downgrade(&t));
+                Ok(Some(t))
             }
             (name, any) => Err(format!(
                 "transport_socket {name:?} ({}) is not supported (TLS or raw_buffer)",
@@ -90,8 +109,9 @@ impl UpstreamTls {
         }
     }
 
-    /// Reads an `UpstreamTlsContext` for a cluster that speaks HTTP/2 (`http2`) or HTTP/1.1.
-    pub fn new(ctx: &UpstreamTlsContext, http2: bool) -> Result<UpstreamTls, String> {
+    /// Reads an `UpstreamTlsContext` for a cluster that speaks HTTP/2 (`http2`) or HTTP/1.1;
+    /// `id` names these settings.
+    fn new(ctx: &UpstreamTlsContext, http2: bool, id: u64) -> Result<UpstreamTls, String> {
         let common = ctx.common_tls_context.clone().unwrap_or_default();
         let refuse = |what: &str| Err(format!("upstream TLS: {what} is not supported"));
         if !common.tls_certificates.is_empty()
@@ -146,12 +166,6 @@ impl UpstreamTls {
             ),
         };
         cfg.enable_sni = sni.is_some();
-        let id = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (ctx.encode_to_vec(), http2).hash(&mut h);
-            h.finish() | 1
-        };
         Ok(UpstreamTls {
             connector: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
             sni,
@@ -215,6 +229,11 @@ fn versions(
         }
     }
 }
+
+/// The TLS settings in use, by id, so that a config update that keeps a cluster's settings
+/// keeps its `UpstreamTls` (compile time only).
+#[derive(Debug, Default)]
+pub struct TlsMade(std::sync::Mutex<std::collections::HashMap<u64, std::sync::Weak<UpstreamTls>>>);
 
 /// The endpoint's host as a server name (its IP, or its DNS name).
 fn endpoint_name(address: &str) -> ServerName<'static> {

@@ -201,7 +201,8 @@ pub(super) fn compile_cluster(
     if !c.transport_socket_matches.is_empty() {
         return Err(bad("transport_socket_matches is not supported".into()));
     }
-    let tls = crate::tls::UpstreamTls::of(c.transport_socket.as_ref(), http2).map_err(bad)?;
+    let tls =
+        crate::tls::UpstreamTls::of(c.transport_socket.as_ref(), http2, &reg.tls).map_err(bad)?;
     let (gw_lb, spec, fallback) = gw_spec(c);
     // gw's breaker settings when the control plane sent them; the origin's defaults otherwise.
     let breaker = spec

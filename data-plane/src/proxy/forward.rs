@@ -215,10 +215,13 @@ pub struct HyperExchange {
 }
 
 impl HyperExchange {
-    /// `parts` + `body`; `retried` when the route may send it again (only then are its head and
-    /// body copied); `per_try` when it has a per-try timeout (which runs from the body's end).
-    pub fn new(parts: Parts, body: Incoming, retried: bool, per_try: bool) -> HyperExchange {
+    /// `parts` + `body`, under the route's `retry` policy: when it may send the request again,
+    /// its head and body are copied; with a per-try timeout (which runs from the body's end),
+    /// the body's end is watched.
+    pub fn new(parts: Parts, body: Incoming, retry: Option<&Retry>) -> HyperExchange {
         let streams = !body.is_end_stream();
+        let retried = retry.is_some_and(|r| r.attempts > 0);
+        let per_try = retry.is_some_and(|r| r.per_try_timeout.is_some());
         let again = retried.then(|| {
             (
                 parts.method.clone(),

@@ -142,6 +142,12 @@ impl Recording {
         });
     }
 
+    /// The body has ended: whole, unless already lost; and whoever waits for its end is told.
+    fn ended_whole(&self) {
+        self.end(State::Whole);
+        self.finished();
+    }
+
     fn end(&self, state: State) {
         self.with(|c| {
             if c.state == State::Open {
@@ -163,8 +169,7 @@ impl Teed {
     pub fn new(inner: Incoming, copy: Option<Recording>) -> Teed {
         if let Some(c) = &copy {
             if inner.is_end_stream() {
-                c.end(State::Whole);
-                c.finished();
+                c.ended_whole();
             }
         }
         Teed { inner, copy }
@@ -191,8 +196,7 @@ impl Body for Teed {
                     }
                 }
                 None => {
-                    copy.end(State::Whole);
-                    copy.finished();
+                    copy.ended_whole();
                 }
                 Some(Err(_)) => copy.end(State::Lost),
             }

@@ -106,13 +106,25 @@ pub struct Raw {
 }
 
 /// An upstream connection's socket for hyper's client: plaintext, or TLS over it (a cluster's
-/// `transport_socket`). The native path's raw connections are plaintext only.
+/// `transport_socket`). The native path's raw connections are plaintext only. A type of its own
+/// (over tokio-util's `Either`, which does the reading and writing) so that hyper-util's client
+/// can take it too (its `Connection`, for health probes).
 #[derive(Debug)]
-pub enum UpIo {
-    /// TCP.
-    Plain(TcpStream),
+pub struct UpIo(tokio_util::either::Either<TcpStream, Box<TlsStream>>);
+
+/// TLS over TCP, as a client.
+pub type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+impl UpIo {
+    /// Plain TCP.
+    pub fn plain(s: TcpStream) -> UpIo {
+        UpIo(tokio_util::either::Either::Left(s))
+    }
+
     /// TLS over TCP.
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    pub fn tls(s: TlsStream) -> UpIo {
+        UpIo(tokio_util::either::Either::Right(Box::new(s)))
+    }
 }
 
 impl tokio::io::AsyncRead for UpIo {
@@ -121,10 +133,7 @@ impl tokio::io::AsyncRead for UpIo {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            UpIo::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
     }
 }
 
@@ -134,10 +143,7 @@ impl tokio::io::AsyncWrite for UpIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            UpIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            UpIo::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -145,39 +151,31 @@ impl tokio::io::AsyncWrite for UpIo {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            UpIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            UpIo::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            UpIo::Plain(s) => s.is_write_vectored(),
-            UpIo::Tls(s) => s.is_write_vectored(),
-        }
+        self.0.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpIo::Plain(s) => Pin::new(s).poll_flush(cx),
-            UpIo::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            UpIo::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }
 
 impl hyper_util::client::legacy::connect::Connection for UpIo {
     fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
         let c = hyper_util::client::legacy::connect::Connected::new();
-        match self {
-            UpIo::Tls(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => c.negotiated_h2(),
+        match &self.0 {
+            tokio_util::either::Either::Right(s)
+                if s.get_ref().1.alpn_protocol() == Some(b"h2") =>
+            {
+                c.negotiated_h2()
+            }
             _ => c,
         }
     }
@@ -202,9 +200,9 @@ pub async fn dial(
         })?;
         let _ = stream.set_nodelay(true);
         match tls {
-            None => Ok(UpIo::Plain(stream)),
+            None => Ok(UpIo::plain(stream)),
             Some(tls) => match tls.connect(stream, address).await {
-                Ok(s) => Ok(UpIo::Tls(Box::new(s))),
+                Ok(s) => Ok(UpIo::tls(s)),
                 Err(source) => Err(ConnectError::Tls {
                     addr: address.to_owned(),
                     source,
@@ -429,7 +427,7 @@ impl Pooled for RawConn {
 
     async fn open(stream: UpIo, unit: Held, addr: &str) -> Result<Self, ConnectError> {
         // A TLS cluster's requests take hyper's client; the native path never asks for one.
-        let UpIo::Plain(stream) = stream else {
+        let UpIo(tokio_util::either::Either::Left(stream)) = stream else {
             return Err(ConnectError::Tls {
                 addr: addr.to_owned(),
                 source: std::io::Error::other("raw connections are plaintext"),
