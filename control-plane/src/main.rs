@@ -74,40 +74,6 @@ fn init_tracing(format: &str) {
     }
 }
 
-#[cfg(unix)]
-/// SIGTERM or SIGINT. Both are registered when this is called, not when it is first awaited:
-/// called before the binary says it is up, so a signal sent as soon as it is (as an orchestrator,
-/// or a test, may) reaches the graceful path rather than the default action.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, Signal, SignalKind};
-    async fn one(s: Option<Signal>) {
-        match s {
-            Some(mut s) => {
-                s.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    }
-    let (term, int) = (
-        signal(SignalKind::terminate()).ok(),
-        signal(SignalKind::interrupt()).ok(),
-    );
-    async move {
-        tokio::select! {
-            _ = one(term) => {}
-            _ = one(int) => {}
-        }
-    }
-}
-
-/// Ctrl-C (registered when first awaited: no Unix signals to set up ahead).
-#[cfg(not(unix))]
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -136,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
         cfg.discovery.source = Some(std::sync::Arc::new(source));
     }
     let cp = ControlPlane::start(cfg).await?;
-    let stop = shutdown_signal();
+    let stop = gw_proto::process::shutdown_signal();
     println!(
         "gw-control-plane: gRPC on {} (API, xDS), HTTP on {} (/metrics, /healthz)",
         cp.grpc_addr(),

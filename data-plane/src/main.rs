@@ -130,7 +130,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let cfg_workers = cfg.workers;
     let proxy = Proxy::start(cfg).await?;
-    let stop = shutdown_signal();
+    let stop = gw_proto::process::shutdown_signal();
     println!(
         "gw-proxy: traffic on {} ({} worker{}), admin on {}",
         proxy.listen_addr(),
@@ -142,29 +142,4 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("draining");
     proxy.shutdown().await;
     Ok(())
-}
-
-/// SIGTERM or SIGINT. Both are registered when this is called, not when it is first awaited:
-/// called before the binary says it is up, so a signal sent as soon as it is (as an orchestrator,
-/// or a test, may) reaches the graceful path rather than the default action.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, Signal, SignalKind};
-    async fn one(s: Option<Signal>) {
-        match s {
-            Some(mut s) => {
-                s.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    }
-    let (term, int) = (
-        signal(SignalKind::terminate()).ok(),
-        signal(SignalKind::interrupt()).ok(),
-    );
-    async move {
-        tokio::select! {
-            _ = one(term) => {}
-            _ = one(int) => {}
-        }
-    }
 }

@@ -14,6 +14,7 @@ pub mod convert;
 pub mod http_protocol;
 pub mod manifest;
 pub mod model;
+pub mod process;
 pub mod telemetry;
 
 /// Generated protobuf code.
