@@ -103,9 +103,17 @@ impl Drop for PgTestDb {
 
 /// A throwaway PKI for TLS tests: a CA, a server certificate for `localhost` and `127.0.0.1`,
 /// and a client certificate, as PEM files in a temporary directory (removed on drop).
-#[derive(Debug)]
 pub struct TestPki {
     dir: tempfile::TempDir,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl std::fmt::Debug for TestPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestPki")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TestPki {
@@ -139,7 +147,48 @@ impl TestPki {
         };
         leaf("server", ExtendedKeyUsagePurpose::ServerAuth);
         leaf("client", ExtendedKeyUsagePurpose::ClientAuth);
-        TestPki { dir }
+        TestPki { dir, issuer }
+    }
+
+    /// A server certificate from the CA for the DNS `names` (wildcards allowed), its common name
+    /// the first: the certificate and its key, PEM.
+    pub fn server_cert(&self, names: &[&str]) -> (String, String) {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+        let key = KeyPair::generate().expect("a key");
+        let mut p =
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+                .expect("params");
+        p.distinguished_name.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("gw test"),
+        );
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = p.signed_by(&key, &self.issuer).expect("a certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// The CA as a rustls trust store.
+    pub fn roots(&self) -> rustls::RootCertStore {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(self.path("ca.pem")).expect("the CA file") {
+            roots.add(c.expect("the CA")).expect("a root");
+        }
+        roots
+    }
+
+    /// A rustls client config trusting the CA, offering `alpn` (none: no ALPN).
+    pub fn rustls_client(&self, alpn: &[&str]) -> rustls::ClientConfig {
+        let roots = self.roots();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        cfg.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        cfg
     }
 
     /// A file of the PKI: `ca.pem`, `server.pem`, `server-key.pem`, `client.pem`,

@@ -207,6 +207,9 @@ pub struct RuntimeConfig {
     pub routes: Arc<RouteTable>,
     /// That listener's connection timeouts.
     pub timeouts: listener::Timeouts,
+    /// That listener's TLS: connections accepted under this config start with a handshake.
+    /// `None`: plaintext.
+    pub listener_tls: Option<Arc<crate::tls::ServerTls>>,
     /// Clusters by Envoy name.
     pub clusters: ClusterMap,
     /// EDS clusters whose endpoints have not arrived yet.
@@ -269,6 +272,8 @@ pub struct Registries {
     pub stats: StatsRegistry,
     /// Upstream TLS settings in use.
     pub tls: crate::tls::TlsMade,
+    /// The listener's TLS settings in use.
+    pub listener_tls: crate::tls::ServerTlsMade,
     loads: std::sync::Mutex<HashMap<String, Arc<ClusterLoad>>>,
 }
 
@@ -303,10 +308,16 @@ pub fn compile(res: &Resources, reg: &Registries) -> Result<RuntimeConfig, Confi
         }
         clusters.insert(c.name.clone(), Arc::new(rt));
     }
-    let (listener, routes, timeouts) = match listener::compile(res, &reg.stats)? {
-        Some((name, table, t)) => (Some(name), Arc::new(table), t),
-        None => (None, Arc::new(RouteTable::default()), Default::default()),
-    };
+    let (listener, routes, timeouts, listener_tls) =
+        match listener::compile(res, &reg.stats, &reg.listener_tls)? {
+            Some(s) => (Some(s.name), Arc::new(s.table), s.timeouts, s.tls),
+            None => (
+                None,
+                Arc::new(RouteTable::default()),
+                Default::default(),
+                None,
+            ),
+        };
     reg.endpoints.retain(&live);
     reg.retain_loads(&clusters);
     let any_hyper = clusters.values().any(|c| c.takes_hyper());
@@ -315,6 +326,7 @@ pub fn compile(res: &Resources, reg: &Registries) -> Result<RuntimeConfig, Confi
         listener,
         routes,
         timeouts,
+        listener_tls,
         clusters,
         awaiting_endpoints,
         any_hyper,

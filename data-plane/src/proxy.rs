@@ -61,14 +61,25 @@ pub struct Downstream {
     pub peer: SocketAddr,
     /// Peer IP as a header value (for `x-forwarded-for`).
     pub peer_ip: HeaderValue,
+    /// The client spoke TLS (`x-forwarded-proto: https` when it sent none).
+    pub tls: bool,
 }
 
 impl Downstream {
-    /// Connection state for `peer`.
+    /// Connection state for `peer`, in plaintext.
     pub fn new(peer: SocketAddr) -> Downstream {
         Downstream {
             peer,
             peer_ip: headers::peer_ip(peer),
+            tls: false,
+        }
+    }
+
+    /// Connection state for `peer`, over TLS.
+    pub fn new_tls(peer: SocketAddr) -> Downstream {
+        Downstream {
+            tls: true,
+            ..Downstream::new(peer)
         }
     }
 }
@@ -199,6 +210,7 @@ pub async fn handle(
     };
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, &down.peer_ip);
+    headers::default_forwarded_proto(&mut parts.headers, down.tls);
     let request_id = match parts.headers.get(&headers::X_REQUEST_ID) {
         Some(v) => v.clone(),
         None => {

@@ -180,6 +180,8 @@ pub struct Shared {
     pub started: Instant,
     /// Requests that matched no route.
     pub no_route: AtomicU64,
+    /// Client connections to a TLS listener whose handshake failed or timed out.
+    pub tls_failed: AtomicU64,
     /// Our node id.
     pub node_id: String,
     /// See [`ProxyConfig::idle_timeout`].
@@ -237,6 +239,7 @@ impl Proxy {
             xds: XdsStatus::default(),
             started: Instant::now(),
             no_route: AtomicU64::new(0),
+            tls_failed: AtomicU64::new(0),
             node_id: cfg.node_id.clone(),
             idle_timeout: cfg.idle_timeout,
             drain: Default::default(),
@@ -457,12 +460,22 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         shared.accepted[worker].fetch_add(1, Ordering::Relaxed);
-        conns.spawn(proxy::native::serve_connection(
-            stream,
-            peer,
-            shared.clone(),
-            hyper.clone(),
-        ));
+        // The listener's TLS as the config stands when the connection comes.
+        match shared.config.load().listener_tls.clone() {
+            None => conns.spawn(proxy::native::serve_connection(
+                stream,
+                peer,
+                shared.clone(),
+                hyper.clone(),
+            )),
+            Some(tls) => conns.spawn(proxy::native::serve_tls(
+                stream,
+                peer,
+                tls,
+                shared.clone(),
+                hyper.clone(),
+            )),
+        };
         // Ended connections are reaped as new ones come.
         while conns.try_join_next().is_some() {}
     }

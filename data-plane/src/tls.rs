@@ -37,6 +37,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 
+mod server;
+pub use server::{ServerTls, ServerTlsMade, DOWNSTREAM_TLS_CONTEXT};
+
 /// The name of Envoy's TLS transport socket.
 pub const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 /// The type of its config.
@@ -134,7 +137,7 @@ impl UpstreamTls {
         {
             return refuse("a custom handshaker, certificate selector or provider, or a key log");
         }
-        let versions = versions(common.tls_params.as_ref())?;
+        let versions = versions(common.tls_params.as_ref(), Side::Upstream)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = match &common.validation_context_type {
             None => Verifier::none(provider.clone()),
@@ -188,28 +191,33 @@ impl UpstreamTls {
     }
 }
 
-/// The protocol versions `params` allow, with Envoy's client defaults (TLS 1.2 only).
+/// The protocol versions `params` allow, with Envoy's defaults when it says none: for a client
+/// (`listener` false) TLS 1.2 only, for a listener TLS 1.2 to 1.3. Errors start with `side`.
 fn versions(
     params: Option<
         &gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::TlsParameters,
     >,
+    side: Side,
 ) -> Result<&'static [&'static rustls::SupportedProtocolVersion], String> {
     use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::tls_parameters::TlsProtocol;
     static BOTH: [&rustls::SupportedProtocolVersion; 2] =
         [&rustls::version::TLS13, &rustls::version::TLS12];
+    let auto_max: &'static [_] = match side {
+        Side::Upstream => &BOTH[1..],
+        Side::Listener => &BOTH,
+    };
     let Some(p) = params else {
-        return Ok(&BOTH[1..]);
+        return Ok(auto_max);
     };
     if !p.cipher_suites.is_empty()
         || !p.ecdh_curves.is_empty()
         || !p.signature_algorithms.is_empty()
         || !p.compliance_policies.is_empty()
     {
-        return Err(
-            "upstream TLS: cipher suites, curves, signature algorithms or compliance policies \
+        return Err(format!(
+            "{side}: cipher suites, curves, signature algorithms or compliance policies \
              are not supported"
-                .into(),
-        );
+        ));
     }
     let v = |n: i32| TlsProtocol::try_from(n).unwrap_or(TlsProtocol::TlsAuto);
     let (min, max) = (
@@ -218,15 +226,35 @@ fn versions(
     );
     let tls13_min = min == TlsProtocol::TlSv13;
     match max {
+        TlsProtocol::TlsAuto if side == Side::Listener && tls13_min => Ok(&BOTH[..1]),
         TlsProtocol::TlsAuto | TlsProtocol::TlSv12 if tls13_min => {
-            Err("upstream TLS: the minimum version is above the maximum".into())
+            Err(format!("{side}: the minimum version is above the maximum"))
         }
-        TlsProtocol::TlsAuto | TlsProtocol::TlSv12 => Ok(&BOTH[1..]),
+        TlsProtocol::TlsAuto => Ok(auto_max),
+        TlsProtocol::TlSv12 => Ok(&BOTH[1..]),
         TlsProtocol::TlSv13 if tls13_min => Ok(&BOTH[..1]),
         TlsProtocol::TlSv13 => Ok(&BOTH),
-        TlsProtocol::TlSv10 | TlsProtocol::TlSv11 => {
-            Err("upstream TLS: a maximum version below TLS 1.2 is not supported".into())
-        }
+        TlsProtocol::TlSv10 | TlsProtocol::TlSv11 => Err(format!(
+            "{side}: a maximum version below TLS 1.2 is not supported"
+        )),
+    }
+}
+
+/// Which end of a connection gw-proxy's TLS is for: errors name it, and defaults differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// To a cluster's endpoints (`UpstreamTlsContext`).
+    Upstream,
+    /// From clients, on the listener (`DownstreamTlsContext`).
+    Listener,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Upstream => "upstream TLS",
+            Side::Listener => "listener TLS",
+        })
     }
 }
 
@@ -249,18 +277,18 @@ fn endpoint_name(address: &str) -> ServerName<'static> {
     }
 }
 
-/// The bytes of a `DataSource`.
+/// The bytes of a `DataSource` (`what` names it in errors).
 fn data(d: &DataSource, what: &str) -> Result<Vec<u8>, String> {
     match &d.specifier {
         Some(data_source::Specifier::Filename(f)) => {
-            std::fs::read(f).map_err(|e| format!("upstream TLS: {what} {f}: {e}"))
+            std::fs::read(f).map_err(|e| format!("{what} {f}: {e}"))
         }
         Some(data_source::Specifier::InlineBytes(b)) => Ok(b.clone()),
         Some(data_source::Specifier::InlineString(s)) => Ok(s.as_bytes().to_vec()),
         Some(data_source::Specifier::EnvironmentVariable(v)) => std::env::var(v)
             .map(String::into_bytes)
-            .map_err(|_| format!("upstream TLS: {what}: ${v} is not set")),
-        None => Err(format!("upstream TLS: {what}: no data")),
+            .map_err(|_| format!("{what}: ${v} is not set")),
+        None => Err(format!("{what}: no data")),
     }
 }
 
@@ -317,7 +345,7 @@ impl Verifier {
         let Some(ca) = &v.trusted_ca else {
             return refuse("a validation context without trusted_ca");
         };
-        let pem = data(ca, "trusted_ca")?;
+        let pem = data(ca, "trusted_ca").map_err(|e| format!("upstream TLS: {e}"))?;
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&pem) {
             let cert = cert.map_err(|e| format!("upstream TLS: trusted_ca: {e}"))?;

@@ -357,6 +357,8 @@ async fn headers_are_forwarded_as_envoy_forwards_them() {
         Some("10.0.0.1, 127.0.0.1")
     );
     assert_eq!(header(&echoed, "x-request-id").map(str::len), Some(36));
+    // The client's scheme, as Envoy adds it when the client named none.
+    assert_eq!(header(&echoed, "x-forwarded-proto"), Some("http"));
     for gone in ["connection", "keep-alive", "te", "proxy-authorization"] {
         assert_eq!(header(&echoed, gone), None, "{gone} forwarded: {echoed}");
     }
@@ -368,6 +370,16 @@ async fn headers_are_forwarded_as_envoy_forwards_them() {
     .await;
     let r = read_resp(&mut s, &mut Vec::new(), false).await;
     assert_eq!(header(&r.text(), "x-request-id"), Some("abc"));
+    // A scheme the client named is kept, once.
+    send(
+        &mut s,
+        b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\n\r\n",
+    )
+    .await;
+    let r = read_resp(&mut s, &mut Vec::new(), false).await;
+    assert_eq!(header(&r.text(), "x-forwarded-proto"), Some("https"));
+    let lower = r.text().to_ascii_lowercase();
+    assert_eq!(lower.matches("x-forwarded-proto").count(), 1, "{lower}");
     // Response headers the upstream's Connection header names are hop-by-hop too.
     send(&mut s, b"GET /conn-named HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let r = read_resp(&mut s, &mut Vec::new(), false).await;

@@ -403,6 +403,17 @@ pub fn listener_spec_to_pb(l: &model::ListenerSpec) -> pb::ListenerSpec {
         max_connection_duration: (!l.max_connection_duration.is_zero())
             .then(|| duration_to_pb(l.max_connection_duration)),
         stream_idle_timeout: Some(duration_to_pb(l.stream_idle_timeout)),
+        tls: l.tls.as_ref().map(|t| pb::ListenerTls {
+            certificates: t
+                .certificates
+                .iter()
+                .map(|c| pb::TlsCertificate {
+                    cert_chain: c.cert_chain.clone(),
+                    private_key: c.private_key.clone(),
+                })
+                .collect(),
+            min_version: t.min_version.clone(),
+        }),
     }
 }
 
@@ -439,6 +450,17 @@ pub fn listener_spec_from_pb(
             l.stream_idle_timeout.as_ref(),
         )?
         .unwrap_or(d.stream_idle_timeout),
+        tls: l.tls.as_ref().map(|t| model::ListenerTls {
+            certificates: t
+                .certificates
+                .iter()
+                .map(|c| model::TlsCertificate {
+                    cert_chain: c.cert_chain.clone(),
+                    private_key: c.private_key.clone(),
+                })
+                .collect(),
+            min_version: t.min_version.clone(),
+        }),
     })
 }
 

@@ -229,6 +229,71 @@ spec:
     }
 
     #[test]
+    fn listener_tls_is_checked_by_field() {
+        // A self-signed certificate for edge.example.test (P-256), its key, and another key.
+        const CERT: &str = include_str!("model/testdata/edge.pem");
+        const KEY: &str = include_str!("model/testdata/edge-key.pem");
+        const OTHER: &str = include_str!("model/testdata/other-key.pem");
+        const NOT_DER: &str = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n";
+        let with = |tls: &str| {
+            format!("apiVersion: gw/v1\nkind: Listener\nmetadata: {{name: edge}}\nspec: {{tls: {tls}}}\n")
+        };
+        let one = |cert: &str, key: &str| {
+            format!("{{certificates: [{{certChain: {cert:?}, privateKey: {key:?}}}]}}")
+        };
+        for (tls, err) in [
+            ("{}".to_owned(), "spec.tls.certificates: needs at least one certificate"),
+            (
+                one("junk", KEY),
+                "spec.tls.certificates[0].certChain: holds no PEM certificate",
+            ),
+            (
+                one(&format!("{CERT}{NOT_DER}"), KEY),
+                "spec.tls.certificates[0].certChain: certificate 2:",
+            ),
+            (one(CERT, "junk"), "spec.tls.certificates[0].privateKey: is not a PEM private key"),
+            (
+                one(CERT, OTHER),
+                "spec.tls.certificates[0].privateKey: is not the first certificate's key",
+            ),
+            (
+                format!("{{minVersion: '1.1', certificates: [{{certChain: {CERT:?}, privateKey: {KEY:?}}}]}}"),
+                "spec.tls.minVersion: \"1.1\" is not a TLS version gw serves",
+            ),
+            ("{certificates: [{cert: x}]}".to_owned(), "unknown field"),
+        ] {
+            let got = match parse(&with(&tls)) {
+                Ok(mut docs) => docs.remove(0).object.validate().unwrap_err().to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(got.contains(err), "{tls}: {got}");
+        }
+        let mut o = parse(&with(&format!(
+            "{{minVersion: '1.3', certificates: [{{certChain: {CERT:?}, privateKey: {KEY:?}}}]}}"
+        )))
+        .unwrap()
+        .remove(0)
+        .object;
+        assert!(o.validate().is_ok());
+        let Spec::Listener(l) = &o.spec else {
+            panic!("not a listener")
+        };
+        let tls = l.tls.clone().unwrap();
+        assert!(!tls.accepts_tls12());
+        // The key stays out of Debug output and of what describe shows.
+        assert!(!format!("{tls:?}").contains("PRIVATE KEY"));
+        assert_eq!(
+            tls.redacted().certificates[0].private_key,
+            crate::model::HIDDEN_KEY
+        );
+        // Through the API and back.
+        let back =
+            crate::convert::listener_spec_from_pb(Some(&crate::convert::listener_spec_to_pb(l)))
+                .unwrap();
+        assert_eq!(back.tls, Some(tls));
+    }
+
+    #[test]
     fn listener_timeouts_parse_default_and_name_their_field() {
         let l = |spec: &str| {
             parse(&format!(

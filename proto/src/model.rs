@@ -10,6 +10,7 @@ mod cluster;
 mod duration;
 mod endpoint;
 mod route;
+mod tls;
 mod validate;
 
 pub use alert::{AlertMetric, AlertRuleSpec, AlertScope, Threshold, Webhook};
@@ -20,6 +21,7 @@ pub use cluster::{
 pub use duration::{format as format_duration, parse as parse_duration, serde_duration};
 pub use endpoint::{metadata_json, Endpoint, EndpointKey, EndpointSource};
 pub use route::{HashOn, HeaderMatch, RetryPolicy, RouteMatch, RouteSpec, WeightedCluster};
+pub use tls::{ListenerTls, TlsCertificate, HIDDEN_KEY};
 pub use validate::{validate_name, FieldError};
 
 use serde::{Deserialize, Serialize};
@@ -186,6 +188,10 @@ pub struct ListenerSpec {
     /// Envoy's HCM `stream_idle_timeout`, and its default (5 min).
     #[serde(with = "serde_duration")]
     pub stream_idle_timeout: Duration,
+    /// Clients speak TLS to the listener (HTTPS; HTTP/2 or HTTP/1.1 by ALPN). Unset:
+    /// plaintext. Envoy's `DownstreamTlsContext` transport socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
 }
 
 impl Default for ListenerSpec {
@@ -198,6 +204,7 @@ impl Default for ListenerSpec {
             request_headers_timeout: Duration::ZERO,
             max_connection_duration: Duration::ZERO,
             stream_idle_timeout: Duration::from_secs(300),
+            tls: None,
         }
     }
 }

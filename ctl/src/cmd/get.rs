@@ -131,6 +131,7 @@ fn rows(kind: Kind, objs: &[Object], wide: bool) -> comfy_table::Table {
             "HEADERS TIMEOUT",
             "MAX CONN DURATION",
             "STREAM IDLE TIMEOUT",
+            "TLS",
             "AGE",
         ],
         (Kind::Cluster, false) => vec!["TENANT", "NAME", "LB", "ENDPOINTS", "AGE"],
@@ -196,6 +197,10 @@ fn rows(kind: Kind, objs: &[Object], wide: bool) -> comfy_table::Table {
                     match s.stream_idle_timeout.is_zero() {
                         true => "never".into(),
                         false => d(s.stream_idle_timeout),
+                    },
+                    match &s.tls {
+                        None => "-".into(),
+                        Some(t) => format!("{} cert(s)", t.certificates.len()),
                     },
                     age(m.created_at_ms),
                 ]

@@ -250,6 +250,11 @@ pub fn families(shared: &Shared) -> Vec<MetricFamily> {
             "Requests that matched no route",
             shared.no_route.load(Ordering::Relaxed),
         ),
+        one_counter(
+            "gw_downstream_tls_handshake_failed_total",
+            "Client connections to a TLS listener whose handshake failed or timed out",
+            shared.tls_failed.load(Ordering::Relaxed),
+        ),
         family(
             "gw_upstream_overflow_total",
             "Times a cluster limit was reached: max_pending_requests and max_requests answer 503, \

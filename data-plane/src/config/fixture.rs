@@ -240,6 +240,25 @@ pub fn tls(
     });
 }
 
+/// Makes `l`'s filter chain speak TLS to clients with `ctx` (Envoy's TLS transport socket).
+pub fn listener_tls(
+    l: &mut Listener,
+    ctx: &gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext,
+) {
+    use gw_proto::envoy::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
+    for fc in &mut l.filter_chains {
+        fc.transport_socket = Some(TransportSocket {
+            name: crate::tls::TLS_SOCKET.into(),
+            config_type: Some(transport_socket::ConfigType::TypedConfig(
+                gw_proto::envoy::pb::google::protobuf::Any {
+                    type_url: crate::tls::DOWNSTREAM_TLS_CONTEXT.into(),
+                    value: prost::Message::encode_to_vec(ctx),
+                },
+            )),
+        });
+    }
+}
+
 /// The endpoints of `cluster`: `(address, weight)`.
 pub fn endpoints(cluster: &str, eps: &[(SocketAddr, u32)]) -> ClusterLoadAssignment {
     ClusterLoadAssignment {

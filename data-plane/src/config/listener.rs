@@ -6,6 +6,8 @@ use super::cluster::decode;
 use super::{type_url, ConfigError, Resources};
 use crate::router::RouteTable;
 use crate::stats::{ObjStats, StatsRegistry};
+use crate::tls::{ServerTls, ServerTlsMade};
+use gw_proto::envoy::pb::envoy::config::core::v3::TransportSocket;
 use gw_proto::envoy::pb::envoy::config::listener::v3::{filter::ConfigType, Listener};
 use gw_proto::envoy::pb::envoy::config::route::v3::RouteConfiguration;
 use gw_proto::envoy::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -15,17 +17,29 @@ use prost::Message;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The HTTP connection manager of a listener, if it has one.
-fn hcm(l: &Listener) -> Option<HttpConnectionManager> {
-    l.filter_chains
-        .iter()
-        .flat_map(|fc| &fc.filters)
-        .find_map(|f| match &f.config_type {
+/// The HTTP connection manager of a listener, if it has one, and the transport socket of the
+/// filter chain that holds it.
+fn hcm(l: &Listener) -> Option<(HttpConnectionManager, Option<&TransportSocket>)> {
+    l.filter_chains.iter().find_map(|fc| {
+        fc.filters.iter().find_map(|f| match &f.config_type {
             Some(ConfigType::TypedConfig(any)) => {
-                HttpConnectionManager::decode(any.value.as_slice()).ok()
+                HttpConnectionManager::decode(any.value.as_slice())
+                    .ok()
+                    .map(|h| (h, fc.transport_socket.as_ref()))
             }
             _ => None,
         })
+    })
+}
+
+/// The listener served: its name, routing table, timeouts and TLS.
+#[derive(Debug)]
+pub(super) struct Served {
+    pub name: String,
+    pub table: RouteTable,
+    pub timeouts: Timeouts,
+    /// TLS from clients; `None`: plaintext.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// A listener's connection and stream timeouts, from its HTTP connection manager.
@@ -136,12 +150,12 @@ fn timeouts(name: &str, hcm: &HttpConnectionManager) -> Result<Timeouts, ConfigE
     })
 }
 
-/// The listener served (the first held), its routing table and its timeouts; `None` until its
-/// routes arrive.
+/// The listener served (the first held); `None` until its routes arrive.
 pub(super) fn compile(
     res: &Resources,
     stats: &StatsRegistry,
-) -> Result<Option<(String, RouteTable, Timeouts)>, ConfigError> {
+    tls_made: &ServerTlsMade,
+) -> Result<Option<Served>, ConfigError> {
     let counters = |tenant: &str, name: &str| stats.get("route", tenant, name);
     let route_err = |name: &str| {
         let name = name.to_owned();
@@ -155,9 +169,13 @@ pub(super) fn compile(
         return Ok(None);
     };
     let l: Listener = decode(type_url::LISTENER, name, raw)?;
-    let hcm = hcm(&l).ok_or_else(|| ConfigError::Listener {
+    let (hcm, socket) = hcm(&l).ok_or_else(|| ConfigError::Listener {
         name: name.clone(),
         reason: "no http_connection_manager filter".into(),
+    })?;
+    let tls = ServerTls::of(socket, tls_made).map_err(|reason| ConfigError::Listener {
+        name: name.clone(),
+        reason,
     })?;
     let t = timeouts(name, &hcm)?;
     let upgrades = crate::router::upgrade_entries(
@@ -192,7 +210,12 @@ pub(super) fn compile(
         }
     };
     table.upgrades = upgrades;
-    Ok(Some((name.clone(), table, t)))
+    Ok(Some(Served {
+        name: name.clone(),
+        table,
+        timeouts: t,
+        tls,
+    }))
 }
 
 /// The route-configuration names listeners refer to (what RDS must subscribe to).
@@ -200,7 +223,7 @@ pub fn rds_names(res: &Resources) -> Vec<String> {
     let mut out: Vec<String> = res
         .of(type_url::LISTENER)
         .filter_map(|(_, raw)| Listener::decode(raw.body.clone()).ok())
-        .filter_map(|l| hcm(&l))
+        .filter_map(|l| hcm(&l).map(|(h, _)| h))
         .filter_map(|h| match h.route_specifier {
             Some(RouteSpecifier::Rds(r)) => Some(r.route_config_name),
             _ => None,

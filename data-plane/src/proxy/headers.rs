@@ -87,6 +87,18 @@ pub fn peer_ip(peer: SocketAddr) -> HeaderValue {
     HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
+/// `x-forwarded-proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Sets `x-forwarded-proto` to the client connection's scheme when the client sent none (a
+/// value it sent is kept), as Envoy does.
+pub fn default_forwarded_proto(h: &mut HeaderMap, tls: bool) {
+    if !h.contains_key(&X_FORWARDED_PROTO) {
+        let v = if tls { "https" } else { "http" };
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(v));
+    }
+}
+
 /// Appends `ip` to `x-forwarded-for` (or sets it).
 pub fn append_forwarded_for(h: &mut HeaderMap, ip: &HeaderValue) {
     match h.get(&X_FORWARDED_FOR) {

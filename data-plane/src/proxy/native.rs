@@ -395,19 +395,28 @@ async fn exchange(
     up.clear();
     let mut forwarded_for: Option<&[u8]> = None;
     let mut request_id: Option<&[u8]> = None;
+    let mut forwarded_proto = false;
     head.copy_lines(up, |name, value| {
         if h1::is_hop_by_hop(name) {
             return false;
         }
-        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            forwarded_for.get_or_insert(value);
-            return false;
-        }
-        if name.eq_ignore_ascii_case(b"x-request-id") {
-            request_id.get_or_insert(value);
+        match name.len() {
+            15 if name.eq_ignore_ascii_case(b"x-forwarded-for") => {
+                forwarded_for.get_or_insert(value);
+                return false;
+            }
+            12 if name.eq_ignore_ascii_case(b"x-request-id") => {
+                request_id.get_or_insert(value);
+            }
+            17 if name.eq_ignore_ascii_case(b"x-forwarded-proto") => forwarded_proto = true,
+            _ => {}
         }
         true
     });
+    // The client's scheme when it named none (this path serves plaintext only), as Envoy.
+    if !forwarded_proto {
+        up.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    }
     up.extend_from_slice(b"x-forwarded-for: ");
     if let Some(prev) = forwarded_for {
         up.extend_from_slice(prev);
@@ -881,9 +890,42 @@ impl Exchange for Native<'_> {
     }
 }
 
-/// Gives the connection to hyper for the rest of its life, bytes read so far first.
-async fn hand_off(
+/// Serves a client connection to a TLS listener: the handshake (bounded as a request head
+/// is), then hyper for the rest of its life, HTTP/2 or HTTP/1.1 by what the client speaks.
+pub async fn serve_tls(
     io: TcpStream,
+    peer: SocketAddr,
+    tls: Arc<crate::tls::ServerTls>,
+    shared: Arc<Shared>,
+    hyper: Arc<HyperServer>,
+) {
+    let timeouts = shared.config.load().timeouts;
+    let accepted = tokio::time::Instant::now();
+    let stream = match tokio::time::timeout(timeouts.head(), tls.accept(io)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            shared.tls_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            shared.tls_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let down = Arc::new(Downstream::new_tls(peer));
+    let handed = (
+        timeouts.idle_or(shared.idle_timeout),
+        timeouts.head(),
+        timeouts.max_connection.map(|d| accepted + d),
+    );
+    hand_off(stream, Bytes::new(), down, shared, &hyper, handed).await;
+}
+
+/// Gives the connection to hyper for the rest of its life, bytes read so far first.
+async fn hand_off<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    io: I,
     read: Bytes,
     down: Arc<Downstream>,
     shared: Arc<Shared>,
@@ -1032,12 +1074,12 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
 }
 
 /// A socket with bytes already read from it put back in front.
-struct Rewind {
+struct Rewind<I> {
     read: Bytes,
-    io: TcpStream,
+    io: I,
 }
 
-impl AsyncRead for Rewind {
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -1053,7 +1095,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

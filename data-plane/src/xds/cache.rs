@@ -41,7 +41,18 @@ pub fn save(dir: &Path, res: &Resources) -> std::io::Result<()> {
         .collect();
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!("{FILE}.tmp"));
-    std::fs::write(&tmp, CacheFile { entries }.encode_to_vec())?;
+    // Owner-only: a TLS listener's private keys are in it.
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?
+    };
+    std::io::Write::write_all(&mut f, &CacheFile { entries }.encode_to_vec())?;
+    drop(f);
     std::fs::rename(tmp, dir.join(FILE))
 }
 
@@ -84,6 +95,16 @@ mod tests {
             },
         );
         save(dir.path(), &res).unwrap();
-        assert_eq!(load(dir.path()).unwrap(), Some(res));
+        assert_eq!(load(dir.path()).unwrap(), Some(res.clone()));
+        // Readable by its owner only (it may hold private keys), written again as well.
+        save(dir.path(), &res).unwrap();
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(dir.path().join(FILE))
+                .unwrap()
+                .permissions()
+                .mode()
+        };
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -118,7 +118,7 @@ pub(crate) fn listener(l: &ListenerSpec) -> Result<(), FieldError> {
             return Err(FieldError::new(field, "must be at most 365d (0s: none)"));
         }
     }
-    Ok(())
+    l.tls.as_ref().map_or(Ok(()), |t| t.validate())
 }
 
 #[cfg(test)]

@@ -172,6 +172,7 @@ fn listener(name: &str, spec: &ListenerSpec) -> Resource {
                 name: "envoy.filters.network.http_connection_manager".into(),
                 config_type: Some(filter::ConfigType::TypedConfig(any(&hcm))),
             }],
+            transport_socket: spec.tls.as_ref().map(transport_socket),
             ..Default::default()
         }],
         ..Default::default()
@@ -182,6 +183,55 @@ fn listener(name: &str, spec: &ListenerSpec) -> Resource {
         vec![format!("listener/{name}")],
         vec![name.to_owned()],
     )
+}
+
+/// Envoy's TLS transport socket for a listener (`DownstreamTlsContext`): every certificate in
+/// one context (Envoy picks among them by the client's SNI, the first when none matches), ALPN
+/// `h2` then `http/1.1` (the HCM's codec follows what was negotiated), TLS 1.2 (or 1.3) to 1.3.
+fn transport_socket(
+    tls: &gw_proto::model::ListenerTls,
+) -> gw_proto::envoy::pb::envoy::config::core::v3::TransportSocket {
+    use gw_proto::envoy::pb::envoy::config::core::v3::{
+        data_source, transport_socket, DataSource, TransportSocket,
+    };
+    use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::{
+        tls_parameters::TlsProtocol, CommonTlsContext, DownstreamTlsContext, TlsCertificate,
+        TlsParameters,
+    };
+    let inline = |pem: &str| {
+        Some(DataSource {
+            specifier: Some(data_source::Specifier::InlineString(pem.to_owned())),
+            ..Default::default()
+        })
+    };
+    let ctx = DownstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificates: tls
+                .certificates
+                .iter()
+                .map(|c| TlsCertificate {
+                    certificate_chain: inline(&c.cert_chain),
+                    private_key: inline(&c.private_key),
+                    ..Default::default()
+                })
+                .collect(),
+            alpn_protocols: vec!["h2".to_owned(), "http/1.1".to_owned()],
+            tls_params: Some(TlsParameters {
+                tls_minimum_protocol_version: match tls.accepts_tls12() {
+                    true => TlsProtocol::TlSv12,
+                    false => TlsProtocol::TlSv13,
+                } as i32,
+                tls_maximum_protocol_version: TlsProtocol::TlSv13 as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_owned(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(&ctx))),
+    }
 }
 
 #[cfg(test)]
@@ -237,5 +287,73 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(h.stream_idle_timeout, secs(0));
+    }
+
+    #[test]
+    fn a_tls_listener_gets_envoys_tls_transport_socket() {
+        use gw_proto::envoy::pb::envoy::config::core::v3::{data_source, transport_socket};
+        use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::{
+            tls_parameters::TlsProtocol, DownstreamTlsContext,
+        };
+        use gw_proto::model::{ListenerTls, TlsCertificate};
+        let socket = |tls: Option<ListenerTls>| {
+            let r = listener(
+                "edge",
+                &ListenerSpec {
+                    tls,
+                    ..Default::default()
+                },
+            );
+            Listener::decode(&r.body.value[..]).unwrap().filter_chains[0]
+                .transport_socket
+                .clone()
+        };
+        assert_eq!(socket(None), None);
+        let pair = |n: &str| TlsCertificate {
+            cert_chain: format!("chain {n}"),
+            private_key: format!("key {n}"),
+        };
+        let ts = socket(Some(ListenerTls {
+            certificates: vec![pair("a"), pair("b")],
+            min_version: "1.3".into(),
+        }))
+        .unwrap();
+        assert_eq!(ts.name, "envoy.transport_sockets.tls");
+        let Some(transport_socket::ConfigType::TypedConfig(any)) = ts.config_type else {
+            panic!("no config")
+        };
+        assert_eq!(
+            any.type_url,
+            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+        );
+        let common = DownstreamTlsContext::decode(&any.value[..])
+            .unwrap()
+            .common_tls_context
+            .unwrap();
+        let inline = |d: &Option<gw_proto::envoy::pb::envoy::config::core::v3::DataSource>| match d
+            .as_ref()
+            .and_then(|d| d.specifier.clone())
+        {
+            Some(data_source::Specifier::InlineString(s)) => s,
+            other => panic!("{other:?}"),
+        };
+        let got: Vec<(String, String)> = common
+            .tls_certificates
+            .iter()
+            .map(|c| (inline(&c.certificate_chain), inline(&c.private_key)))
+            .collect();
+        assert_eq!(
+            got,
+            [("chain a", "key a"), ("chain b", "key b")].map(|(c, k)| (c.to_owned(), k.to_owned()))
+        );
+        assert_eq!(common.alpn_protocols, ["h2", "http/1.1"]);
+        let p = common.tls_params.unwrap();
+        assert_eq!(
+            (
+                p.tls_minimum_protocol_version,
+                p.tls_maximum_protocol_version
+            ),
+            (TlsProtocol::TlSv13 as i32, TlsProtocol::TlSv13 as i32)
+        );
     }
 }

@@ -137,7 +137,15 @@ pub fn report(r: &Report, color: bool) -> String {
         }
         Spec::Listener(_) | Spec::AlertRule(_) => {
             out.push_str("Spec:\n");
-            let yaml = serde_yaml::to_string(&r.object.spec.to_value()).unwrap_or_default();
+            // Private keys are not shown (`gwctl get -o yaml` has them, for a round trip).
+            let spec = match &r.object.spec {
+                Spec::Listener(l) => Spec::Listener(gw_proto::model::ListenerSpec {
+                    tls: l.tls.as_ref().map(|t| t.redacted()),
+                    ..l.clone()
+                }),
+                s => s.clone(),
+            };
+            let yaml = serde_yaml::to_string(&spec.to_value()).unwrap_or_default();
             for line in yaml.lines() {
                 let _ = writeln!(out, "  {line}");
             }

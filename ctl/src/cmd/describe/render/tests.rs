@@ -280,3 +280,25 @@ fn upstream_tls_in_one_line() {
     };
     assert!(report(&r, false).contains("\nTLS:           no SNI, verified"));
 }
+
+#[test]
+fn a_listeners_private_keys_are_not_shown() {
+    let text = "apiVersion: gw/v1\nkind: Listener\nmetadata: {name: edge}\n\
+                spec: {port: 8443, tls: {certificates: [{certChain: CERT, privateKey: \
+                \"-----BEGIN PRIVATE KEY-----\\nsecret\\n-----END PRIVATE KEY-----\\n\"}]}}\n";
+    let object = gw_proto::manifest::parse(text)
+        .unwrap()
+        .remove(0)
+        .object;
+    let r = Report {
+        object,
+        clusters: vec![],
+        stats: None,
+        owned: vec![],
+        events: vec![],
+    };
+    let out = report(&r, false);
+    assert!(out.contains("certChain: CERT"), "{out}");
+    assert!(out.contains("privateKey: (hidden)"), "{out}");
+    assert!(!out.contains("secret"), "{out}");
+}

@@ -1,0 +1,300 @@
+//! HTTPS listeners (a Listener's `tls`, Envoy's `DownstreamTlsContext` transport socket) through a
+//! stock Envoy 1.40 and through gw-proxy fed the same manifest. Both proxies: serve the
+//! certificate the client's SNI names (a wildcard one too), the first when the client sends no
+//! SNI; negotiate HTTP/2 or HTTP/1.1 by ALPN; accept TLS 1.2 and 1.3; tell the upstream the
+//! client's scheme in `x-forwarded-proto` (keeping one the client sent); and, when the listener
+//! goes back to plaintext, serve HTTP with `x-forwarded-proto: http`.
+
+#![allow(clippy::unwrap_used)]
+
+use bytes::Bytes;
+use gw_control_plane::testing::TestPki;
+use gw_e2e::envoy::{Envoy, Mode};
+use gw_e2e::{control, free_port, http, wait};
+use gw_proxy::server::{Proxy, ProxyConfig};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An upstream answering `200` with the `x-forwarded-proto` it got (`x-seen-proto`, `-` for
+/// none) and the HTTP version it was spoken to in.
+async fn upstream() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| {
+                    let proto = req
+                        .headers()
+                        .get("x-forwarded-proto")
+                        .map_or("-".to_owned(), |v| v.to_str().unwrap().to_owned());
+                    let resp = Response::builder()
+                        .header("x-seen-proto", proto)
+                        .body(http_body_util::Full::new(Bytes::from_static(b"up")))
+                        .unwrap();
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// What a request over TLS got.
+#[derive(Debug)]
+struct Got {
+    status: u16,
+    alpn: String,
+    tls: String,
+    version: String,
+    proto: String,
+}
+
+/// `GET /svc/x` to `addr` over TLS naming `name` (an IP address: no SNI), offering `alpn`
+/// (HTTP/2 when the proxy picks `h2`), up to `max` TLS version 1.2 (`tls12`) or 1.3.
+async fn get(
+    pki: &TestPki,
+    addr: SocketAddr,
+    name: &str,
+    alpn: &[&str],
+    tls12: bool,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<Got> {
+    let mut cfg = pki.rustls_client(alpn);
+    if tls12 {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])?
+            .with_root_certificates(pki.roots())
+            .with_no_client_auth();
+        cfg.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    }
+    let fut = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(ServerName::try_from(name.to_owned())?, tcp)
+            .await?;
+        let (_, session) = tls.get_ref();
+        let alpn = session
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        let tls_version = format!("{:?}", session.protocol_version().unwrap());
+        let mut req = Request::builder().uri("https://site.example.test/svc/x");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let io = TokioIo::new(tls);
+        let resp = if alpn == "h2" {
+            let (mut s, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+            tokio::spawn(conn);
+            s.send_request(req.body(Empty::<Bytes>::new())?).await?
+        } else {
+            let (mut s, conn) = hyper::client::conn::http1::handshake(io).await?;
+            tokio::spawn(conn);
+            let req = req
+                .uri("/svc/x")
+                .header("host", "site.example.test")
+                .body(Empty::<Bytes>::new())?;
+            s.send_request(req).await?
+        };
+        let got = Got {
+            status: resp.status().as_u16(),
+            alpn,
+            tls: tls_version,
+            version: format!("{:?}", resp.version()),
+            proto: resp
+                .headers()
+                .get("x-seen-proto")
+                .map_or(String::new(), |v| v.to_str().unwrap_or("").to_owned()),
+        };
+        resp.into_body().collect().await?;
+        anyhow::Ok(got)
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .map_err(|_| anyhow::anyhow!("TLS request to {addr} timed out"))?
+}
+
+/// The manifest: a listener on `port`, with `tls` (its YAML) or in plaintext, and `/svc` to the
+/// upstream at `up`.
+fn manifest(port: u16, tls: &str, up: SocketAddr) -> String {
+    format!(
+        "apiVersion: gw/v1\nkind: Tenant\nmetadata: {{name: acme}}\n---\n\
+         apiVersion: gw/v1\nkind: Listener\nmetadata: {{name: edge}}\n\
+         spec: {{nodeCluster: edge, address: 127.0.0.1, port: {port}{tls}}}\n---\n\
+         apiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: svc, tenant: acme}}\n\
+         spec: {{endpoints: [{{address: 127.0.0.1, port: {}}}]}}\n---\n\
+         apiVersion: gw/v1\nkind: Route\nmetadata: {{name: svc, tenant: acme}}\n\
+         spec: {{match: {{pathPrefix: /svc}}, cluster: svc}}\n",
+        up.port()
+    )
+}
+
+async fn check_tls(who: &str, pki: &TestPki, addr: SocketAddr) {
+    // HTTP/2 by ALPN, the certificate named by SNI; the upstream hears `https`.
+    let g = get(pki, addr, "a.example.test", &["h2", "http/1.1"], false, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{who}: {e}"));
+    assert_eq!(
+        (
+            g.status,
+            g.alpn.as_str(),
+            g.version.as_str(),
+            g.tls.as_str(),
+            g.proto.as_str()
+        ),
+        (200, "h2", "HTTP/2.0", "TLSv1_3", "https"),
+        "{who}"
+    );
+    // HTTP/1.1 by ALPN over TLS 1.2; the wildcard certificate (the client checks the name);
+    // the scheme the client sent is kept.
+    let g = get(
+        pki,
+        addr,
+        "x.b.example.test",
+        &["http/1.1"],
+        true,
+        &[("x-forwarded-proto", "http")],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{who}: {e}"));
+    assert_eq!(
+        (
+            g.status,
+            g.alpn.as_str(),
+            g.version.as_str(),
+            g.tls.as_str(),
+            g.proto.as_str()
+        ),
+        (200, "http/1.1", "HTTP/1.1", "TLSv1_2", "http"),
+        "{who}"
+    );
+    // No SNI and no ALPN: the first certificate (valid for 127.0.0.1), HTTP/1.1.
+    let g = get(pki, addr, "127.0.0.1", &[], false, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{who}: {e}"));
+    assert_eq!(
+        (
+            g.status,
+            g.alpn.as_str(),
+            g.version.as_str(),
+            g.proto.as_str()
+        ),
+        (200, "", "HTTP/1.1", "https"),
+        "{who}"
+    );
+    // A name no certificate is valid for: the first certificate, which the client refuses.
+    let e = get(pki, addr, "c.example.test", &[], false, &[])
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("not valid for name"),
+        "{who}: {e:#}"
+    );
+}
+
+/// Waits until `addr` answers `/svc/x` over TLS.
+async fn until_tls(who: &str, pki: &TestPki, addr: SocketAddr) {
+    wait::until(
+        &format!("{who} serving TLS"),
+        Duration::from_secs(20),
+        || async {
+            get(pki, addr, "a.example.test", &[], false, &[])
+                .await
+                .ok()
+                .map(drop)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Waits until `addr` answers `/svc/x` in plaintext; what the upstream heard.
+async fn until_plain(who: &str, addr: SocketAddr) -> http::Reply {
+    wait::until(
+        &format!("{who} serving plaintext"),
+        Duration::from_secs(20),
+        || async {
+            http::get(addr, "site.example.test", "/svc/x")
+                .await
+                .ok()
+                .filter(|r| r.status == 200)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_and_gw_proxy_terminate_tls_alike() {
+    let Some(bin) = gw_e2e::envoy::binary() else {
+        return;
+    };
+    let pki = TestPki::new();
+    let (a_cert, a_key) = pki.server_cert(&["a.example.test", "127.0.0.1"]);
+    let (b_cert, b_key) = pki.server_cert(&["*.b.example.test"]);
+    let q = |pem: &str| serde_json::to_string(pem).unwrap();
+    let tls = format!(
+        ", tls: {{certificates: [{{certChain: {}, privateKey: {}}}, {{certChain: {}, privateKey: {}}}]}}",
+        q(&a_cert),
+        q(&a_key),
+        q(&b_cert),
+        q(&b_key)
+    );
+    let up = upstream().await;
+    let cp = control::start().await.unwrap();
+    let port = free_port();
+    control::apply(&cp, &manifest(port, &tls, up))
+        .await
+        .unwrap();
+
+    let envoy = Envoy::start(&bin, cp.grpc_addr(), "dtls-envoy", "edge", Mode::Delta)
+        .await
+        .unwrap();
+    envoy
+        .wait_ready()
+        .await
+        .unwrap_or_else(|e| panic!("Envoy ready: {e}\n{}", envoy.log()));
+    let envoy_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut cfg = ProxyConfig::for_tests(Some(format!("http://{}", cp.grpc_addr())), "dtls-gw");
+    cfg.node_cluster = "edge".into();
+    let gw = Proxy::start(cfg).await.unwrap();
+    let gw_addr = gw.listen_addr();
+
+    for (who, addr) in [("Envoy", envoy_addr), ("gw-proxy", gw_addr)] {
+        until_tls(who, &pki, addr).await;
+        check_tls(who, &pki, addr).await;
+    }
+
+    // The listener back to plaintext: both serve HTTP, and say so upstream.
+    control::apply(&cp, &manifest(port, "", up)).await.unwrap();
+    for (who, addr) in [("Envoy", envoy_addr), ("gw-proxy", gw_addr)] {
+        let r = until_plain(who, addr).await;
+        assert_eq!(r.header("x-seen-proto"), Some("http"), "{who}: {r:?}");
+        let r = http::send(
+            addr,
+            "GET",
+            "h",
+            "/svc/x",
+            &[("x-forwarded-proto", "https")],
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.header("x-seen-proto"), Some("https"), "{who}: {r:?}");
+    }
+
+    gw.shutdown().await;
+    drop(envoy);
+    cp.shutdown().await;
+}
