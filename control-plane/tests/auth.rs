@@ -468,6 +468,46 @@ async fn scenario(db: &str) {
 
     // Viewers read (everything, or their tenant) and change nothing.
     assert_eq!(cluster_names(&ch, &viewer, "").await.unwrap().len(), 4);
+    // A TLS listener's private key is read by admins only.
+    let key = include_str!("../../proto/src/model/testdata/edge-key.pem");
+    let tls_listener = pb::Listener {
+        metadata: meta("secure", ""),
+        spec: Some(pb::ListenerSpec {
+            port: 8443,
+            tls: Some(pb::ListenerTls {
+                certificates: vec![pb::TlsCertificate {
+                    cert_chain: include_str!("../../proto/src/model/testdata/edge.pem").into(),
+                    private_key: key.into(),
+                }],
+                min_version: String::new(),
+            }),
+            ..Default::default()
+        }),
+    };
+    let listeners = || ListenersClient::new(ch.clone());
+    listeners()
+        .create_listener(as_(ADMIN, tls_listener))
+        .await
+        .unwrap();
+    let key_of = |l: pb::Listener| {
+        l.spec.unwrap().tls.unwrap().certificates[0]
+            .private_key
+            .clone()
+    };
+    let get = || pb::GetRequest {
+        name: "secure".into(),
+        ..Default::default()
+    };
+    let seen = listeners().get_listener(as_(&viewer, get())).await.unwrap();
+    assert_eq!(key_of(seen.into_inner()), "(hidden)");
+    let listed = listeners()
+        .list_listeners(as_(&viewer, list()))
+        .await
+        .unwrap();
+    let listed = listed.into_inner().listeners.remove(0);
+    assert_eq!(key_of(listed), "(hidden)");
+    let seen = listeners().get_listener(as_(ADMIN, get())).await.unwrap();
+    assert_eq!(key_of(seen.into_inner()), key);
     denied(
         clusters()
             .create_cluster(as_(&viewer, cluster("x", "acme")))

@@ -118,12 +118,22 @@ pub mod type_url {
 }
 
 /// One resource as received: its version and encoded body.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Raw {
     /// Per-resource version.
     pub version: String,
     /// Protobuf encoding.
     pub body: bytes::Bytes,
+}
+
+impl std::fmt::Debug for Raw {
+    // The body's length only: a listener's private keys are in its bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Raw")
+            .field("version", &self.version)
+            .field("body", &format_args!("{} bytes", self.body.len()))
+            .finish()
+    }
 }
 
 /// Every resource the proxy holds, by type URL and name.

@@ -61,7 +61,7 @@ pub struct Downstream {
     pub peer: SocketAddr,
     /// Peer IP as a header value (for `x-forwarded-for`).
     pub peer_ip: HeaderValue,
-    /// The client spoke TLS (`x-forwarded-proto: https` when it sent none).
+    /// The client spoke TLS (`x-forwarded-proto: https`).
     pub tls: bool,
 }
 
@@ -210,7 +210,7 @@ pub async fn handle(
     };
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, &down.peer_ip);
-    headers::default_forwarded_proto(&mut parts.headers, down.tls);
+    headers::set_forwarded_proto(&mut parts.headers, down.tls);
     let request_id = match parts.headers.get(&headers::X_REQUEST_ID) {
         Some(v) => v.clone(),
         None => {

@@ -461,17 +461,22 @@ async fn serve(
         let _ = stream.set_nodelay(true);
         shared.accepted[worker].fetch_add(1, Ordering::Relaxed);
         // The listener's TLS as the config stands when the connection comes.
-        match shared.config.load().listener_tls.clone() {
+        let tls = {
+            let cfg = shared.config.load();
+            cfg.listener_tls.clone().map(|t| (t, cfg.timeouts))
+        };
+        match tls {
             None => conns.spawn(proxy::native::serve_connection(
                 stream,
                 peer,
                 shared.clone(),
                 hyper.clone(),
             )),
-            Some(tls) => conns.spawn(proxy::native::serve_tls(
+            Some((tls, timeouts)) => conns.spawn(proxy::native::serve_tls(
                 stream,
                 peer,
                 tls,
+                timeouts,
                 shared.clone(),
                 hyper.clone(),
             )),

@@ -23,7 +23,7 @@
 use gw_proto::envoy::pb::envoy::config::core::v3::{data_source, DataSource, TransportSocket};
 use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
-    CertificateValidationContext, UpstreamTlsContext,
+    CertificateValidationContext, CommonTlsContext, UpstreamTlsContext,
 };
 use gw_proto::envoy::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use prost::Message;
@@ -38,7 +38,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 mod server;
-pub use server::{ServerTls, ServerTlsMade, DOWNSTREAM_TLS_CONTEXT};
+pub use server::{HandshakeError, ServerTls, ServerTlsMade, DOWNSTREAM_TLS_CONTEXT};
 
 /// The name of Envoy's TLS transport socket.
 pub const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
@@ -74,69 +74,43 @@ impl UpstreamTls {
         http2: bool,
         made: &TlsMade,
     ) -> Result<Option<Arc<UpstreamTls>>, String> {
-        use gw_proto::envoy::pb::envoy::config::core::v3::transport_socket::ConfigType;
-        let Some(socket) = socket else {
+        let Some(any) = tls_config(socket, UPSTREAM_TLS_CONTEXT)? else {
             return Ok(None);
         };
-        let any = socket
-            .config_type
-            .as_ref()
-            .map(|ConfigType::TypedConfig(any)| any);
-        match (socket.name.as_str(), any) {
-            ("envoy.transport_sockets.raw_buffer", _) => Ok(None),
-            (_, Some(any)) if any.type_url == UPSTREAM_TLS_CONTEXT => {
-                let id = {
-                    use std::hash::{Hash, Hasher};
-                    let mut h = std::collections::hash_map::DefaultHasher::new();
-                    (&any.value, http2).hash(&mut h);
-                    h.finish() | 1
-                };
-                let mut made = made
-                    .0
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                made.retain(|_, t| t.strong_count() > 0);
-                if let Some(t) = made.get(&id).and_then(std::sync::Weak::upgrade) {
-                    return Ok(Some(t));
-                }
-                let ctx = UpstreamTlsContext::decode(any.value.as_slice())
-                    .map_err(|e| format!("transport_socket: bad UpstreamTlsContext: {e}"))?;
-                let t = Arc::new(UpstreamTls::new(&ctx, http2, id)?);
-                made.insert(id, Arc::downgrade(&t));
-                Ok(Some(t))
-            }
-            (name, any) => Err(format!(
-                "transport_socket {name:?} ({}) is not supported (TLS or raw_buffer)",
-                any.map_or("no config", |a| a.type_url.as_str())
-            )),
+        let id = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&any.value, http2).hash(&mut h);
+            h.finish() | 1
+        };
+        let mut made = made
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        made.retain(|_, t| t.strong_count() > 0);
+        if let Some(t) = made.get(&id).and_then(std::sync::Weak::upgrade) {
+            return Ok(Some(t));
         }
+        let ctx = UpstreamTlsContext::decode(any.value.as_slice())
+            .map_err(|e| format!("transport_socket: bad UpstreamTlsContext: {e}"))?;
+        let t = Arc::new(UpstreamTls::new(&ctx, http2, id)?);
+        made.insert(id, Arc::downgrade(&t));
+        Ok(Some(t))
     }
 
     /// Reads an `UpstreamTlsContext` for a cluster that speaks HTTP/2 (`http2`) or HTTP/1.1;
     /// `id` names these settings.
     fn new(ctx: &UpstreamTlsContext, http2: bool, id: u64) -> Result<UpstreamTls, String> {
-        let common = ctx.common_tls_context.clone().unwrap_or_default();
+        let default = CommonTlsContext::default();
+        let common = ctx.common_tls_context.as_ref().unwrap_or(&default);
         let refuse = |what: &str| Err(format!("upstream TLS: {what} is not supported"));
-        if !common.tls_certificates.is_empty()
-            || !common.tls_certificate_sds_secret_configs.is_empty()
-            || common.tls_certificate_provider_instance.is_some()
-        {
+        if !common.tls_certificates.is_empty() {
             return refuse("a client certificate");
         }
         if ctx.auto_host_sni || ctx.auto_sni_san_validation {
             return refuse("auto_host_sni / auto_sni_san_validation");
         }
-        #[allow(deprecated)]
-        if common.custom_handshaker.is_some()
-            || common.custom_tls_certificate_selector.is_some()
-            || common.tls_certificate_certificate_provider.is_some()
-            || common
-                .tls_certificate_certificate_provider_instance
-                .is_some()
-            || common.key_log.is_some()
-        {
-            return refuse("a custom handshaker, certificate selector or provider, or a key log");
-        }
+        refuse_common(common, Side::Upstream)?;
         let versions = versions(common.tls_params.as_ref(), Side::Upstream)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = match &common.validation_context_type {
@@ -191,8 +165,61 @@ impl UpstreamTls {
     }
 }
 
-/// The protocol versions `params` allow, with Envoy's defaults when it says none: for a client
-/// (`listener` false) TLS 1.2 only, for a listener TLS 1.2 to 1.3. Errors start with `side`.
+/// The TLS context a transport socket carries, if it is of type `type_url`; `None` for plaintext
+/// (no socket, or `raw_buffer`). As Envoy, the extension is known by its config's type, and by
+/// its name only when it has no config.
+fn tls_config<'a>(
+    socket: Option<&'a TransportSocket>,
+    type_url: &str,
+) -> Result<Option<&'a gw_proto::envoy::pb::google::protobuf::Any>, String> {
+    use gw_proto::envoy::pb::envoy::config::core::v3::transport_socket::ConfigType;
+    const RAW_BUFFER: &str =
+        "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
+    let Some(socket) = socket else {
+        return Ok(None);
+    };
+    let any = socket
+        .config_type
+        .as_ref()
+        .map(|ConfigType::TypedConfig(any)| any);
+    match any {
+        Some(any) if any.type_url == type_url => Ok(Some(any)),
+        Some(any) if any.type_url == RAW_BUFFER => Ok(None),
+        None if socket.name == "envoy.transport_sockets.raw_buffer" => Ok(None),
+        _ => Err(format!(
+            "transport_socket {:?} ({}) is not supported (TLS or raw_buffer)",
+            socket.name,
+            any.map_or("no config", |a| a.type_url.as_str())
+        )),
+    }
+}
+
+/// Refuses what neither end of gw-proxy's TLS follows: SDS and certificate providers, custom
+/// handshakers and certificate selectors, key logs.
+fn refuse_common(common: &CommonTlsContext, side: Side) -> Result<(), String> {
+    #[allow(deprecated)]
+    if !common.tls_certificate_sds_secret_configs.is_empty()
+        || common.tls_certificate_provider_instance.is_some()
+        || common.custom_handshaker.is_some()
+        || common.custom_tls_certificate_selector.is_some()
+        || common.tls_certificate_certificate_provider.is_some()
+        || common
+            .tls_certificate_certificate_provider_instance
+            .is_some()
+        || common.key_log.is_some()
+    {
+        return Err(format!(
+            "{side}: SDS, a certificate provider or selector, a custom handshaker or a key log \
+             is not supported"
+        ));
+    }
+    Ok(())
+}
+
+/// The protocol versions `params` allow, with Envoy's defaults when it says none: TLS 1.2 only
+/// upstream, TLS 1.2 to 1.3 on a listener. Upstream, a minimum below TLS 1.2 is taken as 1.2
+/// (rustls goes no lower); a listener asking for one is refused (its clients would be). Errors
+/// start with `side`.
 fn versions(
     params: Option<
         &gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::TlsParameters,
@@ -225,6 +252,11 @@ fn versions(
         v(p.tls_maximum_protocol_version),
     );
     let tls13_min = min == TlsProtocol::TlSv13;
+    if side == Side::Listener && matches!(min, TlsProtocol::TlSv10 | TlsProtocol::TlSv11) {
+        return Err(format!(
+            "{side}: a minimum version below TLS 1.2 is not supported"
+        ));
+    }
     match max {
         TlsProtocol::TlsAuto if side == Side::Listener && tls13_min => Ok(&BOTH[..1]),
         TlsProtocol::TlsAuto | TlsProtocol::TlSv12 if tls13_min => {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use common::Upstream;
 use gw_control_plane::testing::TestPki;
 use gw_proto::envoy::pb::envoy::config::core::v3::{data_source, DataSource};
+use gw_proto::envoy::pb::envoy::config::listener::v3::Listener;
 use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::{
     tls_parameters::TlsProtocol, CommonTlsContext, DownstreamTlsContext, TlsCertificate,
     TlsParameters,
@@ -27,7 +28,20 @@ use std::sync::Arc;
 
 /// A certificate of the test CA for `names`, as Envoy's `TlsCertificate` (inline PEM).
 fn cert(pki: &TestPki, names: &[&str]) -> TlsCertificate {
+    cert_der(pki, names).0
+}
+
+/// [`cert`], and the certificate's DER (what a client is served).
+fn cert_der(pki: &TestPki, names: &[&str]) -> (TlsCertificate, Vec<u8>) {
+    use rustls::pki_types::pem::PemObject;
     let (chain, key) = pki.server_cert(names);
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(chain.as_bytes())
+        .unwrap()
+        .to_vec();
+    (tls_certificate(chain, key), der)
+}
+
+fn tls_certificate(chain: String, key: String) -> TlsCertificate {
     let inline = |pem: String| {
         Some(DataSource {
             specifier: Some(data_source::Specifier::InlineString(pem)),
@@ -78,6 +92,81 @@ async fn connect(
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = ServerName::try_from(name.to_owned()).unwrap();
     connector.connect(name, tcp).await
+}
+
+/// Accepts any certificate and keeps the one served, to tell which it was.
+#[derive(Debug)]
+struct Recorder(
+    std::sync::Mutex<Vec<u8>>,
+    Arc<rustls::crypto::CryptoProvider>,
+);
+
+impl rustls::client::danger::ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.0.lock().unwrap() = end_entity.to_vec();
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.1.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.1.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.1.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The certificate served to a client naming `name` (an IP address: no SNI), offering `alpn`;
+/// and the ALPN protocol agreed.
+async fn served(addr: SocketAddr, name: &str, alpn: &[&str]) -> (Vec<u8>, Option<Vec<u8>>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let recorder = Arc::new(Recorder(Default::default(), provider.clone()));
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from(name.to_owned()).unwrap(), tcp)
+        .await
+        .unwrap();
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let got = recorder.0.lock().unwrap().clone();
+    (got, alpn)
 }
 
 /// What one request over `tls` got: status, protocol version, the upstream's `x-seen-*` echo of
@@ -143,11 +232,12 @@ async fn proxy(res: Resources) -> Proxy {
 async fn a_tls_listener_serves_https_picks_certificates_by_sni_and_says_so_upstream() {
     let pki = TestPki::new();
     let up = Upstream::start("up").await;
-    // The first certificate is the default: for clients without SNI (here: connecting by IP).
-    let ctx = context(vec![
-        cert(&pki, &["a.example.test", "127.0.0.1"]),
-        cert(&pki, &["*.b.example.test"]),
-    ]);
+    // The first certificate is the default: for clients without SNI (here: connecting by IP),
+    // and for names none is for. A name given exactly beats a wildcard, whatever the order.
+    let (a, a_der) = cert_der(&pki, &["a.example.test", "127.0.0.1"]);
+    let (wild, wild_der) = cert_der(&pki, &["*.b.example.test"]);
+    let (exact, exact_der) = cert_der(&pki, &["x.b.example.test"]);
+    let ctx = context(vec![a, wild, exact]);
     let p = proxy(config(&up, Some(&ctx), "1")).await;
     let addr = p.listen_addr();
 
@@ -161,17 +251,31 @@ async fn a_tls_listener_serves_https_picks_certificates_by_sni_and_says_so_upstr
     assert_eq!(seen(&g, "x-forwarded-proto"), "https");
     assert_eq!(seen(&g, "x-forwarded-for"), "127.0.0.1");
 
-    // HTTP/2 by ALPN; a wildcard certificate picked by SNI (the client verifies the name, so
-    // any other certificate fails the handshake). A scheme the client sent is kept.
-    let tls = connect(&pki, addr, "x.b.example.test", &["h2", "http/1.1"])
+    // HTTP/2 by ALPN; the wildcard certificate picked by SNI (the client verifies the name, so
+    // any other certificate fails the handshake). A scheme the client claims is replaced.
+    let tls = connect(&pki, addr, "y.b.example.test", &["h2", "http/1.1"])
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let g = request(tls, true, &[("x-forwarded-proto", "http")]).await;
     assert_eq!((g.status, g.version), (200, hyper::Version::HTTP_2));
-    assert_eq!(seen(&g, "x-forwarded-proto"), "http");
+    assert_eq!(seen(&g, "x-forwarded-proto"), "https");
 
-    // No SNI: the first certificate (valid for 127.0.0.1).
+    // Which certificate each client is served.
+    assert_eq!(served(addr, "x.b.example.test", &[]).await.0, exact_der);
+    assert_eq!(served(addr, "Y.B.example.test", &[]).await.0, wild_der);
+    assert_eq!(served(addr, "c.example.test", &[]).await.0, a_der);
+    assert_eq!(served(addr, "127.0.0.1", &[]).await.0, a_der);
+    // A client offering only protocols the listener does not speak goes on without ALPN (as
+    // with Envoy; rustls alone would refuse it), and is served HTTP/1.1.
+    let (_, alpn) = served(addr, "a.example.test", &["acme-tls/1"]).await;
+    assert_eq!(alpn, None);
+    let tls = connect(&pki, addr, "a.example.test", &["acme-tls/1"])
+        .await
+        .unwrap();
+    assert_eq!(request(tls, false, &[]).await.status, 200);
+
+    // No SNI: the first certificate (valid for 127.0.0.1), which a verifying client accepts.
     let tls = connect(&pki, addr, "127.0.0.1", &[]).await.unwrap();
     assert_eq!(request(tls, false, &[]).await.status, 200);
     // A name no certificate is valid for gets the first, which the client refuses.
@@ -198,14 +302,53 @@ async fn a_tls_listener_serves_https_picks_certificates_by_sni_and_says_so_upstr
     let tls = connect(&pki, addr, "a.example.test", &[]).await.unwrap();
     assert_eq!(request(tls, false, &[]).await.status, 200);
 
+    // An update that keeps the listener's TLS keeps its rustls config (no key parsed again);
+    // new certificates are served to the next client.
+    let before = p.shared().config.load().listener_tls.clone().unwrap();
+    let mut same = config(&up, Some(&ctx), "1");
+    same.insert(
+        type_url::ROUTE,
+        "ingress",
+        "2",
+        &fixture::route_config(
+            "ingress",
+            vec![(vec!["*"], vec![fixture::prefix_route("t/all", "/", "t/up")])],
+        ),
+    );
+    p.shared().apply(same).unwrap();
+    let after = p.shared().config.load().listener_tls.clone().unwrap();
+    assert!(
+        Arc::ptr_eq(&before, &after),
+        "the same settings were read again"
+    );
+    let (renewed, renewed_der) = cert_der(&pki, &["a.example.test", "127.0.0.1"]);
+    p.shared()
+        .apply(config(&up, Some(&context(vec![renewed])), "3"))
+        .unwrap();
+    assert_eq!(served(addr, "a.example.test", &[]).await.0, renewed_der);
+
     // The listener back to plaintext: new connections speak HTTP, and the upstream hears the
-    // scheme from the native path too.
-    p.shared().apply(config(&up, None, "2")).unwrap();
-    let r = common::get(&common::client(), addr, "/plain").await;
+    // scheme from the native path too, whatever the client claimed.
+    p.shared().apply(config(&up, None, "4")).unwrap();
+    let c = common::client();
+    let r = common::get(&c, addr, "/plain").await;
     assert_eq!(r.status, 200);
     assert_eq!(
-        r.headers.get("x-seen-x-forwarded-proto").unwrap(),
-        "http",
+        r.headers["x-seen-x-forwarded-proto"], "http",
+        "{:?}",
+        r.headers
+    );
+    let r = common::send(
+        &c,
+        addr,
+        "GET",
+        "/plain",
+        &[("x-forwarded-proto", "https")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(
+        r.headers["x-seen-x-forwarded-proto"], "http",
         "{:?}",
         r.headers
     );
@@ -251,7 +394,10 @@ async fn the_minimum_version_is_kept_and_what_cannot_be_served_is_refused() {
         c
     };
     let cases: Vec<(&str, DownstreamTlsContext)> = vec![
-        ("is not the certificate's", context(vec![other_key])),
+        (
+            "is not the first certificate's key",
+            context(vec![other_key]),
+        ),
         ("client certificates", {
             let mut c = context(vec![cert(&pki, &["a.example.test"])]);
             c.require_client_certificate =
@@ -276,6 +422,24 @@ async fn the_minimum_version_is_kept_and_what_cannot_be_served_is_refused() {
                 });
             c
         }),
+        ("session ticket keys", {
+            use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::{
+                downstream_tls_context::SessionTicketKeysType, TlsSessionTicketKeys,
+            };
+            let mut c = context(vec![cert(&pki, &["a.example.test"])]);
+            c.session_ticket_keys_type = Some(SessionTicketKeysType::SessionTicketKeys(
+                TlsSessionTicketKeys::default(),
+            ));
+            c
+        }),
+        ("a minimum version below TLS 1.2", {
+            let mut c = context(vec![cert(&pki, &["a.example.test"])]);
+            c.common_tls_context.as_mut().unwrap().tls_params = Some(TlsParameters {
+                tls_minimum_protocol_version: TlsProtocol::TlSv11 as i32,
+                ..Default::default()
+            });
+            c
+        }),
     ];
     for (i, (why, ctx)) in cases.iter().enumerate() {
         let err = p
@@ -285,10 +449,141 @@ async fn the_minimum_version_is_kept_and_what_cannot_be_served_is_refused() {
             .to_string();
         assert!(err.contains("ingress") && err.contains(why), "{why}: {err}");
     }
+    // A listener with connections gw-proxy would not all serve alike is refused too.
+    let good = context(vec![cert(&pki, &["a.example.test"])]);
+    for (why, edit) in [
+        (
+            "more than one filter chain",
+            (|l: &mut Listener| l.filter_chains.push(l.filter_chains[0].clone()))
+                as fn(&mut Listener),
+        ),
+        ("filter_chain_match", |l: &mut Listener| {
+            l.filter_chains[0].filter_chain_match = Some(Default::default());
+        }),
+        ("listener_filters", |l: &mut Listener| {
+            l.listener_filters.push(Default::default());
+        }),
+    ] {
+        let mut res = config(&up, Some(&good), "bad-chain");
+        let mut l = fixture::listener("ingress", 8080, "ingress");
+        fixture::listener_tls(&mut l, &good);
+        edit(&mut l);
+        res.insert(type_url::LISTENER, "ingress", "bad-chain", &l);
+        let err = p.shared().apply(res).unwrap_err().to_string();
+        assert!(err.contains("ingress") && err.contains(why), "{why}: {err}");
+    }
     let tls = connect(&pki, addr, "a.example.test", &[]).await.unwrap();
     assert_eq!(
         tls.get_ref().1.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_3)
     );
     assert_eq!(request(tls, false, &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn sni_can_be_required_and_session_resumption_turned_off() {
+    let pki = TestPki::new();
+    let up = Upstream::start("up").await;
+    let mut ctx = context(vec![cert(&pki, &["a.example.test", "127.0.0.1"])]);
+    ctx.require_sni = Some(gw_proto::envoy::pb::google::protobuf::BoolValue { value: true });
+    // Envoy's flag for stateless resumption is one case of the ticket keys' oneof: accepted.
+    ctx.session_ticket_keys_type = Some(
+        gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::downstream_tls_context::SessionTicketKeysType::DisableStatelessSessionResumption(true),
+    );
+    ctx.disable_stateful_session_resumption = true;
+    let p = proxy(config(&up, Some(&ctx), "1")).await;
+    let addr = p.listen_addr();
+    let tls = connect(&pki, addr, "a.example.test", &[]).await.unwrap();
+    assert_eq!(request(tls, false, &[]).await.status, 200);
+    // No SNI, or one no certificate names: refused.
+    assert!(connect(&pki, addr, "127.0.0.1", &[]).await.is_err());
+    assert!(connect(&pki, addr, "c.example.test", &[]).await.is_err());
+    // Nothing to resume with: a client that connects again makes a full handshake.
+    let cfg = Arc::new(pki.rustls_client(&[]));
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+            .connect(ServerName::try_from("a.example.test").unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(
+            tls.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Full)
+        );
+        assert_eq!(request(tls, false, &[]).await.status, 200);
+    }
+    // With Envoy's defaults, the second connection resumes.
+    p.shared()
+        .apply(config(
+            &up,
+            Some(&context(vec![cert(&pki, &["a.example.test"])])),
+            "2",
+        ))
+        .unwrap();
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+            .connect(ServerName::try_from("a.example.test").unwrap(), tcp)
+            .await
+            .unwrap();
+        kinds.push(tls.get_ref().1.handshake_kind());
+        // The response read, so that the session's tickets have come.
+        assert_eq!(request(tls, false, &[]).await.status, 200);
+    }
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_handshake_is_bounded_and_does_not_hold_the_drain() {
+    let pki = TestPki::new();
+    let up = Upstream::start("up").await;
+    let mut res = config(&up, None, "1");
+    let mut l = fixture::listener("ingress", 8080, "ingress");
+    fixture::listener_tls(&mut l, &context(vec![cert(&pki, &["a.example.test"])]));
+    l.filter_chains[0].transport_socket_connect_timeout =
+        Some(fixture::duration(std::time::Duration::from_millis(300)));
+    res.insert(type_url::LISTENER, "ingress", "1", &l);
+    // A drain that would outlast the test: the shutdown below must not wait for it.
+    let mut cfg = ProxyConfig::for_tests(None, "tls-down");
+    cfg.drain_timeout = std::time::Duration::from_secs(600);
+    let p = Proxy::start(cfg).await.unwrap();
+    p.shared().apply(res).unwrap();
+    let addr = p.listen_addr();
+    // A client that says nothing is closed at the chain's transport_socket_connect_timeout
+    // (without it, a request head's bound: 5 minutes), and counted.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
+    )
+    .await
+    .expect("the handshake was not bounded");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    assert_eq!(p.shared().tls_failed.load(Ordering::Relaxed), 1);
+
+    // Draining gives up handshakes in progress at once: the shutdown does not wait for the
+    // drain timeout on a client that never finishes its handshake.
+    let mut res = config(&up, None, "2");
+    let mut l = fixture::listener("ingress", 8080, "ingress");
+    fixture::listener_tls(&mut l, &context(vec![cert(&pki, &["a.example.test"])]));
+    res.insert(type_url::LISTENER, "ingress", "2", &l);
+    p.shared().apply(res).unwrap();
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The proxy has the connection (its handshake waits) once a request over TLS made after it
+    // has been served: connections are accepted in order.
+    let tls = connect(&pki, addr, "a.example.test", &[]).await.unwrap();
+    assert_eq!(request(tls, false, &[]).await.status, 200);
+    tokio::time::timeout(std::time::Duration::from_secs(60), p.shutdown())
+        .await
+        .expect("the drain waited for a stalled handshake");
+    let end = tokio::io::AsyncReadExt::read(&mut stalled, &mut buf).await;
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
 }

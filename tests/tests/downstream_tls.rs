@@ -1,9 +1,10 @@
 //! HTTPS listeners (a Listener's `tls`, Envoy's `DownstreamTlsContext` transport socket) through a
 //! stock Envoy 1.40 and through gw-proxy fed the same manifest. Both proxies: serve the
 //! certificate the client's SNI names (a wildcard one too), the first when the client sends no
-//! SNI; negotiate HTTP/2 or HTTP/1.1 by ALPN; accept TLS 1.2 and 1.3; tell the upstream the
-//! client's scheme in `x-forwarded-proto` (keeping one the client sent); and, when the listener
-//! goes back to plaintext, serve HTTP with `x-forwarded-proto: http`.
+//! SNI; negotiate HTTP/2 or HTTP/1.1 by ALPN; accept TLS 1.2 and 1.3, or 1.3 alone; tell the
+//! upstream the client's scheme in `x-forwarded-proto` (replacing what the client claimed) and
+//! append its address to `x-forwarded-for`, as an edge Envoy (`use_remote_address`); and, when the
+//! listener goes back to plaintext, serve HTTP with `x-forwarded-proto: http`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -21,8 +22,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// An upstream answering `200` with the `x-forwarded-proto` it got (`x-seen-proto`, `-` for
-/// none) and the HTTP version it was spoken to in.
+/// An upstream answering `200` with the `x-forwarded-proto` and `x-forwarded-for` it got
+/// (`x-seen-proto`, `x-seen-xff`; `-` for none).
 async fn upstream() -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -30,12 +31,14 @@ async fn upstream() -> SocketAddr {
         while let Ok((s, _)) = l.accept().await {
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(|req: Request<Incoming>| {
-                    let proto = req
-                        .headers()
-                        .get("x-forwarded-proto")
-                        .map_or("-".to_owned(), |v| v.to_str().unwrap().to_owned());
+                    let seen = |h: &str| {
+                        req.headers()
+                            .get(h)
+                            .map_or("-".to_owned(), |v| v.to_str().unwrap().to_owned())
+                    };
                     let resp = Response::builder()
-                        .header("x-seen-proto", proto)
+                        .header("x-seen-proto", seen("x-forwarded-proto"))
+                        .header("x-seen-xff", seen("x-forwarded-for"))
                         .body(http_body_util::Full::new(Bytes::from_static(b"up")))
                         .unwrap();
                     async move { Ok::<_, std::convert::Infallible>(resp) }
@@ -57,6 +60,7 @@ struct Got {
     tls: String,
     version: String,
     proto: String,
+    xff: String,
 }
 
 /// `GET /svc/x` to `addr` over TLS naming `name` (an IP address: no SNI), offering `alpn`
@@ -113,10 +117,8 @@ async fn get(
             alpn,
             tls: tls_version,
             version: format!("{:?}", resp.version()),
-            proto: resp
-                .headers()
-                .get("x-seen-proto")
-                .map_or(String::new(), |v| v.to_str().unwrap_or("").to_owned()),
+            proto: header(&resp, "x-seen-proto"),
+            xff: header(&resp, "x-seen-xff"),
         };
         resp.into_body().collect().await?;
         anyhow::Ok(got)
@@ -124,6 +126,27 @@ async fn get(
     tokio::time::timeout(Duration::from_secs(10), fut)
         .await
         .map_err(|_| anyhow::anyhow!("TLS request to {addr} timed out"))?
+}
+
+/// Whether `xff` is `before` with the client's address appended: `127.0.0.1` by gw-proxy; by
+/// Envoy, for a loopback client, its host's own address (Envoy appends that in place of a
+/// loopback one), and joined by `,` rather than `, `.
+fn xff_is(who: &str, xff: &str, before: &[&str]) {
+    let got: Vec<&str> = xff.split(',').map(str::trim).collect();
+    assert_eq!(got.len(), before.len() + 1, "{who}: {xff}");
+    assert_eq!(&got[..before.len()], before, "{who}: {xff}");
+    let last = got[before.len()];
+    if who == "gw-proxy" {
+        assert_eq!(last, "127.0.0.1", "{who}: {xff}");
+    } else {
+        assert!(last.parse::<std::net::IpAddr>().is_ok(), "{who}: {xff}");
+    }
+}
+
+fn header<B>(r: &Response<B>, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map_or(String::new(), |v| v.to_str().unwrap_or("").to_owned())
 }
 
 /// The manifest: a listener on `port`, with `tls` (its YAML) or in plaintext, and `/svc` to the
@@ -142,10 +165,19 @@ fn manifest(port: u16, tls: &str, up: SocketAddr) -> String {
 }
 
 async fn check_tls(who: &str, pki: &TestPki, addr: SocketAddr) {
-    // HTTP/2 by ALPN, the certificate named by SNI; the upstream hears `https`.
-    let g = get(pki, addr, "a.example.test", &["h2", "http/1.1"], false, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{who}: {e}"));
+    // HTTP/2 by ALPN, the certificate named by SNI; the upstream hears `https` and the
+    // client's address appended to what the client sent.
+    let g = get(
+        pki,
+        addr,
+        "a.example.test",
+        &["h2", "http/1.1"],
+        false,
+        &[("x-forwarded-for", "10.9.9.9")],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{who}: {e}"));
+    xff_is(who, &g.xff, &["10.9.9.9"]);
     assert_eq!(
         (
             g.status,
@@ -158,7 +190,7 @@ async fn check_tls(who: &str, pki: &TestPki, addr: SocketAddr) {
         "{who}"
     );
     // HTTP/1.1 by ALPN over TLS 1.2; the wildcard certificate (the client checks the name);
-    // the scheme the client sent is kept.
+    // a scheme the client claims is replaced by the connection's.
     let g = get(
         pki,
         addr,
@@ -177,7 +209,7 @@ async fn check_tls(who: &str, pki: &TestPki, addr: SocketAddr) {
             g.tls.as_str(),
             g.proto.as_str()
         ),
-        (200, "http/1.1", "HTTP/1.1", "TLSv1_2", "http"),
+        (200, "http/1.1", "HTTP/1.1", "TLSv1_2", "https"),
         "{who}"
     );
     // No SNI and no ALPN: the first certificate (valid for 127.0.0.1), HTTP/1.1.
@@ -272,14 +304,40 @@ async fn envoy_and_gw_proxy_terminate_tls_alike() {
     let gw = Proxy::start(cfg).await.unwrap();
     let gw_addr = gw.listen_addr();
 
-    for (who, addr) in [("Envoy", envoy_addr), ("gw-proxy", gw_addr)] {
+    let both = [("Envoy", envoy_addr), ("gw-proxy", gw_addr)];
+    for (who, addr) in both {
         until_tls(who, &pki, addr).await;
         check_tls(who, &pki, addr).await;
     }
 
-    // The listener back to plaintext: both serve HTTP, and say so upstream.
+    // TLS 1.3 only: a TLS 1.2 client is refused by both, once the change is in.
+    let tls13 = tls.replacen("tls: {", "tls: {minVersion: '1.3', ", 1);
+    control::apply(&cp, &manifest(port, &tls13, up))
+        .await
+        .unwrap();
+    for (who, addr) in both {
+        wait::until(
+            &format!("{who} refusing TLS 1.2"),
+            Duration::from_secs(20),
+            || async {
+                get(&pki, addr, "a.example.test", &[], true, &[])
+                    .await
+                    .is_err()
+                    .then_some(())
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let g = get(&pki, addr, "a.example.test", &[], false, &[])
+            .await
+            .unwrap();
+        assert_eq!((g.status, g.tls.as_str()), (200, "TLSv1_3"), "{who}");
+    }
+
+    // The listener back to plaintext: both serve HTTP, and say so upstream, whatever the
+    // client claimed.
     control::apply(&cp, &manifest(port, "", up)).await.unwrap();
-    for (who, addr) in [("Envoy", envoy_addr), ("gw-proxy", gw_addr)] {
+    for (who, addr) in both {
         let r = until_plain(who, addr).await;
         assert_eq!(r.header("x-seen-proto"), Some("http"), "{who}: {r:?}");
         let r = http::send(
@@ -291,7 +349,8 @@ async fn envoy_and_gw_proxy_terminate_tls_alike() {
         )
         .await
         .unwrap();
-        assert_eq!(r.header("x-seen-proto"), Some("https"), "{who}: {r:?}");
+        assert_eq!(r.header("x-seen-proto"), Some("http"), "{who}: {r:?}");
+        xff_is(who, r.header("x-seen-xff").unwrap_or(""), &[]);
     }
 
     gw.shutdown().await;

@@ -1,7 +1,9 @@
 //! Tenants, Listeners, Clusters and Routes services: create / update / get / list / delete.
 
 use super::store_status;
-use crate::auth::{check, confine, list_scope, object_scope, reload, Access, Principal, Tokens};
+use crate::auth::{
+    check, confine, list_scope, object_scope, reload, Access, Principal, Role, Tokens,
+};
 use crate::store::Store;
 use gw_proto::convert::{self, object_to_pb};
 use gw_proto::gateway::v1 as pb;
@@ -78,7 +80,7 @@ impl Objects {
         let scope = object_scope(self.kind, &key.tenant, &key.name, false);
         check(who, Access::Read, scope.as_deref())?;
         match self.store.get(&key).await.map_err(store_status)? {
-            Some(o) => Ok(object_to_pb(&o)),
+            Some(o) => Ok(shown(&o, who)),
             None => Err(Status::not_found(format!("{key} not found"))),
         }
     }
@@ -101,7 +103,7 @@ impl Objects {
             let own = self.store.get(&key).await.map_err(store_status)?;
             let revision = self.store.revision().await.map_err(store_status)?;
             return Ok((
-                own.iter().map(object_to_pb).collect(),
+                own.iter().map(|o| shown(o, who)).collect(),
                 String::new(),
                 revision,
             ));
@@ -121,7 +123,7 @@ impl Objects {
             .await
             .map_err(store_status)?;
         Ok((
-            p.items.iter().map(object_to_pb).collect(),
+            p.items.iter().map(|o| shown(o, who)).collect(),
             p.next_page_token.unwrap_or_default(),
             p.revision,
         ))
@@ -144,6 +146,23 @@ impl Objects {
             reload(self.tokens.as_ref()).await;
         }
         Ok(pb::DeleteResponse { revision })
+    }
+}
+
+/// An object as `who` reads it: a listener's private keys only for an admin (or with auth off);
+/// others get them as `(hidden)`, which no apply accepts as a key.
+fn shown(o: &Object, who: Option<&Principal>) -> pb::Object {
+    use gw_proto::model::Spec;
+    match (&o.spec, who) {
+        (Spec::Listener(l), Some(p)) if p.role != Role::Admin && l.tls.is_some() => {
+            let mut hidden = o.clone();
+            hidden.spec = Spec::Listener(gw_proto::model::ListenerSpec {
+                tls: l.tls.as_ref().map(|t| t.redacted()),
+                ..l.clone()
+            });
+            object_to_pb(&hidden)
+        }
+        _ => object_to_pb(o),
     }
 }
 

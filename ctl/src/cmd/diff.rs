@@ -51,6 +51,15 @@ fn fields(o: &Object) -> BTreeMap<String, String> {
         flatten("metadata.labels", &labels, &mut out);
     }
     flatten("spec", &o.spec.to_value(), &mut out);
+    // A listener's private keys are not printed: a fingerprint tells a change apart.
+    for (k, v) in out.iter_mut() {
+        if k.ends_with(".privateKey") {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            v.hash(&mut h);
+            *v = format!("(hidden, fingerprint {:016x})", h.finish());
+        }
+    }
     out
 }
 
@@ -169,6 +178,31 @@ mod tests {
         let mut o = gw_proto::manifest::parse(yaml).unwrap().remove(0).object;
         o.validate().unwrap();
         o
+    }
+
+    #[test]
+    fn private_keys_show_as_fingerprints() {
+        // Not validated: the diff is of what the user wrote.
+        let l = |key: &str| {
+            gw_proto::manifest::parse(&format!(
+                "apiVersion: gw/v1\nkind: Listener\nmetadata: {{name: e}}\n\
+                 spec: {{tls: {{certificates: [{{certChain: C, privateKey: {key}}}]}}}}\n"
+            ))
+            .unwrap()
+            .remove(0)
+            .object
+        };
+        let ch = changes(&l("secret-one"), &l("secret-two"));
+        let [Change::Changed(field, old, new)] = ch.as_slice() else {
+            panic!("{ch:?}")
+        };
+        assert_eq!(field, "spec.tls.certificates[0].privateKey");
+        assert_ne!(old, new);
+        assert!(
+            old.starts_with("(hidden, fingerprint ") && !old.contains("secret"),
+            "{old}"
+        );
+        assert_eq!(changes(&l("secret-one"), &l("secret-one")), vec![]);
     }
 
     #[test]

@@ -7,8 +7,7 @@ use super::{type_url, ConfigError, Resources};
 use crate::router::RouteTable;
 use crate::stats::{ObjStats, StatsRegistry};
 use crate::tls::{ServerTls, ServerTlsMade};
-use gw_proto::envoy::pb::envoy::config::core::v3::TransportSocket;
-use gw_proto::envoy::pb::envoy::config::listener::v3::{filter::ConfigType, Listener};
+use gw_proto::envoy::pb::envoy::config::listener::v3::{filter::ConfigType, FilterChain, Listener};
 use gw_proto::envoy::pb::envoy::config::route::v3::RouteConfiguration;
 use gw_proto::envoy::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, HttpConnectionManager,
@@ -17,19 +16,36 @@ use prost::Message;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The HTTP connection manager of a listener, if it has one, and the transport socket of the
-/// filter chain that holds it.
-fn hcm(l: &Listener) -> Option<(HttpConnectionManager, Option<&TransportSocket>)> {
+/// The HTTP connection manager of a listener, if it has one, and the filter chain that holds it.
+fn hcm(l: &Listener) -> Option<(HttpConnectionManager, &FilterChain)> {
     l.filter_chains.iter().find_map(|fc| {
         fc.filters.iter().find_map(|f| match &f.config_type {
             Some(ConfigType::TypedConfig(any)) => {
                 HttpConnectionManager::decode(any.value.as_slice())
                     .ok()
-                    .map(|h| (h, fc.transport_socket.as_ref()))
+                    .map(|h| (h, fc))
             }
             _ => None,
         })
     })
+}
+
+/// Refuses a listener whose connections would not all be served alike: gw-proxy serves one
+/// filter chain, for every connection.
+fn one_chain(l: &Listener) -> Result<(), String> {
+    if l.filter_chains.len() > 1 || l.default_filter_chain.is_some() {
+        return Err("more than one filter chain is not supported".into());
+    }
+    if l.filter_chains
+        .iter()
+        .any(|fc| fc.filter_chain_match.is_some())
+    {
+        return Err("filter_chain_match is not supported".into());
+    }
+    if !l.listener_filters.is_empty() {
+        return Err("listener_filters are not supported".into());
+    }
+    Ok(())
 }
 
 /// The listener served: its name, routing table, timeouts and TLS.
@@ -169,14 +185,22 @@ pub(super) fn compile(
         return Ok(None);
     };
     let l: Listener = decode(type_url::LISTENER, name, raw)?;
-    let (hcm, socket) = hcm(&l).ok_or_else(|| ConfigError::Listener {
-        name: name.clone(),
-        reason: "no http_connection_manager filter".into(),
-    })?;
-    let tls = ServerTls::of(socket, tls_made).map_err(|reason| ConfigError::Listener {
+    let listener_err = |reason| ConfigError::Listener {
         name: name.clone(),
         reason,
-    })?;
+    };
+    one_chain(&l).map_err(listener_err)?;
+    let (hcm, chain) =
+        hcm(&l).ok_or_else(|| listener_err("no http_connection_manager filter".into()))?;
+    let connect_timeout = chain
+        .transport_socket_connect_timeout
+        .as_ref()
+        .map(super::pb_duration)
+        .transpose()
+        .map_err(|e| listener_err(format!("transport_socket_connect_timeout: {e}")))?
+        .filter(|d| !d.is_zero());
+    let tls = ServerTls::of(chain.transport_socket.as_ref(), connect_timeout, tls_made)
+        .map_err(listener_err)?;
     let t = timeouts(name, &hcm)?;
     let upgrades = crate::router::upgrade_entries(
         hcm.upgrade_configs

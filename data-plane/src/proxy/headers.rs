@@ -90,13 +90,12 @@ pub fn peer_ip(peer: SocketAddr) -> HeaderValue {
 /// `x-forwarded-proto`.
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// Sets `x-forwarded-proto` to the client connection's scheme when the client sent none (a
-/// value it sent is kept), as Envoy does.
-pub fn default_forwarded_proto(h: &mut HeaderMap, tls: bool) {
-    if !h.contains_key(&X_FORWARDED_PROTO) {
-        let v = if tls { "https" } else { "http" };
-        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(v));
-    }
+/// Sets `x-forwarded-proto` to the client connection's scheme, replacing what the client sent,
+/// as an edge Envoy (`use_remote_address`, no trusted hops) does: a plaintext client cannot
+/// claim HTTPS.
+pub fn set_forwarded_proto(h: &mut HeaderMap, tls: bool) {
+    let v = if tls { "https" } else { "http" };
+    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(v));
 }
 
 /// Appends `ip` to `x-forwarded-for` (or sets it).

@@ -152,7 +152,16 @@ pub async fn serve_connection(
                     }
                     _ => {
                         let t = handed(&timeouts);
-                        return hand_off(io, buf.freeze(), down, shared.clone(), &hyper, t).await;
+                        return hand_off(
+                            io,
+                            buf.freeze(),
+                            down,
+                            shared.clone(),
+                            &hyper,
+                            t,
+                            Listening::PLAIN,
+                        )
+                        .await;
                     }
                 }
             }
@@ -164,7 +173,13 @@ pub async fn serve_connection(
                 // Idle between requests: a drain closes the connection here.
                 _ = drained.wait(), if buf.is_empty() => return,
                 _ = timer.as_mut() => {
-                    timeouts = shared.config.load().timeouts;
+                    let cfg = shared.config.load();
+                    // The listener now speaks TLS: this plaintext connection ends while idle,
+                    // as Envoy drains a changed filter chain's connections.
+                    if cfg.listener_tls.is_some() && buf.is_empty() {
+                        return;
+                    }
+                    timeouts = cfg.timeouts;
                     let now = tokio::time::Instant::now();
                     match deadline(&timeouts, waiting_since, head_since) {
                         Some(d) if now >= d => {
@@ -207,7 +222,16 @@ pub async fn serve_connection(
         {
             let all = [&head.bytes[..], &buf[..]].concat();
             let t = handed(&timeouts);
-            return hand_off(io, all.into(), down, shared.clone(), &hyper, t).await;
+            return hand_off(
+                io,
+                all.into(),
+                down,
+                shared.clone(),
+                &hyper,
+                t,
+                Listening::PLAIN,
+            )
+            .await;
         }
         while buf.len() < len {
             match tokio::time::timeout(BODY_READ_TIMEOUT, fill(&mut io, &mut buf)).await {
@@ -238,7 +262,16 @@ pub async fn serve_connection(
             Then::HandOff => {
                 let all = [&head.bytes[..], &body[..], &buf[..]].concat();
                 let t = handed(&timeouts);
-                return hand_off(io, all.into(), down, shared.clone(), &hyper, t).await;
+                return hand_off(
+                    io,
+                    all.into(),
+                    down,
+                    shared.clone(),
+                    &hyper,
+                    t,
+                    Listening::PLAIN,
+                )
+                .await;
             }
         }
         // The idle deadline that starts now may come before the timer: after a head that came
@@ -395,7 +428,6 @@ async fn exchange(
     up.clear();
     let mut forwarded_for: Option<&[u8]> = None;
     let mut request_id: Option<&[u8]> = None;
-    let mut forwarded_proto = false;
     head.copy_lines(up, |name, value| {
         if h1::is_hop_by_hop(name) {
             return false;
@@ -408,15 +440,14 @@ async fn exchange(
             12 if name.eq_ignore_ascii_case(b"x-request-id") => {
                 request_id.get_or_insert(value);
             }
-            17 if name.eq_ignore_ascii_case(b"x-forwarded-proto") => forwarded_proto = true,
+            // Replaced by the connection's scheme (this path serves plaintext only), as an
+            // edge Envoy (`use_remote_address`) replaces it: a client cannot claim HTTPS.
+            17 if name.eq_ignore_ascii_case(b"x-forwarded-proto") => return false,
             _ => {}
         }
         true
     });
-    // The client's scheme when it named none (this path serves plaintext only), as Envoy.
-    if !forwarded_proto {
-        up.extend_from_slice(b"x-forwarded-proto: http\r\n");
-    }
+    up.extend_from_slice(b"x-forwarded-proto: http\r\n");
     up.extend_from_slice(b"x-forwarded-for: ");
     if let Some(prev) = forwarded_for {
         up.extend_from_slice(prev);
@@ -890,29 +921,44 @@ impl Exchange for Native<'_> {
     }
 }
 
-/// Serves a client connection to a TLS listener: the handshake (bounded as a request head
-/// is), then hyper for the rest of its life, HTTP/2 or HTTP/1.1 by what the client speaks.
+/// Serves a client connection to a TLS listener: the handshake (bounded by the filter chain's
+/// `transport_socket_connect_timeout`, else as a request head is; given up when the proxy
+/// drains), then hyper for the rest of its life, HTTP/2 or HTTP/1.1 as ALPN agreed (without
+/// ALPN, by what the client speaks).
 pub async fn serve_tls(
     io: TcpStream,
     peer: SocketAddr,
     tls: Arc<crate::tls::ServerTls>,
+    timeouts: Timeouts,
     shared: Arc<Shared>,
     hyper: Arc<HyperServer>,
 ) {
-    let timeouts = shared.config.load().timeouts;
+    use crate::tls::HandshakeError;
     let accepted = tokio::time::Instant::now();
-    let stream = match tokio::time::timeout(timeouts.head(), tls.accept(io)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            shared.tls_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            shared.tls_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
+    let mut drained = shared.drain.waiter();
+    let limit = tls.handshake_timeout.unwrap_or_else(|| timeouts.head());
+    let stream = tokio::select! {
+        r = tokio::time::timeout(limit, tls.accept(io)) => match r {
+            Ok(Ok(s)) => s,
+            // Closed before its hello (a port probe): no handshake to count.
+            Ok(Err(HandshakeError::Closed)) => return,
+            Ok(Err(HandshakeError::Failed(e))) => {
+                shared.tls_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                shared.tls_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        _ = drained.wait() => return,
+    };
+    let protocol = match stream.get_ref().1.alpn_protocol() {
+        Some(b"h2") => Some(hyper::Version::HTTP_2),
+        Some(b"http/1.1") => Some(hyper::Version::HTTP_11),
+        _ => None,
     };
     let down = Arc::new(Downstream::new_tls(peer));
     let handed = (
@@ -920,7 +966,38 @@ pub async fn serve_tls(
         timeouts.head(),
         timeouts.max_connection.map(|d| accepted + d),
     );
-    hand_off(stream, Bytes::new(), down, shared, &hyper, handed).await;
+    let under = Listening {
+        tls: Some(tls.id),
+        protocol,
+    };
+    drop(drained);
+    hand_off(stream, Bytes::new(), down, shared, &hyper, handed, under).await;
+}
+
+/// What a connection handed to hyper was accepted under.
+struct Listening {
+    /// The listener's TLS settings (`None`: plaintext); when they change, the connection is
+    /// drained, as Envoy drains a changed filter chain's connections.
+    tls: Option<u64>,
+    /// The protocol ALPN agreed, if any (else hyper tells them apart by the first bytes).
+    protocol: Option<hyper::Version>,
+}
+
+impl Listening {
+    const PLAIN: Listening = Listening {
+        tls: None,
+        protocol: None,
+    };
+}
+
+/// Resolves once the listener's TLS settings are no longer `under` (read every [`RECHECK`]).
+async fn tls_changed(shared: &Shared, under: Option<u64>) {
+    loop {
+        tokio::time::sleep(RECHECK).await;
+        if shared.config.load().listener_tls.as_ref().map(|t| t.id) != under {
+            return;
+        }
+    }
 }
 
 /// Gives the connection to hyper for the rest of its life, bytes read so far first.
@@ -931,12 +1008,17 @@ async fn hand_off<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     shared: Arc<Shared>,
     hyper: &HyperServer,
     (idle, head, expires): (Option<Duration>, Duration, Option<tokio::time::Instant>),
+    under: Listening,
 ) {
     use futures::FutureExt;
     // hyper's HTTP/1 header read timeout runs from when it starts waiting for a head, so on
     // the connections it serves one timer bounds both the wait between requests and the head
     // (the shorter of the two), and it closes without a 408.
-    let mut builder = hyper.clone();
+    let mut builder = match under.protocol {
+        Some(hyper::Version::HTTP_2) => hyper.clone().http2_only(),
+        Some(_) => hyper.clone().http1_only(),
+        None => hyper.clone(),
+    };
     builder
         .http1()
         .header_read_timeout(idle.map_or(head, |i| i.min(head)));
@@ -974,6 +1056,8 @@ async fn hand_off<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         // Past the maximum age: HTTP/2 gets GOAWAY and its streams finish; HTTP/1.1 ends
         // after the response in flight (hyper's graceful shutdown turns keep-alive off).
         _ = tokio::time::sleep_until(expires.unwrap_or_else(tokio::time::Instant::now)), if expires.is_some() => false,
+        // The listener turned TLS on or off, or changed its certificates.
+        _ = tls_changed(&drain, under.tls) => false,
     };
     if !ended {
         conn.as_mut().graceful_shutdown();

@@ -41,17 +41,23 @@ pub fn save(dir: &Path, res: &Resources) -> std::io::Result<()> {
         .collect();
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!("{FILE}.tmp"));
-    // Owner-only: a TLS listener's private keys are in it.
+    // Owner-only: a TLS listener's private keys are in it. Made afresh (a file left by a crash
+    // keeps the mode it was made with), and the mode set again in case a umask narrowed it.
+    let _ = std::fs::remove_file(&tmp);
     let mut f = {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)?
     };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     std::io::Write::write_all(&mut f, &CacheFile { entries }.encode_to_vec())?;
+    f.sync_all()?;
     drop(f);
     std::fs::rename(tmp, dir.join(FILE))
 }

@@ -85,41 +85,62 @@ impl ListenerTls {
 }
 
 impl TlsCertificate {
-    /// The DER certificates of the chain, the server's first.
-    pub fn chain(&self) -> Result<Vec<CertificateDer<'static>>, String> {
-        let chain = CertificateDer::pem_slice_iter(self.cert_chain.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("is not PEM: {e}"))?;
-        if chain.is_empty() {
-            return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
-        }
-        Ok(chain)
-    }
-
-    /// Whether the chain and the key are what a proxy can serve: certificates that parse, a key
-    /// of a kind it signs with (RSA, ECDSA P-256/P-384, Ed25519) that is the first certificate's.
-    /// The error names the field (`certChain` or `privateKey`).
+    /// Whether the chain and the key are what a proxy can serve (see [`certified_key`]); the
+    /// error names the field (`certChain` or `privateKey`).
     fn check(&self) -> Result<(), (&'static str, String)> {
-        let chain = self.chain().map_err(|e| ("certChain", e))?;
-        for (n, c) in chain.iter().enumerate() {
-            webpki::EndEntityCert::try_from(c)
-                .map_err(|e| ("certChain", format!("certificate {}: {e}", n + 1)))?;
-        }
-        let key = PrivateKeyDer::from_pem_slice(self.private_key.as_bytes()).map_err(|e| {
-            (
-                "privateKey",
-                format!("is not a PEM private key (PKCS#8, RSA or EC): {e}"),
-            )
-        })?;
-        let signer = rustls::crypto::ring::sign::any_supported_type(&key)
-            .map_err(|e| ("privateKey", format!("cannot be used to sign: {e}")))?;
-        rustls::sign::CertifiedKey::new(chain, signer)
-            .keys_match()
-            .map_err(|e| {
-                (
-                    "privateKey",
-                    format!("is not the first certificate's key ({e})"),
-                )
+        certified_key(self.cert_chain.as_bytes(), self.private_key.as_bytes())
+            .map(drop)
+            .map_err(|(part, why)| match part {
+                KeyPart::Chain => ("certChain", why),
+                KeyPart::Key => ("privateKey", why),
             })
     }
+}
+
+/// Which half of a certificate and key pair is at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPart {
+    /// The certificate chain.
+    Chain,
+    /// The private key.
+    Key,
+}
+
+/// A PEM certificate chain (the server's certificate first) and its PEM private key, as a
+/// server serves them: every certificate must parse, and the key must be one rustls signs with
+/// (RSA, ECDSA P-256/P-384, Ed25519; PKCS#8, PKCS#1 or SEC1) and be the first certificate's.
+/// What the control plane checks on apply and what gw-proxy loads are this one function.
+pub fn certified_key(
+    chain_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<rustls::sign::CertifiedKey, (KeyPart, String)> {
+    let chain = CertificateDer::pem_slice_iter(chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| (KeyPart::Chain, format!("is not PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err((
+            KeyPart::Chain,
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    for (n, c) in chain.iter().enumerate() {
+        webpki::EndEntityCert::try_from(c)
+            .map_err(|e| (KeyPart::Chain, format!("certificate {}: {e}", n + 1)))?;
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+        (
+            KeyPart::Key,
+            format!("is not a PEM private key (PKCS#8, RSA or EC): {e}"),
+        )
+    })?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| (KeyPart::Key, format!("cannot be used to sign: {e}")))?;
+    let ck = rustls::sign::CertifiedKey::new(chain, signer);
+    ck.keys_match().map_err(|e| {
+        (
+            KeyPart::Key,
+            format!("is not the first certificate's key ({e})"),
+        )
+    })?;
+    Ok(ck)
 }

@@ -142,6 +142,9 @@ fn listener(name: &str, spec: &ListenerSpec) -> Resource {
             .then(|| duration(spec.request_headers_timeout)),
         // Always set: 0s turns Envoy's stream idle timeout off, unset would mean its 5 min.
         stream_idle_timeout: Some(duration(spec.stream_idle_timeout)),
+        // An edge proxy, as gw-proxy is: the client's address is appended to x-forwarded-for
+        // and x-forwarded-proto is the connection's scheme, whatever the client sent.
+        use_remote_address: Some(gw_proto::envoy::pb::google::protobuf::BoolValue { value: true }),
         access_log: vec![access_log()],
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(ads_source()),
@@ -173,6 +176,12 @@ fn listener(name: &str, spec: &ListenerSpec) -> Resource {
                 config_type: Some(filter::ConfigType::TypedConfig(any(&hcm))),
             }],
             transport_socket: spec.tls.as_ref().map(transport_socket),
+            // A handshake gets this long (Envoy's default is no bound; gw-proxy's would be a
+            // request head's).
+            transport_socket_connect_timeout: spec
+                .tls
+                .as_ref()
+                .map(|_| duration(HANDSHAKE_TIMEOUT)),
             ..Default::default()
         }],
         ..Default::default()
@@ -184,6 +193,9 @@ fn listener(name: &str, spec: &ListenerSpec) -> Resource {
         vec![name.to_owned()],
     )
 }
+
+/// How long a client's TLS handshake may take on a TLS listener.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Envoy's TLS transport socket for a listener (`DownstreamTlsContext`): every certificate in
 /// one context (Envoy picks among them by the client's SNI, the first when none matches), ALPN
@@ -296,7 +308,7 @@ mod tests {
             tls_parameters::TlsProtocol, DownstreamTlsContext,
         };
         use gw_proto::model::{ListenerTls, TlsCertificate};
-        let socket = |tls: Option<ListenerTls>| {
+        let chain = |tls: Option<ListenerTls>| {
             let r = listener(
                 "edge",
                 &ListenerSpec {
@@ -304,11 +316,21 @@ mod tests {
                     ..Default::default()
                 },
             );
-            Listener::decode(&r.body.value[..]).unwrap().filter_chains[0]
-                .transport_socket
-                .clone()
+            Listener::decode(&r.body.value[..]).unwrap().filter_chains[0].clone()
         };
+        let socket = |tls: Option<ListenerTls>| chain(tls).transport_socket;
+        assert_eq!(chain(None).transport_socket_connect_timeout, None);
+        let tls = Some(ListenerTls {
+            certificates: vec![TlsCertificate::default()],
+            min_version: String::new(),
+        });
+        assert_eq!(chain(tls).transport_socket_connect_timeout, secs(10));
         assert_eq!(socket(None), None);
+        // An edge proxy's headers: the client's address appended, its scheme the connection's.
+        assert_eq!(
+            hcm(&ListenerSpec::default()).use_remote_address,
+            Some(gw_proto::envoy::pb::google::protobuf::BoolValue { value: true })
+        );
         let pair = |n: &str| TlsCertificate {
             cert_chain: format!("chain {n}"),
             private_key: format!("key {n}"),

@@ -286,10 +286,7 @@ fn a_listeners_private_keys_are_not_shown() {
     let text = "apiVersion: gw/v1\nkind: Listener\nmetadata: {name: edge}\n\
                 spec: {port: 8443, tls: {certificates: [{certChain: CERT, privateKey: \
                 \"-----BEGIN PRIVATE KEY-----\\nsecret\\n-----END PRIVATE KEY-----\\n\"}]}}\n";
-    let object = gw_proto::manifest::parse(text)
-        .unwrap()
-        .remove(0)
-        .object;
+    let object = gw_proto::manifest::parse(text).unwrap().remove(0).object;
     let r = Report {
         object,
         clusters: vec![],
