@@ -191,6 +191,9 @@ pub struct Shared {
     /// Connections accepted, per worker (one entry when traffic is served on the caller's
     /// runtime).
     pub accepted: Box<[AtomicU64]>,
+    /// The served listener's TLS settings (their id; `None`: plaintext), told to connections
+    /// handed to hyper, which end when the settings they were accepted under change.
+    pub listener_tls: watch::Sender<Option<u64>>,
 }
 
 impl Shared {
@@ -203,7 +206,13 @@ impl Shared {
     /// previous config keeps serving.
     pub fn apply(&self, res: Resources) -> Result<(), config::ConfigError> {
         let rt = config::compile(&res, &self.registries)?;
+        let tls = rt.listener_tls.as_ref().map(|t| t.id);
         self.config.store(Arc::new(rt));
+        self.listener_tls.send_if_modified(|v| {
+            let changed = *v != tls;
+            *v = tls;
+            changed
+        });
         Ok(())
     }
 }
@@ -244,6 +253,7 @@ impl Proxy {
             idle_timeout: cfg.idle_timeout,
             drain: Default::default(),
             accepted: listeners.iter().map(|_| AtomicU64::new(0)).collect(),
+            listener_tls: watch::channel(None).0,
         });
         let (event_tx, event_rx) = tokio::sync::mpsc::unbounded_channel();
         let _ = shared.registries.endpoints.events.set(event_tx);

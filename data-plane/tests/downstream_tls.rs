@@ -321,10 +321,21 @@ async fn a_tls_listener_serves_https_picks_certificates_by_sni_and_says_so_upstr
         Arc::ptr_eq(&before, &after),
         "the same settings were read again"
     );
+    // A keep-alive connection made under the old certificates ends when they change (as Envoy
+    // drains a changed filter chain's connections); the next client gets the new ones.
+    let tls = connect(&pki, addr, "a.example.test", &["http/1.1"])
+        .await
+        .unwrap();
+    let (kept, ended) = open_connection(TokioIo::new(tls), false).await;
     let (renewed, renewed_der) = cert_der(&pki, &["a.example.test", "127.0.0.1"]);
     p.shared()
         .apply(config(&up, Some(&context(vec![renewed])), "3"))
         .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), ended)
+        .await
+        .expect("a connection under the old certificates was kept")
+        .unwrap();
+    drop(kept);
     assert_eq!(served(addr, "a.example.test", &[]).await.0, renewed_der);
 
     // The listener back to plaintext: new connections speak HTTP, and the upstream hears the
@@ -352,6 +363,53 @@ async fn a_tls_listener_serves_https_picks_certificates_by_sni_and_says_so_upstr
         "{:?}",
         r.headers
     );
+    // An HTTP/2 connection in plaintext ends when the listener turns TLS on again.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (kept, ended) = open_connection(TokioIo::new(tcp), true).await;
+    p.shared().apply(config(&up, Some(&ctx), "5")).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), ended)
+        .await
+        .expect("a plaintext connection was kept on a TLS listener")
+        .unwrap();
+    drop(kept);
+}
+
+/// A client connection over `io` (HTTP/2 when `h2`) that has had one `200`; its sender (kept,
+/// so the client does not close it) and the connection's task, which ends when the proxy
+/// closes the connection.
+async fn open_connection<I>(
+    io: I,
+    h2: bool,
+) -> (Box<dyn std::any::Any + Send>, tokio::task::JoinHandle<()>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let req = || {
+        Request::builder()
+            .uri("/kept")
+            .header("host", "a.example.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let (sender, ended, status) = if h2 {
+        let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        let ended = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let status = s.send_request(req()).await.unwrap().status();
+        (Box::new(s) as Box<dyn std::any::Any + Send>, ended, status)
+    } else {
+        let (mut s, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        let ended = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let status = s.send_request(req()).await.unwrap().status();
+        (Box::new(s) as Box<dyn std::any::Any + Send>, ended, status)
+    };
+    assert_eq!(status, 200);
+    (sender, ended)
 }
 
 #[tokio::test]

@@ -228,16 +228,7 @@ pub fn tls(
     c: &mut Cluster,
     ctx: &gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext,
 ) {
-    use gw_proto::envoy::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
-    c.transport_socket = Some(TransportSocket {
-        name: crate::tls::TLS_SOCKET.into(),
-        config_type: Some(transport_socket::ConfigType::TypedConfig(
-            gw_proto::envoy::pb::google::protobuf::Any {
-                type_url: crate::tls::UPSTREAM_TLS_CONTEXT.into(),
-                value: prost::Message::encode_to_vec(ctx),
-            },
-        )),
-    });
+    c.transport_socket = Some(tls_socket(crate::tls::UPSTREAM_TLS_CONTEXT, ctx));
 }
 
 /// Makes `l`'s filter chain speak TLS to clients with `ctx` (Envoy's TLS transport socket).
@@ -245,17 +236,25 @@ pub fn listener_tls(
     l: &mut Listener,
     ctx: &gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext,
 ) {
-    use gw_proto::envoy::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
     for fc in &mut l.filter_chains {
-        fc.transport_socket = Some(TransportSocket {
-            name: crate::tls::TLS_SOCKET.into(),
-            config_type: Some(transport_socket::ConfigType::TypedConfig(
-                gw_proto::envoy::pb::google::protobuf::Any {
-                    type_url: crate::tls::DOWNSTREAM_TLS_CONTEXT.into(),
-                    value: prost::Message::encode_to_vec(ctx),
-                },
-            )),
-        });
+        fc.transport_socket = Some(tls_socket(crate::tls::DOWNSTREAM_TLS_CONTEXT, ctx));
+    }
+}
+
+/// Envoy's TLS transport socket with `ctx`, a context of type `type_url`.
+fn tls_socket(
+    type_url: &str,
+    ctx: &impl Message,
+) -> gw_proto::envoy::pb::envoy::config::core::v3::TransportSocket {
+    use gw_proto::envoy::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
+    TransportSocket {
+        name: crate::tls::TLS_SOCKET.into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(
+            gw_proto::envoy::pb::google::protobuf::Any {
+                type_url: type_url.into(),
+                value: ctx.encode_to_vec(),
+            },
+        )),
     }
 }
 

@@ -152,16 +152,7 @@ pub async fn serve_connection(
                     }
                     _ => {
                         let t = handed(&timeouts);
-                        return hand_off(
-                            io,
-                            buf.freeze(),
-                            down,
-                            shared.clone(),
-                            &hyper,
-                            t,
-                            Listening::PLAIN,
-                        )
-                        .await;
+                        return give_up(io, buf.freeze(), down, &shared, &hyper, t).await;
                     }
                 }
             }
@@ -222,16 +213,7 @@ pub async fn serve_connection(
         {
             let all = [&head.bytes[..], &buf[..]].concat();
             let t = handed(&timeouts);
-            return hand_off(
-                io,
-                all.into(),
-                down,
-                shared.clone(),
-                &hyper,
-                t,
-                Listening::PLAIN,
-            )
-            .await;
+            return give_up(io, all.into(), down, &shared, &hyper, t).await;
         }
         while buf.len() < len {
             match tokio::time::timeout(BODY_READ_TIMEOUT, fill(&mut io, &mut buf)).await {
@@ -262,16 +244,7 @@ pub async fn serve_connection(
             Then::HandOff => {
                 let all = [&head.bytes[..], &body[..], &buf[..]].concat();
                 let t = handed(&timeouts);
-                return hand_off(
-                    io,
-                    all.into(),
-                    down,
-                    shared.clone(),
-                    &hyper,
-                    t,
-                    Listening::PLAIN,
-                )
-                .await;
+                return give_up(io, all.into(), down, &shared, &hyper, t).await;
             }
         }
         // The idle deadline that starts now may come before the timer: after a head that came
@@ -990,14 +963,26 @@ impl Listening {
     };
 }
 
-/// Resolves once the listener's TLS settings are no longer `under` (read every [`RECHECK`]).
+/// Resolves once the listener's TLS settings are no longer `under`.
 async fn tls_changed(shared: &Shared, under: Option<u64>) {
-    loop {
-        tokio::time::sleep(RECHECK).await;
-        if shared.config.load().listener_tls.as_ref().map(|t| t.id) != under {
-            return;
-        }
+    let mut told = shared.listener_tls.subscribe();
+    // An error: the proxy is going away, which the drain sees to.
+    if told.wait_for(|now| *now != under).await.is_err() {
+        std::future::pending::<()>().await;
     }
+}
+
+/// [`hand_off`] of a plaintext connection the native path does not serve (`read`: the bytes it
+/// has read).
+async fn give_up(
+    io: TcpStream,
+    read: Bytes,
+    down: Arc<Downstream>,
+    shared: &Arc<Shared>,
+    hyper: &HyperServer,
+    t: (Option<Duration>, Duration, Option<tokio::time::Instant>),
+) {
+    hand_off(io, read, down, shared.clone(), hyper, t, Listening::PLAIN).await;
 }
 
 /// Gives the connection to hyper for the rest of its life, bytes read so far first.
