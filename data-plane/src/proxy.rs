@@ -208,6 +208,8 @@ pub async fn handle(
         }
         return r;
     };
+    // What the client asked for, as the access log records it.
+    let original_uri = parts.uri.clone();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, &down.peer_ip);
     headers::set_forwarded_proto(&mut parts.headers, down.tls);
@@ -228,8 +230,21 @@ pub async fn handle(
             }
         }
     }
+    // A route's prefix rewrite: the path sent upstream, the original in
+    // `x-envoy-original-path`, as Envoy's.
+    let original = original_uri.path_and_query().map_or("/", |p| p.as_str());
+    if let Some(to) = route.rewritten(original) {
+        let Ok(uri) = Uri::try_from(to) else {
+            return local(StatusCode::BAD_REQUEST, "the rewritten path is not valid\n");
+        };
+        if let Ok(v) = HeaderValue::from_str(original) {
+            parts
+                .headers
+                .insert(headers::X_ENVOY_ORIGINAL_PATH.clone(), v);
+        }
+        parts.uri = uri;
+    }
     // Upstream is HTTP/1.1 in origin form, whatever came downstream.
-    let original_uri = parts.uri.clone();
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         parts.uri = parts
             .uri

@@ -163,11 +163,23 @@ pub struct Route {
     /// `upgrade_configs`: HTTP/1.1 upgrades enabled or disabled on this route, by type (lower
     /// case), over the connection manager's.
     pub upgrades: Vec<(String, bool)>,
+    /// `prefix_rewrite`: how many leading bytes of a matched path are replaced, and by what.
+    rewrite: Option<(usize, String)>,
     /// Counters.
     pub stats: Arc<ObjStats>,
 }
 
 impl Route {
+    /// The request target (path and query) to send upstream when this route rewrites it (its
+    /// `prefix_rewrite`): the matched prefix, or the whole path of an exact match, replaced;
+    /// `None` when it does not. `target` is one this route matched.
+    #[inline]
+    pub fn rewritten(&self, target: &str) -> Option<String> {
+        let (matched, with) = self.rewrite.as_ref()?;
+        let rest = target.get(*matched..).unwrap_or("");
+        Some([with.as_str(), rest].concat())
+    }
+
     /// The stream idle timeout in force for this route's requests, given the listener's.
     pub fn stream_idle(&self, listener: Option<Duration>) -> Option<Duration> {
         self.idle.unwrap_or(listener)
@@ -346,6 +358,16 @@ pub fn compile_route(
     let Some(rt::route::Action::Route(a)) = &r.action else {
         return Err(unsupported("route action (only `route` is supported)"));
     };
+    if a.regex_rewrite.is_some() || a.path_rewrite_policy.is_some() {
+        return Err(unsupported(
+            "regex_rewrite / path_rewrite_policy (prefix_rewrite is)",
+        ));
+    }
+    let rewrite = match (&path, a.prefix_rewrite.as_str()) {
+        (_, "") => None,
+        (PathMatch::Prefix(p) | PathMatch::Exact(p), with) => Some((p.len(), with.to_owned())),
+        (PathMatch::Regex(_), _) => return Err(unsupported("prefix_rewrite on a regex match")),
+    };
     use rt::route_action::ClusterSpecifier as C;
     let target = match &a.cluster_specifier {
         Some(C::Cluster(c)) => Target::Cluster(c.clone()),
@@ -404,6 +426,7 @@ pub fn compile_route(
             route: name.clone(),
             why,
         })?,
+        rewrite,
         name,
     })
 }

@@ -50,6 +50,8 @@ async fn upstream(name: &'static str, status: u16, delay: Duration) -> Up {
                         let mut r = Response::new(Full::new(Bytes::from_static(name.as_bytes())));
                         *r.status_mut() = StatusCode::from_u16(status).unwrap();
                         r.headers_mut().insert("x-upstream", name.parse().unwrap());
+                        let path = req.uri.path_and_query().map_or("", |p| p.as_str());
+                        r.headers_mut().insert("x-path", path.parse().unwrap());
                         for (k, v) in &req.headers {
                             let k = format!("x-seen-{k}");
                             r.headers_mut().insert(
@@ -557,4 +559,97 @@ async fn config_churn_under_load_fails_nothing() {
     );
     assert!(a.hits.load(Ordering::SeqCst) > 0 && b.hits.load(Ordering::SeqCst) > 0);
     proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_rewrite_the_matched_prefix_as_envoy() {
+    let a = upstream("a", 200, Duration::ZERO).await;
+    let rewrite = |mut r: rt::Route, to: &str| {
+        fixture::action(&mut r).unwrap().prefix_rewrite = to.into();
+        r
+    };
+    let exact = {
+        let mut r = fixture::prefix_route("t/old", "/", "t/a");
+        r.r#match.as_mut().unwrap().path_specifier =
+            Some(rt::route_match::PathSpecifier::Path("/old".into()));
+        rewrite(r, "/new")
+    };
+    let proxy = proxy_with(
+        vec![
+            rewrite(fixture::prefix_route("t/api", "/api/", "t/a"), "/"),
+            rewrite(fixture::prefix_route("t/v1", "/v1", "t/a"), "/v2"),
+            exact,
+            fixture::prefix_route("t/a", "/", "t/a"),
+        ],
+        &[("t/a", "round_robin", vec![(a.addr, 1)])],
+    )
+    .await;
+    let p = proxy.listen_addr();
+    let h1: Http = Client::builder(TokioExecutor::new()).build_http();
+    let h2: Http = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    // (asked, sent upstream, x-envoy-original-path)
+    let cases = [
+        (
+            "/api/users?page=2",
+            "/users?page=2",
+            Some("/api/users?page=2"),
+        ),
+        ("/v1/items", "/v2/items", Some("/v1/items")),
+        // As Envoy: the prefix is replaced literally, slashes and all.
+        ("/v1", "/v2", Some("/v1")),
+        ("/old?x=1", "/new?x=1", Some("/old?x=1")),
+        ("/other", "/other", None),
+    ];
+    // The native path (bodyless, a small body), and hyper's (HTTP/2, a chunked body).
+    for (client, body, chunked) in [
+        (&h1, "", false),
+        (&h1, "abc", false),
+        (&h2, "", false),
+        (&h1, "xyz", true),
+    ] {
+        for (asked, sent, original) in cases {
+            let headers: &[(&str, &str)] = match chunked {
+                true => &[
+                    ("transfer-encoding", "chunked"),
+                    ("x-envoy-original-path", "/spoofed"),
+                ],
+                false => &[("x-envoy-original-path", "/spoofed")],
+            };
+            let method = if body.is_empty() { "GET" } else { "POST" };
+            let (status, _, h) = call(client, p, method, asked, headers, body).await;
+            assert_eq!(status, 200, "{asked}");
+            assert_eq!(
+                h["x-path"], sent,
+                "{asked} (body {body:?}, chunked {chunked})"
+            );
+            let got = h
+                .get("x-seen-x-envoy-original-path")
+                .map(|v| v.to_str().unwrap());
+            // Without a rewrite, what the client sent goes as it is (Envoy passes it too).
+            assert_eq!(got, Some(original.unwrap_or("/spoofed")), "{asked}");
+        }
+    }
+    // A prefix rewrite on a regex match has no prefix to replace: refused, the rest serves.
+    let mut bad = fixture::prefix_route("t/re", "/", "t/a");
+    bad.r#match.as_mut().unwrap().path_specifier = Some(rt::route_match::PathSpecifier::SafeRegex(
+        gw_proto::envoy::pb::envoy::r#type::matcher::v3::RegexMatcher {
+            regex: "/re.*".into(),
+            ..Default::default()
+        },
+    ));
+    let err = proxy
+        .shared()
+        .apply(fixture::simple(
+            vec![rewrite(bad, "/x")],
+            &[("t/a", "round_robin", vec![(a.addr, 1)])],
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("prefix_rewrite on a regex match"), "{err}");
+    assert_eq!(
+        call(&h1, p, "GET", "/api/x", &[], "").await.2["x-path"],
+        "/x"
+    );
 }

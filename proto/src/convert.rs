@@ -318,6 +318,9 @@ pub fn route_spec_to_pb(r: &model::RouteSpec) -> pb::RouteSpec {
         priority: r.priority,
         idle_timeout: r.idle_timeout.map(duration_to_pb),
         upgrades: r.upgrades.clone(),
+        rewrite: r.rewrite.as_ref().map(|w| pb::Rewrite {
+            prefix: w.prefix.clone(),
+        }),
     }
 }
 
@@ -388,6 +391,14 @@ pub fn route_spec_from_pb(r: Option<&pb::RouteSpec>) -> Result<model::RouteSpec,
         priority: r.priority,
         idle_timeout: duration_from_pb("spec.idleTimeout", r.idle_timeout.as_ref())?,
         upgrades: r.upgrades.clone(),
+        // An empty prefix is no rewrite (what proto3's zero value says).
+        rewrite: r
+            .rewrite
+            .as_ref()
+            .filter(|w| !w.prefix.is_empty())
+            .map(|w| model::Rewrite {
+                prefix: w.prefix.clone(),
+            }),
     })
 }
 

@@ -229,6 +229,48 @@ spec:
     }
 
     #[test]
+    fn a_rewrite_is_checked_by_field() {
+        let r = |spec: &str| -> Result<crate::model::Object, Box<dyn std::error::Error>> {
+            let mut docs = parse(&format!(
+                "apiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: t}}\nspec: {spec}\n"
+            ))?;
+            let mut o = docs.remove(0).object;
+            o.validate().map(|()| o).map_err(|e| e.to_string().into())
+        };
+        let ok = r("{match: {pathPrefix: /api/}, cluster: c, rewrite: {prefix: /v2/}}").unwrap();
+        let Spec::Route(spec) = &ok.spec else {
+            panic!("not a route")
+        };
+        assert_eq!(spec.rewrite.as_ref().unwrap().prefix, "/v2/");
+        let back =
+            crate::convert::route_spec_from_pb(Some(&crate::convert::route_spec_to_pb(spec)))
+                .unwrap();
+        assert_eq!(back.rewrite, spec.rewrite);
+        for (spec, err) in [
+            (
+                "{match: {pathRegex: '/a.*'}, cluster: c, rewrite: {prefix: /}}",
+                "spec.rewrite.prefix: needs match.pathPrefix or match.path",
+            ),
+            (
+                "{match: {pathPrefix: /a}, cluster: c, rewrite: {prefix: v2}}",
+                "spec.rewrite.prefix: must start with '/'",
+            ),
+            (
+                "{match: {pathPrefix: /a}, cluster: c, rewrite: {prefix: '/a b'}}",
+                "spec.rewrite.prefix: ' ' may not appear in a path",
+            ),
+            (
+                "{match: {pathPrefix: /a}, cluster: c, rewrite: {prefix: '/a?b'}}",
+                "spec.rewrite.prefix: '?' may not appear in a path",
+            ),
+            ("{cluster: c, rewrite: {path: /}}", "unknown field"),
+        ] {
+            let got = r(spec).map(drop).unwrap_err().to_string();
+            assert!(got.contains(err), "{spec}: {got}");
+        }
+    }
+
+    #[test]
     fn listener_tls_is_checked_by_field() {
         // A self-signed certificate for edge.example.test (P-256), its key, and another key.
         const CERT: &str = include_str!("model/testdata/edge.pem");

@@ -20,7 +20,9 @@ pub use cluster::{
 };
 pub use duration::{format as format_duration, parse as parse_duration, serde_duration};
 pub use endpoint::{metadata_json, Endpoint, EndpointKey, EndpointSource};
-pub use route::{HashOn, HeaderMatch, RetryPolicy, RouteMatch, RouteSpec, WeightedCluster};
+pub use route::{
+    HashOn, HeaderMatch, RetryPolicy, Rewrite, RouteMatch, RouteSpec, WeightedCluster,
+};
 pub use tls::{certified_key, KeyPart, ListenerTls, TlsCertificate, HIDDEN_KEY};
 pub use validate::{validate_name, FieldError};
 

@@ -222,16 +222,28 @@ impl Head {
     pub fn copy_lines<'h>(
         &'h self,
         out: &mut Vec<u8>,
+        keep: impl FnMut(&'h [u8], &'h [u8]) -> bool,
+    ) {
+        self.copy_lines_to(out, None, keep);
+    }
+
+    /// [`copy_lines`](Self::copy_lines) of a request, its target replaced by `target` when
+    /// given (a route's rewrite).
+    #[inline]
+    pub fn copy_lines_to<'h>(
+        &'h self,
+        out: &mut Vec<u8>,
+        target: Option<&[u8]>,
         mut keep: impl FnMut(&'h [u8], &'h [u8]) -> bool,
     ) {
         let b = &self.bytes[..];
         let mut lines = Lines { b, run: None };
-        match self.plain_start_line() {
+        match self.plain_start_line().filter(|_| target.is_none()) {
             Some((s, e)) => lines.push(out, s, e),
             None if self.status == 0 => {
                 out.extend_from_slice(self.first.of_bytes(b));
                 out.push(b' ');
-                out.extend_from_slice(self.target.of_bytes(b));
+                out.extend_from_slice(target.unwrap_or(self.target.of_bytes(b)));
                 out.extend_from_slice(b" HTTP/1.1\r\n");
             }
             None => {

@@ -87,6 +87,9 @@ pub fn peer_ip(peer: SocketAddr) -> HeaderValue {
     HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
+/// The path a route's rewrite replaced (Envoy's header).
+pub static X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
+
 /// `x-forwarded-proto`.
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 

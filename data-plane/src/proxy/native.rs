@@ -401,26 +401,40 @@ async fn exchange(
     up.clear();
     let mut forwarded_for: Option<&[u8]> = None;
     let mut request_id: Option<&[u8]> = None;
-    head.copy_lines(up, |name, value| {
-        if h1::is_hop_by_hop(name) {
-            return false;
-        }
-        match name.len() {
-            15 if name.eq_ignore_ascii_case(b"x-forwarded-for") => {
-                forwarded_for.get_or_insert(value);
+    // A route's prefix rewrite: the target sent upstream, and the original in
+    // `x-envoy-original-path` (Envoy's), replacing one the client sent.
+    let rewritten = route.rewritten(target);
+    let rewriting = rewritten.is_some();
+    head.copy_lines_to(
+        up,
+        rewritten.as_deref().map(str::as_bytes),
+        |name, value| {
+            if h1::is_hop_by_hop(name) {
                 return false;
             }
-            12 if name.eq_ignore_ascii_case(b"x-request-id") => {
-                request_id.get_or_insert(value);
+            match name.len() {
+                15 if name.eq_ignore_ascii_case(b"x-forwarded-for") => {
+                    forwarded_for.get_or_insert(value);
+                    return false;
+                }
+                12 if name.eq_ignore_ascii_case(b"x-request-id") => {
+                    request_id.get_or_insert(value);
+                }
+                // Replaced by the connection's scheme (this path serves plaintext only), as an
+                // edge Envoy (`use_remote_address`) replaces it: a client cannot claim HTTPS.
+                17 if name.eq_ignore_ascii_case(b"x-forwarded-proto") => return false,
+                21 if rewriting && name.eq_ignore_ascii_case(b"x-envoy-original-path") => {
+                    return false
+                }
+                _ => {}
             }
-            // Replaced by the connection's scheme (this path serves plaintext only), as an
-            // edge Envoy (`use_remote_address`) replaces it: a client cannot claim HTTPS.
-            17 if name.eq_ignore_ascii_case(b"x-forwarded-proto") => return false,
-            _ => {}
-        }
-        true
-    });
+            true
+        },
+    );
     up.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    if rewriting {
+        put_header(up, b"x-envoy-original-path", target.as_bytes());
+    }
     up.extend_from_slice(b"x-forwarded-for: ");
     if let Some(prev) = forwarded_for {
         up.extend_from_slice(prev);

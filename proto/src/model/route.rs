@@ -171,6 +171,20 @@ pub struct RouteSpec {
     /// `upgrade_configs`. Empty: an upgrade request is refused (403), as in Envoy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub upgrades: Vec<String>,
+    /// What is changed on the way upstream (Envoy's RouteAction `prefix_rewrite`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Rewrite>,
+}
+
+/// A route's rewrite of the request on its way upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Rewrite {
+    /// The path's matched prefix (`match.pathPrefix`; for `match.path`, the whole path) is
+    /// replaced by this; the rest of the path and the query are kept. As in Envoy, slashes are
+    /// not adjusted: `pathPrefix: /api/` with `prefix: /` sends `/api/users` as `/users`, while
+    /// `pathPrefix: /api` with `prefix: /` would send `//users`.
+    pub prefix: String,
 }
 
 fn is_zero(v: &i32) -> bool {
@@ -189,6 +203,7 @@ impl Default for RouteSpec {
             priority: 0,
             idle_timeout: None,
             upgrades: Vec::new(),
+            rewrite: None,
         }
     }
 }
@@ -271,6 +286,29 @@ impl RouteSpec {
             regex::Regex::new(r).map_err(|e| {
                 FieldError::new("spec.match.pathRegex", format!("invalid regex: {e}"))
             })?;
+        }
+        if let Some(rw) = &self.rewrite {
+            let field = "spec.rewrite.prefix";
+            if m.path_regex.is_some() {
+                return Err(FieldError::new(
+                    field,
+                    "needs match.pathPrefix or match.path (a regex match has no prefix to replace)",
+                ));
+            }
+            if !rw.prefix.starts_with('/') {
+                return Err(FieldError::new(field, "must start with '/'"));
+            }
+            // What a request target's path may hold (RFC 3986 pchar and '/', '%' escapes).
+            if let Some(c) = rw
+                .prefix
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || "/-._~%!$&'()*+,;=:@".contains(*c)))
+            {
+                return Err(FieldError::new(
+                    field,
+                    format!("{c:?} may not appear in a path"),
+                ));
+            }
         }
         for (i, h) in m.headers.iter().enumerate() {
             let f = format!("spec.match.headers[{i}]");

@@ -284,6 +284,11 @@ fn route_action(tenant: &str, r: &RouteSpec, hashed: bool) -> RouteAction {
             .collect(),
         retry_policy,
         hash_policy: hash_on.map(hash_policy).into_iter().collect(),
+        prefix_rewrite: r
+            .rewrite
+            .as_ref()
+            .map(|w| w.prefix.clone())
+            .unwrap_or_default(),
         ..Default::default()
     }
 }
@@ -338,6 +343,17 @@ mod tests {
         ] {
             assert_eq!(serves(r, host), ok, "{:?} serving {host}", r.match_.hosts);
         }
+    }
+
+    #[test]
+    fn a_rewrite_is_envoys_prefix_rewrite() {
+        let mut r = route(&[]);
+        r.cluster = Some("svc".into());
+        assert_eq!(route_action("acme", &r, false).prefix_rewrite, "");
+        r.rewrite = Some(gw_proto::model::Rewrite {
+            prefix: "/v2/".into(),
+        });
+        assert_eq!(route_action("acme", &r, false).prefix_rewrite, "/v2/");
     }
 
     #[test]

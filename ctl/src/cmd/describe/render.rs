@@ -55,6 +55,14 @@ pub fn report(r: &Report, color: bool) -> String {
             if !s.upgrades.is_empty() {
                 field(&mut out, "Upgrades", s.upgrades.join(", "));
             }
+            if let Some(w) = &s.rewrite {
+                let matched = m
+                    .path
+                    .as_deref()
+                    .or(m.path_prefix.as_deref())
+                    .unwrap_or("/");
+                field(&mut out, "Rewrite", format!("{matched} -> {}", w.prefix));
+            }
             if let Some(x) = &s.retry {
                 let per_try = x
                     .per_try_timeout

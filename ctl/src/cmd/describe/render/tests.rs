@@ -299,3 +299,20 @@ fn a_listeners_private_keys_are_not_shown() {
     assert!(out.contains("privateKey: (hidden)"), "{out}");
     assert!(!out.contains("secret"), "{out}");
 }
+
+#[test]
+fn a_routes_rewrite_in_one_line() {
+    let text = "apiVersion: gw/v1\nkind: Route\nmetadata: {name: api, tenant: acme}\n\
+                spec: {match: {pathPrefix: /api/}, cluster: svc, rewrite: {prefix: /}}\n";
+    let mut object = gw_proto::manifest::parse(text).unwrap().remove(0).object;
+    object.validate().unwrap();
+    let r = Report {
+        object,
+        clusters: vec![],
+        stats: None,
+        owned: vec![],
+        events: vec![],
+    };
+    let out = report(&r, false);
+    assert!(out.contains("Rewrite:       /api/ -> /\n"), "{out}");
+}
