@@ -363,6 +363,14 @@ pub fn compile_route(
             "regex_rewrite / path_rewrite_policy (prefix_rewrite is)",
         ));
     }
+    if m.case_sensitive.is_some_and(|b| !b.value) {
+        return Err(unsupported("case-insensitive path matching"));
+    }
+    if !a.prefix_rewrite.is_empty() {
+        // It goes into the request line as it is: nothing but a path.
+        gw_proto::model::path_prefix(&a.prefix_rewrite)
+            .map_err(|why| unsupported(&format!("prefix_rewrite {:?}: {why}", a.prefix_rewrite)))?;
+    }
     let rewrite = match (&path, a.prefix_rewrite.as_str()) {
         (_, "") => None,
         (PathMatch::Prefix(p) | PathMatch::Exact(p), with) => Some((p.len(), with.to_owned())),

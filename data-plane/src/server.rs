@@ -207,12 +207,15 @@ impl Shared {
     pub fn apply(&self, res: Resources) -> Result<(), config::ConfigError> {
         let rt = config::compile(&res, &self.registries)?;
         let tls = rt.listener_tls.as_ref().map(|t| t.id);
-        self.config.store(Arc::new(rt));
+        // Told before the swap: a connection accepted under the old config is drained; one
+        // accepted under the new finds the watch already saying so. (`send_if_modified`, not
+        // `send`: with no receiver, `send` would not store the value.)
         self.listener_tls.send_if_modified(|v| {
             let changed = *v != tls;
             *v = tls;
             changed
         });
+        self.config.store(Arc::new(rt));
         Ok(())
     }
 }

@@ -363,15 +363,72 @@ async fn a_tls_listener_serves_https_picks_certificates_by_sni_and_says_so_upstr
         "{:?}",
         r.headers
     );
-    // An HTTP/2 connection in plaintext ends when the listener turns TLS on again.
+    // When the listener turns TLS on again: an HTTP/2 connection in plaintext ends; on HTTP/1.1
+    // ones, the next request is answered and the connection then ends: a bodyless one on the
+    // native path with `connection: close`; a chunked one, which the native path hands to
+    // hyper with the bytes it has read, is not lost to the drain hyper's connection starts.
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (kept, ended) = open_connection(TokioIo::new(tcp), true).await;
+    let mut plain_get = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut plain_post = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for s in [&mut plain_get, &mut plain_post] {
+        let head = exchange_raw(s, "GET /kept HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
     p.shared().apply(config(&up, Some(&ctx), "5")).unwrap();
+    for (s, request, says_close) in [
+        (&mut plain_get, "GET /kept HTTP/1.1\r\nHost: a\r\n\r\n", true),
+        (
+            &mut plain_post,
+            "POST /kept HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            false,
+        ),
+    ] {
+        let head = exchange_raw(s, request).await.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(head.contains("connection: close"), says_close, "{head}");
+        let mut rest = Vec::new();
+        let end = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            tokio::io::AsyncReadExt::read_to_end(s, &mut rest),
+        )
+        .await
+        .expect("a plaintext HTTP/1.1 connection was kept on a TLS listener");
+        assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    }
     tokio::time::timeout(std::time::Duration::from_secs(60), ended)
         .await
         .expect("a plaintext connection was kept on a TLS listener")
         .unwrap();
     drop(kept);
+}
+
+/// Sends `request` on `s` and reads the response: its head (the body, of `content-length`,
+/// read and dropped).
+async fn exchange_raw(s: &mut tokio::net::TcpStream, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return head.to_owned();
+            }
+        }
+    }
 }
 
 /// A client connection over `io` (HTTP/2 when `h2`) that has had one `200`; its sender (kept,

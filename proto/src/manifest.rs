@@ -263,6 +263,10 @@ spec:
                 "{match: {pathPrefix: /a}, cluster: c, rewrite: {prefix: '/a?b'}}",
                 "spec.rewrite.prefix: '?' may not appear in a path",
             ),
+            (
+                "{match: {pathPrefix: /a}, cluster: c, rewrite: {prefix: '/a%zz'}}",
+                "spec.rewrite.prefix: '%' must start an escape of two hex digits",
+            ),
             ("{cluster: c, rewrite: {path: /}}", "unknown field"),
         ] {
             let got = r(spec).map(drop).unwrap_err().to_string();

@@ -24,7 +24,7 @@ pub use route::{
     HashOn, HeaderMatch, RetryPolicy, Rewrite, RouteMatch, RouteSpec, WeightedCluster,
 };
 pub use tls::{certified_key, KeyPart, ListenerTls, TlsCertificate, HIDDEN_KEY};
-pub use validate::{validate_name, FieldError};
+pub use validate::{path_prefix, validate_name, FieldError};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 
 /// An upstream answering `200` with the path and query it got (`x-seen-path`) and the
-/// `x-envoy-original-path` (`x-seen-original`, `-` for none).
+/// `x-envoy-original-path` values, joined (`x-seen-original`, `-` for none).
 async fn upstream() -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -23,10 +23,17 @@ async fn upstream() -> SocketAddr {
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(|req: Request<Incoming>| {
                     let path = req.uri().path_and_query().map_or("", |p| p.as_str());
-                    let original = req
+                    let all: Vec<&str> = req
                         .headers()
-                        .get("x-envoy-original-path")
-                        .map_or("-", |v| v.to_str().unwrap());
+                        .get_all("x-envoy-original-path")
+                        .iter()
+                        .map(|v| v.to_str().unwrap())
+                        .collect();
+                    let original = if all.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        all.join(",")
+                    };
                     let resp = Response::builder()
                         .header("x-seen-path", path)
                         .header("x-seen-original", original)
@@ -51,6 +58,8 @@ async fn get(addr: SocketAddr, path: &str, h2: bool) -> (u16, String, String) {
     let req = Request::builder()
         .uri(format!("http://rewrite.test{path}"))
         .header("host", "rewrite.test")
+        // A client's own: dropped by both, rewritten or not.
+        .header("x-envoy-original-path", "/spoofed")
         .body(Empty::<Bytes>::new())
         .unwrap();
     let resp = if h2 {

@@ -373,8 +373,10 @@ async fn exchange(
         timer,
     } = state;
     let started = Instant::now();
-    let close = close || expires.is_some_and(|at| started >= at);
     let cfg = shared.config.load_full();
+    // Past its age, or the listener now speaks TLS (this connection is plaintext): the
+    // response says `connection: close`.
+    let close = close || expires.is_some_and(|at| started >= at) || cfg.listener_tls.is_some();
     let host = head.get("host").unwrap_or_default();
     // Checked as UTF-8 once (httparse has: method a token, target visible ASCII).
     let (method, target) = (head.method(), head.target());
@@ -402,7 +404,7 @@ async fn exchange(
     let mut forwarded_for: Option<&[u8]> = None;
     let mut request_id: Option<&[u8]> = None;
     // A route's prefix rewrite: the target sent upstream, and the original in
-    // `x-envoy-original-path` (Envoy's), replacing one the client sent.
+    // `x-envoy-original-path` (Envoy's; one the client sent is dropped, rewritten or not).
     let rewritten = route.rewritten(target);
     let rewriting = rewritten.is_some();
     head.copy_lines_to(
@@ -423,9 +425,8 @@ async fn exchange(
                 // Replaced by the connection's scheme (this path serves plaintext only), as an
                 // edge Envoy (`use_remote_address`) replaces it: a client cannot claim HTTPS.
                 17 if name.eq_ignore_ascii_case(b"x-forwarded-proto") => return false,
-                21 if rewriting && name.eq_ignore_ascii_case(b"x-envoy-original-path") => {
-                    return false
-                }
+                // Envoy's own header: a client's is dropped, as Envoy drops it.
+                21 if name.eq_ignore_ascii_case(b"x-envoy-original-path") => return false,
                 _ => {}
             }
             true
@@ -977,10 +978,14 @@ impl Listening {
     };
 }
 
+/// Connections under TLS settings that changed are drained over up to this long.
+const CHANGE_SPREAD: Duration = Duration::from_secs(5);
+
 /// Resolves once the listener's TLS settings are no longer `under`.
 async fn tls_changed(shared: &Shared, under: Option<u64>) {
     let mut told = shared.listener_tls.subscribe();
-    // An error: the proxy is going away, which the drain sees to.
+    // The sender lives in `Shared`, which the caller holds: `wait_for` cannot fail; were it to,
+    // the connection would go on as the drain decides.
     if told.wait_for(|now| *now != under).await.is_err() {
         std::future::pending::<()>().await;
     }
@@ -1047,7 +1052,11 @@ async fn hand_off<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(Rewind { read, io }), svc);
     tokio::pin!(conn);
+    // The connection first: bytes already read (a request the native path handed over) are
+    // taken up before any of the others can shut it down (a shutdown while hyper still reads
+    // the protocol's first bytes would drop them unanswered).
     let ended = tokio::select! {
+        biased;
         _ = conn.as_mut() => true,
         _ = drained.wait() => false,
         // No request in flight for the idle timeout: HTTP/2 gets GOAWAY, then the close.
@@ -1055,8 +1064,14 @@ async fn hand_off<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         // Past the maximum age: HTTP/2 gets GOAWAY and its streams finish; HTTP/1.1 ends
         // after the response in flight (hyper's graceful shutdown turns keep-alive off).
         _ = tokio::time::sleep_until(expires.unwrap_or_else(tokio::time::Instant::now)), if expires.is_some() => false,
-        // The listener turned TLS on or off, or changed its certificates.
-        _ = tls_changed(&drain, under.tls) => false,
+        // The listener turned TLS on or off, or changed its certificates: drained, the
+        // connections spread over a few seconds (a certificate rotation does not make every
+        // client reconnect at once).
+        _ = async {
+            tls_changed(&drain, under.tls).await;
+            let spread = rand::random::<u64>() % CHANGE_SPREAD.as_millis() as u64;
+            tokio::time::sleep(Duration::from_millis(spread)).await;
+        } => false,
     };
     if !ended {
         conn.as_mut().graceful_shutdown();

@@ -295,20 +295,7 @@ impl RouteSpec {
                     "needs match.pathPrefix or match.path (a regex match has no prefix to replace)",
                 ));
             }
-            if !rw.prefix.starts_with('/') {
-                return Err(FieldError::new(field, "must start with '/'"));
-            }
-            // What a request target's path may hold (RFC 3986 pchar and '/', '%' escapes).
-            if let Some(c) = rw
-                .prefix
-                .chars()
-                .find(|c| !(c.is_ascii_alphanumeric() || "/-._~%!$&'()*+,;=:@".contains(*c)))
-            {
-                return Err(FieldError::new(
-                    field,
-                    format!("{c:?} may not appear in a path"),
-                ));
-            }
+            super::validate::path_prefix(&rw.prefix).map_err(|e| FieldError::new(field, e))?;
         }
         for (i, h) in m.headers.iter().enumerate() {
             let f = format!("spec.match.headers[{i}]");

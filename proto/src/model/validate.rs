@@ -98,6 +98,26 @@ pub(crate) fn tenant(t: &TenantSpec) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Whether `p` is what a request path may start with, as a rewrite puts it in the request
+/// line: `/`, then RFC 3986 path characters, `%` only before two hex digits.
+pub fn path_prefix(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err("must start with '/'".into());
+    }
+    let b = p.as_bytes();
+    for (i, c) in p.char_indices() {
+        if c == '%' {
+            let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return Err("'%' must start an escape of two hex digits".into());
+            }
+        } else if !(c.is_ascii_alphanumeric() || "/-._~!$&'()*+,;=:@".contains(c)) {
+            return Err(format!("{c:?} may not appear in a path"));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn listener(l: &ListenerSpec) -> Result<(), FieldError> {
     validate_name("spec.nodeCluster", &l.node_cluster)?;
     if l.address.parse::<std::net::IpAddr>().is_err() {
