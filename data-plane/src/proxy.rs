@@ -211,6 +211,9 @@ pub async fn handle(
     // What the client asked for, as the access log records it.
     let original_uri = parts.uri.clone();
     headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some(o) = &route.request_headers {
+        o.apply(&mut parts.headers);
+    }
     headers::append_forwarded_for(&mut parts.headers, &down.peer_ip);
     headers::set_forwarded_proto(&mut parts.headers, down.tls);
     let request_id = match parts.headers.get(&headers::X_REQUEST_ID) {
@@ -312,10 +315,15 @@ pub async fn handle(
                 forward::forward(&cfg, route, ctx, &mut ex, requested, &mut forward::PerTry).await;
             let (response, err) = match out.reply {
                 forward::Reply::Upstream((conn, ep)) => match raw::response(conn, ep) {
-                    Some(r) => (
-                        r.map(|b| Either::Left(Timed::new(Either::Right(b), deadline, idle))),
-                        out.upstream_error,
-                    ),
+                    Some(mut r) => {
+                        if let Some(o) = &route.response_headers {
+                            o.apply(r.headers_mut());
+                        }
+                        (
+                            r.map(|b| Either::Left(Timed::new(Either::Right(b), deadline, idle))),
+                            out.upstream_error,
+                        )
+                    }
                     None => (
                         local(StatusCode::BAD_GATEWAY, "upstream sent a bad header\n"),
                         "bad response header",
@@ -335,6 +343,9 @@ pub async fn handle(
                 forward::Reply::Upstream((resp, conn, ep)) => {
                     let (mut head, body) = resp.into_parts();
                     headers::strip_hop_by_hop(&mut head.headers);
+                    if let Some(o) = &route.response_headers {
+                        o.apply(&mut head.headers);
+                    }
                     let body = upstream::PooledBody::new(body, conn, ep);
                     relayed(head, body, deadline, idle)
                 }

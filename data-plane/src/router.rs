@@ -165,6 +165,10 @@ pub struct Route {
     pub upgrades: Vec<(String, bool)>,
     /// `prefix_rewrite`: how many leading bytes of a matched path are replaced, and by what.
     rewrite: Option<(usize, String)>,
+    /// `request_headers_to_add` / `_remove`.
+    pub request_headers: Option<Box<HeaderOps>>,
+    /// `response_headers_to_add` / `_remove`.
+    pub response_headers: Option<Box<HeaderOps>>,
     /// Counters.
     pub stats: Arc<ObjStats>,
 }
@@ -183,6 +187,106 @@ impl Route {
     /// The stream idle timeout in force for this route's requests, given the listener's.
     pub fn stream_idle(&self, listener: Option<Duration>) -> Option<Duration> {
         self.idle.unwrap_or(listener)
+    }
+}
+
+/// A route's header changes: `remove` (and the names `set`) dropped, then `set` and `add` put.
+#[derive(Debug, Default)]
+pub struct HeaderOps {
+    remove: Vec<hyper::header::HeaderName>,
+    set: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+    add: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+}
+
+impl HeaderOps {
+    /// Reads Envoy's headers to add and remove; `None` when there are none.
+    fn of(
+        add: &[gw_proto::envoy::pb::envoy::config::core::v3::HeaderValueOption],
+        remove: &[String],
+    ) -> Result<Option<Box<HeaderOps>>, String> {
+        use gw_proto::envoy::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction as A;
+        use hyper::header::{HeaderName, HeaderValue};
+        let name = |n: &str| {
+            if n.starts_with(':')
+                || gw_proto::model::FIXED_HEADERS.contains(&n.to_ascii_lowercase().as_str())
+            {
+                return Err(format!("header {n:?} cannot be changed by a route here"));
+            }
+            HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("{n:?} is not a header name"))
+        };
+        let mut ops = HeaderOps::default();
+        for n in remove {
+            ops.remove.push(name(n)?);
+        }
+        for o in add {
+            let Some(h) = &o.header else { continue };
+            let raw = if h.raw_value.is_empty() {
+                h.value.as_bytes()
+            } else {
+                &h.raw_value[..]
+            };
+            if raw.contains(&b'%') {
+                return Err(format!(
+                    "header {:?}: %-substitutions are not supported",
+                    h.key
+                ));
+            }
+            if raw.is_empty() && !o.keep_empty_value {
+                continue;
+            }
+            let v = HeaderValue::from_bytes(raw)
+                .map_err(|_| format!("header {:?}: not a header value", h.key))?;
+            #[allow(deprecated)]
+            let append = match o.append.map(|b| b.value) {
+                Some(a) => a,
+                None => match A::try_from(o.append_action) {
+                    Ok(A::AppendIfExistsOrAdd) => true,
+                    Ok(A::OverwriteIfExistsOrAdd) => false,
+                    _ => {
+                        return Err(format!(
+                            "header {:?}: append_action ADD_IF_ABSENT / OVERWRITE_IF_EXISTS is not supported",
+                            h.key
+                        ))
+                    }
+                },
+            };
+            let n = name(&h.key)?;
+            match append {
+                true => ops.add.push((n, v)),
+                false => ops.set.push((n, v)),
+            }
+        }
+        Ok(
+            (!(ops.remove.is_empty() && ops.set.is_empty() && ops.add.is_empty()))
+                .then(|| Box::new(ops)),
+        )
+    }
+
+    /// Whether a header of this name is dropped from the message (removed, or set anew).
+    #[inline]
+    pub fn drops(&self, name: &[u8]) -> bool {
+        let is = |n: &hyper::header::HeaderName| n.as_str().as_bytes().eq_ignore_ascii_case(name);
+        self.remove.iter().any(is) || self.set.iter().any(|(n, _)| is(n))
+    }
+
+    /// The header lines put in: those set, then those added.
+    pub fn put(&self, out: &mut Vec<u8>) {
+        for (n, v) in self.set.iter().chain(&self.add) {
+            crate::proxy::h1::put_header(out, n.as_str().as_bytes(), v.as_bytes());
+        }
+    }
+
+    /// Applies the changes to `h`.
+    pub fn apply(&self, h: &mut HeaderMap) {
+        for n in &self.remove {
+            h.remove(n);
+        }
+        for (n, v) in &self.set {
+            h.insert(n.clone(), v.clone());
+        }
+        for (n, v) in &self.add {
+            h.append(n.clone(), v.clone());
+        }
     }
 }
 
@@ -435,6 +539,10 @@ pub fn compile_route(
             why,
         })?,
         rewrite,
+        request_headers: HeaderOps::of(&r.request_headers_to_add, &r.request_headers_to_remove)
+            .map_err(|e| unsupported(&format!("request headers: {e}")))?,
+        response_headers: HeaderOps::of(&r.response_headers_to_add, &r.response_headers_to_remove)
+            .map_err(|e| unsupported(&format!("response headers: {e}")))?,
         name,
     })
 }
@@ -446,7 +554,28 @@ impl RouteTable {
         stats: &dyn Fn(&str, &str) -> Arc<ObjStats>,
     ) -> Result<RouteTable, RouteError> {
         let mut t = RouteTable::default();
+        // Header changes are applied per route only.
+        let headers_elsewhere = |name: &str, add: usize, remove: usize| {
+            (add + remove > 0).then(|| RouteError::Unsupported {
+                route: name.to_owned(),
+                what: "headers to add or remove on a virtual host or route configuration".into(),
+            })
+        };
+        if let Some(e) = headers_elsewhere(
+            &rc.name,
+            rc.request_headers_to_add.len() + rc.response_headers_to_add.len(),
+            rc.request_headers_to_remove.len() + rc.response_headers_to_remove.len(),
+        ) {
+            return Err(e);
+        }
         for vh in &rc.virtual_hosts {
+            if let Some(e) = headers_elsewhere(
+                &vh.name,
+                vh.request_headers_to_add.len() + vh.response_headers_to_add.len(),
+                vh.request_headers_to_remove.len() + vh.response_headers_to_remove.len(),
+            ) {
+                return Err(e);
+            }
             let idx = t.vhosts.len();
             let routes = vh
                 .routes

@@ -52,13 +52,22 @@ async fn upstream(name: &'static str, status: u16, delay: Duration) -> Up {
                         r.headers_mut().insert("x-upstream", name.parse().unwrap());
                         let path = req.uri.path_and_query().map_or("", |p| p.as_str());
                         r.headers_mut().insert("x-path", path.parse().unwrap());
-                        for (k, v) in &req.headers {
-                            let k = format!("x-seen-{k}");
+                        // Each name's lines, joined: a header sent twice shows both.
+                        for k in req.headers.keys() {
+                            let all: Vec<&str> = req
+                                .headers
+                                .get_all(k)
+                                .iter()
+                                .map(|v| v.to_str().unwrap_or("?"))
+                                .collect();
+                            let seen = format!("x-seen-{k}");
                             r.headers_mut().insert(
-                                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                                v.clone(),
+                                hyper::header::HeaderName::from_bytes(seen.as_bytes()).unwrap(),
+                                all.join(" | ").parse().unwrap(),
                             );
                         }
+                        r.headers_mut()
+                            .insert("x-from-upstream", "u".parse().unwrap());
                         // How many lines named so came: a header sent twice shows.
                         let n = req.headers.get_all("x-envoy-original-path").iter().count();
                         r.headers_mut().insert("x-original-paths", n.into());
@@ -661,4 +670,110 @@ async fn routes_rewrite_the_matched_prefix_as_envoy() {
         call(&h1, p, "GET", "/api/x", &[], "").await.2["x-path"],
         "/x"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_change_request_and_response_headers_as_envoy() {
+    use gw_proto::envoy::pb::envoy::config::core::v3::{
+        header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption,
+    };
+    let a = upstream("a", 200, Duration::ZERO).await;
+    let option = |k: &str, v: &str, action: HeaderAppendAction| HeaderValueOption {
+        header: Some(HeaderValue {
+            key: k.into(),
+            value: v.into(),
+            ..Default::default()
+        }),
+        append_action: action as i32,
+        keep_empty_value: true,
+        ..Default::default()
+    };
+    let mut r = fixture::prefix_route("t/h", "/h", "t/a");
+    r.request_headers_to_add = vec![
+        option("x-set", "1", HeaderAppendAction::OverwriteIfExistsOrAdd),
+        option("x-add", "2", HeaderAppendAction::AppendIfExistsOrAdd),
+    ];
+    r.request_headers_to_remove = vec!["x-gone".into()];
+    r.response_headers_to_add = vec![
+        option(
+            "x-frame-options",
+            "DENY",
+            HeaderAppendAction::OverwriteIfExistsOrAdd,
+        ),
+        option(
+            "x-from-upstream",
+            "p",
+            HeaderAppendAction::AppendIfExistsOrAdd,
+        ),
+    ];
+    r.response_headers_to_remove = vec!["x-upstream".into()];
+    let proxy = proxy_with(
+        vec![r, fixture::prefix_route("t/a", "/", "t/a")],
+        &[("t/a", "round_robin", vec![(a.addr, 1)])],
+    )
+    .await;
+    let p = proxy.listen_addr();
+    let h1: Http = Client::builder(TokioExecutor::new()).build_http();
+    let h2: Http = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let sent = [
+        ("x-set", "0"),
+        ("x-add", "0"),
+        ("x-gone", "0"),
+        ("x-kept", "k"),
+    ];
+    let chunked = [
+        ("x-set", "0"),
+        ("x-add", "0"),
+        ("x-gone", "0"),
+        ("x-kept", "k"),
+        ("transfer-encoding", "chunked"),
+    ];
+    // The native path, hyper's (HTTP/2), and hyper's client (a chunked body).
+    for (client, headers, body) in [
+        (&h1, &sent[..], ""),
+        (&h2, &sent[..], ""),
+        (&h1, &chunked[..], "abc"),
+    ] {
+        let (status, _, h) = call(client, p, "POST", "/h", headers, body).await;
+        assert_eq!(status, 200);
+        let seen = |n: &str| {
+            h.get(format!("x-seen-{n}"))
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(seen("x-set").as_deref(), Some("1"), "set replaces");
+        assert_eq!(seen("x-add").as_deref(), Some("0 | 2"), "add appends");
+        assert_eq!(seen("x-gone"), None, "remove removes");
+        assert_eq!(seen("x-kept").as_deref(), Some("k"));
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert!(!h.contains_key("x-upstream"), "removed from the response");
+        let from: Vec<_> = h
+            .get_all("x-from-upstream")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(from, ["u", "p"], "added to the response");
+    }
+    // Another route is untouched.
+    let (_, _, h) = call(&h1, p, "GET", "/x", &sent, "").await;
+    assert_eq!(h["x-seen-x-set"], "0");
+    assert_eq!(h["x-upstream"], "a");
+    // What gw-proxy cannot follow is refused by name: a substitution, a header it sets itself.
+    for (k, v, why) in [
+        ("x-who", "%DOWNSTREAM_REMOTE_ADDRESS%", "%-substitutions"),
+        ("x-forwarded-for", "1.2.3.4", "cannot be changed"),
+    ] {
+        let mut r = fixture::prefix_route("t/h", "/h", "t/a");
+        r.request_headers_to_add = vec![option(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd)];
+        let err = proxy
+            .shared()
+            .apply(fixture::simple(
+                vec![r],
+                &[("t/a", "round_robin", vec![(a.addr, 1)])],
+            ))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(why), "{k}: {err}");
+    }
 }

@@ -321,7 +321,25 @@ pub fn route_spec_to_pb(r: &model::RouteSpec) -> pb::RouteSpec {
         rewrite: r.rewrite.as_ref().map(|w| pb::Rewrite {
             prefix: w.prefix.clone(),
         }),
+        request_headers: header_ops_to_pb(&r.request_headers),
+        response_headers: header_ops_to_pb(&r.response_headers),
     }
+}
+
+fn header_ops_to_pb(o: &model::HeaderOps) -> Option<pb::HeaderOps> {
+    (!o.is_empty()).then(|| pb::HeaderOps {
+        set: o.set.clone().into_iter().collect(),
+        add: o.add.clone().into_iter().collect(),
+        remove: o.remove.clone(),
+    })
+}
+
+fn header_ops_from_pb(o: Option<&pb::HeaderOps>) -> model::HeaderOps {
+    o.map_or_else(Default::default, |o| model::HeaderOps {
+        set: o.set.clone().into_iter().collect(),
+        add: o.add.clone().into_iter().collect(),
+        remove: o.remove.clone(),
+    })
 }
 
 /// Protobuf → route spec; zero values take the defaults.
@@ -399,6 +417,8 @@ pub fn route_spec_from_pb(r: Option<&pb::RouteSpec>) -> Result<model::RouteSpec,
             .map(|w| model::Rewrite {
                 prefix: w.prefix.clone(),
             }),
+        request_headers: header_ops_from_pb(r.request_headers.as_ref()),
+        response_headers: header_ops_from_pb(r.response_headers.as_ref()),
     })
 }
 

@@ -229,6 +229,63 @@ spec:
     }
 
     #[test]
+    fn route_header_changes_are_checked_by_field() {
+        let r = |ops: &str| -> Result<crate::model::Object, Box<dyn std::error::Error>> {
+            let mut docs = parse(&format!(
+                "apiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: t}}\n\
+                 spec: {{cluster: c, {ops}}}\n"
+            ))?;
+            let mut o = docs.remove(0).object;
+            o.validate().map(|()| o).map_err(|e| e.to_string().into())
+        };
+        let ok = r(
+            "requestHeaders: {set: {X-A: '1'}, add: {x-b: '2'}, remove: [X-C, x-c]}, \
+                    responseHeaders: {set: {x-frame-options: DENY}}",
+        )
+        .unwrap();
+        let Spec::Route(spec) = &ok.spec else {
+            panic!("not a route")
+        };
+        // Names in lower case, removals once.
+        assert_eq!(
+            spec.request_headers.set.get("x-a").map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(spec.request_headers.remove, ["x-c"]);
+        let back =
+            crate::convert::route_spec_from_pb(Some(&crate::convert::route_spec_to_pb(spec)))
+                .unwrap();
+        assert_eq!(back.request_headers, spec.request_headers);
+        assert_eq!(back.response_headers, spec.response_headers);
+        for (ops, err) in [
+            (
+                "requestHeaders: {set: {host: x}}",
+                "spec.requestHeaders.set: \"host\" is set by the proxy or frames the message",
+            ),
+            (
+                "responseHeaders: {remove: [content-length]}",
+                "spec.responseHeaders.remove: \"content-length\" is set by the proxy",
+            ),
+            (
+                "requestHeaders: {set: {'bad name': x}}",
+                "spec.requestHeaders.set: \"bad name\" is not a header name",
+            ),
+            (
+                "requestHeaders: {set: {x-a: '1'}, add: {x-a: '2'}}",
+                "spec.requestHeaders.add: \"x-a\" is in set too",
+            ),
+            (
+                "requestHeaders: {set: {x-ip: '%DOWNSTREAM_REMOTE_ADDRESS%'}}",
+                "spec.requestHeaders.set.x-ip: '%' is not supported",
+            ),
+            ("requestHeaders: {append: {x: y}}", "unknown field"),
+        ] {
+            let got = r(ops).map(drop).unwrap_err().to_string();
+            assert!(got.contains(err), "{ops}: {got}");
+        }
+    }
+
+    #[test]
     fn a_rewrite_is_checked_by_field() {
         let r = |spec: &str| -> Result<crate::model::Object, Box<dyn std::error::Error>> {
             let mut docs = parse(&format!(

@@ -272,9 +272,9 @@ impl Head {
 
     /// [`copy_lines`](Self::copy_lines) of the end-to-end headers; `named` as [`Framing::named`]
     /// says (when false, no header is looked for).
-    pub fn copy_end_to_end(&self, out: &mut Vec<u8>, named: bool) {
+    pub fn copy_end_to_end(&self, out: &mut Vec<u8>, named: bool, drop: impl Fn(&[u8]) -> bool) {
         let keep = self.is_end_to_end(named);
-        self.copy_lines(out, |name, _| keep(name));
+        self.copy_lines(out, |name, _| keep(name) && !drop(name));
     }
 
     /// Where the start line is in the head (line end excluded) when it can go as received:
@@ -608,7 +608,7 @@ mod tests {
             true,
         );
         let mut out = Vec::new();
-        h.copy_end_to_end(&mut out, framing(&h).named);
+        h.copy_end_to_end(&mut out, framing(&h).named, |_| false);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 404 Not Found\r\nA: b\r\n"

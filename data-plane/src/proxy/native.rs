@@ -407,11 +407,13 @@ async fn exchange(
     // `x-envoy-original-path` (Envoy's; one the client sent is dropped, rewritten or not).
     let rewritten = route.rewritten(target);
     let rewriting = rewritten.is_some();
+    // The route's request header changes, if any.
+    let ops = route.request_headers.as_deref();
     head.copy_lines_to(
         up,
         rewritten.as_deref().map(str::as_bytes),
         |name, value| {
-            if h1::is_hop_by_hop(name) {
+            if h1::is_hop_by_hop(name) || ops.is_some_and(|o| o.drops(name)) {
                 return false;
             }
             match name.len() {
@@ -432,6 +434,9 @@ async fn exchange(
             true
         },
     );
+    if let Some(o) = ops {
+        o.put(up);
+    }
     up.extend_from_slice(b"x-forwarded-proto: http\r\n");
     if rewriting {
         put_header(up, b"x-envoy-original-path", target.as_bytes());
@@ -475,24 +480,25 @@ async fn exchange(
         ),
         Reply::Upstream((conn, ep)) => {
             let status = conn.head.status;
-            let relayed = match start_relay(out, conn, &ep, close) {
-                // The common case: one write, no future for the rest made.
-                Start::Whole { down_close } => match write_within(io, out, idle).await {
-                    Ok(()) if !down_close => Relayed::Open,
-                    _ => Relayed::Closed,
-                },
-                Start::Partial(rest) => {
-                    // The route's timeout runs until the response has been relayed whole, as
-                    // Envoy's.
-                    let bounds = Bounds {
-                        started,
-                        timeout: route.timeout,
-                        idle,
-                    };
-                    relay_rest(io, out, rest, &ep, bounds, &mut timer).await
-                }
-                Start::Broken => Relayed::Closed,
-            };
+            let relayed =
+                match start_relay(out, conn, &ep, close, route.response_headers.as_deref()) {
+                    // The common case: one write, no future for the rest made.
+                    Start::Whole { down_close } => match write_within(io, out, idle).await {
+                        Ok(()) if !down_close => Relayed::Open,
+                        _ => Relayed::Closed,
+                    },
+                    Start::Partial(rest) => {
+                        // The route's timeout runs until the response has been relayed whole, as
+                        // Envoy's.
+                        let bounds = Bounds {
+                            started,
+                            timeout: route.timeout,
+                            idle,
+                        };
+                        relay_rest(io, out, rest, &ep, bounds, &mut timer).await
+                    }
+                    Start::Broken => Relayed::Closed,
+                };
             match relayed {
                 Relayed::Open => (status, Then::Next),
                 Relayed::Closed => (status, Then::Close),
@@ -648,10 +654,24 @@ struct Relay {
 /// common case: the upstream connection goes back to its pool before the client is sent the
 /// response, so a request waiting for a connection does not wait on the client's socket, nor a
 /// client that has its answer find the connection still out).
-fn start_relay(out: &mut Vec<u8>, mut conn: RawConn, ep: &Endpoint, close: bool) -> Start {
+fn start_relay(
+    out: &mut Vec<u8>,
+    mut conn: RawConn,
+    ep: &Endpoint,
+    close: bool,
+    ops: Option<&crate::router::HeaderOps>,
+) -> Start {
     let framing = conn.body;
     out.clear();
-    conn.head.copy_end_to_end(out, conn.named);
+    match ops {
+        None => conn.head.copy_end_to_end(out, conn.named, |_| false),
+        // The route's response header changes.
+        Some(o) => {
+            conn.head
+                .copy_end_to_end(out, conn.named, |name| o.drops(name));
+            o.put(out);
+        }
+    }
     // Chunks pass through as they came, so their framing header goes with them.
     if framing == BodyLen::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");

@@ -4,6 +4,7 @@ use super::serde_duration;
 use super::validate::{positive, validate_name};
 use super::FieldError;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Matches one request header. Exactly one of `exact`, `prefix`, `regex`, `present` (default: present).
@@ -174,6 +175,121 @@ pub struct RouteSpec {
     /// What is changed on the way upstream (Envoy's RouteAction `prefix_rewrite`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<Rewrite>,
+    /// Headers changed on the request sent upstream (Envoy's `request_headers_to_add` /
+    /// `request_headers_to_remove`).
+    #[serde(skip_serializing_if = "HeaderOps::is_empty")]
+    pub request_headers: HeaderOps,
+    /// Headers changed on the upstream's response before it goes to the client (Envoy's
+    /// `response_headers_to_add` / `response_headers_to_remove`).
+    #[serde(skip_serializing_if = "HeaderOps::is_empty")]
+    pub response_headers: HeaderOps,
+}
+
+/// Header changes: `remove` first, then `set` (replacing what is there) and `add` (one more
+/// line of that name).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HeaderOps {
+    /// Header name → value, replacing any the message has.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    /// Header name → value, added as one more line.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub add: BTreeMap<String, String>,
+    /// Header names removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+/// Headers a route may not change: the proxy's own, the message's framing and routing.
+pub const FIXED_HEADERS: [&str; 13] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "content-length",
+    "te",
+    "trailer",
+    "upgrade",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-request-id",
+    "x-envoy-original-path",
+];
+
+impl HeaderOps {
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    fn normalize(&mut self) {
+        let lower = |m: &mut BTreeMap<String, String>| {
+            *m = std::mem::take(m)
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+        };
+        lower(&mut self.set);
+        lower(&mut self.add);
+        for r in &mut self.remove {
+            *r = r.to_ascii_lowercase();
+        }
+        self.remove.sort();
+        self.remove.dedup();
+    }
+
+    /// Checks names and values; `field` is `spec.requestHeaders` or `spec.responseHeaders`.
+    fn validate(&self, field: &str) -> Result<(), FieldError> {
+        let names = self
+            .set
+            .keys()
+            .map(|k| ("set", k))
+            .chain(self.add.keys().map(|k| ("add", k)))
+            .chain(self.remove.iter().map(|k| ("remove", k)));
+        for (op, name) in names {
+            let f = format!("{field}.{op}");
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
+            {
+                return Err(FieldError::new(f, format!("{name:?} is not a header name")));
+            }
+            if FIXED_HEADERS.contains(&name.as_str()) {
+                return Err(FieldError::new(
+                    f,
+                    format!(
+                        "{name:?} is set by the proxy or frames the message; it cannot be changed"
+                    ),
+                ));
+            }
+        }
+        if let Some(both) = self.set.keys().find(|k| self.add.contains_key(*k)) {
+            return Err(FieldError::new(
+                format!("{field}.add"),
+                format!("{both:?} is in set too"),
+            ));
+        }
+        for (op, m) in [("set", &self.set), ("add", &self.add)] {
+            for (k, v) in m {
+                if v.bytes().any(|b| b == b'%') {
+                    return Err(FieldError::new(
+                        format!("{field}.{op}.{k}"),
+                        "'%' is not supported (Envoy reads it as a substitution)",
+                    ));
+                }
+                if v.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+                    return Err(FieldError::new(
+                        format!("{field}.{op}.{k}"),
+                        "control characters may not appear in a header value",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A route's rewrite of the request on its way upstream.
@@ -204,6 +320,8 @@ impl Default for RouteSpec {
             idle_timeout: None,
             upgrades: Vec::new(),
             rewrite: None,
+            request_headers: HeaderOps::default(),
+            response_headers: HeaderOps::default(),
         }
     }
 }
@@ -219,6 +337,8 @@ impl RouteSpec {
 
     /// Canonical order for set-like lists; no path means prefix `/`.
     pub fn normalize(&mut self) {
+        self.request_headers.normalize();
+        self.response_headers.normalize();
         let m = &mut self.match_;
         for h in &mut m.hosts {
             *h = h.to_ascii_lowercase();
@@ -287,6 +407,8 @@ impl RouteSpec {
                 FieldError::new("spec.match.pathRegex", format!("invalid regex: {e}"))
             })?;
         }
+        self.request_headers.validate("spec.requestHeaders")?;
+        self.response_headers.validate("spec.responseHeaders")?;
         if let Some(rw) = &self.rewrite {
             let field = "spec.rewrite.prefix";
             if m.path_regex.is_some() {

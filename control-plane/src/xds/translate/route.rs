@@ -173,8 +173,43 @@ fn route(tenant: &str, name: &str, r: &RouteSpec, hashed: bool) -> Route {
         name: route_name(tenant, name),
         r#match: Some(route_match(r)),
         action: Some(route::Action::Route(route_action(tenant, r, hashed))),
+        request_headers_to_add: headers_to_add(&r.request_headers),
+        request_headers_to_remove: r.request_headers.remove.clone(),
+        response_headers_to_add: headers_to_add(&r.response_headers),
+        response_headers_to_remove: r.response_headers.remove.clone(),
         ..Default::default()
     }
+}
+
+/// Envoy's headers to add for `ops`: `set` replacing (`OVERWRITE_IF_EXISTS_OR_ADD`), `add` as
+/// one more line (`APPEND_IF_EXISTS_OR_ADD`). Values hold no `%` (the model refuses it), so
+/// Envoy's substitution reads them as they are.
+fn headers_to_add(
+    ops: &gw_proto::model::HeaderOps,
+) -> Vec<gw_proto::envoy::pb::envoy::config::core::v3::HeaderValueOption> {
+    use gw_proto::envoy::pb::envoy::config::core::v3::{
+        header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption,
+    };
+    let option = |(k, v): (&String, &String), action: HeaderAppendAction| HeaderValueOption {
+        header: Some(HeaderValue {
+            key: k.clone(),
+            value: v.clone(),
+            ..Default::default()
+        }),
+        append_action: action as i32,
+        // An empty value is sent as one (Envoy would drop it otherwise).
+        keep_empty_value: true,
+        ..Default::default()
+    };
+    ops.set
+        .iter()
+        .map(|kv| option(kv, HeaderAppendAction::OverwriteIfExistsOrAdd))
+        .chain(
+            ops.add
+                .iter()
+                .map(|kv| option(kv, HeaderAppendAction::AppendIfExistsOrAdd)),
+        )
+        .collect()
 }
 
 fn route_match(r: &RouteSpec) -> EnvoyMatch {

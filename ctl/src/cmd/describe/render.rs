@@ -55,6 +55,14 @@ pub fn report(r: &Report, color: bool) -> String {
             if !s.upgrades.is_empty() {
                 field(&mut out, "Upgrades", s.upgrades.join(", "));
             }
+            for (label, ops) in [
+                ("Req headers", &s.request_headers),
+                ("Resp headers", &s.response_headers),
+            ] {
+                if !ops.is_empty() {
+                    field(&mut out, label, header_ops(ops));
+                }
+            }
             if let Some(w) = &s.rewrite {
                 let matched = m
                     .path
@@ -365,6 +373,27 @@ pub fn endpoint(
 mod tests;
 
 /// One line on a cluster's upstream TLS: the server name, and how certificates are checked.
+/// A route's header changes in one line: `set a=1, add b=2, remove c`.
+fn header_ops(o: &gw_proto::model::HeaderOps) -> String {
+    let pairs = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !o.set.is_empty() {
+        parts.push(format!("set {}", pairs(&o.set)));
+    }
+    if !o.add.is_empty() {
+        parts.push(format!("add {}", pairs(&o.add)));
+    }
+    if !o.remove.is_empty() {
+        parts.push(format!("remove {}", o.remove.join(", ")));
+    }
+    parts.join("; ")
+}
+
 fn tls_summary(t: &gw_proto::model::UpstreamTls) -> String {
     let sni = match t.sni.as_str() {
         "" => "no SNI".to_owned(),

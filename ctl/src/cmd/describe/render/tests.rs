@@ -303,7 +303,8 @@ fn a_listeners_private_keys_are_not_shown() {
 #[test]
 fn a_routes_rewrite_in_one_line() {
     let text = "apiVersion: gw/v1\nkind: Route\nmetadata: {name: api, tenant: acme}\n\
-                spec: {match: {pathPrefix: /api/}, cluster: svc, rewrite: {prefix: /}}\n";
+                spec: {match: {pathPrefix: /api/}, cluster: svc, rewrite: {prefix: /},\
+                requestHeaders: {set: {x-a: '1'}, remove: [x-c]}, responseHeaders: {add: {x-b: '2'}}}\n";
     let mut object = gw_proto::manifest::parse(text).unwrap().remove(0).object;
     object.validate().unwrap();
     let r = Report {
@@ -315,4 +316,9 @@ fn a_routes_rewrite_in_one_line() {
     };
     let out = report(&r, false);
     assert!(out.contains("Rewrite:       /api/ -> /\n"), "{out}");
+    assert!(
+        out.contains("Req headers:   set x-a=1; remove x-c\n"),
+        "{out}"
+    );
+    assert!(out.contains("Resp headers:  add x-b=2\n"), "{out}");
 }
