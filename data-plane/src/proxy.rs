@@ -211,9 +211,6 @@ pub async fn handle(
     // What the client asked for, as the access log records it.
     let original_uri = parts.uri.clone();
     headers::strip_hop_by_hop(&mut parts.headers);
-    if let Some(o) = &route.request_headers {
-        o.apply(&mut parts.headers);
-    }
     headers::append_forwarded_for(&mut parts.headers, &down.peer_ip);
     headers::set_forwarded_proto(&mut parts.headers, down.tls);
     let request_id = match parts.headers.get(&headers::X_REQUEST_ID) {
@@ -248,6 +245,12 @@ pub async fn handle(
         }
         parts.uri = uri;
     }
+    // The endpoint is picked on the headers as the client sent them (Envoy picks it before it
+    // makes the route's changes), then the changes are made.
+    let ctx = forward::pick_context(route, down.peer, &parts.headers);
+    if let Some(o) = &route.request_headers {
+        o.apply(&mut parts.headers);
+    }
     // Upstream is HTTP/1.1 in origin form, whatever came downstream.
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         parts.uri = parts
@@ -258,7 +261,6 @@ pub async fn handle(
     parts.version = Version::HTTP_11;
     let method = parts.method.clone();
     let host = parts.headers.get(HOST).cloned();
-    let ctx = forward::pick_context(route, down.peer, &parts.headers);
     // A request whose whole body is at hand (none, or a small one of declared length, read
     // first) goes over a raw connection, and may be sent as often as the route retries; a
     // larger one, or one of unknown length, goes through hyper's client, which streams it (and
@@ -315,15 +317,10 @@ pub async fn handle(
                 forward::forward(&cfg, route, ctx, &mut ex, requested, &mut forward::PerTry).await;
             let (response, err) = match out.reply {
                 forward::Reply::Upstream((conn, ep)) => match raw::response(conn, ep) {
-                    Some(mut r) => {
-                        if let Some(o) = &route.response_headers {
-                            o.apply(r.headers_mut());
-                        }
-                        (
-                            r.map(|b| Either::Left(Timed::new(Either::Right(b), deadline, idle))),
-                            out.upstream_error,
-                        )
-                    }
+                    Some(r) => (
+                        r.map(|b| Either::Left(Timed::new(Either::Right(b), deadline, idle))),
+                        out.upstream_error,
+                    ),
                     None => (
                         local(StatusCode::BAD_GATEWAY, "upstream sent a bad header\n"),
                         "bad response header",
@@ -343,9 +340,6 @@ pub async fn handle(
                 forward::Reply::Upstream((resp, conn, ep)) => {
                     let (mut head, body) = resp.into_parts();
                     headers::strip_hop_by_hop(&mut head.headers);
-                    if let Some(o) = &route.response_headers {
-                        o.apply(&mut head.headers);
-                    }
                     let body = upstream::PooledBody::new(body, conn, ep);
                     relayed(head, body, deadline, idle)
                 }
@@ -397,6 +391,11 @@ pub async fn handle(
         }
     };
     let mut response = response;
+    // The route's response header changes: to whatever answers a request it matched (the
+    // upstream's, a 101, or one of our own), as Envoy makes them.
+    if let Some(o) = &route.response_headers {
+        o.apply(response.headers_mut());
+    }
     // An upgrade not made: what the client sent after its request is not HTTP, so the
     // connection ends after this answer (as Envoy's).
     if upgrade.is_some() && tunnel.is_none() {

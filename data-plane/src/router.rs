@@ -219,38 +219,46 @@ impl HeaderOps {
             ops.remove.push(name(n)?);
         }
         for o in add {
-            let Some(h) = &o.header else { continue };
-            let raw = if h.raw_value.is_empty() {
-                h.value.as_bytes()
-            } else {
-                &h.raw_value[..]
+            let Some(h) = &o.header else {
+                return Err("a header to add without its header".into());
             };
-            if raw.contains(&b'%') {
+            let n = name(&h.key)?;
+            if !h.raw_value.is_empty() {
+                return Err(format!(
+                    "header {:?}: raw_value is not supported (value is)",
+                    h.key
+                ));
+            }
+            if h.value.contains('%') {
                 return Err(format!(
                     "header {:?}: %-substitutions are not supported",
                     h.key
                 ));
             }
-            if raw.is_empty() && !o.keep_empty_value {
+            #[allow(deprecated)]
+            let append = match (o.append.map(|b| b.value), A::try_from(o.append_action)) {
+                // The deprecated flag, with the action left at its default (Envoy refuses both).
+                (Some(a), Ok(A::AppendIfExistsOrAdd)) => a,
+                (Some(_), _) => {
+                    return Err(format!("header {:?}: both append and append_action", h.key))
+                }
+                (None, Ok(A::AppendIfExistsOrAdd)) => true,
+                (None, Ok(A::OverwriteIfExistsOrAdd)) => false,
+                (None, _) => {
+                    return Err(format!(
+                        "header {:?}: append_action ADD_IF_ABSENT / OVERWRITE_IF_EXISTS is not supported",
+                        h.key
+                    ))
+                }
+            };
+            if h.value.is_empty() && !o.keep_empty_value {
                 continue;
             }
-            let v = HeaderValue::from_bytes(raw)
+            let v = HeaderValue::from_str(&h.value)
                 .map_err(|_| format!("header {:?}: not a header value", h.key))?;
-            #[allow(deprecated)]
-            let append = match o.append.map(|b| b.value) {
-                Some(a) => a,
-                None => match A::try_from(o.append_action) {
-                    Ok(A::AppendIfExistsOrAdd) => true,
-                    Ok(A::OverwriteIfExistsOrAdd) => false,
-                    _ => {
-                        return Err(format!(
-                            "header {:?}: append_action ADD_IF_ABSENT / OVERWRITE_IF_EXISTS is not supported",
-                            h.key
-                        ))
-                    }
-                },
-            };
-            let n = name(&h.key)?;
+            if !append && ops.set.iter().any(|(m, _)| *m == n) {
+                return Err(format!("header {:?} is overwritten twice", h.key));
+            }
             match append {
                 true => ops.add.push((n, v)),
                 false => ops.set.push((n, v)),
@@ -487,6 +495,13 @@ pub fn compile_route(
             let mut acc = 0;
             let mut list = Vec::new();
             for c in &w.clusters {
+                if !(c.request_headers_to_add.is_empty()
+                    && c.request_headers_to_remove.is_empty()
+                    && c.response_headers_to_add.is_empty()
+                    && c.response_headers_to_remove.is_empty())
+                {
+                    return Err(unsupported("headers to add or remove per weighted cluster"));
+                }
                 acc += c.weight.as_ref().map_or(0, |w| w.value);
                 list.push((c.name.clone(), acc));
             }

@@ -68,6 +68,8 @@ async fn upstream(name: &'static str, status: u16, delay: Duration) -> Up {
                         }
                         r.headers_mut()
                             .insert("x-from-upstream", "u".parse().unwrap());
+                        r.headers_mut()
+                            .insert("x-frame-options", "SAMEORIGIN".parse().unwrap());
                         // How many lines named so came: a header sent twice shows.
                         let n = req.headers.get_all("x-envoy-original-path").iter().count();
                         r.headers_mut().insert("x-original-paths", n.into());
@@ -707,9 +709,14 @@ async fn routes_change_request_and_response_headers_as_envoy() {
         ),
     ];
     r.response_headers_to_remove = vec!["x-upstream".into()];
+    let mut dead = fixture::prefix_route("t/dead", "/dead", "t/none");
+    dead.response_headers_to_add = r.response_headers_to_add.clone();
     let proxy = proxy_with(
-        vec![r, fixture::prefix_route("t/a", "/", "t/a")],
-        &[("t/a", "round_robin", vec![(a.addr, 1)])],
+        vec![r, dead, fixture::prefix_route("t/a", "/", "t/a")],
+        &[
+            ("t/a", "round_robin", vec![(a.addr, 1)]),
+            ("t/none", "round_robin", vec![]),
+        ],
     )
     .await;
     let p = proxy.listen_addr();
@@ -746,8 +753,13 @@ async fn routes_change_request_and_response_headers_as_envoy() {
         assert_eq!(seen("x-add").as_deref(), Some("0 | 2"), "add appends");
         assert_eq!(seen("x-gone"), None, "remove removes");
         assert_eq!(seen("x-kept").as_deref(), Some("k"));
-        assert_eq!(h["x-frame-options"], "DENY");
+        let frame: Vec<_> = h.get_all("x-frame-options").iter().collect();
+        assert_eq!(frame, ["DENY"], "set replaces the upstream's");
         assert!(!h.contains_key("x-upstream"), "removed from the response");
+        // The proxy's own answers get the route's response changes too (as Envoy's).
+        let (status, _, dead) = call(client, p, "GET", "/dead", &[], "").await;
+        assert_eq!(status, 503);
+        assert_eq!(dead["x-frame-options"], "DENY", "{dead:?}");
         let from: Vec<_> = h
             .get_all("x-from-upstream")
             .iter()
@@ -759,6 +771,22 @@ async fn routes_change_request_and_response_headers_as_envoy() {
     let (_, _, h) = call(&h1, p, "GET", "/x", &sent, "").await;
     assert_eq!(h["x-seen-x-set"], "0");
     assert_eq!(h["x-upstream"], "a");
+    assert_eq!(h["x-frame-options"], "SAMEORIGIN");
+    // Names in any case, on the native path.
+    let mut s = tokio::net::TcpStream::connect(p).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut s,
+        b"GET /h HTTP/1.1\r\nHost: a\r\nX-SET: 0\r\nX-Gone: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut s, &mut got)
+        .await
+        .unwrap();
+    let got = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(got.contains("x-seen-x-set: 1\r\n"), "{got}");
+    assert!(!got.contains("x-seen-x-gone"), "{got}");
     // What gw-proxy cannot follow is refused by name: a substitution, a header it sets itself.
     for (k, v, why) in [
         ("x-who", "%DOWNSTREAM_REMOTE_ADDRESS%", "%-substitutions"),

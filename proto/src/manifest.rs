@@ -278,6 +278,14 @@ spec:
                 "requestHeaders: {set: {x-ip: '%DOWNSTREAM_REMOTE_ADDRESS%'}}",
                 "spec.requestHeaders.set.x-ip: '%' is not supported",
             ),
+            (
+                "requestHeaders: {set: {X-A: '1', x-a: '2'}}",
+                "spec.requestHeaders.set: \"x-a\" is given twice",
+            ),
+            (
+                "responseHeaders: {add: {x-a: ' padded'}}",
+                "spec.responseHeaders.add.x-a: a header value has no leading or trailing whitespace",
+            ),
             ("requestHeaders: {append: {x: y}}", "unknown field"),
         ] {
             let got = r(ops).map(drop).unwrap_err().to_string();

@@ -15,7 +15,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 
 /// An upstream answering `200`: each request header it got as `x-seen-<name>` (a name's lines
-/// joined by ` | `), and `x-from-upstream: u` and `x-upstream-only: o` of its own.
+/// joined by ` | `), and `x-from-upstream: u`, `x-upstream-only: o` and
+/// `x-frame-options: SAMEORIGIN` of its own.
 async fn upstream() -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -25,7 +26,8 @@ async fn upstream() -> SocketAddr {
                 let svc = hyper::service::service_fn(|req: Request<Incoming>| {
                     let mut resp = Response::builder()
                         .header("x-from-upstream", "u")
-                        .header("x-upstream-only", "o");
+                        .header("x-upstream-only", "o")
+                        .header("x-frame-options", "SAMEORIGIN");
                     for k in req.headers().keys() {
                         let all: Vec<&str> = req
                             .headers()
@@ -51,7 +53,7 @@ async fn upstream() -> SocketAddr {
 
 /// `GET path` to `addr` with the test's request headers, over HTTP/1.1 or HTTP/2 (prior
 /// knowledge): the response's headers, each name's values joined by ` | `.
-async fn get(addr: SocketAddr, path: &str, h2: bool) -> Vec<(String, String)> {
+async fn get(addr: SocketAddr, path: &str, h2: bool) -> (u16, Vec<(String, String)>) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let io = TokioIo::new(tcp);
     let mut req = Request::builder()
@@ -81,7 +83,7 @@ async fn get(addr: SocketAddr, path: &str, h2: bool) -> Vec<(String, String)> {
             .await
             .unwrap()
     };
-    assert_eq!(resp.status(), 200);
+    let status = resp.status().as_u16();
     let mut got: Vec<(String, String)> = resp
         .headers()
         .keys()
@@ -98,12 +100,14 @@ async fn get(addr: SocketAddr, path: &str, h2: bool) -> Vec<(String, String)> {
         .collect();
     got.sort();
     resp.into_body().collect().await.unwrap();
-    got
+    (status, got)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_and_gw_proxy_change_route_headers_alike() {
     let up = upstream().await.port();
+    let dead = gw_e2e::dead_port();
+    let dead_port = dead.port();
     on_both_with(
         "route-headers",
         "idleTimeout: 60s",
@@ -117,12 +121,18 @@ async fn envoy_and_gw_proxy_change_route_headers_alike() {
                  requestHeaders: {{set: {{x-set: '1', x-new: n}}, add: {{x-add: '2'}}, remove: [x-gone]}},\n  \
                  responseHeaders: {{set: {{x-frame-options: DENY}}, add: {{x-from-upstream: p}}, remove: [x-upstream-only]}}}}\n\
                  ---\napiVersion: gw/v1\nkind: Route\nmetadata: {{name: plain, tenant: acme}}\n\
-                 spec: {{match: {{pathPrefix: /plain}}, cluster: echo}}\n"
+                 spec: {{match: {{pathPrefix: /plain}}, cluster: echo}}\n\
+                 ---\napiVersion: gw/v1\nkind: Cluster\nmetadata: {{name: gone, tenant: acme}}\n\
+                 spec: {{endpoints: [{{address: 127.0.0.1, port: {dead_port}}}]}}\n\
+                 ---\napiVersion: gw/v1\nkind: Route\nmetadata: {{name: dead, tenant: acme}}\n\
+                 spec: {{match: {{pathPrefix: /dead}}, cluster: gone,\n  \
+                 responseHeaders: {{set: {{x-frame-options: DENY}}}}}}\n"
             )
         },
         |who, addr| async move {
             for h2 in [false, true] {
-                let got = get(addr, "/h/x", h2).await;
+                let (status, got) = get(addr, "/h/x", h2).await;
+                assert_eq!(status, 200, "{who}");
                 let find = |n: &str| {
                     got.iter()
                         .find(|(k, _)| k == n)
@@ -138,7 +148,7 @@ async fn envoy_and_gw_proxy_change_route_headers_alike() {
                 assert_eq!(find("x-from-upstream"), Some("u | p"), "{what}");
                 assert_eq!(find("x-upstream-only"), None, "{what}");
                 // A route without changes passes both ways as they are.
-                let got = get(addr, "/plain/x", h2).await;
+                let (_, got) = get(addr, "/plain/x", h2).await;
                 let find = |n: &str| {
                     got.iter()
                         .find(|(k, _)| k == n)
@@ -147,6 +157,16 @@ async fn envoy_and_gw_proxy_change_route_headers_alike() {
                 assert_eq!(find("x-seen-x-set"), Some("0"), "{who}");
                 assert_eq!(find("x-seen-x-gone"), Some("0"), "{who}");
                 assert_eq!(find("x-upstream-only"), Some("o"), "{who}");
+                assert_eq!(find("x-frame-options"), Some("SAMEORIGIN"), "{who}");
+                // The proxy's own answer (no upstream to be had) gets the route's changes too.
+                let (status, got) = get(addr, "/dead/x", h2).await;
+                let find = |n: &str| {
+                    got.iter()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.as_str())
+                };
+                assert_eq!(status, 503, "{who}: {got:?}");
+                assert_eq!(find("x-frame-options"), Some("DENY"), "{who}: {got:?}");
             }
         },
     )

@@ -184,6 +184,7 @@ pub async fn serve_connection(
                                     false,
                                     true,
                                     timeouts.stream_idle,
+                                    None,
                                 )
                                 .await;
                                 linger(io).await;
@@ -390,6 +391,7 @@ async fn exchange(
             false,
             close,
             cfg.timeouts.stream_idle,
+            None,
         )
         .await;
         *ended = tokio::time::Instant::now();
@@ -476,7 +478,19 @@ async fn exchange(
     let (status, then) = match outcome.reply {
         Reply::Local(status, msg, overloaded) => (
             status.as_u16(),
-            Then::from_ok(write_local(io, out, status, msg, overloaded, close, idle).await),
+            Then::from_ok(
+                write_local(
+                    io,
+                    out,
+                    status,
+                    msg,
+                    overloaded,
+                    close,
+                    idle,
+                    route.response_headers.as_deref(),
+                )
+                .await,
+            ),
         ),
         Reply::Upstream((conn, ep)) => {
             let status = conn.head.status;
@@ -528,6 +542,9 @@ async fn exchange(
 }
 
 /// A reply of our own. False when the downstream connection cannot go on.
+/// `ops`: the matched route's response header changes (Envoy makes them to its local replies
+/// too).
+#[allow(clippy::too_many_arguments)]
 async fn write_local(
     io: &mut TcpStream,
     out: &mut Vec<u8>,
@@ -536,18 +553,28 @@ async fn write_local(
     overloaded: bool,
     close: bool,
     idle: Option<Duration>,
+    ops: Option<&crate::router::HeaderOps>,
 ) -> bool {
     use std::io::Write;
     out.clear();
+    let kept = |name: &str| ops.is_none_or(|o| !o.drops(name.as_bytes()));
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n",
+        "HTTP/1.1 {} {}\r\n{}content-length: {}\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
+        if kept("content-type") {
+            "content-type: text/plain\r\n"
+        } else {
+            ""
+        },
         msg.len()
     );
-    if overloaded {
+    if overloaded && kept(headers::X_GW_OVERLOADED.as_str()) {
         put_header(out, headers::X_GW_OVERLOADED.as_str().as_bytes(), b"true");
+    }
+    if let Some(o) = ops {
+        o.put(out);
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");

@@ -225,11 +225,17 @@ impl HeaderOps {
     }
 
     fn normalize(&mut self) {
+        // A name given twice in different case stays twice (as `name\0`), for validate to refuse.
         let lower = |m: &mut BTreeMap<String, String>| {
-            *m = std::mem::take(m)
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect();
+            let mut out = BTreeMap::new();
+            for (k, v) in std::mem::take(m) {
+                let mut k = k.to_ascii_lowercase();
+                while out.contains_key(&k) {
+                    k.push('\0');
+                }
+                out.insert(k, v);
+            }
+            *m = out;
         };
         lower(&mut self.set);
         lower(&mut self.add);
@@ -250,6 +256,15 @@ impl HeaderOps {
             .chain(self.remove.iter().map(|k| ("remove", k)));
         for (op, name) in names {
             let f = format!("{field}.{op}");
+            if let Some(once) = name.strip_suffix('\0') {
+                return Err(FieldError::new(
+                    f,
+                    format!("{:?} is given twice", once.trim_end_matches('\0')),
+                ));
+            }
+            if name.len() > 16384 {
+                return Err(FieldError::new(f, "a header name is at most 16384 bytes"));
+            }
             if name.is_empty()
                 || !name
                     .bytes()
@@ -284,6 +299,12 @@ impl HeaderOps {
                     return Err(FieldError::new(
                         format!("{field}.{op}.{k}"),
                         "control characters may not appear in a header value",
+                    ));
+                }
+                if v.trim() != v || v.len() > 16384 {
+                    return Err(FieldError::new(
+                        format!("{field}.{op}.{k}"),
+                        "a header value has no leading or trailing whitespace and is at most 16384 bytes",
                     ));
                 }
             }

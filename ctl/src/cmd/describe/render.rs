@@ -373,7 +373,7 @@ pub fn endpoint(
 mod tests;
 
 /// One line on a cluster's upstream TLS: the server name, and how certificates are checked.
-/// A route's header changes in one line: `set a=1, add b=2, remove c`.
+/// A route's header changes in one line: `set a=1; add b=2; remove c`.
 fn header_ops(o: &gw_proto::model::HeaderOps) -> String {
     let pairs = |m: &std::collections::BTreeMap<String, String>| {
         m.iter()
@@ -394,6 +394,7 @@ fn header_ops(o: &gw_proto::model::HeaderOps) -> String {
     parts.join("; ")
 }
 
+/// A cluster's upstream TLS in one line.
 fn tls_summary(t: &gw_proto::model::UpstreamTls) -> String {
     let sni = match t.sni.as_str() {
         "" => "no SNI".to_owned(),
