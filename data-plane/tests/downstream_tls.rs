@@ -372,7 +372,9 @@ async fn a_tls_listener_serves_https_picks_certificates_by_sni_and_says_so_upstr
     let mut plain_get = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut plain_post = tokio::net::TcpStream::connect(addr).await.unwrap();
     for s in [&mut plain_get, &mut plain_post] {
-        let head = exchange_raw(s, "GET /kept HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        let head = common::exchange(s, "GET /kept HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .0;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     }
     p.shared().apply(config(&up, Some(&ctx), "5")).unwrap();
@@ -384,7 +386,7 @@ async fn a_tls_listener_serves_https_picks_certificates_by_sni_and_says_so_upstr
             false,
         ),
     ] {
-        let head = exchange_raw(s, request).await.to_ascii_lowercase();
+        let head = common::exchange(s, request).await.0.to_ascii_lowercase();
         assert!(head.starts_with("http/1.1 200"), "{head}");
         assert_eq!(head.contains("connection: close"), says_close, "{head}");
         let mut rest = Vec::new();
@@ -401,34 +403,6 @@ async fn a_tls_listener_serves_https_picks_certificates_by_sni_and_says_so_upstr
         .expect("a plaintext connection was kept on a TLS listener")
         .unwrap();
     drop(kept);
-}
-
-/// Sends `request` on `s` and reads the response: its head (the body, of `content-length`,
-/// read and dropped).
-async fn exchange_raw(s: &mut tokio::net::TcpStream, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
-            if body.len() >= len {
-                return head.to_owned();
-            }
-        }
-    }
 }
 
 /// A client connection over `io` (HTTP/2 when `h2`) that has had one `200`; its sender (kept,

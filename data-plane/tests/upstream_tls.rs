@@ -6,7 +6,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use bytes::Bytes;
+use common::exchange;
 use gw_control_plane::testing::TestPki;
 use gw_proto::envoy::pb::envoy::config::core::v3::{data_source, DataSource};
 use gw_proto::envoy::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -157,28 +160,6 @@ async fn proxy(res: Resources) -> Proxy {
         .unwrap();
     p.shared().apply(res).unwrap();
     p
-}
-
-/// `request` on `s` (keep-alive); the response head and body.
-async fn exchange(s: &mut tokio::net::TcpStream, request: &str) -> (String, String) {
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if body.len() >= len {
-                return (head.to_owned(), body.to_owned());
-            }
-        }
-    }
 }
 
 #[tokio::test]

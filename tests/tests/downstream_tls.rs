@@ -14,43 +14,12 @@ use gw_e2e::envoy::{Envoy, Mode};
 use gw_e2e::{control, free_port, http, wait};
 use gw_proxy::server::{Proxy, ProxyConfig};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// An upstream answering `200` with the `x-forwarded-proto` and `x-forwarded-for` it got
-/// (`x-seen-proto`, `x-seen-xff`; `-` for none).
-async fn upstream() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: Request<Incoming>| {
-                    let seen = |h: &str| {
-                        req.headers()
-                            .get(h)
-                            .map_or("-".to_owned(), |v| v.to_str().unwrap().to_owned())
-                    };
-                    let resp = Response::builder()
-                        .header("x-seen-proto", seen("x-forwarded-proto"))
-                        .header("x-seen-xff", seen("x-forwarded-for"))
-                        .body(http_body_util::Full::new(Bytes::from_static(b"up")))
-                        .unwrap();
-                    async move { Ok::<_, std::convert::Infallible>(resp) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 /// What a request over TLS got.
 #[derive(Debug)]
@@ -117,8 +86,8 @@ async fn get(
             alpn,
             tls: tls_version,
             version: format!("{:?}", resp.version()),
-            proto: header(&resp, "x-seen-proto"),
-            xff: header(&resp, "x-seen-xff"),
+            proto: header(&resp, "x-seen-x-forwarded-proto"),
+            xff: header(&resp, "x-seen-x-forwarded-for"),
         };
         resp.into_body().collect().await?;
         anyhow::Ok(got)
@@ -284,7 +253,7 @@ async fn envoy_and_gw_proxy_terminate_tls_alike() {
         q(&b_cert),
         q(&b_key)
     );
-    let up = upstream().await;
+    let up = gw_e2e::echo::upstream().await.unwrap();
     let cp = control::start().await.unwrap();
     let port = free_port();
     control::apply(&cp, &manifest(port, &tls, up))
@@ -339,7 +308,11 @@ async fn envoy_and_gw_proxy_terminate_tls_alike() {
     control::apply(&cp, &manifest(port, "", up)).await.unwrap();
     for (who, addr) in both {
         let r = until_plain(who, addr).await;
-        assert_eq!(r.header("x-seen-proto"), Some("http"), "{who}: {r:?}");
+        assert_eq!(
+            r.header("x-seen-x-forwarded-proto"),
+            Some("http"),
+            "{who}: {r:?}"
+        );
         let r = http::send(
             addr,
             "GET",
@@ -349,8 +322,12 @@ async fn envoy_and_gw_proxy_terminate_tls_alike() {
         )
         .await
         .unwrap();
-        assert_eq!(r.header("x-seen-proto"), Some("http"), "{who}: {r:?}");
-        xff_is(who, r.header("x-seen-xff").unwrap_or(""), &[]);
+        assert_eq!(
+            r.header("x-seen-x-forwarded-proto"),
+            Some("http"),
+            "{who}: {r:?}"
+        );
+        xff_is(who, r.header("x-seen-x-forwarded-for").unwrap_or(""), &[]);
     }
 
     gw.shutdown().await;

@@ -5,95 +5,34 @@
 
 #![allow(clippy::unwrap_used)]
 
-use bytes::Bytes;
+use gw_e2e::echo;
 use gw_e2e::serving::on_both_with;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 
-/// An upstream answering `200` with the path and query it got (`x-seen-path`) and the
-/// `x-envoy-original-path` values, joined (`x-seen-original`, `-` for none).
-async fn upstream() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: Request<Incoming>| {
-                    let path = req.uri().path_and_query().map_or("", |p| p.as_str());
-                    let all: Vec<&str> = req
-                        .headers()
-                        .get_all("x-envoy-original-path")
-                        .iter()
-                        .map(|v| v.to_str().unwrap())
-                        .collect();
-                    let original = if all.is_empty() {
-                        "-".to_owned()
-                    } else {
-                        all.join(",")
-                    };
-                    let resp = Response::builder()
-                        .header("x-seen-path", path)
-                        .header("x-seen-original", original)
-                        .body(http_body_util::Full::new(Bytes::from_static(b"up")))
-                        .unwrap();
-                    async move { Ok::<_, std::convert::Infallible>(resp) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-/// `GET path` to `addr` over HTTP/1.1, or HTTP/2 with prior knowledge: the path and the
-/// original path the upstream saw.
+/// `GET path` over HTTP/1.1 or HTTP/2 with a client's own `x-envoy-original-path`: the status,
+/// the path the upstream got, and the `x-envoy-original-path` it got (`-`: none).
 async fn get(addr: SocketAddr, path: &str, h2: bool) -> (u16, String, String) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let io = TokioIo::new(tcp);
-    let req = Request::builder()
-        .uri(format!("http://rewrite.test{path}"))
-        .header("host", "rewrite.test")
+    let seen = echo::get(
+        addr,
+        "rewrite.test",
+        path,
         // A client's own: dropped by both, rewritten or not.
-        .header("x-envoy-original-path", "/spoofed")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = if h2 {
-        let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        s.send_request(req).await.unwrap()
-    } else {
-        let (mut s, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-        tokio::spawn(conn);
-        let (mut parts, body) = req.into_parts();
-        parts.uri = path.parse().unwrap();
-        s.send_request(Request::from_parts(parts, body))
-            .await
-            .unwrap()
-    };
-    let seen = |h: &str| {
-        resp.headers()
-            .get(h)
-            .map_or(String::new(), |v| v.to_str().unwrap().to_owned())
-    };
-    let got = (
-        resp.status().as_u16(),
-        seen("x-seen-path"),
-        seen("x-seen-original"),
-    );
-    resp.into_body().collect().await.unwrap();
-    got
+        &[("x-envoy-original-path", "/spoofed")],
+        h2,
+    )
+    .await
+    .unwrap();
+    let h = |n: &str| seen.header(n).map(str::to_owned);
+    (
+        seen.status,
+        h("x-seen-path").unwrap_or_default(),
+        h("x-seen-x-envoy-original-path").unwrap_or_else(|| "-".into()),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_and_gw_proxy_rewrite_prefixes_alike() {
-    let up = upstream().await.port();
+    let up = echo::upstream().await.unwrap().port();
     let route = |name: &str, path: &str, rest: &str| {
         format!(
             "---\napiVersion: gw/v1\nkind: Route\nmetadata: {{name: {name}, tenant: acme}}\n\
