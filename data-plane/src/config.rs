@@ -258,6 +258,7 @@ impl RuntimeConfig {
         match &route.target {
             crate::router::Target::Cluster(name) => reaches(name),
             crate::router::Target::Weighted(list, _) => list.iter().any(|(name, _)| reaches(name)),
+            crate::router::Target::Direct(..) => false,
         }
     }
 

@@ -152,6 +152,8 @@ enum Whole {
     /// An HTTP/1.1 upgrade its route allows (over a connection of its own), with what gives
     /// the downstream socket once the `101` has gone.
     Upgrade(Incoming, hyper::upgrade::OnUpgrade),
+    /// Answered here: the route's direct response.
+    Direct(StatusCode, Bytes),
 }
 
 /// A local reply, marked when a cluster limit refused the request.
@@ -271,7 +273,9 @@ pub async fn handle(
         (n <= native::MAX_BUFFERED_BODY).then_some(n)
     };
     let bodyless = body.is_end_stream() && upgrade.is_none();
-    let whole = if let (Some(kind), Some(on)) = (&upgrade, on_upgrade) {
+    let whole = if let crate::router::Target::Direct(status, body) = &route.target {
+        Whole::Direct(*status, body.clone())
+    } else if let (Some(kind), Some(on)) = (&upgrade, on_upgrade) {
         // Refused unless the route (or the listener) allows this upgrade: Envoy's 403. Not
         // made to an HTTP/2 cluster either (that would take extended CONNECT upstream).
         if cfg.routes.allows_upgrade(route, kind.as_bytes()) && !cfg.reaches_http2(route) {
@@ -311,6 +315,17 @@ pub async fn handle(
     let mut tunnel = None;
     let (response, cluster, endpoint, upstream_error) = match whole {
         Whole::Refused(status, msg) => (local(status, msg), None, None, ""),
+        Whole::Direct(status, body) => {
+            let mut r = Response::new(Either::Right(Full::new(body.clone())));
+            *r.status_mut() = status;
+            if !body.is_empty() {
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain"),
+                );
+            }
+            (r, None, None, "")
+        }
         Whole::Raw(request) => {
             let mut ex = native::Native::new(&request, bodyless, method == Method::HEAD);
             let out =

@@ -102,6 +102,8 @@ pub enum Target {
     Cluster(String),
     /// A weighted split: (cluster, cumulative weight), total.
     Weighted(Vec<(String, u32)>, u32),
+    /// No cluster: the proxy answers with this status and body (Envoy's direct response).
+    Direct(hyper::StatusCode, bytes::Bytes),
 }
 
 /// What to hash on for `ip_hash` clusters.
@@ -467,8 +469,16 @@ pub fn compile_route(
         .iter()
         .map(|h| header_cond(&name, h))
         .collect::<Result<_, _>>()?;
-    let Some(rt::route::Action::Route(a)) = &r.action else {
-        return Err(unsupported("route action (only `route` is supported)"));
+    let a = match &r.action {
+        Some(rt::route::Action::Route(a)) => a,
+        Some(rt::route::Action::DirectResponse(d)) => {
+            return direct_route(r, d, path, headers, stats);
+        }
+        _ => {
+            return Err(unsupported(
+                "route action (`route` and `direct_response` are supported)",
+            ))
+        }
     };
     if a.regex_rewrite.is_some() || a.path_rewrite_policy.is_some() {
         return Err(unsupported(
@@ -558,6 +568,62 @@ pub fn compile_route(
             .map_err(|e| unsupported(&format!("request headers: {e}")))?,
         response_headers: HeaderOps::of(&r.response_headers_to_add, &r.response_headers_to_remove)
             .map_err(|e| unsupported(&format!("response headers: {e}")))?,
+        name,
+    })
+}
+
+/// A route answered by the proxy itself (`direct_response`).
+fn direct_route(
+    r: &rt::Route,
+    d: &rt::DirectResponseAction,
+    path: PathMatch,
+    headers: Vec<HeaderCond>,
+    stats: &dyn Fn(&str, &str) -> Arc<ObjStats>,
+) -> Result<Route, RouteError> {
+    use gw_proto::envoy::pb::envoy::config::core::v3::data_source::Specifier;
+    let name = r.name.clone();
+    let unsupported = |what: String| RouteError::Unsupported {
+        route: name.clone(),
+        what,
+    };
+    if d.body_format.is_some() {
+        return Err(unsupported("a direct_response body_format".into()));
+    }
+    let status = u16::try_from(d.status)
+        .ok()
+        .and_then(|s| hyper::StatusCode::from_u16(s).ok())
+        .filter(|s| (200..=599).contains(&s.as_u16()))
+        .ok_or_else(|| unsupported(format!("direct_response status {}", d.status)))?;
+    let body = match d.body.as_ref().and_then(|b| b.specifier.as_ref()) {
+        None => bytes::Bytes::new(),
+        Some(Specifier::InlineString(s)) => bytes::Bytes::from(s.clone()),
+        Some(Specifier::InlineBytes(b)) => bytes::Bytes::from(b.clone()),
+        Some(_) => return Err(unsupported("a direct_response body not inline".into())),
+    };
+    if std::str::from_utf8(&body).is_err() || body.len() > 4096 {
+        return Err(unsupported(
+            "a direct_response body that is not UTF-8 or is over 4 KiB".into(),
+        ));
+    }
+    let (tenant, short) = name
+        .split_once('/')
+        .map_or((String::new(), name.clone()), |(t, n)| (t.into(), n.into()));
+    Ok(Route {
+        stats: stats(&tenant, &short),
+        tenant,
+        short,
+        path,
+        headers,
+        target: Target::Direct(status, body),
+        timeout: None,
+        retry: None,
+        hash_on: None,
+        idle: None,
+        upgrades: Vec::new(),
+        rewrite: None,
+        request_headers: None,
+        response_headers: HeaderOps::of(&r.response_headers_to_add, &r.response_headers_to_remove)
+            .map_err(|e| unsupported(format!("response headers: {e}")))?,
         name,
     })
 }
@@ -729,6 +795,8 @@ impl Target {
                     .or(list.last())
                     .map_or("", |(c, _)| c.as_str())
             }
+            // Never asked: a direct response goes to no cluster.
+            Target::Direct(..) => "",
         }
     }
 }

@@ -805,3 +805,83 @@ async fn routes_change_request_and_response_headers_as_envoy() {
         assert!(err.contains(why), "{k}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_answer_directly_as_envoy() {
+    use gw_proto::envoy::pb::envoy::config::core::v3::{data_source, DataSource};
+    let a = upstream("a", 200, Duration::ZERO).await;
+    let direct = |name: &str, prefix: &str, status: u32, body: &str| {
+        let mut r = fixture::prefix_route(name, prefix, "t/a");
+        r.action = Some(rt::route::Action::DirectResponse(
+            rt::DirectResponseAction {
+                status,
+                body: (!body.is_empty()).then(|| DataSource {
+                    specifier: Some(data_source::Specifier::InlineString(body.into())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ));
+        r
+    };
+    let proxy = proxy_with(
+        vec![
+            direct("t/gone", "/gone", 410, "gone for good\n"),
+            direct("t/empty", "/empty", 204, ""),
+            fixture::prefix_route("t/a", "/", "t/a"),
+        ],
+        &[("t/a", "round_robin", vec![(a.addr, 1)])],
+    )
+    .await;
+    let p = proxy.listen_addr();
+    let h1: Http = Client::builder(TokioExecutor::new()).build_http();
+    let h2: Http = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    // The native path (with and without a body) and hyper's (HTTP/2): no request upstream.
+    for (client, body) in [(&h1, ""), (&h1, "abc"), (&h2, "")] {
+        let method = if body.is_empty() { "GET" } else { "POST" };
+        let (status, up, h) = call(client, p, method, "/gone/x", &[], body).await;
+        assert_eq!((status, up.as_str()), (410, ""));
+        assert_eq!(h["content-type"], "text/plain");
+        assert_eq!(h["content-length"], "14");
+        let (status, _, h) = call(client, p, "GET", "/empty", &[], "").await;
+        assert_eq!(status, 204);
+        assert!(!h.contains_key("content-type"), "{h:?}");
+    }
+    assert_eq!(a.hits.load(Ordering::SeqCst), 0, "nothing went upstream");
+    // Counted as the route's requests.
+    let text = common_metrics(&proxy).await;
+    assert!(
+        text.lines().any(|l| l.starts_with("gw_rq_total{")
+            && l.contains("name=\"gone\"")
+            && l.contains("class=\"4xx\"")
+            && l.ends_with(" 3")),
+        "{text}"
+    );
+    // A status outside 200..=599 is refused by name.
+    let err = proxy
+        .shared()
+        .apply(fixture::simple(
+            vec![direct("t/bad", "/bad", 99, "")],
+            &[("t/a", "round_robin", vec![(a.addr, 1)])],
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("direct_response status 99"), "{err}");
+}
+
+/// The proxy's `/metrics` text.
+async fn common_metrics(proxy: &Proxy) -> String {
+    let c: Http = Client::builder(TokioExecutor::new()).build_http();
+    let resp = c
+        .request(
+            Request::get(format!("http://{}/metrics", proxy.admin_addr()))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}

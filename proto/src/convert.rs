@@ -323,6 +323,10 @@ pub fn route_spec_to_pb(r: &model::RouteSpec) -> pb::RouteSpec {
         }),
         request_headers: header_ops_to_pb(&r.request_headers),
         response_headers: header_ops_to_pb(&r.response_headers),
+        direct_response: r.direct_response.as_ref().map(|d| pb::DirectResponse {
+            status: u32::from(d.status),
+            body: d.body.clone(),
+        }),
     }
 }
 
@@ -419,6 +423,21 @@ pub fn route_spec_from_pb(r: Option<&pb::RouteSpec>) -> Result<model::RouteSpec,
             }),
         request_headers: header_ops_from_pb(r.request_headers.as_ref()),
         response_headers: header_ops_from_pb(r.response_headers.as_ref()),
+        direct_response: r
+            .direct_response
+            .as_ref()
+            .map(|d| {
+                Ok(model::DirectResponse {
+                    status: u16::try_from(d.status).map_err(|_| {
+                        FieldError::new(
+                            "spec.directResponse.status",
+                            format!("{} is not in 200..=599", d.status),
+                        )
+                    })?,
+                    body: d.body.clone(),
+                })
+            })
+            .transpose()?,
     })
 }
 

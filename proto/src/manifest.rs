@@ -294,6 +294,47 @@ spec:
     }
 
     #[test]
+    fn a_direct_response_is_checked_by_field() {
+        let r = |spec: &str| -> Result<crate::model::Object, Box<dyn std::error::Error>> {
+            let mut docs = parse(&format!(
+                "apiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: t}}\nspec: {spec}\n"
+            ))?;
+            let mut o = docs.remove(0).object;
+            o.validate().map(|()| o).map_err(|e| e.to_string().into())
+        };
+        let ok =
+            r("{match: {pathPrefix: /old}, directResponse: {status: 410, body: gone}}").unwrap();
+        let Spec::Route(spec) = &ok.spec else {
+            panic!("not a route")
+        };
+        let back =
+            crate::convert::route_spec_from_pb(Some(&crate::convert::route_spec_to_pb(spec)))
+                .unwrap();
+        assert_eq!(back.direct_response, spec.direct_response);
+        for (spec, err) in [
+            (
+                "{directResponse: {status: 700}}",
+                "spec.directResponse.status: 700 is not in 200..=599",
+            ),
+            (
+                "{cluster: c, directResponse: {status: 200}}",
+                "spec.directResponse: cannot be set together with a cluster",
+            ),
+            (
+                "{directResponse: {status: 200}, retry: {attempts: 1}}",
+                "spec.retry: has no use on a route with directResponse",
+            ),
+            (
+                "{}",
+                "spec.cluster: is required (or spec.weightedClusters, or spec.directResponse)",
+            ),
+        ] {
+            let got = r(spec).map(drop).unwrap_err().to_string();
+            assert!(got.contains(err), "{spec}: {got}");
+        }
+    }
+
+    #[test]
     fn a_rewrite_is_checked_by_field() {
         let r = |spec: &str| -> Result<crate::model::Object, Box<dyn std::error::Error>> {
             let mut docs = parse(&format!(

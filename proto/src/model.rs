@@ -21,8 +21,8 @@ pub use cluster::{
 pub use duration::{format as format_duration, parse as parse_duration, serde_duration};
 pub use endpoint::{metadata_json, Endpoint, EndpointKey, EndpointSource};
 pub use route::{
-    HashOn, HeaderMatch, HeaderOps, RetryPolicy, Rewrite, RouteMatch, RouteSpec, WeightedCluster,
-    FIXED_HEADERS,
+    DirectResponse, HashOn, HeaderMatch, HeaderOps, RetryPolicy, Rewrite, RouteMatch, RouteSpec,
+    WeightedCluster, FIXED_HEADERS,
 };
 pub use tls::{certified_key, KeyPart, ListenerTls, TlsCertificate, HIDDEN_KEY};
 pub use validate::{path_prefix, validate_name, FieldError};

@@ -46,6 +46,9 @@ async fn envoy_and_gw_proxy_change_route_headers_alike() {
                  spec: {{endpoints: [{{address: 127.0.0.1, port: {dead_port}}}]}}\n\
                  ---\napiVersion: gw/v1\nkind: Route\nmetadata: {{name: dead, tenant: acme}}\n\
                  spec: {{match: {{pathPrefix: /dead}}, cluster: gone,\n  \
+                 responseHeaders: {{set: {{x-frame-options: DENY}}}}}}\n\
+                 ---\napiVersion: gw/v1\nkind: Route\nmetadata: {{name: retired, tenant: acme}}\n\
+                 spec: {{match: {{pathPrefix: /retired}}, directResponse: {{status: 410, body: \"gone\\n\"}},\n  \
                  responseHeaders: {{set: {{x-frame-options: DENY}}}}}}\n"
             )
         },
@@ -74,6 +77,13 @@ async fn envoy_and_gw_proxy_change_route_headers_alike() {
                 let got = get(addr, "/dead/x", h2).await;
                 assert_eq!(got.status, 503, "{who}: {got:?}");
                 assert_eq!(got.header("x-frame-options"), Some("DENY"), "{who}: {got:?}");
+                // A direct response: the status, the body as text, the route's header changes.
+                let got = get(addr, "/retired/x", h2).await;
+                assert_eq!(got.status, 410, "{who}: {got:?}");
+                assert_eq!(got.header("content-type"), Some("text/plain"), "{who}: {got:?}");
+                assert_eq!(got.header("content-length"), Some("5"), "{who}: {got:?}");
+                assert_eq!(got.header("x-frame-options"), Some("DENY"), "{who}: {got:?}");
+                assert_eq!(got.header("x-from-upstream"), None, "{who}: {got:?}");
             }
         },
     )

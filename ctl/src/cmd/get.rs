@@ -108,6 +108,9 @@ pub fn path_match(m: &model::RouteMatch) -> String {
 
 /// `users-svc` or `orders-svc=90,users-svc=10`.
 pub fn targets(r: &model::RouteSpec) -> String {
+    if let Some(d) = &r.direct_response {
+        return format!("direct {}", d.status);
+    }
     match &r.cluster {
         Some(c) => c.clone(),
         None => r

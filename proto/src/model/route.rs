@@ -183,6 +183,21 @@ pub struct RouteSpec {
     /// `response_headers_to_add` / `response_headers_to_remove`).
     #[serde(skip_serializing_if = "HeaderOps::is_empty")]
     pub response_headers: HeaderOps,
+    /// Answered by the proxy itself instead of a cluster (Envoy's `DirectResponseAction`):
+    /// maintenance pages, retired paths (`410`), fixed health answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_response: Option<DirectResponse>,
+}
+
+/// A route's fixed answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DirectResponse {
+    /// The status, 200–599.
+    pub status: u16,
+    /// The body, sent as `text/plain` (none when empty); at most 4 KiB.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub body: String,
 }
 
 /// Header changes: `remove` first, then `set` (replacing what is there) and `add` (one more
@@ -343,6 +358,7 @@ impl Default for RouteSpec {
             rewrite: None,
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
+            direct_response: None,
         }
     }
 }
@@ -482,38 +498,68 @@ impl RouteSpec {
                 ));
             }
         }
-        match (&self.cluster, self.weighted_clusters.is_empty()) {
-            (Some(_), false) => {
-                return Err(FieldError::new(
-                    "spec.weightedClusters",
-                    "cannot be set together with spec.cluster",
-                ))
+        if let Some(d) = &self.direct_response {
+            let f = "spec.directResponse";
+            if self.cluster.is_some() || !self.weighted_clusters.is_empty() {
+                return Err(FieldError::new(f, "cannot be set together with a cluster"));
             }
-            (None, true) => {
+            if !(200..=599).contains(&d.status) {
                 return Err(FieldError::new(
-                    "spec.cluster",
-                    "is required (or spec.weightedClusters)",
-                ))
+                    format!("{f}.status"),
+                    format!("{} is not in 200..=599", d.status),
+                ));
             }
-            (Some(c), true) => validate_name("spec.cluster", c)?,
-            (None, false) => {
-                let mut total = 0u64;
-                let mut seen = std::collections::HashSet::new();
-                for (i, w) in self.weighted_clusters.iter().enumerate() {
-                    validate_name(&format!("spec.weightedClusters[{i}].cluster"), &w.cluster)?;
-                    if !seen.insert(&w.cluster) {
-                        return Err(FieldError::new(
-                            format!("spec.weightedClusters[{i}].cluster"),
-                            "appears twice",
-                        ));
-                    }
-                    total += u64::from(w.weight);
-                }
-                if total == 0 {
+            if d.body.len() > 4096 {
+                return Err(FieldError::new(format!("{f}.body"), "is over 4 KiB"));
+            }
+            let unused = [
+                ("spec.retry", self.retry.is_some()),
+                ("spec.hashOn", self.hash_on.is_some()),
+                ("spec.upgrades", !self.upgrades.is_empty()),
+                ("spec.rewrite", self.rewrite.is_some()),
+                ("spec.requestHeaders", !self.request_headers.is_empty()),
+            ];
+            if let Some((field, _)) = unused.iter().find(|(_, set)| *set) {
+                return Err(FieldError::new(
+                    *field,
+                    "has no use on a route with directResponse (no request goes upstream)",
+                ));
+            }
+        }
+        if self.direct_response.is_none() {
+            match (&self.cluster, self.weighted_clusters.is_empty()) {
+                (Some(_), false) => {
                     return Err(FieldError::new(
                         "spec.weightedClusters",
-                        "weights must add up to more than 0",
-                    ));
+                        "cannot be set together with spec.cluster",
+                    ))
+                }
+                (None, true) => {
+                    return Err(FieldError::new(
+                        "spec.cluster",
+                        "is required (or spec.weightedClusters, or spec.directResponse)",
+                    ))
+                }
+                (Some(c), true) => validate_name("spec.cluster", c)?,
+                (None, false) => {
+                    let mut total = 0u64;
+                    let mut seen = std::collections::HashSet::new();
+                    for (i, w) in self.weighted_clusters.iter().enumerate() {
+                        validate_name(&format!("spec.weightedClusters[{i}].cluster"), &w.cluster)?;
+                        if !seen.insert(&w.cluster) {
+                            return Err(FieldError::new(
+                                format!("spec.weightedClusters[{i}].cluster"),
+                                "appears twice",
+                            ));
+                        }
+                        total += u64::from(w.weight);
+                    }
+                    if total == 0 {
+                        return Err(FieldError::new(
+                            "spec.weightedClusters",
+                            "weights must add up to more than 0",
+                        ));
+                    }
                 }
             }
         }

@@ -172,11 +172,29 @@ fn route(tenant: &str, name: &str, r: &RouteSpec, hashed: bool) -> Route {
     Route {
         name: route_name(tenant, name),
         r#match: Some(route_match(r)),
-        action: Some(route::Action::Route(route_action(tenant, r, hashed))),
+        action: Some(match &r.direct_response {
+            Some(d) => route::Action::DirectResponse(direct_response(d)),
+            None => route::Action::Route(route_action(tenant, r, hashed)),
+        }),
         request_headers_to_add: headers_to_add(&r.request_headers),
         request_headers_to_remove: r.request_headers.remove.clone(),
         response_headers_to_add: headers_to_add(&r.response_headers),
         response_headers_to_remove: r.response_headers.remove.clone(),
+        ..Default::default()
+    }
+}
+
+/// Envoy's direct response: the status, and the body inline (none when empty).
+fn direct_response(
+    d: &gw_proto::model::DirectResponse,
+) -> gw_proto::envoy::pb::envoy::config::route::v3::DirectResponseAction {
+    use gw_proto::envoy::pb::envoy::config::core::v3::{data_source, DataSource};
+    gw_proto::envoy::pb::envoy::config::route::v3::DirectResponseAction {
+        status: u32::from(d.status),
+        body: (!d.body.is_empty()).then(|| DataSource {
+            specifier: Some(data_source::Specifier::InlineString(d.body.clone())),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
