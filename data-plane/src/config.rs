@@ -224,8 +224,9 @@ pub struct RuntimeConfig {
     pub clusters: ClusterMap,
     /// EDS clusters whose endpoints have not arrived yet.
     pub awaiting_endpoints: usize,
-    /// Whether some cluster's requests take hyper's client ([`ClusterRt::takes_hyper`]): when
-    /// none does (the common case), the native path need not ask of each request's route.
+    /// Whether some cluster's requests take hyper's client ([`ClusterRt::takes_hyper`]), or
+    /// some route answers directly: when neither (the common case), the native path need not
+    /// ask of each request's route.
     pub any_hyper: bool,
 }
 
@@ -240,7 +241,9 @@ impl RuntimeConfig {
     #[cold]
     #[inline(never)]
     fn reaches_hyper(&self, route: &crate::router::Route) -> bool {
-        self.reaches(route, ClusterRt::takes_hyper)
+        // A direct response is answered on hyper's path: the native path stays as it is.
+        matches!(route.target, crate::router::Target::Direct(..))
+            || self.reaches(route, ClusterRt::takes_hyper)
     }
 
     /// Whether a request on `route` may go to an HTTP/2 cluster.
@@ -331,7 +334,7 @@ pub fn compile(res: &Resources, reg: &Registries) -> Result<RuntimeConfig, Confi
         };
     reg.endpoints.retain(&live);
     reg.retain_loads(&clusters);
-    let any_hyper = clusters.values().any(|c| c.takes_hyper());
+    let any_hyper = clusters.values().any(|c| c.takes_hyper()) || routes.any_direct;
     Ok(RuntimeConfig {
         resources: res.clone(),
         listener,

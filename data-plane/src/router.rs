@@ -324,6 +324,8 @@ pub struct RouteTable {
     /// The connection manager's `upgrade_configs`: upgrades enabled or disabled by default, by
     /// type (lower case).
     pub upgrades: Vec<(String, bool)>,
+    /// Some route answers directly (hyper's path serves those).
+    pub any_direct: bool,
 }
 
 /// `upgrade_configs` entries (a route's or a connection manager's), each as its type in lower
@@ -663,6 +665,10 @@ impl RouteTable {
                 .iter()
                 .map(|r| compile_route(r, stats).map(Arc::new))
                 .collect::<Result<_, _>>()?;
+            let routes: Vec<Arc<Route>> = routes;
+            t.any_direct |= routes
+                .iter()
+                .any(|r| matches!(r.target, Target::Direct(..)));
             t.vhosts.push(VirtualHost { routes });
             for d in &vh.domains {
                 let d = d.to_ascii_lowercase();

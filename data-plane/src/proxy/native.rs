@@ -397,13 +397,8 @@ async fn exchange(
         *ended = tokio::time::Instant::now();
         return Then::from_ok(ok);
     };
-    // Answered here (Envoy's direct response): no cluster, no upstream request.
-    if let crate::router::Target::Direct(status, body) = &route.target {
-        let then = direct(shared, down, head, route, (*status, body), io, out, close).await;
-        *ended = tokio::time::Instant::now();
-        return then;
-    }
-    // An HTTP/2 or TLS cluster: hyper's client carries it (one field read while none is).
+    // An HTTP/2 or TLS cluster (hyper's client carries it), or a direct response (answered on
+    // hyper's path): one field read while there is none.
     if cfg.takes_hyper(route) {
         return Then::HandOff;
     }
@@ -545,43 +540,6 @@ async fn exchange(
     });
     *ended = now.into();
     then
-}
-
-/// A route's direct response, sent and recorded.
-#[allow(clippy::too_many_arguments)]
-#[cold]
-async fn direct(
-    shared: &Shared,
-    down: &Downstream,
-    head: &Head,
-    route: &crate::router::Route,
-    (status, body): (StatusCode, &Bytes),
-    io: &mut TcpStream,
-    out: &mut Vec<u8>,
-    close: bool,
-) -> Then {
-    let started = Instant::now();
-    let idle = route.stream_idle(shared.config.load().timeouts.stream_idle);
-    // The body was checked as UTF-8 when the route was compiled.
-    let msg = std::str::from_utf8(body).unwrap_or("");
-    let ops = route.response_headers.as_deref();
-    let ok = write_local(io, out, status, msg, false, close, idle, ops).await;
-    let done = Done {
-        started,
-        route,
-        cluster: None,
-        endpoint: None,
-        status: status.as_u16(),
-        upstream_error: "",
-    };
-    done.record(shared, down.peer, || Asked {
-        request_id: String::from_utf8_lossy(head.get("x-request-id").unwrap_or_default())
-            .into_owned(),
-        method: head.method().to_owned(),
-        authority: String::from_utf8_lossy(head.get("host").unwrap_or_default()).into_owned(),
-        path: head.target().to_owned(),
-    });
-    Then::from_ok(ok)
 }
 
 /// A reply of our own. False when the downstream connection cannot go on.
