@@ -536,9 +536,7 @@ pub fn compile_route(
             Some(H::Cookie(c)) => Some(HashOn::Cookie(c.name.clone())),
             _ => None,
         });
-    let (tenant, short) = name
-        .split_once('/')
-        .map_or((String::new(), name.clone()), |(t, n)| (t.into(), n.into()));
+    let (tenant, short) = tenant_and_name(&name);
     Ok(Route {
         stats: stats(&tenant, &short),
         tenant,
@@ -574,6 +572,14 @@ pub fn compile_route(
     })
 }
 
+/// A route's Envoy name (`tenant/name`) split; no tenant when it has no `/`.
+fn tenant_and_name(name: &str) -> (String, String) {
+    name.split_once('/')
+        .map_or((String::new(), name.to_owned()), |(t, n)| {
+            (t.into(), n.into())
+        })
+}
+
 /// A route answered by the proxy itself (`direct_response`).
 fn direct_route(
     r: &rt::Route,
@@ -607,9 +613,7 @@ fn direct_route(
             "a direct_response body that is not UTF-8 or is over 4 KiB".into(),
         ));
     }
-    let (tenant, short) = name
-        .split_once('/')
-        .map_or((String::new(), name.clone()), |(t, n)| (t.into(), n.into()));
+    let (tenant, short) = tenant_and_name(&name);
     Ok(Route {
         stats: stats(&tenant, &short),
         tenant,

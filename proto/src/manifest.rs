@@ -228,16 +228,18 @@ spec:
         assert_eq!(objs, again);
     }
 
+    /// A Route of `spec` (YAML), parsed and validated; the error as text.
+    fn route(spec: &str) -> Result<crate::model::Object, Box<dyn std::error::Error>> {
+        let mut docs = parse(&format!(
+            "apiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: t}}\nspec: {spec}\n"
+        ))?;
+        let mut o = docs.remove(0).object;
+        o.validate().map(|()| o).map_err(|e| e.to_string().into())
+    }
+
     #[test]
     fn route_header_changes_are_checked_by_field() {
-        let r = |ops: &str| -> Result<crate::model::Object, Box<dyn std::error::Error>> {
-            let mut docs = parse(&format!(
-                "apiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: t}}\n\
-                 spec: {{cluster: c, {ops}}}\n"
-            ))?;
-            let mut o = docs.remove(0).object;
-            o.validate().map(|()| o).map_err(|e| e.to_string().into())
-        };
+        let r = |ops: &str| route(&format!("{{cluster: c, {ops}}}"));
         let ok = r(
             "requestHeaders: {set: {X-A: '1'}, add: {x-b: '2'}, remove: [X-C, x-c]}, \
                     responseHeaders: {set: {x-frame-options: DENY}}",
@@ -295,13 +297,7 @@ spec:
 
     #[test]
     fn a_direct_response_is_checked_by_field() {
-        let r = |spec: &str| -> Result<crate::model::Object, Box<dyn std::error::Error>> {
-            let mut docs = parse(&format!(
-                "apiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: t}}\nspec: {spec}\n"
-            ))?;
-            let mut o = docs.remove(0).object;
-            o.validate().map(|()| o).map_err(|e| e.to_string().into())
-        };
+        let r = route;
         let ok =
             r("{match: {pathPrefix: /old}, directResponse: {status: 410, body: gone}}").unwrap();
         let Spec::Route(spec) = &ok.spec else {
@@ -336,13 +332,7 @@ spec:
 
     #[test]
     fn a_rewrite_is_checked_by_field() {
-        let r = |spec: &str| -> Result<crate::model::Object, Box<dyn std::error::Error>> {
-            let mut docs = parse(&format!(
-                "apiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: t}}\nspec: {spec}\n"
-            ))?;
-            let mut o = docs.remove(0).object;
-            o.validate().map(|()| o).map_err(|e| e.to_string().into())
-        };
+        let r = route;
         let ok = r("{match: {pathPrefix: /api/}, cluster: c, rewrite: {prefix: /v2/}}").unwrap();
         let Spec::Route(spec) = &ok.spec else {
             panic!("not a route")
