@@ -536,14 +536,18 @@ pub fn compile_route(
             Some(H::Cookie(c)) => Some(HashOn::Cookie(c.name.clone())),
             _ => None,
         });
-    let (tenant, short) = tenant_and_name(&name);
+    let upgrades = upgrade_entries(
+        a.upgrade_configs
+            .iter()
+            .map(|u| (u.upgrade_type.as_str(), u.enabled.map(|b| b.value))),
+    )
+    .map_err(|why| RouteError::Upgrade {
+        route: name.clone(),
+        why,
+    })?;
+    let request_headers = HeaderOps::of(&r.request_headers_to_add, &r.request_headers_to_remove)
+        .map_err(|e| unsupported(&format!("request headers: {e}")))?;
     Ok(Route {
-        stats: stats(&tenant, &short),
-        tenant,
-        short,
-        path,
-        headers,
-        target,
         // Envoy: a 0 timeout disables it; unset means 15 s.
         timeout: match duration(a.timeout.as_ref()) {
             Some(d) if d.is_zero() => None,
@@ -554,21 +558,44 @@ pub fn compile_route(
         hash_on,
         // Envoy: set, it replaces the connection manager's; 0 turns it off for the route.
         idle: duration(a.idle_timeout.as_ref()).map(|d| Some(d).filter(|d| !d.is_zero())),
-        upgrades: upgrade_entries(
-            a.upgrade_configs
-                .iter()
-                .map(|u| (u.upgrade_type.as_str(), u.enabled.map(|b| b.value))),
-        )
-        .map_err(|why| RouteError::Upgrade {
-            route: name.clone(),
-            why,
-        })?,
+        upgrades,
         rewrite,
-        request_headers: HeaderOps::of(&r.request_headers_to_add, &r.request_headers_to_remove)
-            .map_err(|e| unsupported(&format!("request headers: {e}")))?,
-        response_headers: HeaderOps::of(&r.response_headers_to_add, &r.response_headers_to_remove)
-            .map_err(|e| unsupported(&format!("response headers: {e}")))?,
-        name,
+        request_headers,
+        ..bare(r, path, headers, target, stats)?
+    })
+}
+
+/// A route with what every kind has (name, match, target, response header changes, counters)
+/// and nothing of a `route` action's (no timeout, retries, hashing, upgrades, rewrite).
+fn bare(
+    r: &rt::Route,
+    path: PathMatch,
+    headers: Vec<HeaderCond>,
+    target: Target,
+    stats: &dyn Fn(&str, &str) -> Arc<ObjStats>,
+) -> Result<Route, RouteError> {
+    let response_headers = HeaderOps::of(&r.response_headers_to_add, &r.response_headers_to_remove)
+        .map_err(|e| RouteError::Unsupported {
+            route: r.name.clone(),
+            what: format!("response headers: {e}"),
+        })?;
+    let (tenant, short) = tenant_and_name(&r.name);
+    Ok(Route {
+        stats: stats(&tenant, &short),
+        tenant,
+        short,
+        name: r.name.clone(),
+        path,
+        headers,
+        target,
+        timeout: None,
+        retry: None,
+        hash_on: None,
+        idle: None,
+        upgrades: Vec::new(),
+        rewrite: None,
+        request_headers: None,
+        response_headers,
     })
 }
 
@@ -613,25 +640,7 @@ fn direct_route(
             "a direct_response body that is not UTF-8 or is over 4 KiB".into(),
         ));
     }
-    let (tenant, short) = tenant_and_name(&name);
-    Ok(Route {
-        stats: stats(&tenant, &short),
-        tenant,
-        short,
-        path,
-        headers,
-        target: Target::Direct(status, body),
-        timeout: None,
-        retry: None,
-        hash_on: None,
-        idle: None,
-        upgrades: Vec::new(),
-        rewrite: None,
-        request_headers: None,
-        response_headers: HeaderOps::of(&r.response_headers_to_add, &r.response_headers_to_remove)
-            .map_err(|e| unsupported(format!("response headers: {e}")))?,
-        name,
-    })
+    bare(r, path, headers, Target::Direct(status, body), stats)
 }
 
 impl RouteTable {

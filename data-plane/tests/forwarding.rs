@@ -118,6 +118,15 @@ async fn call(
     (status, up, headers)
 }
 
+/// An HTTP/1.1 client and an HTTP/2 (prior knowledge) one.
+fn clients() -> (Http, Http) {
+    let h1: Http = Client::builder(TokioExecutor::new()).build_http();
+    let h2: Http = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    (h1, h2)
+}
+
 async fn proxy_with(routes: Vec<rt::Route>, clusters: &[ClusterDef<'_>]) -> Proxy {
     let proxy = Proxy::start(ProxyConfig::for_tests(None, "edge-test"))
         .await
@@ -599,10 +608,7 @@ async fn routes_rewrite_the_matched_prefix_as_envoy() {
     )
     .await;
     let p = proxy.listen_addr();
-    let h1: Http = Client::builder(TokioExecutor::new()).build_http();
-    let h2: Http = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
+    let (h1, h2) = clients();
     // (asked, sent upstream, x-envoy-original-path)
     let cases = [
         (
@@ -720,10 +726,7 @@ async fn routes_change_request_and_response_headers_as_envoy() {
     )
     .await;
     let p = proxy.listen_addr();
-    let h1: Http = Client::builder(TokioExecutor::new()).build_http();
-    let h2: Http = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
+    let (h1, h2) = clients();
     let sent = [
         ("x-set", "0"),
         ("x-add", "0"),
@@ -834,10 +837,7 @@ async fn routes_answer_directly_as_envoy() {
     )
     .await;
     let p = proxy.listen_addr();
-    let h1: Http = Client::builder(TokioExecutor::new()).build_http();
-    let h2: Http = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
+    let (h1, h2) = clients();
     // The native path (with and without a body) and hyper's (HTTP/2): no request upstream.
     for (client, body) in [(&h1, ""), (&h1, "abc"), (&h2, "")] {
         let method = if body.is_empty() { "GET" } else { "POST" };
