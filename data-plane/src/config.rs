@@ -241,9 +241,12 @@ impl RuntimeConfig {
     #[cold]
     #[inline(never)]
     fn reaches_hyper(&self, route: &crate::router::Route) -> bool {
-        // A direct response is answered on hyper's path: the native path stays as it is.
-        matches!(route.target, crate::router::Target::Direct(..))
-            || self.reaches(route, ClusterRt::takes_hyper)
+        // A direct response or a redirect is answered on hyper's path: the native path stays as
+        // it is.
+        matches!(
+            route.target,
+            crate::router::Target::Direct(..) | crate::router::Target::Redirect(..)
+        ) || self.reaches(route, ClusterRt::takes_hyper)
     }
 
     /// Whether a request on `route` may go to an HTTP/2 cluster.
@@ -261,7 +264,7 @@ impl RuntimeConfig {
         match &route.target {
             crate::router::Target::Cluster(name) => reaches(name),
             crate::router::Target::Weighted(list, _) => list.iter().any(|(name, _)| reaches(name)),
-            crate::router::Target::Direct(..) => false,
+            crate::router::Target::Direct(..) | crate::router::Target::Redirect(..) => false,
         }
     }
 
@@ -334,7 +337,7 @@ pub fn compile(res: &Resources, reg: &Registries) -> Result<RuntimeConfig, Confi
         };
     reg.endpoints.retain(&live);
     reg.retain_loads(&clusters);
-    let any_hyper = clusters.values().any(|c| c.takes_hyper()) || routes.any_direct;
+    let any_hyper = clusters.values().any(|c| c.takes_hyper()) || routes.any_local;
     Ok(RuntimeConfig {
         resources: res.clone(),
         listener,

@@ -154,6 +154,8 @@ enum Whole {
     Upgrade(Incoming, hyper::upgrade::OnUpgrade),
     /// Answered here: the route's direct response.
     Direct(StatusCode, Bytes),
+    /// Answered here: the route's redirect, to this `location`.
+    Redirect(StatusCode, HeaderValue),
 }
 
 /// A local reply, marked when a cluster limit refused the request.
@@ -275,6 +277,13 @@ pub async fn handle(
     let bodyless = body.is_end_stream() && upgrade.is_none();
     let whole = if let crate::router::Target::Direct(status, body) = &route.target {
         Whole::Direct(*status, body.clone())
+    } else if let crate::router::Target::Redirect(to) = &route.target {
+        let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok());
+        let location = to.location(down.tls, host.unwrap_or_default(), original);
+        match HeaderValue::try_from(location) {
+            Ok(v) => Whole::Redirect(to.status, v),
+            Err(_) => Whole::Refused(StatusCode::BAD_REQUEST, "bad host\n"),
+        }
     } else if let (Some(kind), Some(on)) = (&upgrade, on_upgrade) {
         // Refused unless the route (or the listener) allows this upgrade: Envoy's 403. Not
         // made to an HTTP/2 cluster either (that would take extended CONNECT upstream).
@@ -324,6 +333,12 @@ pub async fn handle(
                     HeaderValue::from_static("text/plain"),
                 );
             }
+            (r, None, None, "")
+        }
+        Whole::Redirect(status, location) => {
+            let mut r = Response::new(Either::Right(Full::new(Bytes::new())));
+            *r.status_mut() = status;
+            r.headers_mut().insert(hyper::header::LOCATION, location);
             (r, None, None, "")
         }
         Whole::Raw(request) => {

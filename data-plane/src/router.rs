@@ -104,6 +104,102 @@ pub enum Target {
     Weighted(Vec<(String, u32)>, u32),
     /// No cluster: the proxy answers with this status and body (Envoy's direct response).
     Direct(hyper::StatusCode, bytes::Bytes),
+    /// No cluster: the proxy answers with a redirect (Envoy's redirect, or a virtual host's
+    /// `require_tls`).
+    Redirect(Box<Redirect>),
+}
+
+/// A redirect: the request's URL with some parts changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    scheme: Option<String>,
+    /// Replaces the request's host and port.
+    host: Option<String>,
+    port: Option<u16>,
+    path: RedirectPath,
+    strip_query: bool,
+    /// The status answered.
+    pub status: hyper::StatusCode,
+    /// A virtual host's `require_tls`: the request's URL over `https`, its host left as it is.
+    pub require_tls: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RedirectPath {
+    /// The request's.
+    Keep,
+    /// `path_redirect`: the whole path, with its own query if it has one.
+    Whole(String),
+    /// `prefix_rewrite`: how many leading bytes of the matched path are replaced, by what.
+    Prefix(usize, String),
+}
+
+impl Redirect {
+    /// What a virtual host with `require_tls: ALL` answers a plaintext request with.
+    fn to_https() -> Redirect {
+        Redirect {
+            scheme: Some("https".into()),
+            host: None,
+            port: None,
+            path: RedirectPath::Keep,
+            strip_query: false,
+            status: hyper::StatusCode::MOVED_PERMANENTLY,
+            require_tls: true,
+        }
+    }
+
+    /// The `location` for a request to `host` (`host[:port]` as the client sent it) for
+    /// `target` (path and query) on a connection that is TLS or not, as Envoy builds it: a
+    /// port that is the old scheme's default (80, 443) is dropped when the scheme changes and
+    /// no port is given.
+    pub fn location(&self, tls: bool, host: &str, target: &str) -> String {
+        let from = if tls { "https" } else { "http" };
+        let scheme = self.scheme.as_deref().unwrap_or(from);
+        let (bare, port) = split_port(host);
+        let authority = match (&self.host, self.port) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.clone(),
+            (None, Some(p)) => format!("{bare}:{p}"),
+            (None, None) => {
+                let default = if tls { "443" } else { "80" };
+                if !self.require_tls && scheme != from && port == Some(default) {
+                    bare.to_owned()
+                } else {
+                    host.to_owned()
+                }
+            }
+        };
+        let (path, query) = target
+            .split_once('?')
+            .map_or((target, None), |(p, q)| (p, Some(q)));
+        let (mut path, own_query) = match &self.path {
+            RedirectPath::Keep => (path.to_owned(), false),
+            RedirectPath::Whole(p) => (p.clone(), p.contains('?')),
+            RedirectPath::Prefix(n, with) => (
+                [with.as_str(), path.get(*n..).unwrap_or("")].concat(),
+                false,
+            ),
+        };
+        if let (Some(q), false, false) = (query, own_query, self.strip_query) {
+            path.push('?');
+            path.push_str(q);
+        }
+        format!("{scheme}://{authority}{path}")
+    }
+}
+
+/// `host[:port]` split at its port, if it has one (`[v6]:port` too).
+fn split_port(host: &str) -> (&str, Option<&str>) {
+    match host.rsplit_once(':') {
+        Some((h, p))
+            if !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (!h.contains(':') || h.ends_with(']')) =>
+        {
+            (h, Some(p))
+        }
+        _ => (host, None),
+    }
 }
 
 /// What to hash on for `ip_hash` clusters.
@@ -324,8 +420,9 @@ pub struct RouteTable {
     /// The connection manager's `upgrade_configs`: upgrades enabled or disabled by default, by
     /// type (lower case).
     pub upgrades: Vec<(String, bool)>,
-    /// Some route answers directly (hyper's path serves those).
-    pub any_direct: bool,
+    /// Some route is answered by the proxy, with a direct response or a redirect (hyper's path
+    /// serves those).
+    pub any_local: bool,
 }
 
 /// `upgrade_configs` entries (a route's or a connection manager's), each as its type in lower
@@ -476,9 +573,13 @@ pub fn compile_route(
         Some(rt::route::Action::DirectResponse(d)) => {
             return direct_route(r, d, path, headers, stats);
         }
+        Some(rt::route::Action::Redirect(x)) => {
+            let to = redirect(x, &path).map_err(|e| unsupported(&e))?;
+            return bare(r, path, headers, Target::Redirect(Box::new(to)), stats);
+        }
         _ => {
             return Err(unsupported(
-                "route action (`route` and `direct_response` are supported)",
+                "route action (`route`, `redirect` and `direct_response` are supported)",
             ))
         }
     };
@@ -607,6 +708,84 @@ fn tenant_and_name(name: &str) -> (String, String) {
         })
 }
 
+/// A route's `redirect`, checked as far as it goes into a `location` header.
+fn redirect(x: &rt::RedirectAction, path: &PathMatch) -> Result<Redirect, String> {
+    use hyper::StatusCode;
+    use rt::redirect_action::{
+        PathRewriteSpecifier as P, RedirectResponseCode as Code, SchemeRewriteSpecifier as S,
+    };
+    let scheme = match &x.scheme_rewrite_specifier {
+        None | Some(S::HttpsRedirect(false)) => None,
+        Some(S::HttpsRedirect(true)) => Some("https".to_owned()),
+        Some(S::SchemeRedirect(s)) if s.is_empty() => None,
+        Some(S::SchemeRedirect(s)) => {
+            let ok = s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+            if !ok {
+                return Err(format!("redirect scheme_redirect {s:?} is not a scheme"));
+            }
+            Some(s.clone())
+        }
+    };
+    let host = Some(x.host_redirect.clone()).filter(|h| !h.is_empty());
+    if let Some(h) = &host {
+        let ok = h
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~[]:".contains(&b));
+        if !ok {
+            return Err(format!("redirect host_redirect {h:?} is not a host"));
+        }
+    }
+    let port = match x.port_redirect {
+        0 => None,
+        p => Some(u16::try_from(p).map_err(|_| format!("redirect port_redirect {p}"))?),
+    };
+    let query_ok = |q: &str| q.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+    let path = match &x.path_rewrite_specifier {
+        None => RedirectPath::Keep,
+        Some(P::PathRedirect(p)) => {
+            let (path, query) = p.split_once('?').unwrap_or((p, ""));
+            gw_proto::model::path_prefix(path)
+                .map_err(|why| format!("redirect path_redirect {p:?}: {why}"))?;
+            if !query_ok(query) {
+                return Err(format!("redirect path_redirect {p:?}: not a query"));
+            }
+            RedirectPath::Whole(p.clone())
+        }
+        Some(P::PrefixRewrite(with)) => {
+            gw_proto::model::path_prefix(with)
+                .map_err(|why| format!("redirect prefix_rewrite {with:?}: {why}"))?;
+            match path {
+                PathMatch::Prefix(p) | PathMatch::Exact(p) => {
+                    RedirectPath::Prefix(p.len(), with.clone())
+                }
+                PathMatch::Regex(_) => {
+                    return Err("redirect prefix_rewrite on a regex match".into())
+                }
+            }
+        }
+        Some(_) => return Err("redirect regex_rewrite".into()),
+    };
+    let status = match Code::try_from(x.response_code) {
+        Ok(Code::MovedPermanently) => StatusCode::MOVED_PERMANENTLY,
+        Ok(Code::Found) => StatusCode::FOUND,
+        Ok(Code::SeeOther) => StatusCode::SEE_OTHER,
+        Ok(Code::TemporaryRedirect) => StatusCode::TEMPORARY_REDIRECT,
+        Ok(Code::PermanentRedirect) => StatusCode::PERMANENT_REDIRECT,
+        Err(_) => return Err(format!("redirect response_code {}", x.response_code)),
+    };
+    Ok(Redirect {
+        scheme,
+        host,
+        port,
+        path,
+        strip_query: x.strip_query,
+        status,
+        require_tls: false,
+    })
+}
+
 /// A route answered by the proxy itself (`direct_response`).
 fn direct_route(
     r: &rt::Route,
@@ -643,7 +822,27 @@ fn direct_route(
     bare(r, path, headers, Target::Direct(status, body), stats)
 }
 
+/// The route a virtual host with `require_tls: ALL` is given first: every request, to `https`.
+/// It has no name and counts nowhere (in Envoy no route is matched either).
+fn require_tls_route() -> Route {
+    let target = Target::Redirect(Box::new(Redirect::to_https()));
+    let path = PathMatch::Prefix(String::new());
+    bare(&rt::Route::default(), path, Vec::new(), target, &|_, _| {
+        Arc::new(ObjStats::default())
+    })
+    .expect("a route without header changes compiles")
+}
+
 impl RouteTable {
+    /// This table serves a TLS listener: `require_tls` is met by every request, so its
+    /// redirects go.
+    pub fn over_tls(&mut self) {
+        for vh in &mut self.vhosts {
+            vh.routes
+                .retain(|r| !matches!(&r.target, Target::Redirect(x) if x.require_tls));
+        }
+    }
+
     /// Compiles a route configuration.
     pub fn compile(
         rc: &rt::RouteConfiguration,
@@ -678,10 +877,22 @@ impl RouteTable {
                 .iter()
                 .map(|r| compile_route(r, stats).map(Arc::new))
                 .collect::<Result<_, _>>()?;
-            let routes: Vec<Arc<Route>> = routes;
-            t.any_direct |= routes
+            let mut routes: Vec<Arc<Route>> = routes;
+            use rt::virtual_host::TlsRequirementType as Tls;
+            match Tls::try_from(vh.require_tls) {
+                Ok(Tls::None) => {}
+                // Before any route: Envoy redirects whatever the path.
+                Ok(Tls::All) => routes.insert(0, Arc::new(require_tls_route())),
+                _ => {
+                    return Err(RouteError::Unsupported {
+                        route: vh.name.clone(),
+                        what: "require_tls other than NONE and ALL".into(),
+                    })
+                }
+            }
+            t.any_local |= routes
                 .iter()
-                .any(|r| matches!(r.target, Target::Direct(..)));
+                .any(|r| matches!(r.target, Target::Direct(..) | Target::Redirect(..)));
             t.vhosts.push(VirtualHost { routes });
             for d in &vh.domains {
                 let d = d.to_ascii_lowercase();
@@ -815,7 +1026,162 @@ impl Target {
                     .map_or("", |(c, _)| c.as_str())
             }
             // Never asked: a direct response goes to no cluster.
-            Target::Direct(..) => "",
+            Target::Direct(..) | Target::Redirect(..) => "",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rt::redirect_action::{PathRewriteSpecifier as P, SchemeRewriteSpecifier as S};
+
+    fn to(x: rt::RedirectAction, matched: &str) -> Redirect {
+        redirect(&x, &PathMatch::Prefix(matched.into())).unwrap()
+    }
+
+    /// Locations as a stock Envoy 1.40 builds them (each case was checked against one, over
+    /// plaintext; the one over TLS follows the same rule).
+    #[test]
+    fn a_location_is_built_as_envoy_builds_it() {
+        let https = to(
+            rt::RedirectAction {
+                scheme_rewrite_specifier: Some(S::HttpsRedirect(true)),
+                ..Default::default()
+            },
+            "/",
+        );
+        let http = to(
+            rt::RedirectAction {
+                scheme_rewrite_specifier: Some(S::SchemeRedirect("http".into())),
+                ..Default::default()
+            },
+            "/",
+        );
+        let ws = to(
+            rt::RedirectAction {
+                scheme_rewrite_specifier: Some(S::SchemeRedirect("ws".into())),
+                ..Default::default()
+            },
+            "/",
+        );
+        let port = to(
+            rt::RedirectAction {
+                port_redirect: 8443,
+                ..Default::default()
+            },
+            "/",
+        );
+        let host = |h: &str| {
+            to(
+                rt::RedirectAction {
+                    host_redirect: h.into(),
+                    ..Default::default()
+                },
+                "/",
+            )
+        };
+        let path = |p: &str, strip_query| {
+            to(
+                rt::RedirectAction {
+                    path_rewrite_specifier: Some(P::PathRedirect(p.into())),
+                    strip_query,
+                    ..Default::default()
+                },
+                "/",
+            )
+        };
+        let prefix = to(
+            rt::RedirectAction {
+                path_rewrite_specifier: Some(P::PrefixRewrite("/next/".into())),
+                ..Default::default()
+            },
+            "/pre/",
+        );
+        let all = to(
+            rt::RedirectAction {
+                scheme_rewrite_specifier: Some(S::SchemeRedirect("https".into())),
+                host_redirect: "z.com".into(),
+                port_redirect: 9,
+                path_rewrite_specifier: Some(P::PathRedirect("/p".into())),
+                ..Default::default()
+            },
+            "/",
+        );
+        let cases: [(&Redirect, bool, &str, &str, &str); 17] = [
+            (&https, false, "a.com", "/x?q=1", "https://a.com/x?q=1"),
+            (&https, false, "a.com:8080", "/x", "https://a.com:8080/x"),
+            // The old scheme's default port goes when the scheme changes.
+            (&https, false, "a.com:80", "/x", "https://a.com/x"),
+            (&https, false, "a.com:443", "/x", "https://a.com:443/x"),
+            (&https, false, "[::1]:80", "/x", "https://[::1]/x"),
+            (&ws, false, "a.com:80", "/x", "ws://a.com/x"),
+            (&http, false, "a.com:80", "/x", "http://a.com:80/x"),
+            (&http, true, "a.com:443", "/x", "http://a.com/x"),
+            (&port, false, "a.com:8080", "/x", "http://a.com:8443/x"),
+            (&port, false, "[::1]:8080", "/x", "http://[::1]:8443/x"),
+            (&host("b.com"), false, "a.com:8080", "/x", "http://b.com/x"),
+            (&host("b.com:99"), false, "a.com", "/x", "http://b.com:99/x"),
+            // A path with a query of its own replaces the request's; without, keeps it.
+            (
+                &path("/new?x=1", false),
+                false,
+                "a.com",
+                "/p?q=1",
+                "http://a.com/new?x=1",
+            ),
+            (
+                &path("/new", false),
+                false,
+                "a.com",
+                "/p?q=1",
+                "http://a.com/new?q=1",
+            ),
+            (
+                &path("/new", true),
+                false,
+                "a.com",
+                "/p?q=1",
+                "http://a.com/new",
+            ),
+            (
+                &prefix,
+                true,
+                "a.com",
+                "/pre/a/b?q",
+                "https://a.com/next/a/b?q",
+            ),
+            (&all, false, "a.com:5", "/all?q", "https://z.com:9/p?q"),
+        ];
+        for (x, tls, host, target, want) in cases {
+            assert_eq!(x.location(tls, host, target), want, "{x:?} {host} {target}");
+        }
+        // `require_tls` keeps the host as it is, port and all.
+        let tls = Redirect::to_https();
+        assert_eq!(
+            tls.location(false, "secure.test:80", "/a?b=1"),
+            "https://secure.test:80/a?b=1"
+        );
+        // Envoy's prefix rewrite of an exact match replaces the whole path.
+        let exact = redirect(
+            &rt::RedirectAction {
+                path_rewrite_specifier: Some(P::PrefixRewrite("/e2".into())),
+                ..Default::default()
+            },
+            &PathMatch::Exact("/exact".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            exact.location(false, "a.com", "/exact?z"),
+            "http://a.com/e2?z"
+        );
+        assert!(redirect(
+            &rt::RedirectAction {
+                path_rewrite_specifier: Some(P::PrefixRewrite("/e2".into())),
+                ..Default::default()
+            },
+            &PathMatch::Regex(Regex::new("/a.*").unwrap()),
+        )
+        .is_err());
     }
 }

@@ -443,6 +443,61 @@ where
     (sender, ended)
 }
 
+/// A virtual host's `require_tls` redirects plaintext requests only: over TLS its routes serve.
+#[tokio::test]
+async fn require_tls_is_met_by_a_tls_listener() {
+    let pki = TestPki::new();
+    let up = Upstream::start("up").await;
+    let with_require_tls = |ctx: Option<&DownstreamTlsContext>, version: &str| {
+        let mut res = config(&up, ctx, version);
+        let mut rc = fixture::route_config(
+            "ingress",
+            vec![(vec!["*"], vec![fixture::prefix_route("t/all", "/", "t/up")])],
+        );
+        rc.virtual_hosts[0].require_tls =
+            gw_proto::envoy::pb::envoy::config::route::v3::virtual_host::TlsRequirementType::All
+                as i32;
+        res.insert(type_url::ROUTE, "ingress", version, &rc);
+        res
+    };
+    let ctx = context(vec![cert(&pki, &["a.example.test"])]);
+    let p = proxy(with_require_tls(Some(&ctx), "1")).await;
+    let addr = p.listen_addr();
+    for h2 in [false, true] {
+        let tls = connect(
+            &pki,
+            addr,
+            "a.example.test",
+            &["h2", "http/1.1"][usize::from(!h2)..],
+        )
+        .await
+        .unwrap();
+        let g = request(tls, h2, &[]).await;
+        assert_eq!(g.status, 200, "h2: {h2}");
+        assert_eq!(seen(&g, "x-forwarded-proto"), "https");
+    }
+    // The same routes on a plaintext listener: every request to https.
+    p.shared().apply(with_require_tls(None, "2")).unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut s,
+        b"GET /hello HTTP/1.1\r\nHost: a.example.test\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut s, &mut buf)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 301"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("location: https://a.example.test/hello\r\n"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn the_minimum_version_is_kept_and_what_cannot_be_served_is_refused() {
     let pki = TestPki::new();

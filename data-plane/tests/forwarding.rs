@@ -871,6 +871,178 @@ async fn routes_answer_directly_as_envoy() {
     assert!(err.contains("direct_response status 99"), "{err}");
 }
 
+#[tokio::test]
+async fn routes_redirect_as_envoy() {
+    use rt::redirect_action::{PathRewriteSpecifier as P, SchemeRewriteSpecifier as S};
+    let a = upstream("a", 200, Duration::ZERO).await;
+    let redirect = |name: &str, prefix: &str, x: rt::RedirectAction| {
+        let mut r = fixture::prefix_route(name, prefix, "t/a");
+        r.action = Some(rt::route::Action::Redirect(x));
+        r
+    };
+    let mut to_https = redirect(
+        "t/https",
+        "/https",
+        rt::RedirectAction {
+            scheme_rewrite_specifier: Some(S::HttpsRedirect(true)),
+            ..Default::default()
+        },
+    );
+    to_https.response_headers_to_add = vec![
+        gw_proto::envoy::pb::envoy::config::core::v3::HeaderValueOption {
+            header: Some(gw_proto::envoy::pb::envoy::config::core::v3::HeaderValue {
+                key: "x-frame-options".into(),
+                value: "DENY".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    let routes = vec![
+        to_https,
+        redirect(
+            "t/moved",
+            "/moved",
+            rt::RedirectAction {
+                path_rewrite_specifier: Some(P::PathRedirect("/new?v=2".into())),
+                response_code: rt::redirect_action::RedirectResponseCode::Found as i32,
+                ..Default::default()
+            },
+        ),
+        redirect(
+            "t/prefix",
+            "/old/",
+            rt::RedirectAction {
+                path_rewrite_specifier: Some(P::PrefixRewrite("/next/".into())),
+                strip_query: true,
+                response_code: rt::redirect_action::RedirectResponseCode::PermanentRedirect as i32,
+                ..Default::default()
+            },
+        ),
+        redirect(
+            "t/elsewhere",
+            "/elsewhere",
+            rt::RedirectAction {
+                host_redirect: "b.example.com".into(),
+                port_redirect: 8443,
+                ..Default::default()
+            },
+        ),
+        fixture::prefix_route("t/a", "/", "t/a"),
+    ];
+    let mut res = fixture::simple(routes.clone(), &[("t/a", "round_robin", vec![(a.addr, 1)])]);
+    // A virtual host that requires TLS redirects every plaintext request, before its routes.
+    let mut rc = fixture::route_config(
+        "ingress",
+        vec![
+            (
+                vec!["secure.test"],
+                vec![fixture::prefix_route("t/s", "/", "t/a")],
+            ),
+            (vec!["*"], routes),
+        ],
+    );
+    rc.virtual_hosts[0].require_tls = rt::virtual_host::TlsRequirementType::All as i32;
+    res.insert(gw_proxy::config::type_url::ROUTE, "ingress", "2", &rc);
+    let proxy = Proxy::start(ProxyConfig::for_tests(None, "edge-test"))
+        .await
+        .unwrap();
+    proxy.shared().apply(res).unwrap();
+    let p = proxy.listen_addr();
+    let (h1, h2) = clients();
+    // The native path (with and without a body) and hyper's (HTTP/2): answered by the proxy.
+    for (client, body) in [(&h1, ""), (&h1, "abc"), (&h2, "")] {
+        let method = if body.is_empty() { "GET" } else { "POST" };
+        let (status, up, h) = call(client, p, method, "/https/x?q=1", &[], body).await;
+        assert_eq!((status, up.as_str()), (301, ""));
+        assert_eq!(h["location"], format!("https://{p}/https/x?q=1"));
+        // An empty body: `content-length: 0` over HTTP/1.1, none over HTTP/2 (as Envoy's).
+        let h1_client = std::ptr::eq(client, &h1);
+        assert_eq!(h.get("content-length").is_some_and(|v| v == "0"), h1_client);
+        assert!(!h.contains_key("content-type"), "{h:?}");
+        assert_eq!(h["x-frame-options"], "DENY", "the route's response headers");
+        let (status, _, h) = call(client, p, "GET", "/moved/a?q=1", &[], "").await;
+        let to = |h: &hyper::HeaderMap| h["location"].to_str().unwrap().to_owned();
+        assert_eq!((status, to(&h)), (302, format!("http://{p}/new?v=2")));
+        let (status, _, h) = call(client, p, "GET", "/old/a/b?q=1", &[], "").await;
+        assert_eq!((status, to(&h)), (308, format!("http://{p}/next/a/b")));
+        let (status, _, h) = call(client, p, "GET", "/elsewhere?q", &[], "").await;
+        let want = "http://b.example.com:8443/elsewhere?q";
+        assert_eq!((status, to(&h).as_str()), (301, want));
+        let (status, up, _) = call(client, p, "GET", "/other", &[], "").await;
+        assert_eq!((status, up.as_str()), (200, "a"));
+    }
+    // The host as the client sent it: http's default port goes with the scheme.
+    let (_, _, h) = call(&h1, p, "GET", "/https", &[("host", "a.test:80")], "").await;
+    assert_eq!(h["location"], "https://a.test/https");
+    let (_, _, h) = call(&h1, p, "GET", "/https", &[("host", "a.test:8080")], "").await;
+    assert_eq!(h["location"], "https://a.test:8080/https");
+    // `require_tls`: the URL over https, whatever the path, the host kept as it is (port too),
+    // however the client claims it came.
+    let (status, up, h) = call(
+        &h1,
+        p,
+        "GET",
+        "/a?b=1",
+        &[("host", "secure.test:80"), ("x-forwarded-proto", "https")],
+        "",
+    )
+    .await;
+    assert_eq!((status, up.as_str()), (301, ""));
+    assert_eq!(h["location"], "https://secure.test:80/a?b=1");
+    let hits = a.hits.load(Ordering::SeqCst);
+    assert_eq!(hits, 3, "only the three requests to /other went upstream");
+    // What cannot become a location is refused by name, and the previous config serves on.
+    for (x, err) in [
+        (
+            rt::RedirectAction {
+                scheme_rewrite_specifier: Some(S::SchemeRedirect("ht tp".into())),
+                ..Default::default()
+            },
+            "scheme_redirect \"ht tp\" is not a scheme",
+        ),
+        (
+            rt::RedirectAction {
+                host_redirect: "a.test/evil".into(),
+                ..Default::default()
+            },
+            "host_redirect \"a.test/evil\" is not a host",
+        ),
+        (
+            rt::RedirectAction {
+                path_rewrite_specifier: Some(P::PathRedirect("/a b".into())),
+                ..Default::default()
+            },
+            "path_redirect \"/a b\"",
+        ),
+        (
+            rt::RedirectAction {
+                response_code: 9,
+                ..Default::default()
+            },
+            "response_code 9",
+        ),
+    ] {
+        let e = proxy
+            .shared()
+            .apply(fixture::simple(
+                vec![redirect("t/bad", "/bad", x)],
+                &[("t/a", "round_robin", vec![(a.addr, 1)])],
+            ))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(err), "{e}");
+    }
+    let mut rc = fixture::route_config("ingress", vec![(vec!["*"], Vec::new())]);
+    rc.virtual_hosts[0].require_tls = rt::virtual_host::TlsRequirementType::ExternalOnly as i32;
+    let mut res = fixture::simple(Vec::new(), &[("t/a", "round_robin", vec![(a.addr, 1)])]);
+    res.insert(gw_proxy::config::type_url::ROUTE, "ingress", "3", &rc);
+    let e = proxy.shared().apply(res).unwrap_err().to_string();
+    assert!(e.contains("require_tls other than NONE and ALL"), "{e}");
+    let (status, _, _) = call(&h1, p, "GET", "/https", &[], "").await;
+    assert_eq!(status, 301, "the previous config serves");
+}
+
 /// The proxy's `/metrics` text.
 async fn common_metrics(proxy: &Proxy) -> String {
     let c: Http = Client::builder(TokioExecutor::new()).build_http();

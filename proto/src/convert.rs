@@ -327,6 +327,15 @@ pub fn route_spec_to_pb(r: &model::RouteSpec) -> pb::RouteSpec {
             status: u32::from(d.status),
             body: d.body.clone(),
         }),
+        redirect: r.redirect.as_ref().map(|x| pb::Redirect {
+            scheme: x.scheme.clone().unwrap_or_default(),
+            host: x.host.clone().unwrap_or_default(),
+            port: x.port.map_or(0, u32::from),
+            path: x.path.clone().unwrap_or_default(),
+            prefix: x.prefix.clone().unwrap_or_default(),
+            strip_query: x.strip_query,
+            code: u32::from(x.code),
+        }),
     }
 }
 
@@ -438,6 +447,33 @@ pub fn route_spec_from_pb(r: Option<&pb::RouteSpec>) -> Result<model::RouteSpec,
                 })
             })
             .transpose()?,
+        redirect: r.redirect.as_ref().map(redirect_from_pb).transpose()?,
+    })
+}
+
+/// A redirect from protobuf: empty strings and zeros are unset, code 0 is 301.
+fn redirect_from_pb(x: &pb::Redirect) -> Result<model::Redirect, FieldError> {
+    let text = |s: &String| (!s.is_empty()).then(|| s.clone());
+    let field = |name: &str, v: u32| {
+        FieldError::new(
+            format!("spec.redirect.{name}"),
+            format!("{v} is out of range"),
+        )
+    };
+    Ok(model::Redirect {
+        scheme: text(&x.scheme),
+        host: text(&x.host),
+        port: match x.port {
+            0 => None,
+            p => Some(u16::try_from(p).map_err(|_| field("port", p))?),
+        },
+        path: text(&x.path),
+        prefix: text(&x.prefix),
+        strip_query: x.strip_query,
+        code: match x.code {
+            0 => 301,
+            c => u16::try_from(c).map_err(|_| field("code", c))?,
+        },
     })
 }
 
@@ -464,6 +500,7 @@ pub fn listener_spec_to_pb(l: &model::ListenerSpec) -> pb::ListenerSpec {
                 .collect(),
             min_version: t.min_version.clone(),
         }),
+        https_redirect: l.https_redirect,
     }
 }
 
@@ -500,6 +537,7 @@ pub fn listener_spec_from_pb(
             l.stream_idle_timeout.as_ref(),
         )?
         .unwrap_or(d.stream_idle_timeout),
+        https_redirect: l.https_redirect,
         tls: l.tls.as_ref().map(|t| model::ListenerTls {
             certificates: t
                 .certificates

@@ -322,8 +322,101 @@ spec:
             ),
             (
                 "{}",
-                "spec.cluster: is required (or spec.weightedClusters, or spec.directResponse)",
+                "spec.cluster: is required (or spec.weightedClusters, spec.directResponse or spec.redirect)",
             ),
+        ] {
+            let got = r(spec).map(drop).unwrap_err().to_string();
+            assert!(got.contains(err), "{spec}: {got}");
+        }
+    }
+
+    #[test]
+    fn a_redirect_is_checked_by_field() {
+        let r = route;
+        let ok = r(
+            "{match: {pathPrefix: /old/}, redirect: {scheme: https, host: new.example.com, \
+                    port: 8443, prefix: /new/, stripQuery: true, code: 308}}",
+        )
+        .unwrap();
+        let Spec::Route(spec) = &ok.spec else {
+            panic!("not a route")
+        };
+        let back =
+            crate::convert::route_spec_from_pb(Some(&crate::convert::route_spec_to_pb(spec)))
+                .unwrap();
+        assert_eq!(back.redirect, spec.redirect);
+        // The code defaults to 301, through YAML and through the API's zero.
+        let plain = r("{redirect: {path: '/new?v=2'}}").unwrap();
+        let Spec::Route(plain) = &plain.spec else {
+            panic!("not a route")
+        };
+        assert_eq!(plain.redirect.as_ref().unwrap().code, 301);
+        let mut pb = crate::convert::route_spec_to_pb(plain);
+        pb.redirect.as_mut().unwrap().code = 0;
+        let back = crate::convert::route_spec_from_pb(Some(&pb)).unwrap();
+        assert_eq!(back.redirect, plain.redirect);
+        assert!(r("{redirect: {host: '[::1]'}}").is_ok());
+        for (spec, err) in [
+            ("{redirect: {}}", "spec.redirect: changes nothing"),
+            ("{redirect: {code: 301}}", "spec.redirect: changes nothing"),
+            (
+                "{redirect: {scheme: ftp}}",
+                "spec.redirect.scheme: \"ftp\" is not http or https",
+            ),
+            (
+                "{redirect: {host: 'a b'}}",
+                "spec.redirect.host: \"a b\" is neither an IP address nor a host name",
+            ),
+            (
+                "{redirect: {host: 'a.com:80'}}",
+                "spec.redirect.host: \"a.com:80\" is neither",
+            ),
+            (
+                "{redirect: {host: '::1'}}",
+                "spec.redirect.host: an IPv6 address goes in brackets",
+            ),
+            (
+                "{redirect: {port: 0}}",
+                "spec.redirect.port: 0 must be in 1..=65535",
+            ),
+            ("{redirect: {port: 70000}}", "spec.redirect.port"),
+            (
+                "{redirect: {path: new}}",
+                "spec.redirect.path: must start with '/'",
+            ),
+            (
+                "{redirect: {path: '/a?b c'}}",
+                "spec.redirect.path: ' ' may not appear in a query",
+            ),
+            (
+                "{redirect: {path: /a, prefix: /b}}",
+                "spec.redirect.prefix: cannot be set together with spec.redirect.path",
+            ),
+            (
+                "{match: {pathRegex: '/a.*'}, redirect: {prefix: /b}}",
+                "spec.redirect.prefix: needs match.pathPrefix or match.path",
+            ),
+            (
+                "{redirect: {path: /a, code: 200}}",
+                "spec.redirect.code: 200 is not 301, 302, 303, 307 or 308",
+            ),
+            (
+                "{cluster: c, redirect: {path: /a}}",
+                "spec.redirect: cannot be set together with a cluster",
+            ),
+            (
+                "{directResponse: {status: 200}, redirect: {path: /a}}",
+                "spec.redirect: cannot be set together with spec.directResponse",
+            ),
+            (
+                "{redirect: {path: /a}, rewrite: {prefix: /b}}",
+                "spec.rewrite: has no use on a route with redirect",
+            ),
+            (
+                "{redirect: {path: /a}, requestHeaders: {set: {x-a: b}}}",
+                "spec.requestHeaders: has no use on a route with redirect",
+            ),
+            ("{redirect: {path: /a, to: /b}}", "unknown field"),
         ] {
             let got = r(spec).map(drop).unwrap_err().to_string();
             assert!(got.contains(err), "{spec}: {got}");
@@ -368,6 +461,40 @@ spec:
             let got = r(spec).map(drop).unwrap_err().to_string();
             assert!(got.contains(err), "{spec}: {got}");
         }
+    }
+
+    #[test]
+    fn https_redirect_is_for_plaintext_listeners() {
+        const CERT: &str = include_str!("model/testdata/edge.pem");
+        const KEY: &str = include_str!("model/testdata/edge-key.pem");
+        let listener = |spec: &str| {
+            let mut o = parse(&format!(
+                "apiVersion: gw/v1\nkind: Listener\nmetadata: {{name: edge}}\nspec: {spec}\n"
+            ))
+            .unwrap()
+            .remove(0)
+            .object;
+            o.validate().map(|()| o)
+        };
+        let o = listener("{port: 80, httpsRedirect: true}").unwrap();
+        let Spec::Listener(l) = &o.spec else {
+            panic!("not a listener")
+        };
+        assert!(l.https_redirect);
+        let back =
+            crate::convert::listener_spec_from_pb(Some(&crate::convert::listener_spec_to_pb(l)))
+                .unwrap();
+        assert!(back.https_redirect);
+        let e = listener(&format!(
+            "{{httpsRedirect: true, tls: {{certificates: [{{certChain: {CERT:?}, privateKey: {KEY:?}}}]}}}}"
+        ))
+        .map(drop)
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("spec.httpsRedirect: is for a plaintext listener"),
+            "{e}"
+        );
     }
 
     #[test]

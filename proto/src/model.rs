@@ -21,8 +21,8 @@ pub use cluster::{
 pub use duration::{format as format_duration, parse as parse_duration, serde_duration};
 pub use endpoint::{metadata_json, Endpoint, EndpointKey, EndpointSource};
 pub use route::{
-    DirectResponse, HashOn, HeaderMatch, HeaderOps, RetryPolicy, Rewrite, RouteMatch, RouteSpec,
-    WeightedCluster, FIXED_HEADERS,
+    DirectResponse, HashOn, HeaderMatch, HeaderOps, Redirect, RetryPolicy, Rewrite, RouteMatch,
+    RouteSpec, WeightedCluster, FIXED_HEADERS,
 };
 pub use tls::{certified_key, KeyPart, ListenerTls, TlsCertificate, HIDDEN_KEY};
 pub use validate::{path_prefix, validate_name, FieldError};
@@ -195,6 +195,11 @@ pub struct ListenerSpec {
     /// plaintext. Envoy's `DownstreamTlsContext` transport socket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTls>,
+    /// Every request is answered with a `301` to the same URL over `https` (host, port, path
+    /// and query kept): the plaintext port of a site served over HTTPS by another listener.
+    /// Envoy's virtual host `require_tls: ALL`; Istio's `httpsRedirect`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub https_redirect: bool,
 }
 
 impl Default for ListenerSpec {
@@ -208,6 +213,7 @@ impl Default for ListenerSpec {
             max_connection_duration: Duration::ZERO,
             stream_idle_timeout: Duration::from_secs(300),
             tls: None,
+            https_redirect: false,
         }
     }
 }

@@ -111,6 +111,9 @@ pub fn targets(r: &model::RouteSpec) -> String {
     if let Some(d) = &r.direct_response {
         return format!("direct {}", d.status);
     }
+    if let Some(x) = &r.redirect {
+        return format!("redirect {}", x.code);
+    }
     match &r.cluster {
         Some(c) => c.clone(),
         None => r
@@ -201,9 +204,10 @@ fn rows(kind: Kind, objs: &[Object], wide: bool) -> comfy_table::Table {
                         true => "never".into(),
                         false => d(s.stream_idle_timeout),
                     },
-                    match &s.tls {
-                        None => "-".into(),
-                        Some(t) => format!("{} cert(s)", t.certificates.len()),
+                    match (&s.tls, s.https_redirect) {
+                        (Some(t), _) => format!("{} cert(s)", t.certificates.len()),
+                        (None, true) => "redirect".into(),
+                        (None, false) => "-".into(),
                     },
                     age(m.created_at_ms),
                 ]
@@ -344,6 +348,33 @@ acme    users     *              prefix /users   GET,POST  users-svc            
 acme    orders    *              prefix /orders  *         orders-svc=90,users-svc=10  5s       -                                0        -
 acme    api-host  api.acme.test  path /status    *         users-svc                   15s      -                                0        -
 "
+        );
+    }
+
+    #[test]
+    fn a_route_answered_by_the_proxy_says_how() {
+        let spec = |yaml: &str| match manifest::parse(&format!(
+            "apiVersion: gw/v1\nkind: Route\nmetadata: {{name: r, tenant: t}}\nspec: {yaml}\n"
+        ))
+        .unwrap()
+        .remove(0)
+        .object
+        .spec
+        {
+            Spec::Route(r) => r,
+            _ => panic!("not a route"),
+        };
+        assert_eq!(
+            targets(&spec("{directResponse: {status: 410}}")),
+            "direct 410"
+        );
+        assert_eq!(
+            targets(&spec("{redirect: {scheme: https}}")),
+            "redirect 301"
+        );
+        assert_eq!(
+            targets(&spec("{redirect: {path: /new, code: 308}}")),
+            "redirect 308"
         );
     }
 

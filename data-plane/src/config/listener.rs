@@ -234,6 +234,9 @@ pub(super) fn compile(
         }
     };
     table.upgrades = upgrades;
+    if tls.is_some() {
+        table.over_tls();
+    }
     Ok(Some(Served {
         name: name.clone(),
         table,

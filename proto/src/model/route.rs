@@ -187,6 +187,131 @@ pub struct RouteSpec {
     /// maintenance pages, retired paths (`410`), fixed health answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direct_response: Option<DirectResponse>,
+    /// Answered with a redirect instead of going to a cluster (Envoy's `RedirectAction`):
+    /// moved paths, another host, `http` to `https`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+}
+
+/// A route's redirect: the `location` is the request's URL with what is set here changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Redirect {
+    /// `http` or `https`. A port in the request's host that is the old scheme's default (80,
+    /// 443) is dropped when the scheme changes and `port` is unset, as Envoy does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// The host (a name or an address, without port), replacing the request's host and port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The port, replacing the request's (or the new host's default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The whole path. The request's query is kept unless this has a query of its own or
+    /// `stripQuery` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The matched prefix (`match.pathPrefix`; for `match.path`, the whole path) replaced by
+    /// this; the rest of the path and the query are kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The request's query is dropped.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub strip_query: bool,
+    /// 301 (the default), 302, 303, 307 or 308.
+    pub code: u16,
+}
+
+impl Default for Redirect {
+    fn default() -> Self {
+        Redirect {
+            scheme: None,
+            host: None,
+            port: None,
+            path: None,
+            prefix: None,
+            strip_query: false,
+            code: 301,
+        }
+    }
+}
+
+/// The statuses a redirect may answer with (Envoy's `RedirectResponseCode`).
+pub const REDIRECT_CODES: [u16; 5] = [301, 302, 303, 307, 308];
+
+impl Redirect {
+    fn validate(&self, m: &RouteMatch) -> Result<(), FieldError> {
+        let f = |name: &str| format!("spec.redirect.{name}");
+        if let Some(s) = &self.scheme {
+            if s != "http" && s != "https" {
+                return Err(FieldError::new(
+                    f("scheme"),
+                    format!("{s:?} is not http or https"),
+                ));
+            }
+        }
+        if let Some(h) = &self.host {
+            // An IPv6 address goes in a URL in brackets.
+            match h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_ok() => {}
+                _ if h.parse::<std::net::Ipv6Addr>().is_ok() => {
+                    return Err(FieldError::new(
+                        f("host"),
+                        format!("an IPv6 address goes in brackets: \"[{h}]\""),
+                    ))
+                }
+                _ => super::validate::host_or_ip(&f("host"), h)?,
+            }
+        }
+        if self.port == Some(0) {
+            return Err(FieldError::new(f("port"), "0 must be in 1..=65535"));
+        }
+        if let Some(p) = &self.path {
+            let (path, query) = p.split_once('?').unwrap_or((p, ""));
+            super::validate::path_prefix(path).map_err(|e| FieldError::new(f("path"), e))?;
+            if let Some(c) = query.chars().find(|c| !c.is_ascii_graphic() || *c == '#') {
+                return Err(FieldError::new(
+                    f("path"),
+                    format!("{c:?} may not appear in a query"),
+                ));
+            }
+        }
+        if let Some(p) = &self.prefix {
+            if self.path.is_some() {
+                return Err(FieldError::new(
+                    f("prefix"),
+                    "cannot be set together with spec.redirect.path",
+                ));
+            }
+            if m.path_regex.is_some() {
+                return Err(FieldError::new(
+                    f("prefix"),
+                    "needs match.pathPrefix or match.path (a regex match has no prefix to replace)",
+                ));
+            }
+            super::validate::path_prefix(p).map_err(|e| FieldError::new(f("prefix"), e))?;
+        }
+        if !REDIRECT_CODES.contains(&self.code) {
+            return Err(FieldError::new(
+                f("code"),
+                format!("{} is not 301, 302, 303, 307 or 308", self.code),
+            ));
+        }
+        let changes = self.scheme.is_some()
+            || self.host.is_some()
+            || self.port.is_some()
+            || self.path.is_some()
+            || self.prefix.is_some()
+            || self.strip_query;
+        if !changes {
+            return Err(FieldError::new(
+                "spec.redirect",
+                "changes nothing (set scheme, host, port, path, prefix or stripQuery): \
+                 the client would be sent where it is",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A route's fixed answer.
@@ -359,6 +484,7 @@ impl Default for RouteSpec {
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
             direct_response: None,
+            redirect: None,
         }
     }
 }
@@ -370,6 +496,25 @@ impl RouteSpec {
             .as_deref()
             .into_iter()
             .chain(self.weighted_clusters.iter().map(|w| w.cluster.as_str()))
+    }
+
+    /// Refuses what only a request sent upstream uses, on a route answered by the proxy
+    /// (`kind`: the field that makes it so).
+    fn nothing_sent_upstream(&self, kind: &str) -> Result<(), FieldError> {
+        let unused = [
+            ("spec.retry", self.retry.is_some()),
+            ("spec.hashOn", self.hash_on.is_some()),
+            ("spec.upgrades", !self.upgrades.is_empty()),
+            ("spec.rewrite", self.rewrite.is_some()),
+            ("spec.requestHeaders", !self.request_headers.is_empty()),
+        ];
+        match unused.iter().find(|(_, set)| *set) {
+            Some((field, _)) => Err(FieldError::new(
+                *field,
+                format!("has no use on a route with {kind} (no request goes upstream)"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Canonical order for set-like lists; no path means prefix `/`.
@@ -498,6 +643,22 @@ impl RouteSpec {
                 ));
             }
         }
+        if let Some(r) = &self.redirect {
+            if self.direct_response.is_some() {
+                return Err(FieldError::new(
+                    "spec.redirect",
+                    "cannot be set together with spec.directResponse",
+                ));
+            }
+            if self.cluster.is_some() || !self.weighted_clusters.is_empty() {
+                return Err(FieldError::new(
+                    "spec.redirect",
+                    "cannot be set together with a cluster",
+                ));
+            }
+            r.validate(m)?;
+            self.nothing_sent_upstream("redirect")?;
+        }
         if let Some(d) = &self.direct_response {
             let f = "spec.directResponse";
             if self.cluster.is_some() || !self.weighted_clusters.is_empty() {
@@ -512,21 +673,9 @@ impl RouteSpec {
             if d.body.len() > 4096 {
                 return Err(FieldError::new(format!("{f}.body"), "is over 4 KiB"));
             }
-            let unused = [
-                ("spec.retry", self.retry.is_some()),
-                ("spec.hashOn", self.hash_on.is_some()),
-                ("spec.upgrades", !self.upgrades.is_empty()),
-                ("spec.rewrite", self.rewrite.is_some()),
-                ("spec.requestHeaders", !self.request_headers.is_empty()),
-            ];
-            if let Some((field, _)) = unused.iter().find(|(_, set)| *set) {
-                return Err(FieldError::new(
-                    *field,
-                    "has no use on a route with directResponse (no request goes upstream)",
-                ));
-            }
+            self.nothing_sent_upstream("directResponse")?;
         }
-        if self.direct_response.is_none() {
+        if self.direct_response.is_none() && self.redirect.is_none() {
             match (&self.cluster, self.weighted_clusters.is_empty()) {
                 (Some(_), false) => {
                     return Err(FieldError::new(
@@ -537,7 +686,8 @@ impl RouteSpec {
                 (None, true) => {
                     return Err(FieldError::new(
                         "spec.cluster",
-                        "is required (or spec.weightedClusters, or spec.directResponse)",
+                        "is required (or spec.weightedClusters, spec.directResponse or \
+                         spec.redirect)",
                     ))
                 }
                 (Some(c), true) => validate_name("spec.cluster", c)?,

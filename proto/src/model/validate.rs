@@ -138,6 +138,12 @@ pub(crate) fn listener(l: &ListenerSpec) -> Result<(), FieldError> {
             return Err(FieldError::new(field, "must be at most 365d (0s: none)"));
         }
     }
+    if l.https_redirect && l.tls.is_some() {
+        return Err(FieldError::new(
+            "spec.httpsRedirect",
+            "is for a plaintext listener (this one's requests come over TLS already)",
+        ));
+    }
     l.tls.as_ref().map_or(Ok(()), |t| t.validate())
 }
 

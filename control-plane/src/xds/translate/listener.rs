@@ -122,7 +122,11 @@ pub fn listeners(
             l.node_cluster = Some(spec.node_cluster.clone());
         }
         listeners.push(l);
-        configs.push(route::route_configuration(name, model, cache));
+        configs.push(if spec.https_redirect {
+            route::https_redirect_configuration(name)
+        } else {
+            route::route_configuration(name, model, cache)
+        });
     }
     (listeners, configs)
 }

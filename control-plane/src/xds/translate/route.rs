@@ -5,9 +5,9 @@
 use super::{cluster_name, duration, resource, route_name, Model};
 use crate::xds::snapshot::Resource;
 use gw_proto::envoy::pb::envoy::config::route::v3::{
-    header_matcher, route, route_action, route_match, weighted_cluster, HeaderMatcher,
-    RetryPolicy as EnvoyRetry, Route, RouteAction, RouteConfiguration, RouteMatch as EnvoyMatch,
-    VirtualHost, WeightedCluster,
+    header_matcher, redirect_action, route, route_action, route_match, virtual_host,
+    weighted_cluster, HeaderMatcher, RedirectAction, RetryPolicy as EnvoyRetry, Route, RouteAction,
+    RouteConfiguration, RouteMatch as EnvoyMatch, VirtualHost, WeightedCluster,
 };
 use gw_proto::envoy::pb::envoy::r#type::matcher::v3::{
     string_matcher, RegexMatcher, StringMatcher,
@@ -172,9 +172,10 @@ fn route(tenant: &str, name: &str, r: &RouteSpec, hashed: bool) -> Route {
     Route {
         name: route_name(tenant, name),
         r#match: Some(route_match(r)),
-        action: Some(match &r.direct_response {
-            Some(d) => route::Action::DirectResponse(direct_response(d)),
-            None => route::Action::Route(route_action(tenant, r, hashed)),
+        action: Some(match (&r.direct_response, &r.redirect) {
+            (Some(d), _) => route::Action::DirectResponse(direct_response(d)),
+            (None, Some(x)) => route::Action::Redirect(redirect(x)),
+            (None, None) => route::Action::Route(route_action(tenant, r, hashed)),
         }),
         request_headers_to_add: headers_to_add(&r.request_headers),
         request_headers_to_remove: r.request_headers.remove.clone(),
@@ -197,6 +198,57 @@ fn direct_response(
         }),
         ..Default::default()
     }
+}
+
+/// Envoy's redirect: what the model sets, the rest left as the request has it.
+fn redirect(x: &gw_proto::model::Redirect) -> RedirectAction {
+    use redirect_action::{PathRewriteSpecifier as P, RedirectResponseCode as Code};
+    RedirectAction {
+        scheme_rewrite_specifier: x
+            .scheme
+            .clone()
+            .map(redirect_action::SchemeRewriteSpecifier::SchemeRedirect),
+        host_redirect: x.host.clone().unwrap_or_default(),
+        port_redirect: x.port.map_or(0, u32::from),
+        path_rewrite_specifier: match (&x.path, &x.prefix) {
+            (Some(p), _) => Some(P::PathRedirect(p.clone())),
+            (None, Some(p)) => Some(P::PrefixRewrite(p.clone())),
+            (None, None) => None,
+        },
+        response_code: match x.code {
+            302 => Code::Found,
+            303 => Code::SeeOther,
+            307 => Code::TemporaryRedirect,
+            308 => Code::PermanentRedirect,
+            _ => Code::MovedPermanently,
+        } as i32,
+        strip_query: x.strip_query,
+    }
+}
+
+/// The RouteConfiguration of a listener that sends every request to `https`: one virtual host
+/// for every domain that requires TLS (Envoy answers its `301` before matching any route).
+pub fn https_redirect_configuration(name: &str) -> Resource {
+    let rc = RouteConfiguration {
+        name: name.to_owned(),
+        virtual_hosts: vec![VirtualHost {
+            name: "https-redirect".into(),
+            domains: vec!["*".into()],
+            require_tls: virtual_host::TlsRequirementType::All as i32,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let body = gw_proto::envoy::pb::google::protobuf::Any {
+        type_url: <RouteConfiguration as prost::Name>::type_url(),
+        value: rc.encode_to_vec(),
+    };
+    resource(
+        name.to_owned(),
+        body,
+        vec![format!("listener/{name}")],
+        Vec::new(),
+    )
 }
 
 /// Envoy's headers to add for `ops`: `set` replacing (`OVERWRITE_IF_EXISTS_OR_ADD`), `add` as
@@ -369,7 +421,7 @@ fn hash_policy(h: HashOn) -> route_action::HashPolicy {
 
 #[cfg(test)]
 mod tests {
-    use super::{route_action, serves};
+    use super::{redirect, route_action, serves};
     use gw_proto::model::RouteSpec;
 
     fn route(hosts: &[&str]) -> RouteSpec {
@@ -407,6 +459,65 @@ mod tests {
             prefix: "/v2/".into(),
         });
         assert_eq!(route_action("acme", &r, false).prefix_rewrite, "/v2/");
+    }
+
+    #[test]
+    fn a_redirect_is_envoys_redirect_action() {
+        use super::redirect_action::{PathRewriteSpecifier as P, SchemeRewriteSpecifier as S};
+        use gw_proto::model::Redirect;
+        let all = redirect(&Redirect {
+            scheme: Some("https".into()),
+            host: Some("new.example.com".into()),
+            port: Some(8443),
+            path: Some("/p?v=2".into()),
+            strip_query: true,
+            code: 307,
+            ..Redirect::default()
+        });
+        assert_eq!(
+            all.scheme_rewrite_specifier,
+            Some(S::SchemeRedirect("https".into()))
+        );
+        assert_eq!(
+            (all.host_redirect.as_str(), all.port_redirect),
+            ("new.example.com", 8443)
+        );
+        assert_eq!(
+            all.path_rewrite_specifier,
+            Some(P::PathRedirect("/p?v=2".into()))
+        );
+        assert!(all.strip_query);
+        assert_eq!(all.response_code, 3, "TEMPORARY_REDIRECT");
+        // Unset parts stay unset: Envoy keeps the request's.
+        let prefix = redirect(&Redirect {
+            prefix: Some("/new/".into()),
+            ..Redirect::default()
+        });
+        assert_eq!(prefix.scheme_rewrite_specifier, None);
+        assert_eq!(
+            (prefix.host_redirect.as_str(), prefix.port_redirect),
+            ("", 0)
+        );
+        assert_eq!(
+            prefix.path_rewrite_specifier,
+            Some(P::PrefixRewrite("/new/".into()))
+        );
+        assert_eq!(prefix.response_code, 0, "MOVED_PERMANENTLY");
+    }
+
+    #[test]
+    fn an_https_redirect_listener_requires_tls_on_every_host() {
+        use gw_proto::envoy::pb::envoy::config::route::v3::RouteConfiguration;
+        use prost::Message;
+        let res = super::https_redirect_configuration("plain");
+        let rc = RouteConfiguration::decode(res.body.value.as_slice()).unwrap();
+        assert_eq!(rc.name, "plain");
+        assert_eq!(rc.virtual_hosts.len(), 1);
+        let vh = &rc.virtual_hosts[0];
+        assert_eq!(vh.domains, ["*"]);
+        assert_eq!(vh.require_tls, 2, "ALL");
+        assert!(vh.routes.is_empty());
+        assert_eq!(res.origin, ["listener/plain"]);
     }
 
     #[test]
