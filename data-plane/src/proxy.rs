@@ -172,10 +172,10 @@ fn local_reply(status: StatusCode, msg: &'static str, overloaded: bool) -> Respo
 
 /// The request's host: `Host`, else the URI authority (HTTP/2 `:authority`).
 fn host_of<'a>(headers: &'a hyper::HeaderMap, uri: &'a Uri) -> &'a str {
-    headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
+    // An HTTP/2 `:authority`, or an absolute-form target's, wins over a `Host` (Envoy's).
+    uri.authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or("")
 }
 
@@ -227,11 +227,11 @@ pub async fn handle(
             v
         }
     };
-    if !parts.headers.contains_key(HOST) {
-        if let Some(a) = parts.uri.authority() {
-            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                parts.headers.insert(HOST, v);
-            }
+    // The host the request was routed by goes upstream: an HTTP/2 `:authority`, or an
+    // absolute-form target's, replaces a `Host` the client sent too (as Envoy replaces it).
+    if let Some(a) = parts.uri.authority() {
+        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+            parts.headers.insert(HOST, v);
         }
     }
     // A route's prefix rewrite: the path sent upstream, the original in
@@ -275,14 +275,29 @@ pub async fn handle(
         (n <= native::MAX_BUFFERED_BODY).then_some(n)
     };
     let bodyless = body.is_end_stream() && upgrade.is_none();
-    let whole = if let crate::router::Target::Direct(status, body) = &route.target {
+    use crate::router::Target;
+    let answered_here = matches!(route.target, Target::Direct(..) | Target::Redirect(..));
+    let whole = if answered_here
+        && upgrade
+            .as_ref()
+            .is_some_and(|kind| !cfg.routes.allows_upgrade(route, kind.as_bytes()))
+    {
+        // A route the proxy answers has no upgrades of its own: the listener's decide, and
+        // one they do not allow is refused (Envoy's 403), not answered.
+        Whole::Refused(StatusCode::FORBIDDEN, "")
+    } else if let Target::Direct(status, body) = &route.target {
         Whole::Direct(*status, body.clone())
-    } else if let crate::router::Target::Redirect(to) = &route.target {
+    } else if let Target::Redirect(to) = &route.target {
+        // No host, or one that cannot be a URL's: the client's error (Envoy refuses such
+        // requests before routing).
         let host = parts.headers.get(HOST).and_then(|h| h.to_str().ok());
-        let location = to.location(down.tls, host.unwrap_or_default(), original);
-        match HeaderValue::try_from(location) {
-            Ok(v) => Whole::Redirect(to.status, v),
-            Err(_) => Whole::Refused(StatusCode::BAD_REQUEST, "bad host\n"),
+        let location = host
+            .filter(|h| crate::router::is_authority(h))
+            .map(|h| to.location(down.tls, original_uri.scheme_str(), h, original))
+            .and_then(|l| HeaderValue::try_from(l).ok());
+        match location {
+            Some(v) => Whole::Redirect(to.status, v),
+            None => Whole::Refused(StatusCode::BAD_REQUEST, "bad host\n"),
         }
     } else if let (Some(kind), Some(on)) = (&upgrade, on_upgrade) {
         // Refused unless the route (or the listener) allows this upgrade: Envoy's 403. Not

@@ -46,6 +46,22 @@ pub enum RouteError {
         /// Why.
         why: String,
     },
+    /// Something of a route configuration's that gw-proxy does not implement.
+    #[error("route configuration {name}: unsupported {what}")]
+    Config {
+        /// Route configuration name.
+        name: String,
+        /// What.
+        what: String,
+    },
+    /// Something of a virtual host's that gw-proxy does not implement.
+    #[error("virtual host {name}: unsupported {what}")]
+    Host {
+        /// Virtual host name.
+        name: String,
+        /// What.
+        what: String,
+    },
     /// Something gw-proxy does not implement.
     #[error("route {route}: unsupported {what}")]
     Unsupported {
@@ -149,12 +165,13 @@ impl Redirect {
     }
 
     /// The `location` for a request to `host` (`host[:port]` as the client sent it) for
-    /// `target` (path and query) on a connection that is TLS or not, as Envoy builds it: a
-    /// port that is the old scheme's default (80, 443) is dropped when the scheme changes and
-    /// no port is given.
-    pub fn location(&self, tls: bool, host: &str, target: &str) -> String {
+    /// `target` (path and query), with the `scheme` the request names (HTTP/2's `:scheme`, an
+    /// absolute-form URL's; else the connection's), on a connection that is TLS or not, as
+    /// Envoy builds it: a port that is the connection scheme's default (80, 443) is dropped
+    /// when the scheme changes from it and no port is given.
+    pub fn location(&self, tls: bool, scheme: Option<&str>, host: &str, target: &str) -> String {
         let from = if tls { "https" } else { "http" };
-        let scheme = self.scheme.as_deref().unwrap_or(from);
+        let scheme = self.scheme.as_deref().or(scheme).unwrap_or(from);
         let (bare, port) = split_port(host);
         let authority = match (&self.host, self.port) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
@@ -175,10 +192,7 @@ impl Redirect {
         let (mut path, own_query) = match &self.path {
             RedirectPath::Keep => (path.to_owned(), false),
             RedirectPath::Whole(p) => (p.clone(), p.contains('?')),
-            RedirectPath::Prefix(n, with) => (
-                [with.as_str(), path.get(*n..).unwrap_or("")].concat(),
-                false,
-            ),
+            RedirectPath::Prefix(n, with) => (replace_prefix(path, *n, with), false),
         };
         if let (Some(q), false, false) = (query, own_query, self.strip_query) {
             path.push('?');
@@ -186,6 +200,170 @@ impl Redirect {
         }
         format!("{scheme}://{authority}{path}")
     }
+}
+
+/// The first of `fields` that is set: something gw-proxy would otherwise ignore, which changes
+/// what a request gets (a proxy NACKs it by name rather than serve it otherwise than Envoy).
+fn first_set(fields: &[(&'static str, bool)]) -> Option<&'static str> {
+    fields.iter().find(|(_, set)| *set).map(|(name, _)| *name)
+}
+
+/// What of a route and its match gw-proxy does not follow.
+fn unfollowed_in_route(r: &rt::Route, m: &rt::RouteMatch) -> Option<&'static str> {
+    first_set(&[
+        (
+            "typed_per_filter_config",
+            !r.typed_per_filter_config.is_empty(),
+        ),
+        ("route_specifiers", !r.route_specifiers.is_empty()),
+        ("match runtime_fraction", m.runtime_fraction.is_some()),
+        ("match query_parameters", !m.query_parameters.is_empty()),
+        ("match cookies", !m.cookies.is_empty()),
+        ("match grpc", m.grpc.is_some()),
+        ("match tls_context", m.tls_context.is_some()),
+        ("match dynamic_metadata", !m.dynamic_metadata.is_empty()),
+        ("match filter_state", !m.filter_state.is_empty()),
+        (
+            "header match treat_missing_header_as_empty",
+            m.headers.iter().any(|h| h.treat_missing_header_as_empty),
+        ),
+    ])
+}
+
+/// What of a route action gw-proxy does not follow (deprecated fields too: Envoy still
+/// follows them).
+#[allow(deprecated)]
+fn unfollowed_in_action(a: &rt::RouteAction) -> Option<&'static str> {
+    first_set(&[
+        (
+            "cluster_not_found_response_code",
+            a.cluster_not_found_response_code != 0,
+        ),
+        ("metadata_match", a.metadata_match.is_some()),
+        ("path_rewrite", !a.path_rewrite.is_empty()),
+        ("flush_timeout", a.flush_timeout.is_some()),
+        ("early_data_policy", a.early_data_policy.is_some()),
+        (
+            "retry_policy_typed_config",
+            a.retry_policy_typed_config.is_some(),
+        ),
+        (
+            "request_mirror_policies",
+            !a.request_mirror_policies.is_empty(),
+        ),
+        ("priority", a.priority != 0),
+        ("rate_limits", !a.rate_limits.is_empty()),
+        (
+            "include_vh_rate_limits",
+            a.include_vh_rate_limits.as_ref().is_some_and(|b| b.value),
+        ),
+        ("cors", a.cors.is_some()),
+        ("max_grpc_timeout", a.max_grpc_timeout.is_some()),
+        ("grpc_timeout_offset", a.grpc_timeout_offset.is_some()),
+        (
+            "internal_redirect_policy",
+            a.internal_redirect_policy.is_some(),
+        ),
+        ("internal_redirect_action", a.internal_redirect_action != 0),
+        ("max_internal_redirects", a.max_internal_redirects.is_some()),
+        ("hedge_policy", a.hedge_policy.is_some()),
+        ("max_stream_duration", a.max_stream_duration.is_some()),
+        ("more than one hash_policy", a.hash_policy.len() > 1),
+    ])
+}
+
+/// What of a virtual host gw-proxy does not follow.
+#[allow(deprecated)]
+fn unfollowed_in_host(vh: &rt::VirtualHost) -> Option<&'static str> {
+    first_set(&[
+        ("matcher", vh.matcher.is_some()),
+        ("rate_limits", !vh.rate_limits.is_empty()),
+        ("cors", vh.cors.is_some()),
+        (
+            "typed_per_filter_config",
+            !vh.typed_per_filter_config.is_empty(),
+        ),
+        (
+            "include_request_attempt_count",
+            vh.include_request_attempt_count,
+        ),
+        (
+            "include_attempt_count_in_response",
+            vh.include_attempt_count_in_response,
+        ),
+        ("retry_policy", vh.retry_policy.is_some()),
+        (
+            "retry_policy_typed_config",
+            vh.retry_policy_typed_config.is_some(),
+        ),
+        ("hedge_policy", vh.hedge_policy.is_some()),
+        (
+            "include_is_timeout_retry_header",
+            vh.include_is_timeout_retry_header,
+        ),
+        (
+            "request_mirror_policies",
+            !vh.request_mirror_policies.is_empty(),
+        ),
+        ("route_specifiers", !vh.route_specifiers.is_empty()),
+    ])
+}
+
+/// What of a route configuration gw-proxy does not follow.
+fn unfollowed_in_config(rc: &rt::RouteConfiguration) -> Option<&'static str> {
+    first_set(&[
+        ("vhds", rc.vhds.is_some()),
+        (
+            "internal_only_headers",
+            !rc.internal_only_headers.is_empty(),
+        ),
+        (
+            "cluster_specifier_plugins",
+            !rc.cluster_specifier_plugins.is_empty(),
+        ),
+        (
+            "request_mirror_policies",
+            !rc.request_mirror_policies.is_empty(),
+        ),
+        (
+            "ignore_port_in_host_matching",
+            rc.ignore_port_in_host_matching,
+        ),
+        ("vhost_header", !rc.vhost_header.is_empty()),
+        (
+            "ignore_path_parameters_in_path_matching",
+            rc.ignore_path_parameters_in_path_matching,
+        ),
+        (
+            "typed_per_filter_config",
+            !rc.typed_per_filter_config.is_empty(),
+        ),
+        ("route_specifiers", !rc.route_specifiers.is_empty()),
+    ])
+}
+
+/// `target` with its first `n` bytes (a prefix it matched) replaced by `with`.
+fn replace_prefix(target: &str, n: usize, with: &str) -> String {
+    [with, target.get(n..).unwrap_or("")].concat()
+}
+
+/// A `prefix_rewrite` (`what`: which) on a route whose path matches `path`: how many leading
+/// bytes of a matched path it replaces, and by what. It goes into a request line or a
+/// `location` as it is: nothing but a path.
+fn prefix_replacement(path: &PathMatch, with: &str, what: &str) -> Result<(usize, String), String> {
+    gw_proto::model::path_prefix(with).map_err(|why| format!("{what} {with:?}: {why}"))?;
+    match path {
+        PathMatch::Prefix(p) | PathMatch::Exact(p) => Ok((p.len(), with.to_owned())),
+        PathMatch::Regex(_) => Err(format!("{what} on a regex match")),
+    }
+}
+
+/// Whether `h` can stand as a URL's authority or a `Host` (a name or address, maybe a port):
+/// what the proxy would otherwise send on as it was given.
+pub(crate) fn is_authority(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~[]:".contains(&b))
 }
 
 /// `host[:port]` split at its port, if it has one (`[v6]:port` too).
@@ -278,8 +456,7 @@ impl Route {
     #[inline]
     pub fn rewritten(&self, target: &str) -> Option<String> {
         let (matched, with) = self.rewrite.as_ref()?;
-        let rest = target.get(*matched..).unwrap_or("");
-        Some([with.as_str(), rest].concat())
+        Some(replace_prefix(target, *matched, with))
     }
 
     /// The stream idle timeout in force for this route's requests, given the listener's.
@@ -568,6 +745,17 @@ pub fn compile_route(
         .iter()
         .map(|h| header_cond(&name, h))
         .collect::<Result<_, _>>()?;
+    if m.case_sensitive.is_some_and(|b| !b.value) {
+        return Err(unsupported("case-insensitive path matching"));
+    }
+    if let Some(what) = unfollowed_in_route(r, m) {
+        return Err(unsupported(what));
+    }
+    // Checked on every route (Envoy's config checks them whatever the action); used only by
+    // routes that forward.
+    let mut request_headers =
+        HeaderOps::of(&r.request_headers_to_add, &r.request_headers_to_remove)
+            .map_err(|e| unsupported(&format!("request headers: {e}")))?;
     let a = match &r.action {
         Some(rt::route::Action::Route(a)) => a,
         Some(rt::route::Action::DirectResponse(d)) => {
@@ -583,23 +771,19 @@ pub fn compile_route(
             ))
         }
     };
+    if let Some(what) = unfollowed_in_action(a) {
+        return Err(unsupported(what));
+    }
     if a.regex_rewrite.is_some() || a.path_rewrite_policy.is_some() {
         return Err(unsupported(
             "regex_rewrite / path_rewrite_policy (prefix_rewrite is)",
         ));
     }
-    if m.case_sensitive.is_some_and(|b| !b.value) {
-        return Err(unsupported("case-insensitive path matching"));
-    }
-    if !a.prefix_rewrite.is_empty() {
-        // It goes into the request line as it is: nothing but a path.
-        gw_proto::model::path_prefix(&a.prefix_rewrite)
-            .map_err(|why| unsupported(&format!("prefix_rewrite {:?}: {why}", a.prefix_rewrite)))?;
-    }
-    let rewrite = match (&path, a.prefix_rewrite.as_str()) {
-        (_, "") => None,
-        (PathMatch::Prefix(p) | PathMatch::Exact(p), with) => Some((p.len(), with.to_owned())),
-        (PathMatch::Regex(_), _) => return Err(unsupported("prefix_rewrite on a regex match")),
+    let rewrite = match a.prefix_rewrite.as_str() {
+        "" => None,
+        with => {
+            Some(prefix_replacement(&path, with, "prefix_rewrite").map_err(|e| unsupported(&e))?)
+        }
     };
     use rt::route_action::ClusterSpecifier as C;
     let target = match &a.cluster_specifier {
@@ -626,17 +810,26 @@ pub fn compile_route(
         _ => return Err(unsupported("cluster specifier")),
     };
     use rt::route_action::hash_policy::PolicySpecifier as H;
-    let hash_on = a
-        .hash_policy
-        .iter()
-        .find_map(|h| match &h.policy_specifier {
-            Some(H::ConnectionProperties(c)) if c.source_ip => Some(HashOn::SourceIp),
-            Some(H::Header(h)) => hyper::header::HeaderName::from_bytes(h.header_name.as_bytes())
-                .ok()
-                .map(HashOn::Header),
-            Some(H::Cookie(c)) => Some(HashOn::Cookie(c.name.clone())),
-            _ => None,
-        });
+    // One policy at most (checked above); what it hashes on, or a NACK for what gw-proxy
+    // cannot hash on as Envoy would (Envoy makes the cookie when it has a ttl).
+    let hash_on = match a.hash_policy.first().map(|h| &h.policy_specifier) {
+        None => None,
+        Some(Some(H::ConnectionProperties(c))) if c.source_ip => Some(HashOn::SourceIp),
+        Some(Some(H::Header(h))) if h.regex_rewrite.is_none() => Some(HashOn::Header(
+            hyper::header::HeaderName::from_bytes(h.header_name.as_bytes())
+                .map_err(|_| unsupported(&format!("hash_policy header {:?}", h.header_name)))?,
+        )),
+        Some(Some(H::Cookie(c)))
+            if c.ttl.is_none() && c.path.is_empty() && c.attributes.is_empty() =>
+        {
+            Some(HashOn::Cookie(c.name.clone()))
+        }
+        Some(_) => {
+            return Err(unsupported(
+                "hash_policy other than source_ip, a header, or a cookie without ttl",
+            ))
+        }
+    };
     let upgrades = upgrade_entries(
         a.upgrade_configs
             .iter()
@@ -646,8 +839,33 @@ pub fn compile_route(
         route: name.clone(),
         why,
     })?;
-    let request_headers = HeaderOps::of(&r.request_headers_to_add, &r.request_headers_to_remove)
-        .map_err(|e| unsupported(&format!("request headers: {e}")))?;
+    // A host rewrite is one more header set (Envoy sets `Host` after the route's changes; the
+    // route cannot change `host` itself, so the order cannot show).
+    use rt::route_action::HostRewriteSpecifier as HostRewrite;
+    match &a.host_rewrite_specifier {
+        None => {}
+        Some(HostRewrite::AutoHostRewrite(on)) if !on.value => {}
+        // Envoy's: an empty literal rewrites nothing.
+        Some(HostRewrite::HostRewriteLiteral(h)) if h.is_empty() => {}
+        Some(HostRewrite::HostRewriteLiteral(h)) => {
+            let v = hyper::header::HeaderValue::from_str(h)
+                .ok()
+                .filter(|_| is_authority(h))
+                .ok_or_else(|| unsupported(&format!("host_rewrite_literal {h:?} is not a host")))?;
+            request_headers
+                .get_or_insert_with(Box::default)
+                .set
+                .push((hyper::header::HOST, v));
+        }
+        Some(_) => {
+            return Err(unsupported(
+                "a host rewrite other than host_rewrite_literal",
+            ))
+        }
+    }
+    if a.append_x_forwarded_host {
+        return Err(unsupported("append_x_forwarded_host"));
+    }
     Ok(Route {
         // Envoy: a 0 timeout disables it; unset means 15 s.
         timeout: match duration(a.timeout.as_ref()) {
@@ -729,43 +947,32 @@ fn redirect(x: &rt::RedirectAction, path: &PathMatch) -> Result<Redirect, String
         }
     };
     let host = Some(x.host_redirect.clone()).filter(|h| !h.is_empty());
-    if let Some(h) = &host {
-        let ok = h
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~[]:".contains(&b));
-        if !ok {
-            return Err(format!("redirect host_redirect {h:?} is not a host"));
-        }
+    if let Some(h) = host.as_deref().filter(|h| !is_authority(h)) {
+        return Err(format!("redirect host_redirect {h:?} is not a host"));
     }
     let port = match x.port_redirect {
         0 => None,
-        p => Some(u16::try_from(p).map_err(|_| format!("redirect port_redirect {p}"))?),
+        p => Some(
+            u16::try_from(p)
+                .map_err(|_| format!("redirect port_redirect {p}: not a port (1..=65535)"))?,
+        ),
     };
-    let query_ok = |q: &str| q.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
     let path = match &x.path_rewrite_specifier {
         None => RedirectPath::Keep,
         Some(P::PathRedirect(p)) => {
-            let (path, query) = p.split_once('?').unwrap_or((p, ""));
-            gw_proto::model::path_prefix(path)
+            gw_proto::model::path_and_query(p)
                 .map_err(|why| format!("redirect path_redirect {p:?}: {why}"))?;
-            if !query_ok(query) {
-                return Err(format!("redirect path_redirect {p:?}: not a query"));
-            }
             RedirectPath::Whole(p.clone())
         }
         Some(P::PrefixRewrite(with)) => {
-            gw_proto::model::path_prefix(with)
-                .map_err(|why| format!("redirect prefix_rewrite {with:?}: {why}"))?;
-            match path {
-                PathMatch::Prefix(p) | PathMatch::Exact(p) => {
-                    RedirectPath::Prefix(p.len(), with.clone())
-                }
-                PathMatch::Regex(_) => {
-                    return Err("redirect prefix_rewrite on a regex match".into())
-                }
-            }
+            let (n, with) = prefix_replacement(path, with, "redirect prefix_rewrite")?;
+            RedirectPath::Prefix(n, with)
         }
-        Some(_) => return Err("redirect regex_rewrite".into()),
+        Some(_) => {
+            return Err(
+                "redirect regex_rewrite (path_redirect and prefix_rewrite are supported)".into(),
+            )
+        }
     };
     let status = match Code::try_from(x.response_code) {
         Ok(Code::MovedPermanently) => StatusCode::MOVED_PERMANENTLY,
@@ -773,7 +980,12 @@ fn redirect(x: &rt::RedirectAction, path: &PathMatch) -> Result<Redirect, String
         Ok(Code::SeeOther) => StatusCode::SEE_OTHER,
         Ok(Code::TemporaryRedirect) => StatusCode::TEMPORARY_REDIRECT,
         Ok(Code::PermanentRedirect) => StatusCode::PERMANENT_REDIRECT,
-        Err(_) => return Err(format!("redirect response_code {}", x.response_code)),
+        Err(_) => {
+            return Err(format!(
+                "redirect response_code {} (301, 302, 303, 307 and 308 are supported)",
+                x.response_code
+            ))
+        }
     };
     Ok(Redirect {
         scheme,
@@ -863,7 +1075,19 @@ impl RouteTable {
         ) {
             return Err(e);
         }
+        if let Some(what) = unfollowed_in_config(rc) {
+            return Err(RouteError::Config {
+                name: rc.name.clone(),
+                what: what.into(),
+            });
+        }
         for vh in &rc.virtual_hosts {
+            if let Some(what) = unfollowed_in_host(vh) {
+                return Err(RouteError::Host {
+                    name: vh.name.clone(),
+                    what: what.into(),
+                });
+            }
             if let Some(e) = headers_elsewhere(
                 &vh.name,
                 vh.request_headers_to_add.len() + vh.response_headers_to_add.len(),
@@ -884,8 +1108,8 @@ impl RouteTable {
                 // Before any route: Envoy redirects whatever the path.
                 Ok(Tls::All) => routes.insert(0, Arc::new(require_tls_route())),
                 _ => {
-                    return Err(RouteError::Unsupported {
-                        route: vh.name.clone(),
+                    return Err(RouteError::Host {
+                        name: vh.name.clone(),
                         what: "require_tls other than NONE and ALL".into(),
                     })
                 }
@@ -940,13 +1164,7 @@ impl RouteTable {
                     return None;
                 }
                 // Envoy matches host:port literally first; then without the port.
-                let bare = host.rsplit_once(':').map_or(host, |(h, p)| {
-                    if p.bytes().all(|b| b.is_ascii_digit()) {
-                        h
-                    } else {
-                        host
-                    }
-                });
+                let bare = split_port(host).0;
                 (bare != host)
                     .then(|| self.exact.get(bare).copied())
                     .flatten()
@@ -1004,7 +1222,12 @@ impl RouteTable {
 
     /// Number of routes.
     pub fn len(&self) -> usize {
-        self.vhosts.iter().map(|v| v.routes.len()).sum()
+        let configured =
+            |r: &&Arc<Route>| !matches!(&r.target, Target::Redirect(x) if x.require_tls);
+        self.vhosts
+            .iter()
+            .map(|v| v.routes.iter().filter(configured).count())
+            .sum()
     }
 
     /// Whether there are no routes.
@@ -1040,8 +1263,156 @@ mod tests {
         redirect(&x, &PathMatch::Prefix(matched.into())).unwrap()
     }
 
-    /// Locations as a stock Envoy 1.40 builds them (each case was checked against one, over
-    /// plaintext; the one over TLS follows the same rule).
+    /// What gw-proxy would otherwise ignore, and which changes what a request gets, is NACKed
+    /// by name: on the route configuration, a virtual host, a route, its match and its action.
+    #[test]
+    #[allow(deprecated)]
+    fn what_is_not_followed_is_refused_by_name() {
+        use gw_proto::envoy::pb::google::protobuf::{BoolValue, Duration as Pb, UInt32Value};
+        type Change = Box<dyn Fn(&mut rt::RouteConfiguration)>;
+        fn route(rc: &mut rt::RouteConfiguration) -> &mut rt::Route {
+            &mut rc.virtual_hosts[0].routes[0]
+        }
+        fn action(rc: &mut rt::RouteConfiguration) -> &mut rt::RouteAction {
+            match &mut route(rc).action {
+                Some(rt::route::Action::Route(a)) => a,
+                _ => unreachable!("a route action"),
+            }
+        }
+        fn matches(rc: &mut rt::RouteConfiguration) -> &mut rt::RouteMatch {
+            route(rc).r#match.as_mut().unwrap()
+        }
+        fn secs() -> Option<Pb> {
+            Some(Pb {
+                seconds: 1,
+                nanos: 0,
+            })
+        }
+        let base = || rt::RouteConfiguration {
+            name: "rc".into(),
+            virtual_hosts: vec![rt::VirtualHost {
+                name: "vh".into(),
+                domains: vec!["*".into()],
+                routes: vec![crate::config::fixture::prefix_route("t/r", "/", "t/c")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let stats = |_: &str, _: &str| Arc::new(ObjStats::default());
+        assert!(RouteTable::compile(&base(), &stats).is_ok());
+        let cases: Vec<(&str, Change)> = vec![
+            (
+                "route configuration rc: unsupported vhost_header",
+                Box::new(|rc| rc.vhost_header = "x-host".into()),
+            ),
+            (
+                "rc: unsupported internal_only_headers",
+                Box::new(|rc| rc.internal_only_headers = vec!["x-i".into()]),
+            ),
+            (
+                "rc: unsupported ignore_port_in_host_matching",
+                Box::new(|rc| rc.ignore_port_in_host_matching = true),
+            ),
+            (
+                "virtual host vh: unsupported retry_policy",
+                Box::new(|rc| rc.virtual_hosts[0].retry_policy = Some(rt::RetryPolicy::default())),
+            ),
+            (
+                "vh: unsupported include_request_attempt_count",
+                Box::new(|rc| rc.virtual_hosts[0].include_request_attempt_count = true),
+            ),
+            (
+                "vh: unsupported cors",
+                Box::new(|rc| rc.virtual_hosts[0].cors = Some(rt::CorsPolicy::default())),
+            ),
+            (
+                "route t/r: unsupported match query_parameters",
+                Box::new(|rc| {
+                    matches(rc).query_parameters = vec![rt::QueryParameterMatcher::default()]
+                }),
+            ),
+            (
+                "t/r: unsupported match runtime_fraction",
+                Box::new(|rc| matches(rc).runtime_fraction = Some(Default::default())),
+            ),
+            (
+                "t/r: unsupported match grpc",
+                Box::new(|rc| matches(rc).grpc = Some(Default::default())),
+            ),
+            (
+                "t/r: unsupported header match treat_missing_header_as_empty",
+                Box::new(|rc| {
+                    matches(rc).headers = vec![rt::HeaderMatcher {
+                        name: "x".into(),
+                        treat_missing_header_as_empty: true,
+                        ..Default::default()
+                    }]
+                }),
+            ),
+            (
+                "t/r: unsupported request_mirror_policies",
+                Box::new(|rc| action(rc).request_mirror_policies = vec![Default::default()]),
+            ),
+            (
+                "t/r: unsupported cluster_not_found_response_code",
+                Box::new(|rc| action(rc).cluster_not_found_response_code = 1),
+            ),
+            (
+                "t/r: unsupported hedge_policy",
+                Box::new(|rc| action(rc).hedge_policy = Some(Default::default())),
+            ),
+            (
+                "t/r: unsupported max_grpc_timeout",
+                Box::new(|rc| action(rc).max_grpc_timeout = secs()),
+            ),
+            (
+                "t/r: unsupported max_internal_redirects",
+                Box::new(|rc| action(rc).max_internal_redirects = Some(UInt32Value { value: 2 })),
+            ),
+            (
+                "t/r: unsupported include_vh_rate_limits",
+                Box::new(|rc| action(rc).include_vh_rate_limits = Some(BoolValue { value: true })),
+            ),
+            (
+                "t/r: unsupported more than one hash_policy",
+                Box::new(|rc| {
+                    action(rc).hash_policy = vec![Default::default(), Default::default()]
+                }),
+            ),
+            (
+                "t/r: unsupported hash_policy other than",
+                Box::new(|rc| {
+                    use rt::route_action::hash_policy::{Cookie, PolicySpecifier};
+                    action(rc).hash_policy = vec![rt::route_action::HashPolicy {
+                        policy_specifier: Some(PolicySpecifier::Cookie(Cookie {
+                            name: "s".into(),
+                            ttl: secs(),
+                            ..Default::default()
+                        })),
+                        terminal: false,
+                    }];
+                }),
+            ),
+            (
+                "t/r: unsupported typed_per_filter_config",
+                Box::new(|rc| {
+                    route(rc)
+                        .typed_per_filter_config
+                        .insert("envoy.filters.http.cors".into(), Default::default());
+                }),
+            ),
+        ];
+        for (want, change) in cases {
+            let mut rc = base();
+            change(&mut rc);
+            let got = RouteTable::compile(&rc, &stats).unwrap_err().to_string();
+            assert!(got.contains(want), "{want}: {got}");
+        }
+    }
+
+    /// Locations as a stock Envoy 1.40 builds them: the plaintext cases were checked against
+    /// one (`tests/tests/redirect.rs` checks most again); those over TLS or with a request's
+    /// own scheme follow Envoy's port rule as its source states it.
     #[test]
     fn a_location_is_built_as_envoy_builds_it() {
         let https = to(
@@ -1154,12 +1525,26 @@ mod tests {
             (&all, false, "a.com:5", "/all?q", "https://z.com:9/p?q"),
         ];
         for (x, tls, host, target, want) in cases {
-            assert_eq!(x.location(tls, host, target), want, "{x:?} {host} {target}");
+            assert_eq!(
+                x.location(tls, None, host, target),
+                want,
+                "{x:?} {host} {target}"
+            );
         }
+        // The scheme a request names (HTTP/2's `:scheme`) is kept; the port is dropped by the
+        // connection's scheme, as Envoy's x-forwarded-proto rule does.
+        assert_eq!(
+            prefix.location(false, Some("https"), "a.com:80", "/pre/x"),
+            "https://a.com/next/x"
+        );
+        assert_eq!(
+            prefix.location(true, Some("https"), "a.com:443", "/pre/x"),
+            "https://a.com:443/next/x"
+        );
         // `require_tls` keeps the host as it is, port and all.
         let tls = Redirect::to_https();
         assert_eq!(
-            tls.location(false, "secure.test:80", "/a?b=1"),
+            tls.location(false, None, "secure.test:80", "/a?b=1"),
             "https://secure.test:80/a?b=1"
         );
         // Envoy's prefix rewrite of an exact match replaces the whole path.
@@ -1172,7 +1557,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            exact.location(false, "a.com", "/exact?z"),
+            exact.location(false, None, "a.com", "/exact?z"),
             "http://a.com/e2?z"
         );
         assert!(redirect(

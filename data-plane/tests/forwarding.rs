@@ -229,14 +229,19 @@ async fn statuses_weights_h2c_and_headers() {
     proxy.shutdown().await;
 }
 
-/// `request` over a connection of its own (`Connection: close` in it); the response's status.
-async fn raw_status(p: SocketAddr, request: &[u8]) -> u16 {
+/// `request` over a connection of its own (`Connection: close` in it); the response.
+async fn raw(p: SocketAddr, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(p).await.unwrap();
     s.write_all(request).await.unwrap();
     let mut got = Vec::new();
     s.read_to_end(&mut got).await.unwrap();
-    let got = String::from_utf8_lossy(&got);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// [`raw`]: the response's status.
+async fn raw_status(p: SocketAddr, request: &[u8]) -> u16 {
+    let got = raw(p, request).await;
     got.get(9..12)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("not a response: {got}"))
@@ -597,11 +602,21 @@ async fn routes_rewrite_the_matched_prefix_as_envoy() {
             Some(rt::route_match::PathSpecifier::Path("/old".into()));
         rewrite(r, "/new")
     };
+    use rt::route_action::HostRewriteSpecifier as HostRewrite;
+    let host = |mut r: rt::Route, to: HostRewrite| {
+        fixture::action(&mut r).unwrap().host_rewrite_specifier = Some(to);
+        r
+    };
+    let literal = |h: &str| HostRewrite::HostRewriteLiteral(h.into());
     let proxy = proxy_with(
         vec![
             rewrite(fixture::prefix_route("t/api", "/api/", "t/a"), "/"),
             rewrite(fixture::prefix_route("t/v1", "/v1", "t/a"), "/v2"),
             exact,
+            host(
+                fixture::prefix_route("t/hosted", "/hosted", "t/a"),
+                literal("users.internal:8080"),
+            ),
             fixture::prefix_route("t/a", "/", "t/a"),
         ],
         &[("t/a", "round_robin", vec![(a.addr, 1)])],
@@ -656,6 +671,18 @@ async fn routes_rewrite_the_matched_prefix_as_envoy() {
             // The client's own is dropped, rewritten or not (as Envoy drops it).
             assert_eq!(got, original, "{asked}");
         }
+        // A host rewrite: one `Host`, the route's, whatever the client sent.
+        let method = if body.is_empty() { "GET" } else { "POST" };
+        let te: &[(&str, &str)] = match chunked {
+            true => &[("transfer-encoding", "chunked")],
+            false => &[],
+        };
+        let (status, _, h) = call(client, p, method, "/hosted/x?q=1", te, body).await;
+        assert_eq!(status, 200);
+        assert_eq!(h["x-path"], "/hosted/x?q=1");
+        assert_eq!(h["x-seen-host"], "users.internal:8080", "body {body:?}");
+        let (_, _, h) = call(client, p, method, "/other", te, body).await;
+        assert_eq!(h["x-seen-host"], p.to_string().as_str());
     }
     // A prefix rewrite on a regex match has no prefix to replace: refused, the rest serves.
     let mut bad = fixture::prefix_route("t/re", "/", "t/a");
@@ -674,6 +701,37 @@ async fn routes_rewrite_the_matched_prefix_as_envoy() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("prefix_rewrite on a regex match"), "{err}");
+    // Host rewrites other than a literal, and a literal that is no host, are refused by name.
+    let mut appended = fixture::prefix_route("t/h", "/h", "t/a");
+    fixture::action(&mut appended)
+        .unwrap()
+        .append_x_forwarded_host = true;
+    for (r, want) in [
+        (
+            host(fixture::prefix_route("t/h", "/h", "t/a"), literal("a b")),
+            "host_rewrite_literal \"a b\" is not a host",
+        ),
+        (
+            host(
+                fixture::prefix_route("t/h", "/h", "t/a"),
+                HostRewrite::AutoHostRewrite(gw_proto::envoy::pb::google::protobuf::BoolValue {
+                    value: true,
+                }),
+            ),
+            "a host rewrite other than host_rewrite_literal",
+        ),
+        (appended, "append_x_forwarded_host"),
+    ] {
+        let err = proxy
+            .shared()
+            .apply(fixture::simple(
+                vec![r],
+                &[("t/a", "round_robin", vec![(a.addr, 1)])],
+            ))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{err}");
+    }
     assert_eq!(
         call(&h1, p, "GET", "/api/x", &[], "").await.2["x-path"],
         "/x"
@@ -990,6 +1048,27 @@ async fn routes_redirect_as_envoy() {
     .await;
     assert_eq!((status, up.as_str()), (301, ""));
     assert_eq!(h["location"], "https://secure.test:80/a?b=1");
+    // An absolute-form target's host wins over `Host` (Envoy's).
+    let got = raw(
+        p,
+        b"GET http://b.test/https?x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        got.contains("location: https://b.test/https?x\r\n"),
+        "{got}"
+    );
+    // An upgrade the listener does not allow is refused (Envoy's 403), not redirected: a route
+    // the proxy answers has no upgrades of its own.
+    let got = raw(
+        p,
+        b"GET /https HTTP/1.1\r\nHost: a.test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+    // No host to redirect to: the client's error.
+    let got = raw(p, b"GET /https HTTP/1.0\r\n\r\n").await;
+    assert!(got.contains(" 400 "), "{got}");
     let hits = a.hits.load(Ordering::SeqCst);
     assert_eq!(hits, 3, "only the three requests to /other went upstream");
     // What cannot become a location is refused by name, and the previous config serves on.

@@ -320,6 +320,7 @@ pub fn route_spec_to_pb(r: &model::RouteSpec) -> pb::RouteSpec {
         upgrades: r.upgrades.clone(),
         rewrite: r.rewrite.as_ref().map(|w| pb::Rewrite {
             prefix: w.prefix.clone(),
+            host: w.host.clone().unwrap_or_default(),
         }),
         request_headers: header_ops_to_pb(&r.request_headers),
         response_headers: header_ops_to_pb(&r.response_headers),
@@ -422,13 +423,14 @@ pub fn route_spec_from_pb(r: Option<&pb::RouteSpec>) -> Result<model::RouteSpec,
         priority: r.priority,
         idle_timeout: duration_from_pb("spec.idleTimeout", r.idle_timeout.as_ref())?,
         upgrades: r.upgrades.clone(),
-        // An empty prefix is no rewrite (what proto3's zero value says).
+        // Empty strings are unset (what proto3's zero value says); neither set, no rewrite.
         rewrite: r
             .rewrite
             .as_ref()
-            .filter(|w| !w.prefix.is_empty())
+            .filter(|w| !w.prefix.is_empty() || !w.host.is_empty())
             .map(|w| model::Rewrite {
                 prefix: w.prefix.clone(),
+                host: (!w.host.is_empty()).then(|| w.host.clone()),
             }),
         request_headers: header_ops_from_pb(r.request_headers.as_ref()),
         response_headers: header_ops_from_pb(r.response_headers.as_ref()),

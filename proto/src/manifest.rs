@@ -457,9 +457,48 @@ spec:
                 "spec.rewrite.prefix: '%' must start an escape of two hex digits",
             ),
             ("{cluster: c, rewrite: {path: /}}", "unknown field"),
+            ("{cluster: c, rewrite: {}}", "spec.rewrite: changes nothing"),
+            (
+                "{cluster: c, rewrite: {host: 'a b'}}",
+                "spec.rewrite.host: \"a b\" is neither an IP address nor a host name",
+            ),
+            (
+                "{cluster: c, rewrite: {host: 'a.test:0'}}",
+                "spec.rewrite.host: \"0\" is not a port in 1..=65535",
+            ),
+            (
+                "{cluster: c, rewrite: {host: 'a.test:x'}}",
+                "spec.rewrite.host: \"x\" is not a port",
+            ),
+            (
+                "{cluster: c, rewrite: {host: '::1'}}",
+                "spec.rewrite.host: an IPv6 address goes in brackets",
+            ),
         ] {
             let got = r(spec).map(drop).unwrap_err().to_string();
             assert!(got.contains(err), "{spec}: {got}");
+        }
+        // A host alone (a regex match may have it: no prefix is replaced), with a port, an
+        // address; through the API and back.
+        for host in [
+            "users.internal",
+            "users.internal:8080",
+            "10.0.0.1:80",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            let ok = r(&format!(
+                "{{match: {{pathRegex: '/a.*'}}, cluster: c, rewrite: {{host: '{host}'}}}}"
+            ))
+            .unwrap();
+            let Spec::Route(spec) = &ok.spec else {
+                panic!("not a route")
+            };
+            assert_eq!(spec.rewrite.as_ref().unwrap().host.as_deref(), Some(host));
+            let back =
+                crate::convert::route_spec_from_pb(Some(&crate::convert::route_spec_to_pb(spec)))
+                    .unwrap();
+            assert_eq!(back.rewrite, spec.rewrite);
         }
     }
 

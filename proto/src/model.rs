@@ -25,7 +25,7 @@ pub use route::{
     RouteSpec, WeightedCluster, FIXED_HEADERS,
 };
 pub use tls::{certified_key, KeyPart, ListenerTls, TlsCertificate, HIDDEN_KEY};
-pub use validate::{path_prefix, validate_name, FieldError};
+pub use validate::{path_and_query, path_prefix, validate_name, FieldError};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@
 //! - `x-from-upstream: u`, `x-upstream-only: o`, `x-frame-options: SAMEORIGIN`, of its own.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -79,21 +79,32 @@ pub async fn get(
     headers: &[(&str, &str)],
     h2: bool,
 ) -> anyhow::Result<Seen> {
+    request(addr, host, ("GET", path), headers, "", h2).await
+}
+
+/// [`get`] with another method and a body (sent with its length).
+pub async fn request(
+    addr: SocketAddr,
+    host: &str,
+    (method, path): (&str, &str),
+    headers: &[(&str, &str)],
+    body: &str,
+    h2: bool,
+) -> anyhow::Result<Seen> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let io = TokioIo::new(tcp);
-    let mut req = Request::builder().header("host", host);
+    let mut req = Request::builder().method(method).header("host", host);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
+    let body = Full::new(Bytes::from(body.to_owned()));
     let resp = if h2 {
-        let req = req
-            .uri(format!("http://{host}{path}"))
-            .body(Empty::<Bytes>::new())?;
+        let req = req.uri(format!("http://{host}{path}")).body(body)?;
         let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
         tokio::spawn(conn);
         s.send_request(req).await?
     } else {
-        let req = req.uri(path).body(Empty::<Bytes>::new())?;
+        let req = req.uri(path).body(body)?;
         let (mut s, conn) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(conn);
         s.send_request(req).await?

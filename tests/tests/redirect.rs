@@ -17,6 +17,45 @@ async fn get(addr: SocketAddr, host: &str, path: &str, h2: bool) -> (u16, String
     (got.status, location)
 }
 
+/// `request` over a connection of its own (it says `Connection: close`), the response head.
+async fn raw(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    // Up to the end of the head: a refused upgrade may leave the connection open.
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).to_ascii_lowercase()
+}
+
+/// An HTTP/2 request (prior knowledge) for `url`: its `:scheme` and `:authority` are the URL's.
+async fn h2_location(addr: SocketAddr, url: &str) -> (u16, String) {
+    use http_body_util::Empty;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut s, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get(url)
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = s.send_request(req).await.unwrap();
+    let location = resp
+        .headers()
+        .get("location")
+        .map_or("", |v| v.to_str().unwrap())
+        .to_owned();
+    (resp.status().as_u16(), location)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_and_gw_proxy_redirect_alike() {
     on_both_with(
@@ -90,6 +129,26 @@ async fn envoy_and_gw_proxy_redirect_alike() {
                 let got = echo::get(addr, "a.test", "/svc/x", &[], h2).await.unwrap();
                 assert_eq!(got.status, 200, "{}", what("/svc"));
             }
+            // HTTP/2's `:scheme` is the request's scheme; the port goes by the connection's.
+            let got = h2_location(addr, "https://a.test:80/port").await;
+            assert_eq!(got, (301, "https://a.test:8443/port".to_owned()), "{who}");
+            let got = h2_location(addr, "https://a.test:80/kept?q").await;
+            assert_eq!(got, (307, "https://a.test/new?q".to_owned()), "{who}");
+            // An absolute-form target's host wins over `Host`.
+            let got = raw(
+                addr,
+                "GET http://b.test/kept?q HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+            assert!(got.contains("location: http://b.test/new?q\r\n"), "{who}: {got}");
+            // An upgrade the listener does not allow: refused, not redirected.
+            let got = raw(
+                addr,
+                "GET /https HTTP/1.1\r\nHost: a.test\r\nConnection: upgrade\r\n\
+                 Upgrade: websocket\r\n\r\n",
+            )
+            .await;
+            assert!(got.starts_with("http/1.1 403"), "{who}: {got}");
         },
     )
     .await;

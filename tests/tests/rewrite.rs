@@ -1,7 +1,8 @@
 //! A route's `rewrite: {prefix}` (Envoy's RouteAction `prefix_rewrite`) through a stock Envoy
 //! 1.40 and through gw-proxy fed the same manifest: the same path reaches the upstream (the
 //! matched prefix replaced literally, the rest and the query kept; an exact path replaced whole),
-//! with the original in `x-envoy-original-path`, over HTTP/1.1 and HTTP/2.
+//! with the original in `x-envoy-original-path`, over HTTP/1.1 and HTTP/2; and `rewrite: {host}`
+//! (Envoy's `host_rewrite_literal`): the same `Host` reaches the upstream.
 
 #![allow(clippy::unwrap_used)]
 
@@ -53,6 +54,16 @@ async fn envoy_and_gw_proxy_rewrite_prefixes_alike() {
                 route("v1", "pathPrefix: /v1", ", rewrite: {prefix: /v2}"),
                 route("old", "path: /old", ", rewrite: {prefix: /new/place}"),
                 route("plain", "pathPrefix: /plain", ""),
+                route(
+                    "hosted",
+                    "pathPrefix: /hosted",
+                    ", rewrite: {host: 'users.internal:8080'}",
+                ),
+                route(
+                    "both",
+                    "pathPrefix: /both/",
+                    ", rewrite: {prefix: /, host: users.internal}",
+                ),
             ]
             .concat()
         },
@@ -75,6 +86,24 @@ async fn envoy_and_gw_proxy_rewrite_prefixes_alike() {
                         (200, sent.to_owned(), original.to_owned()),
                         "{who}: {asked} (HTTP/2: {h2})"
                     );
+                }
+                // The host the upstream gets: rewritten, with or without the path; the client's
+                // otherwise. No x-forwarded-host either way.
+                for (asked, path, host) in [
+                    ("/hosted/x?q=1", "/hosted/x?q=1", "users.internal:8080"),
+                    ("/both/x", "/x", "users.internal"),
+                    ("/plain/x", "/plain/x", "rewrite.test"),
+                ] {
+                    for body in ["", "some body"] {
+                        let what = format!("{who}: {asked} (HTTP/2: {h2}, body {body:?})");
+                        let seen = echo::request(addr, "rewrite.test", ("POST", asked), &[], body, h2)
+                            .await
+                            .unwrap();
+                        assert_eq!(seen.status, 200, "{what}");
+                        assert_eq!(seen.header("x-seen-path"), Some(path), "{what}");
+                        assert_eq!(seen.header("x-seen-host"), Some(host), "{what}");
+                        assert_eq!(seen.header("x-seen-x-forwarded-host"), None, "{what}");
+                    }
                 }
             }
         },

@@ -172,7 +172,8 @@ pub struct RouteSpec {
     /// `upgrade_configs`. Empty: an upgrade request is refused (403), as in Envoy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub upgrades: Vec<String>,
-    /// What is changed on the way upstream (Envoy's RouteAction `prefix_rewrite`).
+    /// What is changed on the way upstream (Envoy's RouteAction `prefix_rewrite` and
+    /// `host_rewrite_literal`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<Rewrite>,
     /// Headers changed on the request sent upstream (Envoy's `request_headers_to_add` /
@@ -236,6 +237,43 @@ impl Default for Redirect {
     }
 }
 
+/// A host as it goes in a URL or a `Host` header, without port: a name, an IPv4 address, or an
+/// IPv6 address in brackets.
+fn host_only(field: &str, h: &str) -> Result<(), FieldError> {
+    match h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_ok() => Ok(()),
+        _ if h.parse::<std::net::Ipv6Addr>().is_ok() => Err(FieldError::new(
+            field,
+            format!("an IPv6 address goes in brackets: \"[{h}]\""),
+        )),
+        _ => super::validate::host_or_ip(field, h),
+    }
+}
+
+/// [`host_only`], with an optional `:port`.
+fn host_and_port(field: &str, h: &str) -> Result<(), FieldError> {
+    let split = if h.starts_with('[') {
+        h.find(']').map(|i| h.split_at(i + 1))
+    } else if h.matches(':').count() == 1 {
+        h.find(':').map(|i| h.split_at(i))
+    } else {
+        None
+    };
+    match split {
+        Some((host, rest)) if !rest.is_empty() => {
+            let port = rest.strip_prefix(':').unwrap_or(rest);
+            match port.parse::<u16>() {
+                Ok(p) if p > 0 => host_only(field, host),
+                _ => Err(FieldError::new(
+                    field,
+                    format!("{port:?} is not a port in 1..=65535"),
+                )),
+            }
+        }
+        _ => host_only(field, h),
+    }
+}
+
 /// The statuses a redirect may answer with (Envoy's `RedirectResponseCode`).
 pub const REDIRECT_CODES: [u16; 5] = [301, 302, 303, 307, 308];
 
@@ -251,30 +289,13 @@ impl Redirect {
             }
         }
         if let Some(h) = &self.host {
-            // An IPv6 address goes in a URL in brackets.
-            match h.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-                Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_ok() => {}
-                _ if h.parse::<std::net::Ipv6Addr>().is_ok() => {
-                    return Err(FieldError::new(
-                        f("host"),
-                        format!("an IPv6 address goes in brackets: \"[{h}]\""),
-                    ))
-                }
-                _ => super::validate::host_or_ip(&f("host"), h)?,
-            }
+            host_only(&f("host"), h)?;
         }
         if self.port == Some(0) {
             return Err(FieldError::new(f("port"), "0 must be in 1..=65535"));
         }
         if let Some(p) = &self.path {
-            let (path, query) = p.split_once('?').unwrap_or((p, ""));
-            super::validate::path_prefix(path).map_err(|e| FieldError::new(f("path"), e))?;
-            if let Some(c) = query.chars().find(|c| !c.is_ascii_graphic() || *c == '#') {
-                return Err(FieldError::new(
-                    f("path"),
-                    format!("{c:?} may not appear in a query"),
-                ));
-            }
+            super::validate::path_and_query(p).map_err(|e| FieldError::new(f("path"), e))?;
         }
         if let Some(p) = &self.prefix {
             if self.path.is_some() {
@@ -460,8 +481,14 @@ pub struct Rewrite {
     /// The path's matched prefix (`match.pathPrefix`; for `match.path`, the whole path) is
     /// replaced by this; the rest of the path and the query are kept. As in Envoy, slashes are
     /// not adjusted: `pathPrefix: /api/` with `prefix: /` sends `/api/users` as `/users`, while
-    /// `pathPrefix: /api` with `prefix: /` would send `//users`.
+    /// `pathPrefix: /api` with `prefix: /` would send `//users`. Empty: the path is kept.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub prefix: String,
+    /// The `Host` sent upstream (`name` or `name:port`), for upstreams that serve by their own
+    /// name (Envoy's `host_rewrite_literal`; Kong's `preserve_host: false`, APISIX's
+    /// `pass_host: rewrite`). Unset: the client's host goes upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 fn is_zero(v: &i32) -> bool {
@@ -592,14 +619,26 @@ impl RouteSpec {
         self.request_headers.validate("spec.requestHeaders")?;
         self.response_headers.validate("spec.responseHeaders")?;
         if let Some(rw) = &self.rewrite {
-            let field = "spec.rewrite.prefix";
-            if m.path_regex.is_some() {
+            if rw.prefix.is_empty() && rw.host.is_none() {
                 return Err(FieldError::new(
-                    field,
-                    "needs match.pathPrefix or match.path (a regex match has no prefix to replace)",
+                    "spec.rewrite",
+                    "changes nothing (set prefix or host)",
                 ));
             }
-            super::validate::path_prefix(&rw.prefix).map_err(|e| FieldError::new(field, e))?;
+            if !rw.prefix.is_empty() {
+                let field = "spec.rewrite.prefix";
+                if m.path_regex.is_some() {
+                    return Err(FieldError::new(
+                        field,
+                        "needs match.pathPrefix or match.path (a regex match has no prefix to \
+                         replace)",
+                    ));
+                }
+                super::validate::path_prefix(&rw.prefix).map_err(|e| FieldError::new(field, e))?;
+            }
+            if let Some(h) = &rw.host {
+                host_and_port("spec.rewrite.host", h)?;
+            }
         }
         for (i, h) in m.headers.iter().enumerate() {
             let f = format!("spec.match.headers[{i}]");

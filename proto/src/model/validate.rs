@@ -118,6 +118,16 @@ pub fn path_prefix(p: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A path with an optional query, as it may go in a request line or a `location`.
+pub fn path_and_query(p: &str) -> Result<(), String> {
+    let (path, query) = p.split_once('?').unwrap_or((p, ""));
+    path_prefix(path)?;
+    match query.chars().find(|c| !c.is_ascii_graphic() || *c == '#') {
+        Some(c) => Err(format!("{c:?} may not appear in a query")),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn listener(l: &ListenerSpec) -> Result<(), FieldError> {
     validate_name("spec.nodeCluster", &l.node_cluster)?;
     if l.address.parse::<std::net::IpAddr>().is_err() {

@@ -239,13 +239,9 @@ pub fn https_redirect_configuration(name: &str) -> Resource {
         }],
         ..Default::default()
     };
-    let body = gw_proto::envoy::pb::google::protobuf::Any {
-        type_url: <RouteConfiguration as prost::Name>::type_url(),
-        value: rc.encode_to_vec(),
-    };
     resource(
         name.to_owned(),
-        body,
+        super::any(&rc),
         vec![format!("listener/{name}")],
         Vec::new(),
     )
@@ -394,6 +390,11 @@ fn route_action(tenant: &str, r: &RouteSpec, hashed: bool) -> RouteAction {
             .as_ref()
             .map(|w| w.prefix.clone())
             .unwrap_or_default(),
+        host_rewrite_specifier: r
+            .rewrite
+            .as_ref()
+            .and_then(|w| w.host.clone())
+            .map(route_action::HostRewriteSpecifier::HostRewriteLiteral),
         ..Default::default()
     }
 }
@@ -457,8 +458,27 @@ mod tests {
         assert_eq!(route_action("acme", &r, false).prefix_rewrite, "");
         r.rewrite = Some(gw_proto::model::Rewrite {
             prefix: "/v2/".into(),
+            host: None,
         });
-        assert_eq!(route_action("acme", &r, false).prefix_rewrite, "/v2/");
+        let a = route_action("acme", &r, false);
+        assert_eq!(
+            (a.prefix_rewrite.as_str(), a.host_rewrite_specifier),
+            ("/v2/", None)
+        );
+        r.rewrite = Some(gw_proto::model::Rewrite {
+            prefix: String::new(),
+            host: Some("users.internal:8080".into()),
+        });
+        let a = route_action("acme", &r, false);
+        assert_eq!(a.prefix_rewrite, "");
+        assert_eq!(
+            a.host_rewrite_specifier,
+            Some(
+                super::route_action::HostRewriteSpecifier::HostRewriteLiteral(
+                    "users.internal:8080".into()
+                )
+            )
+        );
     }
 
     #[test]

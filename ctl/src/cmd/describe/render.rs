@@ -43,11 +43,14 @@ pub fn report(r: &Report, color: bool) -> String {
                 field(&mut out, "Header", format!("{} {how}", h.name));
             }
             field(&mut out, "Clusters", crate::cmd::get::targets(s));
-            field(
-                &mut out,
-                "Timeout",
-                crate::cmd::get::route_timeout(s.timeout),
-            );
+            // A route the proxy answers sends nothing upstream: no timeout applies.
+            if s.direct_response.is_none() && s.redirect.is_none() {
+                field(
+                    &mut out,
+                    "Timeout",
+                    crate::cmd::get::route_timeout(s.timeout),
+                );
+            }
             if let Some(idle) = s.idle_timeout {
                 let idle = crate::cmd::get::route_timeout(idle);
                 field(&mut out, "Idle timeout", idle);
@@ -63,13 +66,37 @@ pub fn report(r: &Report, color: bool) -> String {
                     field(&mut out, label, header_ops(ops));
                 }
             }
+            let matched = m
+                .path
+                .as_deref()
+                .or(m.path_prefix.as_deref())
+                .unwrap_or("/");
             if let Some(w) = &s.rewrite {
-                let matched = m
-                    .path
-                    .as_deref()
-                    .or(m.path_prefix.as_deref())
-                    .unwrap_or("/");
-                field(&mut out, "Rewrite", format!("{matched} -> {}", w.prefix));
+                let parts = [
+                    (!w.prefix.is_empty()).then(|| format!("{matched} -> {}", w.prefix)),
+                    w.host.as_ref().map(|h| format!("host {h}")),
+                ];
+                field(
+                    &mut out,
+                    "Rewrite",
+                    parts.into_iter().flatten().collect::<Vec<_>>().join(", "),
+                );
+            }
+            if let Some(x) = &s.redirect {
+                let parts = [
+                    x.scheme.as_ref().map(|v| format!("scheme {v}")),
+                    x.host.as_ref().map(|v| format!("host {v}")),
+                    x.port.map(|v| format!("port {v}")),
+                    x.path.as_ref().map(|v| format!("path {v}")),
+                    x.prefix.as_ref().map(|v| format!("{matched} -> {v}")),
+                    x.strip_query.then(|| "query dropped".to_owned()),
+                ];
+                let parts: Vec<String> = parts.into_iter().flatten().collect();
+                field(
+                    &mut out,
+                    "Redirect",
+                    format!("{}: {}", x.code, parts.join(", ")),
+                );
             }
             if let Some(x) = &s.retry {
                 let per_try = x

@@ -302,23 +302,48 @@ fn a_listeners_private_keys_are_not_shown() {
 
 #[test]
 fn a_routes_rewrite_in_one_line() {
-    let text = "apiVersion: gw/v1\nkind: Route\nmetadata: {name: api, tenant: acme}\n\
-                spec: {match: {pathPrefix: /api/}, cluster: svc, rewrite: {prefix: /},\
-                requestHeaders: {set: {x-a: '1'}, remove: [x-c]}, responseHeaders: {add: {x-b: '2'}}}\n";
-    let mut object = gw_proto::manifest::parse(text).unwrap().remove(0).object;
-    object.validate().unwrap();
-    let r = Report {
-        object,
-        clusters: vec![],
-        stats: None,
-        owned: vec![],
-        events: vec![],
+    let with = |spec: &str| {
+        let text = format!(
+            "apiVersion: gw/v1\nkind: Route\nmetadata: {{name: api, tenant: acme}}\nspec: {spec}\n"
+        );
+        let mut object = gw_proto::manifest::parse(&text).unwrap().remove(0).object;
+        object.validate().unwrap();
+        report(
+            &Report {
+                object,
+                clusters: vec![],
+                stats: None,
+                owned: vec![],
+                events: vec![],
+            },
+            false,
+        )
     };
-    let out = report(&r, false);
+    let out = with(
+        "{match: {pathPrefix: /api/}, cluster: svc, rewrite: {prefix: /}, \
+         requestHeaders: {set: {x-a: '1'}, remove: [x-c]}, responseHeaders: {add: {x-b: '2'}}}",
+    );
     assert!(out.contains("Rewrite:       /api/ -> /\n"), "{out}");
     assert!(
         out.contains("Req headers:   set x-a=1; remove x-c\n"),
         "{out}"
     );
     assert!(out.contains("Resp headers:  add x-b=2\n"), "{out}");
+    let out = with(
+        "{match: {pathPrefix: /api/}, cluster: svc, rewrite: {prefix: /, host: users.internal}}",
+    );
+    assert!(
+        out.contains("Rewrite:       /api/ -> /, host users.internal\n"),
+        "{out}"
+    );
+    // A redirect says what it changes; no timeout (nothing goes upstream).
+    let out = with(
+        "{match: {pathPrefix: /old/}, redirect: {scheme: https, prefix: /new/, stripQuery: true, \
+         code: 308}}",
+    );
+    assert!(
+        out.contains("Redirect:      308: scheme https, /old/ -> /new/, query dropped\n"),
+        "{out}"
+    );
+    assert!(!out.contains("Timeout:"), "{out}");
 }
