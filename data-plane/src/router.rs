@@ -204,7 +204,7 @@ impl Redirect {
 
 /// The first of `fields` that is set: something gw-proxy would otherwise ignore, which changes
 /// what a request gets (a proxy NACKs it by name rather than serve it otherwise than Envoy).
-fn first_set(fields: &[(&'static str, bool)]) -> Option<&'static str> {
+pub(crate) fn first_set(fields: &[(&'static str, bool)]) -> Option<&'static str> {
     fields.iter().find(|(_, set)| *set).map(|(name, _)| *name)
 }
 

@@ -380,6 +380,20 @@ async fn headers_are_forwarded_as_envoy_forwards_them() {
     assert_eq!(header(&r.text(), "x-forwarded-proto"), Some("http"));
     let lower = r.text().to_ascii_lowercase();
     assert_eq!(lower.matches("x-forwarded-proto").count(), 1, "{lower}");
+    // A client's `x-forwarded-client-cert` is dropped (Envoy's default, SANITIZE): no client
+    // can claim a certificate it did not present.
+    send(
+        &mut s,
+        b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Forwarded-Client-Cert: By=spiffe://admin\r\n\r\n",
+    )
+    .await;
+    let r = read_resp(&mut s, &mut Vec::new(), false).await;
+    assert_eq!(
+        header(&r.text(), "x-forwarded-client-cert"),
+        None,
+        "{}",
+        r.text()
+    );
     // Response headers the upstream's Connection header names are hop-by-hop too.
     send(&mut s, b"GET /conn-named HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let r = read_resp(&mut s, &mut Vec::new(), false).await;

@@ -17,6 +17,8 @@ async fn get(addr: SocketAddr, path: &str, h2: bool) -> echo::Seen {
         ("x-add", "0"),
         ("x-gone", "0"),
         ("x-kept", "k"),
+        // Dropped by both (Envoy's default `forward_client_cert_details: SANITIZE`).
+        ("x-forwarded-client-cert", "By=spiffe://admin"),
     ];
     echo::get(addr, "headers.test", path, &sent, h2)
         .await
@@ -63,6 +65,7 @@ async fn envoy_and_gw_proxy_change_route_headers_alike() {
                 assert_eq!(find("x-seen-x-add"), Some("0 | 2"), "add: {what}");
                 assert_eq!(find("x-seen-x-gone"), None, "remove: {what}");
                 assert_eq!(find("x-seen-x-kept"), Some("k"), "{what}");
+                assert_eq!(find("x-seen-x-forwarded-client-cert"), None, "{what}");
                 assert_eq!(find("x-frame-options"), Some("DENY"), "{what}");
                 assert_eq!(find("x-from-upstream"), Some("u | p"), "{what}");
                 assert_eq!(find("x-upstream-only"), None, "{what}");
@@ -70,6 +73,7 @@ async fn envoy_and_gw_proxy_change_route_headers_alike() {
                 let got = get(addr, "/plain/x", h2).await;
                 let find = |n: &str| got.header(n);
                 assert_eq!(find("x-seen-x-set"), Some("0"), "{who}");
+                assert_eq!(find("x-seen-x-forwarded-client-cert"), None, "{who}");
                 assert_eq!(find("x-seen-x-gone"), Some("0"), "{who}");
                 assert_eq!(find("x-upstream-only"), Some("o"), "{who}");
                 assert_eq!(find("x-frame-options"), Some("SAMEORIGIN"), "{who}");

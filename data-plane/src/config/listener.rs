@@ -48,6 +48,145 @@ fn one_chain(l: &Listener) -> Result<(), String> {
     Ok(())
 }
 
+/// What of an HTTP connection manager gw-proxy does not follow and which changes what a request
+/// gets: NACKed by name rather than served otherwise than Envoy would. Its filters must be the
+/// router alone (a disabled one runs nowhere: routes cannot enable it here); every listener is an
+/// edge one (`use_remote_address`), whose `x-forwarded-client-cert` from clients is dropped
+/// (Envoy's default `SANITIZE`).
+#[allow(deprecated)]
+fn unfollowed_in_hcm(h: &HttpConnectionManager) -> Option<String> {
+    use gw_proto::envoy::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType as Filter;
+    const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+    let not_router = h.http_filters.iter().find(|f| {
+        !f.disabled
+            && !matches!(&f.config_type, Some(Filter::TypedConfig(any)) if any.type_url == ROUTER)
+    });
+    if let Some(f) = not_router {
+        return Some(format!(
+            "http filter {:?} (only the router is supported)",
+            f.name
+        ));
+    }
+    let o = h.common_http_protocol_options.unwrap_or_default();
+    crate::router::first_set(&[
+        ("codec_type other than AUTO", h.codec_type != 0),
+        (
+            "add_user_agent",
+            h.add_user_agent.as_ref().is_some_and(|b| b.value),
+        ),
+        (
+            "http1_safe_max_connection_duration",
+            h.http1_safe_max_connection_duration,
+        ),
+        ("http_protocol_options", h.http_protocol_options.is_some()),
+        ("http2_protocol_options", h.http2_protocol_options.is_some()),
+        ("http3_protocol_options", h.http3_protocol_options.is_some()),
+        (
+            "scheme_header_transformation",
+            h.scheme_header_transformation.is_some(),
+        ),
+        ("max_request_headers_kb", h.max_request_headers_kb.is_some()),
+        ("stream_flush_timeout", h.stream_flush_timeout.is_some()),
+        (
+            "request_timeout",
+            h.request_timeout
+                .as_ref()
+                .is_some_and(|d| d.seconds != 0 || d.nanos != 0),
+        ),
+        (
+            "use_remote_address false",
+            h.use_remote_address.as_ref().is_some_and(|b| !b.value),
+        ),
+        ("xff_num_trusted_hops", h.xff_num_trusted_hops != 0),
+        (
+            "original_ip_detection_extensions",
+            !h.original_ip_detection_extensions.is_empty(),
+        ),
+        (
+            "early_header_mutation_extensions",
+            !h.early_header_mutation_extensions.is_empty(),
+        ),
+        (
+            "internal_address_config",
+            h.internal_address_config.is_some(),
+        ),
+        ("skip_xff_append", h.skip_xff_append),
+        ("via", !h.via.is_empty()),
+        (
+            "generate_request_id false",
+            h.generate_request_id.as_ref().is_some_and(|b| !b.value),
+        ),
+        (
+            "always_set_request_id_in_response",
+            h.always_set_request_id_in_response,
+        ),
+        (
+            "forward_client_cert_details other than SANITIZE",
+            h.forward_client_cert_details != 0,
+        ),
+        (
+            "set_current_client_cert_details",
+            h.set_current_client_cert_details.is_some(),
+        ),
+        (
+            "forward_client_cert_matcher",
+            h.forward_client_cert_matcher.is_some(),
+        ),
+        ("proxy_100_continue", h.proxy_100_continue),
+        (
+            "represent_ipv4_remote_address_as_ipv4_mapped_ipv6",
+            h.represent_ipv4_remote_address_as_ipv4_mapped_ipv6,
+        ),
+        (
+            "normalize_path",
+            h.normalize_path.as_ref().is_some_and(|b| b.value),
+        ),
+        ("merge_slashes", h.merge_slashes),
+        (
+            "path_with_escaped_slashes_action",
+            h.path_with_escaped_slashes_action != 0,
+        ),
+        ("request_id_extension", h.request_id_extension.is_some()),
+        ("local_reply_config", h.local_reply_config.is_some()),
+        ("strip_matching_host_port", h.strip_matching_host_port),
+        (
+            "path_normalization_options",
+            h.path_normalization_options.is_some(),
+        ),
+        ("strip_trailing_host_dot", h.strip_trailing_host_dot),
+        ("proxy_status_config", h.proxy_status_config.is_some()),
+        (
+            "typed_header_validation_config",
+            h.typed_header_validation_config.is_some(),
+        ),
+        ("append_x_forwarded_port", h.append_x_forwarded_port),
+        ("append_local_overload", h.append_local_overload),
+        ("forward_proto_config", h.forward_proto_config.is_some()),
+        ("strip_port_mode", h.strip_port_mode.is_some()),
+        (
+            "common_http_protocol_options.max_headers_count",
+            o.max_headers_count.is_some(),
+        ),
+        (
+            "common_http_protocol_options.max_response_headers_kb",
+            o.max_response_headers_kb.is_some(),
+        ),
+        (
+            "common_http_protocol_options.max_stream_duration",
+            o.max_stream_duration.is_some(),
+        ),
+        (
+            "common_http_protocol_options.headers_with_underscores_action",
+            o.headers_with_underscores_action != 0,
+        ),
+        (
+            "common_http_protocol_options.max_requests_per_connection",
+            o.max_requests_per_connection.is_some(),
+        ),
+    ])
+    .map(|what| format!("{what} is not supported"))
+}
+
 /// The listener served: its name, routing table, timeouts and TLS.
 #[derive(Debug)]
 pub(super) struct Served {
@@ -192,6 +331,9 @@ pub(super) fn compile(
     one_chain(&l).map_err(listener_err)?;
     let (hcm, chain) =
         hcm(&l).ok_or_else(|| listener_err("no http_connection_manager filter".into()))?;
+    if let Some(why) = unfollowed_in_hcm(&hcm) {
+        return Err(listener_err(why));
+    }
     let connect_timeout = chain
         .transport_socket_connect_timeout
         .as_ref()
@@ -316,6 +458,95 @@ mod tests {
             ..Timeouts::default()
         };
         assert_eq!(neither.head(), HEAD_FALLBACK);
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn what_a_connection_manager_sets_that_is_not_followed_is_refused_by_name() {
+        use gw_proto::envoy::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+            http_filter::ConfigType, HttpFilter,
+        };
+        use gw_proto::envoy::pb::google::protobuf::{Any, BoolValue, UInt32Value};
+        let filter = |name: &str, type_url: &str, disabled| HttpFilter {
+            name: name.into(),
+            config_type: Some(ConfigType::TypedConfig(Any {
+                type_url: type_url.into(),
+                value: Vec::new(),
+            })),
+            disabled,
+            ..Default::default()
+        };
+        let router = filter(
+            "envoy.filters.http.router",
+            "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+            false,
+        );
+        let authz = |disabled| {
+            filter(
+                "envoy.filters.http.ext_authz",
+                "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+                disabled,
+            )
+        };
+        // What the control plane sends, and a connection manager that names no filter.
+        let ours = HttpConnectionManager {
+            http_filters: vec![router.clone()],
+            use_remote_address: Some(BoolValue { value: true }),
+            ..Default::default()
+        };
+        assert_eq!(unfollowed_in_hcm(&ours), None);
+        assert_eq!(unfollowed_in_hcm(&HttpConnectionManager::default()), None);
+        // A filter that runs nowhere (disabled, and no route can enable it here) is no change.
+        let off = HttpConnectionManager {
+            http_filters: vec![authz(true), router.clone()],
+            ..Default::default()
+        };
+        assert_eq!(unfollowed_in_hcm(&off), None);
+        // A filter gw-proxy does not run (authorization, say) is never skipped silently.
+        let mut h = ours.clone();
+        h.http_filters.insert(0, authz(false));
+        let got = unfollowed_in_hcm(&h).unwrap_or_default();
+        assert!(
+            got.contains("http filter \"envoy.filters.http.ext_authz\" (only the router"),
+            "{got}"
+        );
+        type Change = fn(&mut HttpConnectionManager);
+        let cases: [(&str, Change); 8] = [
+            ("xff_num_trusted_hops is not supported", |h| {
+                h.xff_num_trusted_hops = 1
+            }),
+            ("use_remote_address false", |h| {
+                h.use_remote_address = Some(BoolValue { value: false })
+            }),
+            ("skip_xff_append", |h| h.skip_xff_append = true),
+            ("via", |h| h.via = "1.1 gw".into()),
+            ("forward_client_cert_details other than SANITIZE", |h| {
+                h.forward_client_cert_details = 1
+            }),
+            ("max_request_headers_kb", |h| {
+                h.max_request_headers_kb = Some(UInt32Value { value: 8 })
+            }),
+            ("normalize_path", |h| {
+                h.normalize_path = Some(BoolValue { value: true })
+            }),
+            (
+                "common_http_protocol_options.max_requests_per_connection",
+                |h| {
+                    h.common_http_protocol_options = Some(
+                        gw_proto::envoy::pb::envoy::config::core::v3::HttpProtocolOptions {
+                            max_requests_per_connection: Some(UInt32Value { value: 100 }),
+                            ..Default::default()
+                        },
+                    )
+                },
+            ),
+        ];
+        for (want, change) in cases {
+            let mut h = ours.clone();
+            change(&mut h);
+            let got = unfollowed_in_hcm(&h).unwrap_or_default();
+            assert!(got.contains(want), "{want}: {got}");
+        }
     }
 
     #[test]

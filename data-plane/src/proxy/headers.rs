@@ -90,6 +90,10 @@ pub fn peer_ip(peer: SocketAddr) -> HeaderValue {
 /// The path a route's rewrite replaced (Envoy's header).
 pub static X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
 
+/// `x-forwarded-client-cert`: a client's is dropped (Envoy's default `SANITIZE`; gw-proxy asks
+/// clients for no certificate, so there is never one of its own to put in).
+pub static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+
 /// `x-forwarded-proto`.
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 

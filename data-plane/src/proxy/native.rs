@@ -432,6 +432,8 @@ async fn exchange(
                 17 if name.eq_ignore_ascii_case(b"x-forwarded-proto") => return false,
                 // Envoy's own header: a client's is dropped, as Envoy drops it.
                 21 if name.eq_ignore_ascii_case(b"x-envoy-original-path") => return false,
+                // A client's is dropped, as by Envoy's default (`SANITIZE`).
+                23 if name.eq_ignore_ascii_case(b"x-forwarded-client-cert") => return false,
                 _ => {}
             }
             true
