@@ -154,6 +154,68 @@ fn lb_of(c: &Cluster, gw: Option<LbPolicy>) -> LbPolicy {
     }
 }
 
+/// What of a cluster gw-proxy does not follow and which changes what its requests get: NACKed
+/// by name rather than ignored. gw's own load balancing, breaker and health settings come in the
+/// cluster's `gw` metadata; a cluster without them is balanced by its `lb_policy`.
+#[allow(deprecated)]
+fn unfollowed_in_cluster(c: &Cluster) -> Option<&'static str> {
+    use cluster::LbPolicy as P;
+    let lb_known = matches!(
+        P::try_from(c.lb_policy),
+        Ok(P::RoundRobin | P::LeastRequest | P::RingHash | P::Maglev)
+    );
+    let thresholds = c
+        .circuit_breakers
+        .as_ref()
+        .map_or(&[][..], |b| &b.thresholds[..]);
+    crate::router::first_set(&[
+        (
+            "lb_policy other than ROUND_ROBIN, LEAST_REQUEST, RING_HASH and MAGLEV",
+            !lb_known,
+        ),
+        ("load_balancing_policy", c.load_balancing_policy.is_some()),
+        ("lb_subset_config", c.lb_subset_config.is_some()),
+        (
+            "transport_socket_matcher",
+            c.transport_socket_matcher.is_some(),
+        ),
+        (
+            "max_requests_per_connection",
+            c.max_requests_per_connection.is_some(),
+        ),
+        (
+            "upstream_http_protocol_options",
+            c.upstream_http_protocol_options.is_some(),
+        ),
+        (
+            "common_http_protocol_options",
+            c.common_http_protocol_options.is_some(),
+        ),
+        ("http_protocol_options", c.http_protocol_options.is_some()),
+        ("http2_protocol_options", c.http2_protocol_options.is_some()),
+        ("upstream_bind_config", c.upstream_bind_config.is_some()),
+        (
+            "protocol_selection USE_DOWNSTREAM_PROTOCOL",
+            c.protocol_selection != 0,
+        ),
+        ("filters", !c.filters.is_empty()),
+        ("upstream_config", c.upstream_config.is_some()),
+        (
+            "connection_pool_per_downstream_connection",
+            c.connection_pool_per_downstream_connection,
+        ),
+        ("queuing_policies", c.queuing_policies.is_some()),
+        (
+            "close_connections_on_host_health_failure",
+            c.close_connections_on_host_health_failure,
+        ),
+        (
+            "circuit_breakers other than one DEFAULT-priority threshold",
+            thresholds.len() > 1 || thresholds.iter().any(|t| t.priority != 0),
+        ),
+    ])
+}
+
 /// Compiles one cluster; the flag says its EDS endpoints have not arrived yet.
 pub(super) fn compile_cluster(
     c: &Cluster,
@@ -192,6 +254,12 @@ pub(super) fn compile_cluster(
             })
         }
     };
+    if let Some(what) = unfollowed_in_cluster(c) {
+        return Err(ConfigError::Cluster {
+            name: c.name.clone(),
+            reason: format!("{what} is not supported"),
+        });
+    }
     let awaiting = cla.is_none();
     let http2 = http2_of(c)?;
     let bad = |reason: String| ConfigError::Cluster {
@@ -409,5 +477,67 @@ mod tests {
             &first.clusters["t/a"].load,
             &back.clusters["t/a"].load
         ));
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn what_a_cluster_sets_that_is_not_followed_is_refused_by_name() {
+        use gw_proto::envoy::pb::envoy::config::cluster::v3::{
+            circuit_breakers::Thresholds, cluster, CircuitBreakers, Cluster,
+        };
+        use gw_proto::envoy::pb::envoy::config::core::v3::RoutingPriority;
+        use gw_proto::envoy::pb::google::protobuf::UInt32Value;
+        let base = fixture::cluster("t/a", "round_robin");
+        assert_eq!(super::unfollowed_in_cluster(&base), None);
+        let threshold = |priority: RoutingPriority| Thresholds {
+            priority: priority as i32,
+            ..Default::default()
+        };
+        type Change = fn(&mut Cluster);
+        let cases: [(&str, Change); 5] = [
+            ("lb_policy other than", |c| {
+                c.lb_policy = cluster::LbPolicy::Random as i32
+            }),
+            ("lb_subset_config", |c| {
+                c.lb_subset_config = Some(Default::default())
+            }),
+            ("max_requests_per_connection", |c| {
+                c.max_requests_per_connection = Some(UInt32Value { value: 1 })
+            }),
+            ("upstream_http_protocol_options", |c| {
+                c.upstream_http_protocol_options = Some(Default::default())
+            }),
+            ("protocol_selection", |c| c.protocol_selection = 1),
+        ];
+        for (want, change) in cases {
+            let mut c = base.clone();
+            change(&mut c);
+            let got = super::unfollowed_in_cluster(&c).unwrap_or_default();
+            assert!(got.contains(want), "{want}: {got}");
+        }
+        // One threshold of default priority is followed; a HIGH one is not.
+        let mut c = base.clone();
+        c.circuit_breakers = Some(CircuitBreakers {
+            thresholds: vec![threshold(RoutingPriority::Default)],
+            ..Default::default()
+        });
+        assert_eq!(super::unfollowed_in_cluster(&c), None);
+        c.circuit_breakers = Some(CircuitBreakers {
+            thresholds: vec![threshold(RoutingPriority::High)],
+            ..Default::default()
+        });
+        assert!(super::unfollowed_in_cluster(&c)
+            .unwrap_or_default()
+            .contains("circuit_breakers"));
+        // Through a whole config: NACKed by the cluster's name.
+        let mut r = res("round_robin", 1);
+        let mut bad = fixture::cluster("t/a", "round_robin");
+        bad.lb_policy = cluster::LbPolicy::Random as i32;
+        r.insert(type_url::CLUSTER, "t/a", "2", &bad);
+        let e = compile(&r, &Registries::default()).unwrap_err().to_string();
+        assert!(
+            e.contains("t/a") && e.contains("lb_policy other than"),
+            "{e}"
+        );
     }
 }
