@@ -138,6 +138,18 @@ async fn proxy_with(routes: Vec<rt::Route>, clusters: &[ClusterDef<'_>]) -> Prox
     proxy
 }
 
+/// What `proxy` says when fed `routes` to cluster `t/a` at `a`: the NACK's text (it must refuse).
+fn refused(proxy: &Proxy, routes: Vec<rt::Route>, a: SocketAddr) -> String {
+    proxy
+        .shared()
+        .apply(fixture::simple(
+            routes,
+            &[("t/a", "round_robin", vec![(a, 1)])],
+        ))
+        .unwrap_err()
+        .to_string()
+}
+
 fn retry(r: &mut rt::Route, on: &str, n: u32) {
     fixture::action(r).unwrap().retry_policy = Some(rt::RetryPolicy {
         retry_on: on.into(),
@@ -692,14 +704,7 @@ async fn routes_rewrite_the_matched_prefix_as_envoy() {
             ..Default::default()
         },
     ));
-    let err = proxy
-        .shared()
-        .apply(fixture::simple(
-            vec![rewrite(bad, "/x")],
-            &[("t/a", "round_robin", vec![(a.addr, 1)])],
-        ))
-        .unwrap_err()
-        .to_string();
+    let err = refused(&proxy, vec![rewrite(bad, "/x")], a.addr);
     assert!(err.contains("prefix_rewrite on a regex match"), "{err}");
     // Host rewrites other than a literal, and a literal that is no host, are refused by name.
     let mut appended = fixture::prefix_route("t/h", "/h", "t/a");
@@ -722,14 +727,7 @@ async fn routes_rewrite_the_matched_prefix_as_envoy() {
         ),
         (appended, "append_x_forwarded_host"),
     ] {
-        let err = proxy
-            .shared()
-            .apply(fixture::simple(
-                vec![r],
-                &[("t/a", "round_robin", vec![(a.addr, 1)])],
-            ))
-            .unwrap_err()
-            .to_string();
+        let err = refused(&proxy, vec![r], a.addr);
         assert!(err.contains(want), "{err}");
     }
     assert_eq!(
@@ -855,14 +853,7 @@ async fn routes_change_request_and_response_headers_as_envoy() {
     ] {
         let mut r = fixture::prefix_route("t/h", "/h", "t/a");
         r.request_headers_to_add = vec![option(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd)];
-        let err = proxy
-            .shared()
-            .apply(fixture::simple(
-                vec![r],
-                &[("t/a", "round_robin", vec![(a.addr, 1)])],
-            ))
-            .unwrap_err()
-            .to_string();
+        let err = refused(&proxy, vec![r], a.addr);
         assert!(err.contains(why), "{k}: {err}");
     }
 }
@@ -918,14 +909,7 @@ async fn routes_answer_directly_as_envoy() {
         "{text}"
     );
     // A status outside 200..=599 is refused by name.
-    let err = proxy
-        .shared()
-        .apply(fixture::simple(
-            vec![direct("t/bad", "/bad", 99, "")],
-            &[("t/a", "round_robin", vec![(a.addr, 1)])],
-        ))
-        .unwrap_err()
-        .to_string();
+    let err = refused(&proxy, vec![direct("t/bad", "/bad", 99, "")], a.addr);
     assert!(err.contains("direct_response status 99"), "{err}");
 }
 
@@ -1102,14 +1086,7 @@ async fn routes_redirect_as_envoy() {
             "response_code 9",
         ),
     ] {
-        let e = proxy
-            .shared()
-            .apply(fixture::simple(
-                vec![redirect("t/bad", "/bad", x)],
-                &[("t/a", "round_robin", vec![(a.addr, 1)])],
-            ))
-            .unwrap_err()
-            .to_string();
+        let e = refused(&proxy, vec![redirect("t/bad", "/bad", x)], a.addr);
         assert!(e.contains(err), "{e}");
     }
     let mut rc = fixture::route_config("ingress", vec![(vec!["*"], Vec::new())]);
