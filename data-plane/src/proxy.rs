@@ -114,12 +114,27 @@ fn is_grpc(headers: &hyper::HeaderMap) -> bool {
 /// but headers, the status as a gRPC code (Envoy's mapping) in `grpc-status` and the message in
 /// `grpc-message`. Stats and the access log keep the HTTP status.
 fn as_grpc(r: &mut Response<RespBody>) {
+    if let Some(AnsweredHere(msg)) = r.extensions_mut().remove::<AnsweredHere>() {
+        to_grpc(r, std::str::from_utf8(&msg).unwrap_or_default());
+        return;
+    }
     let Some(LocalMsg(msg)) = r.extensions().get::<LocalMsg>().copied() else {
         return;
     };
     if r.status().as_u16() < 400 {
         return;
     }
+    to_grpc(r, msg.trim_end());
+}
+
+/// A route's direct response or redirect, with its body: to a gRPC request it goes as a gRPC
+/// answer whatever its status (Envoy sends every local reply so), the body as the message.
+#[derive(Clone)]
+struct AnsweredHere(Bytes);
+
+/// `r` made a gRPC answer (see [`as_grpc`]) with `msg` as its message (none when empty); what
+/// else it carries (a `location`, the route's headers) stays.
+fn to_grpc(r: &mut Response<RespBody>, msg: &str) {
     let code: u16 = match r.status().as_u16() {
         400 => 13,
         401 => 16,
@@ -136,8 +151,19 @@ fn as_grpc(r: &mut Response<RespBody>) {
         HeaderValue::from_static("application/grpc"),
     );
     h.insert("grpc-status", HeaderValue::from(code));
-    if let Ok(v) = HeaderValue::from_str(msg.trim_end()) {
-        h.insert("grpc-message", v);
+    if !msg.is_empty() {
+        // Percent-encoded, as gRPC reads it (and Envoy writes it): `gone\n` is `gone%0A`.
+        let mut encoded = String::with_capacity(msg.len());
+        for b in msg.bytes() {
+            if (0x20..=0x7e).contains(&b) && b != b'%' {
+                encoded.push(char::from(b));
+            } else {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
+            h.insert("grpc-message", v);
+        }
     }
 }
 
@@ -349,12 +375,14 @@ pub async fn handle(
                     HeaderValue::from_static("text/plain"),
                 );
             }
+            r.extensions_mut().insert(AnsweredHere(body));
             (r, None, None, "")
         }
         Whole::Redirect(status, location) => {
             let mut r = Response::new(Either::Right(Full::new(Bytes::new())));
             *r.status_mut() = status;
             r.headers_mut().insert(hyper::header::LOCATION, location);
+            r.extensions_mut().insert(AnsweredHere(Bytes::new()));
             (r, None, None, "")
         }
         Whole::Raw(request) => {

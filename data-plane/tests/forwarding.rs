@@ -898,14 +898,25 @@ async fn routes_answer_directly_as_envoy() {
         assert_eq!(status, 204);
         assert!(!h.contains_key("content-type"), "{h:?}");
     }
+    // To a gRPC client, a gRPC answer (as Envoy's): 200, the status as grpc-status (UNKNOWN),
+    // the body as grpc-message.
+    let grpc = [("content-type", "application/grpc"), ("te", "trailers")];
+    let (status, _, h) = call(&h2, p, "POST", "/gone/x", &grpc, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(h["content-type"], "application/grpc");
+    assert_eq!(h["grpc-status"], "2");
+    assert_eq!(
+        h["grpc-message"], "gone for good%0A",
+        "percent-encoded, as Envoy writes it"
+    );
     assert_eq!(a.hits.load(Ordering::SeqCst), 0, "nothing went upstream");
-    // Counted as the route's requests.
+    // Counted as the route's requests, with their HTTP status (the gRPC one's too).
     let text = common_metrics(&proxy).await;
     assert!(
         text.lines().any(|l| l.starts_with("gw_rq_total{")
             && l.contains("name=\"gone\"")
             && l.contains("class=\"4xx\"")
-            && l.ends_with(" 3")),
+            && l.ends_with(" 4")),
         "{text}"
     );
     // A status outside 200..=599 is refused by name.
@@ -1032,6 +1043,13 @@ async fn routes_redirect_as_envoy() {
     .await;
     assert_eq!((status, up.as_str()), (301, ""));
     assert_eq!(h["location"], "https://secure.test:80/a?b=1");
+    // To a gRPC client: 200 and grpc-status UNKNOWN, the location kept (Envoy's).
+    let grpc = [("content-type", "application/grpc"), ("te", "trailers")];
+    let (status, _, h) = call(&h2, p, "POST", "/https", &grpc, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(h["grpc-status"], "2");
+    assert_eq!(h["location"], format!("https://{p}/https"));
+    assert!(!h.contains_key("grpc-message"), "{h:?}");
     // An absolute-form target's host wins over `Host` (Envoy's).
     let got = raw(
         p,

@@ -141,6 +141,16 @@ async fn envoy_and_gw_proxy_redirect_alike() {
             )
             .await;
             assert!(got.contains("location: http://b.test/new?q\r\n"), "{who}: {got}");
+            // To a gRPC client: 200, grpc-status UNKNOWN, the location kept.
+            let grpc = [("content-type", "application/grpc"), ("te", "trailers")];
+            let got = echo::request(addr, "a.test", ("POST", "/https"), &grpc, "", true)
+                .await
+                .unwrap();
+            let h = |n: &str| got.header(n);
+            assert_eq!(got.status, 200, "{who}: {got:?}");
+            assert_eq!(h("grpc-status"), Some("2"), "{who}: {got:?}");
+            assert_eq!(h("grpc-message"), None, "{who}: {got:?}");
+            assert_eq!(h("location"), Some("https://a.test/https"), "{who}: {got:?}");
             // An upgrade the listener does not allow: refused, not redirected.
             let got = raw(
                 addr,

@@ -89,6 +89,17 @@ async fn envoy_and_gw_proxy_change_route_headers_alike() {
                 assert_eq!(got.header("x-frame-options"), Some("DENY"), "{who}: {got:?}");
                 assert_eq!(got.header("x-from-upstream"), None, "{who}: {got:?}");
             }
+            // To a gRPC client, both answer the direct response as gRPC: 200, grpc-status
+            // UNKNOWN, the body as the message (percent-encoded), the route's headers kept.
+            let grpc = [("content-type", "application/grpc"), ("te", "trailers")];
+            let got = echo::request(addr, "headers.test", ("POST", "/retired/x"), &grpc, "", true)
+                .await
+                .unwrap();
+            assert_eq!(got.status, 200, "{who}: {got:?}");
+            assert_eq!(got.header("content-type"), Some("application/grpc"), "{who}: {got:?}");
+            assert_eq!(got.header("grpc-status"), Some("2"), "{who}: {got:?}");
+            assert_eq!(got.header("grpc-message"), Some("gone%0A"), "{who}: {got:?}");
+            assert_eq!(got.header("x-frame-options"), Some("DENY"), "{who}: {got:?}");
         },
     )
     .await;
