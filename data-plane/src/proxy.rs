@@ -262,7 +262,7 @@ pub async fn handle(
     }
     // A route's prefix rewrite: the path sent upstream, the original in
     // `x-envoy-original-path`, as Envoy's (which drops one the client sent, rewritten or not).
-    parts.headers.remove(&headers::X_ENVOY_ORIGINAL_PATH);
+    headers::sanitize_envoy_headers(&mut parts.headers, &down.peer_ip);
     parts.headers.remove(&headers::X_FORWARDED_CLIENT_CERT);
     let original = original_uri.path_and_query().map_or("/", |p| p.as_str());
     if let Some(to) = route.rewritten(original) {

@@ -394,6 +394,27 @@ async fn headers_are_forwarded_as_envoy_forwards_them() {
         "{}",
         r.text()
     );
+    // A client's `x-envoy-*` headers are dropped, whatever their case (an edge Envoy's, so none
+    // steers an Envoy behind), and the client's address is said in `x-envoy-external-address`.
+    send(
+        &mut s,
+        b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Envoy-Retry-On: 5xx\r\nx-envoy-upstream-rq-timeout-ms: 1\r\nX-Envoy-External-Address: 10.9.9.9\r\nX-Envoy: kept\r\n\r\n",
+    )
+    .await;
+    let r = read_resp(&mut s, &mut Vec::new(), false).await;
+    let echoed = r.text();
+    assert_eq!(header(&echoed, "x-envoy-retry-on"), None, "{echoed}");
+    assert_eq!(
+        header(&echoed, "x-envoy-upstream-rq-timeout-ms"),
+        None,
+        "{echoed}"
+    );
+    assert_eq!(
+        header(&echoed, "x-envoy-external-address"),
+        Some("127.0.0.1"),
+        "{echoed}"
+    );
+    assert_eq!(header(&echoed, "x-envoy"), Some("kept"), "{echoed}");
     // Response headers the upstream's Connection header names are hop-by-hop too.
     send(&mut s, b"GET /conn-named HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let r = read_resp(&mut s, &mut Vec::new(), false).await;

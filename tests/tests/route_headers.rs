@@ -19,6 +19,12 @@ async fn get(addr: SocketAddr, path: &str, h2: bool) -> echo::Seen {
         ("x-kept", "k"),
         // Dropped by both (Envoy's default `forward_client_cert_details: SANITIZE`).
         ("x-forwarded-client-cert", "By=spiffe://admin"),
+        // Dropped by both (an edge Envoy's `x-envoy-*` from an external client), which say
+        // who the client is in `x-envoy-external-address` instead.
+        ("x-envoy-retry-on", "5xx"),
+        ("x-envoy-external-address", "10.9.9.9"),
+        // Kept by both (the control plane asks Envoy to keep a client's request id).
+        ("x-request-id", "client-id-1"),
     ];
     echo::get(addr, "headers.test", path, &sent, h2)
         .await
@@ -66,6 +72,9 @@ async fn envoy_and_gw_proxy_change_route_headers_alike() {
                 assert_eq!(find("x-seen-x-gone"), None, "remove: {what}");
                 assert_eq!(find("x-seen-x-kept"), Some("k"), "{what}");
                 assert_eq!(find("x-seen-x-forwarded-client-cert"), None, "{what}");
+                assert_eq!(find("x-seen-x-envoy-retry-on"), None, "{what}");
+                assert_eq!(find("x-seen-x-envoy-external-address"), Some("127.0.0.1"), "{what}");
+                assert_eq!(find("x-seen-x-request-id"), Some("client-id-1"), "{what}");
                 assert_eq!(find("x-frame-options"), Some("DENY"), "{what}");
                 assert_eq!(find("x-from-upstream"), Some("u | p"), "{what}");
                 assert_eq!(find("x-upstream-only"), None, "{what}");

@@ -105,6 +105,32 @@ pub fn set_forwarded_proto(h: &mut HeaderMap, tls: bool) {
     h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(v));
 }
 
+/// `x-envoy-external-address`: the client's address, as an edge Envoy tells its upstreams.
+pub static X_ENVOY_EXTERNAL_ADDRESS: HeaderName =
+    HeaderName::from_static("x-envoy-external-address");
+
+/// Whether `name` is one of Envoy's own (`x-envoy-*`, any case): a client's are dropped, as an
+/// edge Envoy drops them from external requests (they steer the Envoys behind: retries,
+/// timeouts).
+#[inline]
+pub fn is_envoy_header(name: &[u8]) -> bool {
+    name.len() > 8 && name[..8].eq_ignore_ascii_case(b"x-envoy-")
+}
+
+/// Drops a client's `x-envoy-*` headers ([`is_envoy_header`]) and says who the client is in
+/// `x-envoy-external-address`.
+pub fn sanitize_envoy_headers(h: &mut HeaderMap, ip: &HeaderValue) {
+    let envoy: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| is_envoy_header(k.as_str().as_bytes()))
+        .cloned()
+        .collect();
+    for k in envoy {
+        h.remove(k);
+    }
+    h.insert(X_ENVOY_EXTERNAL_ADDRESS.clone(), ip.clone());
+}
+
 /// Appends `ip` to `x-forwarded-for` (or sets it).
 pub fn append_forwarded_for(h: &mut HeaderMap, ip: &HeaderValue) {
     match h.get(&X_FORWARDED_FOR) {

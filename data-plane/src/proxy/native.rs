@@ -416,7 +416,12 @@ async fn exchange(
         up,
         rewritten.as_deref().map(str::as_bytes),
         |name, value| {
-            if h1::is_hop_by_hop(name) || ops.is_some_and(|o| o.drops(name)) {
+            // Envoy's own headers (`x-envoy-*`): a client's are dropped, as an edge Envoy drops
+            // them, so none reaches a proxy behind that would act on it.
+            if h1::is_hop_by_hop(name)
+                || headers::is_envoy_header(name)
+                || ops.is_some_and(|o| o.drops(name))
+            {
                 return false;
             }
             match name.len() {
@@ -430,8 +435,6 @@ async fn exchange(
                 // Replaced by the connection's scheme (this path serves plaintext only), as an
                 // edge Envoy (`use_remote_address`) replaces it: a client cannot claim HTTPS.
                 17 if name.eq_ignore_ascii_case(b"x-forwarded-proto") => return false,
-                // Envoy's own header: a client's is dropped, as Envoy drops it.
-                21 if name.eq_ignore_ascii_case(b"x-envoy-original-path") => return false,
                 // A client's is dropped, as by Envoy's default (`SANITIZE`).
                 23 if name.eq_ignore_ascii_case(b"x-forwarded-client-cert") => return false,
                 _ => {}
@@ -451,6 +454,8 @@ async fn exchange(
         up.extend_from_slice(prev);
         up.extend_from_slice(b", ");
     }
+    up.extend_from_slice(down.peer_ip.as_bytes());
+    up.extend_from_slice(b"\r\nx-envoy-external-address: ");
     up.extend_from_slice(down.peer_ip.as_bytes());
     up.extend_from_slice(b"\r\n");
     let generated;

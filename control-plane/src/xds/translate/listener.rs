@@ -149,6 +149,9 @@ fn listener(name: &str, spec: &ListenerSpec) -> Resource {
         // An edge proxy, as gw-proxy is: the client's address is appended to x-forwarded-for
         // and x-forwarded-proto is the connection's scheme, whatever the client sent.
         use_remote_address: Some(gw_proto::envoy::pb::google::protobuf::BoolValue { value: true }),
+        // A request id a client sends is kept (gw-proxy's behaviour); Envoy would replace it on
+        // an edge listener otherwise.
+        preserve_external_request_id: true,
         access_log: vec![access_log()],
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(ads_source()),
