@@ -152,13 +152,15 @@ fn to_grpc(r: &mut Response<RespBody>, msg: &str) {
     );
     h.insert("grpc-status", HeaderValue::from(code));
     if !msg.is_empty() {
-        // Percent-encoded, as gRPC reads it (and Envoy writes it): `gone\n` is `gone%0A`.
+        // Percent-encoded, as gRPC reads it and Envoy writes it (`~` too): `gone\n` is
+        // `gone%0A`.
+        use std::fmt::Write;
         let mut encoded = String::with_capacity(msg.len());
         for b in msg.bytes() {
-            if (0x20..=0x7e).contains(&b) && b != b'%' {
+            if (0x20..0x7e).contains(&b) && b != b'%' {
                 encoded.push(char::from(b));
             } else {
-                encoded.push_str(&format!("%{b:02X}"));
+                let _ = write!(encoded, "%{b:02X}");
             }
         }
         if let Ok(v) = HeaderValue::from_str(&encoded) {
@@ -279,6 +281,15 @@ pub async fn handle(
     // The endpoint is picked on the headers as the client sent them (Envoy picks it before it
     // makes the route's changes), then the changes are made.
     let ctx = forward::pick_context(route, down.peer, &parts.headers);
+    // The host the client asked for (the access log's), and upstream when a route rewrites it.
+    let host = parts.headers.get(HOST).cloned();
+    if route.original_host {
+        if let Some(h) = &host {
+            parts
+                .headers
+                .insert(headers::X_ENVOY_ORIGINAL_HOST.clone(), h.clone());
+        }
+    }
     if let Some(o) = &route.request_headers {
         o.apply(&mut parts.headers);
     }
@@ -291,7 +302,6 @@ pub async fn handle(
     }
     parts.version = Version::HTTP_11;
     let method = parts.method.clone();
-    let host = parts.headers.get(HOST).cloned();
     // A request whose whole body is at hand (none, or a small one of declared length, read
     // first) goes over a raw connection, and may be sent as often as the route retries; a
     // larger one, or one of unknown length, goes through hyper's client, which streams it (and

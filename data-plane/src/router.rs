@@ -252,12 +252,6 @@ fn unfollowed_in_action(a: &rt::RouteAction) -> Option<&'static str> {
             !a.request_mirror_policies.is_empty(),
         ),
         ("priority", a.priority != 0),
-        ("rate_limits", !a.rate_limits.is_empty()),
-        (
-            "include_vh_rate_limits",
-            a.include_vh_rate_limits.as_ref().is_some_and(|b| b.value),
-        ),
-        ("cors", a.cors.is_some()),
         ("max_grpc_timeout", a.max_grpc_timeout.is_some()),
         ("grpc_timeout_offset", a.grpc_timeout_offset.is_some()),
         (
@@ -277,8 +271,6 @@ fn unfollowed_in_action(a: &rt::RouteAction) -> Option<&'static str> {
 fn unfollowed_in_host(vh: &rt::VirtualHost) -> Option<&'static str> {
     first_set(&[
         ("matcher", vh.matcher.is_some()),
-        ("rate_limits", !vh.rate_limits.is_empty()),
-        ("cors", vh.cors.is_some()),
         (
             "typed_per_filter_config",
             !vh.typed_per_filter_config.is_empty(),
@@ -441,8 +433,10 @@ pub struct Route {
     pub upgrades: Vec<(String, bool)>,
     /// `prefix_rewrite`: how many leading bytes of a matched path are replaced, and by what.
     rewrite: Option<(usize, String)>,
-    /// `request_headers_to_add` / `_remove`.
+    /// `request_headers_to_add` / `_remove` (and a `host_rewrite_literal`, as a `Host` set).
     pub request_headers: Option<Box<HeaderOps>>,
+    /// The route rewrites the host: the client's goes upstream in `x-envoy-original-host`.
+    pub original_host: bool,
     /// `response_headers_to_add` / `_remove`.
     pub response_headers: Option<Box<HeaderOps>>,
     /// Counters.
@@ -819,11 +813,8 @@ pub fn compile_route(
             hyper::header::HeaderName::from_bytes(h.header_name.as_bytes())
                 .map_err(|_| unsupported(&format!("hash_policy header {:?}", h.header_name)))?,
         )),
-        Some(Some(H::Cookie(c)))
-            if c.ttl.is_none() && c.path.is_empty() && c.attributes.is_empty() =>
-        {
-            Some(HashOn::Cookie(c.name.clone()))
-        }
+        // Envoy uses a cookie's path and attributes only when it makes the cookie (a ttl).
+        Some(Some(H::Cookie(c))) if c.ttl.is_none() => Some(HashOn::Cookie(c.name.clone())),
         Some(_) => {
             return Err(unsupported(
                 "hash_policy other than source_ip, a header, or a cookie without ttl",
@@ -842,6 +833,7 @@ pub fn compile_route(
     // A host rewrite is one more header set (Envoy sets `Host` after the route's changes; the
     // route cannot change `host` itself, so the order cannot show).
     use rt::route_action::HostRewriteSpecifier as HostRewrite;
+    let mut original_host = false;
     match &a.host_rewrite_specifier {
         None => {}
         Some(HostRewrite::AutoHostRewrite(on)) if !on.value => {}
@@ -856,6 +848,7 @@ pub fn compile_route(
                 .get_or_insert_with(Box::default)
                 .set
                 .push((hyper::header::HOST, v));
+            original_host = true;
         }
         Some(_) => {
             return Err(unsupported(
@@ -880,6 +873,7 @@ pub fn compile_route(
         upgrades,
         rewrite,
         request_headers,
+        original_host,
         ..bare(r, path, headers, target, stats)?
     })
 }
@@ -914,6 +908,7 @@ fn bare(
         upgrades: Vec::new(),
         rewrite: None,
         request_headers: None,
+        original_host: false,
         response_headers,
     })
 }
@@ -1268,7 +1263,7 @@ mod tests {
     #[test]
     #[allow(deprecated)]
     fn what_is_not_followed_is_refused_by_name() {
-        use gw_proto::envoy::pb::google::protobuf::{BoolValue, Duration as Pb, UInt32Value};
+        use gw_proto::envoy::pb::google::protobuf::{Duration as Pb, UInt32Value};
         type Change = Box<dyn Fn(&mut rt::RouteConfiguration)>;
         fn route(rc: &mut rt::RouteConfiguration) -> &mut rt::Route {
             &mut rc.virtual_hosts[0].routes[0]
@@ -1322,8 +1317,8 @@ mod tests {
                 Box::new(|rc| rc.virtual_hosts[0].include_request_attempt_count = true),
             ),
             (
-                "vh: unsupported cors",
-                Box::new(|rc| rc.virtual_hosts[0].cors = Some(rt::CorsPolicy::default())),
+                "vh: unsupported include_attempt_count_in_response",
+                Box::new(|rc| rc.virtual_hosts[0].include_attempt_count_in_response = true),
             ),
             (
                 "route t/r: unsupported match query_parameters",
@@ -1370,8 +1365,8 @@ mod tests {
                 Box::new(|rc| action(rc).max_internal_redirects = Some(UInt32Value { value: 2 })),
             ),
             (
-                "t/r: unsupported include_vh_rate_limits",
-                Box::new(|rc| action(rc).include_vh_rate_limits = Some(BoolValue { value: true })),
+                "t/r: unsupported max_stream_duration",
+                Box::new(|rc| action(rc).max_stream_duration = Some(Default::default())),
             ),
             (
                 "t/r: unsupported more than one hash_policy",

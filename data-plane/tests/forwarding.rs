@@ -693,6 +693,7 @@ async fn routes_rewrite_the_matched_prefix_as_envoy() {
         assert_eq!(status, 200);
         assert_eq!(h["x-path"], "/hosted/x?q=1");
         assert_eq!(h["x-seen-host"], "users.internal:8080", "body {body:?}");
+        assert_eq!(h["x-seen-x-envoy-original-host"], p.to_string().as_str());
         let (_, _, h) = call(client, p, method, "/other", te, body).await;
         assert_eq!(h["x-seen-host"], p.to_string().as_str());
     }

@@ -398,7 +398,7 @@ async fn headers_are_forwarded_as_envoy_forwards_them() {
     // steers an Envoy behind), and the client's address is said in `x-envoy-external-address`.
     send(
         &mut s,
-        b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Envoy-Retry-On: 5xx\r\nx-envoy-upstream-rq-timeout-ms: 1\r\nX-Envoy-External-Address: 10.9.9.9\r\nX-Envoy: kept\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Envoy-Retry-On: 5xx\r\nx-envoy-upstream-rq-timeout-ms: 1\r\nX-Envoy-External-Address: 10.9.9.9\r\nX-Envoy: kept\r\nx-envoy-peer-metadata: p\r\n\r\n",
     )
     .await;
     let r = read_resp(&mut s, &mut Vec::new(), false).await;
@@ -415,6 +415,11 @@ async fn headers_are_forwarded_as_envoy_forwards_them() {
         "{echoed}"
     );
     assert_eq!(header(&echoed, "x-envoy"), Some("kept"), "{echoed}");
+    assert_eq!(
+        header(&echoed, "x-envoy-peer-metadata"),
+        Some("p"),
+        "{echoed}"
+    );
     // Response headers the upstream's Connection header names are hop-by-hop too.
     send(&mut s, b"GET /conn-named HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let r = read_resp(&mut s, &mut Vec::new(), false).await;

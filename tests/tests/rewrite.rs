@@ -103,6 +103,13 @@ async fn envoy_and_gw_proxy_rewrite_prefixes_alike() {
                         assert_eq!(seen.header("x-seen-path"), Some(path), "{what}");
                         assert_eq!(seen.header("x-seen-host"), Some(host), "{what}");
                         assert_eq!(seen.header("x-seen-x-forwarded-host"), None, "{what}");
+                        // The client's host, when a route rewrote it (Envoy's).
+                        let original = (host != "rewrite.test").then_some("rewrite.test");
+                        assert_eq!(
+                            seen.header("x-seen-x-envoy-original-host"),
+                            original,
+                            "{what}"
+                        );
                     }
                 }
             }

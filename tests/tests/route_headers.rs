@@ -23,6 +23,9 @@ async fn get(addr: SocketAddr, path: &str, h2: bool) -> echo::Seen {
         // who the client is in `x-envoy-external-address` instead.
         ("x-envoy-retry-on", "5xx"),
         ("x-envoy-external-address", "10.9.9.9"),
+        ("x-envoy-original-host", "spoofed.test"),
+        // Kept by both: not one of those an edge Envoy drops (Istio's peer metadata, say).
+        ("x-envoy-peer-metadata", "p"),
         // Kept by both (the control plane asks Envoy to keep a client's request id).
         ("x-request-id", "client-id-1"),
     ];
@@ -73,6 +76,8 @@ async fn envoy_and_gw_proxy_change_route_headers_alike() {
                 assert_eq!(find("x-seen-x-kept"), Some("k"), "{what}");
                 assert_eq!(find("x-seen-x-forwarded-client-cert"), None, "{what}");
                 assert_eq!(find("x-seen-x-envoy-retry-on"), None, "{what}");
+                assert_eq!(find("x-seen-x-envoy-original-host"), None, "{what}");
+                assert_eq!(find("x-seen-x-envoy-peer-metadata"), Some("p"), "{what}");
                 assert_eq!(find("x-seen-x-envoy-external-address"), Some("127.0.0.1"), "{what}");
                 assert_eq!(find("x-seen-x-request-id"), Some("client-id-1"), "{what}");
                 assert_eq!(find("x-frame-options"), Some("DENY"), "{what}");

@@ -57,8 +57,11 @@ pub fn listener_with(
     route_config: &str,
     edit: impl FnOnce(&mut HttpConnectionManager),
 ) -> Listener {
+    // An edge listener, as the control plane makes every one (gw-proxy refuses others).
     let mut hcm = HttpConnectionManager {
         stat_prefix: name.into(),
+        use_remote_address: Some(gw_proto::envoy::pb::google::protobuf::BoolValue { value: true }),
+        preserve_external_request_id: true,
         route_specifier: Some(RouteSpecifier::Rds(Rds {
             config_source: Some(ads()),
             route_config_name: route_config.into(),

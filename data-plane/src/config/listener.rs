@@ -67,6 +67,22 @@ fn unfollowed_in_hcm(h: &HttpConnectionManager) -> Option<String> {
             f.name
         ));
     }
+    // The router's own options gw-proxy does not follow.
+    for f in &h.http_filters {
+        if let Some(Filter::TypedConfig(any)) = &f.config_type {
+            use gw_proto::envoy::pb::envoy::extensions::filters::http::router::v3::Router;
+            let r = Router::decode(any.value.as_slice()).unwrap_or_default();
+            let what = crate::router::first_set(&[
+                ("suppress_envoy_headers", r.suppress_envoy_headers),
+                ("strict_check_headers", !r.strict_check_headers.is_empty()),
+                ("respect_expected_rq_timeout", r.respect_expected_rq_timeout),
+                ("upstream_http_filters", !r.upstream_http_filters.is_empty()),
+            ]);
+            if let Some(what) = what.filter(|_| any.type_url == ROUTER) {
+                return Some(format!("router {what} is not supported"));
+            }
+        }
+    }
     let o = h.common_http_protocol_options.unwrap_or_default();
     crate::router::first_set(&[
         ("codec_type other than AUTO", h.codec_type != 0),
@@ -93,9 +109,15 @@ fn unfollowed_in_hcm(h: &HttpConnectionManager) -> Option<String> {
                 .as_ref()
                 .is_some_and(|d| d.seconds != 0 || d.nanos != 0),
         ),
+        // gw-proxy is an edge proxy: it appends the client to x-forwarded-for, sets
+        // x-forwarded-proto and keeps a client's request id; Envoy does so only when told.
         (
-            "use_remote_address false",
-            h.use_remote_address.as_ref().is_some_and(|b| !b.value),
+            "use_remote_address other than true",
+            h.use_remote_address.is_none_or(|b| !b.value),
+        ),
+        (
+            "preserve_external_request_id other than true",
+            !h.preserve_external_request_id,
         ),
         ("xff_num_trusted_hops", h.xff_num_trusted_hops != 0),
         (
@@ -120,13 +142,10 @@ fn unfollowed_in_hcm(h: &HttpConnectionManager) -> Option<String> {
             "always_set_request_id_in_response",
             h.always_set_request_id_in_response,
         ),
+        // Without client certificates every mode but ALWAYS_FORWARD_ONLY drops a client's.
         (
-            "forward_client_cert_details other than SANITIZE",
-            h.forward_client_cert_details != 0,
-        ),
-        (
-            "set_current_client_cert_details",
-            h.set_current_client_cert_details.is_some(),
+            "forward_client_cert_details ALWAYS_FORWARD_ONLY",
+            h.forward_client_cert_details == 4,
         ),
         (
             "forward_client_cert_matcher",
@@ -144,7 +163,7 @@ fn unfollowed_in_hcm(h: &HttpConnectionManager) -> Option<String> {
         ("merge_slashes", h.merge_slashes),
         (
             "path_with_escaped_slashes_action",
-            h.path_with_escaped_slashes_action != 0,
+            h.path_with_escaped_slashes_action > 1,
         ),
         ("request_id_extension", h.request_id_extension.is_some()),
         ("local_reply_config", h.local_reply_config.is_some()),
@@ -489,17 +508,27 @@ mod tests {
             )
         };
         // What the control plane sends, and a connection manager that names no filter.
+        // What the control plane sends (an edge listener keeping clients' request ids); no
+        // filter named is the router alone.
         let ours = HttpConnectionManager {
             http_filters: vec![router.clone()],
             use_remote_address: Some(BoolValue { value: true }),
+            preserve_external_request_id: true,
             ..Default::default()
         };
         assert_eq!(unfollowed_in_hcm(&ours), None);
-        assert_eq!(unfollowed_in_hcm(&HttpConnectionManager::default()), None);
+        let unnamed = HttpConnectionManager {
+            http_filters: Vec::new(),
+            ..ours.clone()
+        };
+        assert_eq!(unfollowed_in_hcm(&unnamed), None);
+        // Envoy's defaults are not an edge proxy's: refused.
+        let got = unfollowed_in_hcm(&HttpConnectionManager::default()).unwrap_or_default();
+        assert!(got.contains("use_remote_address other than true"), "{got}");
         // A filter that runs nowhere (disabled, and no route can enable it here) is no change.
         let off = HttpConnectionManager {
             http_filters: vec![authz(true), router.clone()],
-            ..Default::default()
+            ..ours.clone()
         };
         assert_eq!(unfollowed_in_hcm(&off), None);
         // A filter gw-proxy does not run (authorization, say) is never skipped silently.
@@ -511,17 +540,33 @@ mod tests {
             "{got}"
         );
         type Change = fn(&mut HttpConnectionManager);
-        let cases: [(&str, Change); 8] = [
+        let cases: [(&str, Change); 11] = [
             ("xff_num_trusted_hops is not supported", |h| {
                 h.xff_num_trusted_hops = 1
             }),
-            ("use_remote_address false", |h| {
+            ("use_remote_address other than true", |h| {
                 h.use_remote_address = Some(BoolValue { value: false })
+            }),
+            ("use_remote_address other than true", |h| {
+                h.use_remote_address = None
+            }),
+            ("preserve_external_request_id other than true", |h| {
+                h.preserve_external_request_id = false
+            }),
+            ("router suppress_envoy_headers", |h| {
+                use gw_proto::envoy::pb::envoy::extensions::filters::http::router::v3::Router;
+                let r = Router {
+                    suppress_envoy_headers: true,
+                    ..Default::default()
+                };
+                if let Some(ConfigType::TypedConfig(any)) = &mut h.http_filters[0].config_type {
+                    any.value = prost::Message::encode_to_vec(&r);
+                }
             }),
             ("skip_xff_append", |h| h.skip_xff_append = true),
             ("via", |h| h.via = "1.1 gw".into()),
-            ("forward_client_cert_details other than SANITIZE", |h| {
-                h.forward_client_cert_details = 1
+            ("forward_client_cert_details ALWAYS_FORWARD_ONLY", |h| {
+                h.forward_client_cert_details = 4
             }),
             ("max_request_headers_kb", |h| {
                 h.max_request_headers_kb = Some(UInt32Value { value: 8 })

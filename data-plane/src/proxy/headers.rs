@@ -109,24 +109,56 @@ pub fn set_forwarded_proto(h: &mut HeaderMap, tls: bool) {
 pub static X_ENVOY_EXTERNAL_ADDRESS: HeaderName =
     HeaderName::from_static("x-envoy-external-address");
 
-/// Whether `name` is one of Envoy's own (`x-envoy-*`, any case): a client's are dropped, as an
-/// edge Envoy drops them from external requests (they steer the Envoys behind: retries,
-/// timeouts).
+/// Envoy's headers an edge Envoy drops from an external request (they steer the Envoys behind:
+/// retries, timeouts, tracing), without their common `x-envoy-` prefix. Other `x-envoy-*`
+/// headers (Istio's `x-envoy-peer-metadata`, say) go through, as through Envoy.
+const CLIENTS_ENVOY_HEADERS: [&str; 21] = [
+    "internal",
+    "retriable-status-codes",
+    "retriable-header-names",
+    "retry-on",
+    "retry-grpc-on",
+    "max-retries",
+    "upstream-alt-stat-name",
+    "upstream-rq-timeout-ms",
+    "upstream-rq-per-try-timeout-ms",
+    "upstream-rq-timeout-alt-response",
+    "expected-rq-timeout-ms",
+    "force-trace",
+    "ip-tags",
+    "original-url",
+    "hedge-on-per-try-timeout",
+    "decorator-operation",
+    "downstream-service-cluster",
+    "downstream-service-node",
+    "original-path",
+    "original-host",
+    "external-address",
+];
+
+/// Whether `name` (any case) is one of Envoy's own that a client's is dropped of, as an edge
+/// Envoy drops it ([`CLIENTS_ENVOY_HEADERS`]).
 #[inline]
 pub fn is_envoy_header(name: &[u8]) -> bool {
-    name.len() > 8 && name[..8].eq_ignore_ascii_case(b"x-envoy-")
+    name.len() > 8
+        && name[..8].eq_ignore_ascii_case(b"x-envoy-")
+        && CLIENTS_ENVOY_HEADERS
+            .iter()
+            .any(|h| h.as_bytes().eq_ignore_ascii_case(&name[8..]))
 }
+
+/// `x-envoy-original-host`: the host a client asked for, when a route rewrote it (Envoy's).
+pub static X_ENVOY_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-envoy-original-host");
 
 /// Drops a client's `x-envoy-*` headers ([`is_envoy_header`]) and says who the client is in
 /// `x-envoy-external-address`.
 pub fn sanitize_envoy_headers(h: &mut HeaderMap, ip: &HeaderValue) {
-    let envoy: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| is_envoy_header(k.as_str().as_bytes()))
-        .cloned()
-        .collect();
-    for k in envoy {
-        h.remove(k);
+    let envoy = |k: &HeaderName| is_envoy_header(k.as_str().as_bytes());
+    if h.keys().any(envoy) {
+        let names: Vec<HeaderName> = h.keys().filter(|k| envoy(k)).cloned().collect();
+        for k in names {
+            h.remove(k);
+        }
     }
     h.insert(X_ENVOY_EXTERNAL_ADDRESS.clone(), ip.clone());
 }

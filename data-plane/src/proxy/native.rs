@@ -449,6 +449,9 @@ async fn exchange(
     if rewriting {
         put_header(up, b"x-envoy-original-path", target.as_bytes());
     }
+    if route.original_host {
+        put_header(up, b"x-envoy-original-host", host);
+    }
     up.extend_from_slice(b"x-forwarded-for: ");
     if let Some(prev) = forwarded_for {
         up.extend_from_slice(prev);

@@ -363,7 +363,7 @@ pub struct HeaderOps {
 }
 
 /// Headers a route may not change: the proxy's own, the message's framing and routing.
-pub const FIXED_HEADERS: [&str; 13] = [
+pub const FIXED_HEADERS: [&str; 15] = [
     "host",
     "connection",
     "keep-alive",
@@ -377,6 +377,8 @@ pub const FIXED_HEADERS: [&str; 13] = [
     "x-forwarded-proto",
     "x-request-id",
     "x-envoy-original-path",
+    "x-envoy-original-host",
+    "x-envoy-external-address",
 ];
 
 impl HeaderOps {
