@@ -150,8 +150,8 @@ pub fn is_envoy_header(name: &[u8]) -> bool {
 /// `x-envoy-original-host`: the host a client asked for, when a route rewrote it (Envoy's).
 pub static X_ENVOY_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-envoy-original-host");
 
-/// Drops a client's `x-envoy-*` headers ([`is_envoy_header`]) and says who the client is in
-/// `x-envoy-external-address`.
+/// Drops the `x-envoy-*` headers an edge Envoy drops from a client ([`is_envoy_header`]) and
+/// says who the client is in `x-envoy-external-address`.
 pub fn sanitize_envoy_headers(h: &mut HeaderMap, ip: &HeaderValue) {
     let envoy = |k: &HeaderName| is_envoy_header(k.as_str().as_bytes());
     if h.keys().any(envoy) {

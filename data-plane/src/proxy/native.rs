@@ -416,8 +416,8 @@ async fn exchange(
         up,
         rewritten.as_deref().map(str::as_bytes),
         |name, value| {
-            // Envoy's own headers (`x-envoy-*`): a client's are dropped, as an edge Envoy drops
-            // them, so none reaches a proxy behind that would act on it.
+            // The `x-envoy-*` headers an edge Envoy drops from a client are dropped, so none
+            // reaches an Envoy behind that would act on it (`headers::is_envoy_header`).
             if h1::is_hop_by_hop(name)
                 || headers::is_envoy_header(name)
                 || ops.is_some_and(|o| o.drops(name))
