@@ -223,6 +223,14 @@ pub async fn handle(
     let on_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let grpc = is_grpc(req.headers());
     let (mut parts, body) = req.into_parts();
+    // An HTTP/2 `:authority`, or an absolute-form target's, is the request's host: it replaces a
+    // `Host` the client sent too (as Envoy replaces it), before routing, so header matchers see
+    // the host the virtual host was picked by, and upstream.
+    if let Some(a) = parts.uri.authority() {
+        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+            parts.headers.insert(HOST, v);
+        }
+    }
     let route = cfg.routes.find(
         host_of(&parts.headers, &parts.uri),
         parts.method.as_str(),
@@ -255,13 +263,6 @@ pub async fn handle(
             v
         }
     };
-    // The host the request was routed by goes upstream: an HTTP/2 `:authority`, or an
-    // absolute-form target's, replaces a `Host` the client sent too (as Envoy replaces it).
-    if let Some(a) = parts.uri.authority() {
-        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-            parts.headers.insert(HOST, v);
-        }
-    }
     // A route's prefix rewrite: the path sent upstream, the original in
     // `x-envoy-original-path`, as Envoy's (which drops one the client sent, rewritten or not).
     headers::sanitize_envoy_headers(&mut parts.headers, &down.peer_ip);

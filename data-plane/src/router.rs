@@ -1200,6 +1200,9 @@ impl RouteTable {
                 && r.headers.iter().all(|h| {
                     let value = if h.name == ":method" {
                         Some(method)
+                    } else if h.name == ":authority" {
+                        // Envoy's name for the host (`Host` over HTTP/1.1).
+                        std::str::from_utf8(host.as_ref()).ok()
                     } else {
                         headers
                             .values(h.name.as_str())

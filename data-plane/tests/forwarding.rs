@@ -1132,3 +1132,76 @@ async fn common_metrics(proxy: &Proxy) -> String {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8_lossy(&body).into_owned()
 }
+
+/// The host a request is routed by (`Host`, an HTTP/2 `:authority`, an absolute-form target's)
+/// is the one header matchers see, under `:authority` (Envoy's name) as under `host`.
+#[tokio::test(flavor = "multi_thread")]
+async fn header_matchers_see_the_host_routing_saw() {
+    let a = upstream("a", 200, Duration::ZERO).await;
+    let b = upstream("b", 200, Duration::ZERO).await;
+    let mut by_authority = fixture::prefix_route("t/auth", "/x", "t/b");
+    by_authority.r#match.as_mut().unwrap().headers = vec![rt::HeaderMatcher {
+        name: ":authority".into(),
+        header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::ExactMatch(
+            "matched.test".into(),
+        )),
+        ..Default::default()
+    }];
+    // The same on `host`, under a path of its own.
+    let mut by_host = fixture::prefix_route("t/host", "/h", "t/b");
+    by_host.r#match.as_mut().unwrap().headers = vec![rt::HeaderMatcher {
+        name: "host".into(),
+        header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::ExactMatch(
+            "matched.test".into(),
+        )),
+        ..Default::default()
+    }];
+    let proxy = proxy_with(
+        vec![
+            by_host,
+            by_authority,
+            fixture::prefix_route("t/a", "/", "t/a"),
+        ],
+        &[
+            ("t/a", "round_robin", vec![(a.addr, 1)]),
+            ("t/b", "round_robin", vec![(b.addr, 1)]),
+        ],
+    )
+    .await;
+    let p = proxy.listen_addr();
+    let (h1, _) = clients();
+    // HTTP/1.1 (the native path): the Host.
+    let (_, up, _) = call(&h1, p, "GET", "/x", &[("host", "matched.test")], "").await;
+    assert_eq!(up, "b");
+    let (_, up, _) = call(&h1, p, "GET", "/x", &[("host", "other.test")], "").await;
+    assert_eq!(up, "a");
+    // An absolute-form target's host, not the Host the client sent with it.
+    let got = raw(
+        p,
+        b"GET http://matched.test/x HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .to_ascii_lowercase();
+    assert!(got.contains("x-upstream: b\r\n"), "{got}");
+    let got = raw(
+        p,
+        b"GET http://matched.test/h HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .to_ascii_lowercase();
+    assert!(got.contains("x-upstream: b\r\n"), "a host matcher: {got}");
+    // HTTP/2: the :authority.
+    for (authority, want) in [("matched.test", "b"), ("other.test", "a")] {
+        let tcp = tokio::net::TcpStream::connect(p).await.unwrap();
+        let (mut s, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = Request::get(format!("http://{authority}/x"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = s.send_request(req).await.unwrap();
+        assert_eq!(resp.headers()["x-upstream"], want, "{authority}");
+    }
+}
