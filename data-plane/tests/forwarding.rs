@@ -1133,6 +1133,15 @@ async fn common_metrics(proxy: &Proxy) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
+/// A header matcher's exact value (Envoy's `string_match`).
+fn exactly(v: &str) -> rt::header_matcher::HeaderMatchSpecifier {
+    use gw_proto::envoy::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
+    rt::header_matcher::HeaderMatchSpecifier::StringMatch(StringMatcher {
+        match_pattern: Some(string_matcher::MatchPattern::Exact(v.into())),
+        ..Default::default()
+    })
+}
+
 /// The host a request is routed by (`Host`, an HTTP/2 `:authority`, an absolute-form target's)
 /// is the one header matchers see, under `:authority` (Envoy's name) as under `host`.
 #[tokio::test(flavor = "multi_thread")]
@@ -1142,18 +1151,14 @@ async fn header_matchers_see_the_host_routing_saw() {
     let mut by_authority = fixture::prefix_route("t/auth", "/x", "t/b");
     by_authority.r#match.as_mut().unwrap().headers = vec![rt::HeaderMatcher {
         name: ":authority".into(),
-        header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::ExactMatch(
-            "matched.test".into(),
-        )),
+        header_match_specifier: Some(exactly("matched.test")),
         ..Default::default()
     }];
     // The same on `host`, under a path of its own.
     let mut by_host = fixture::prefix_route("t/host", "/h", "t/b");
     by_host.r#match.as_mut().unwrap().headers = vec![rt::HeaderMatcher {
         name: "host".into(),
-        header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::ExactMatch(
-            "matched.test".into(),
-        )),
+        header_match_specifier: Some(exactly("matched.test")),
         ..Default::default()
     }];
     let proxy = proxy_with(
