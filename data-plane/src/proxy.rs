@@ -223,6 +223,32 @@ pub async fn handle(
     let on_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let grpc = is_grpc(req.headers());
     let (mut parts, body) = req.into_parts();
+    // What Envoy's HTTP/1 codec refuses before routing: an absolute-form target naming another
+    // scheme than http(s) (400), or `https` on a plaintext connection (403), and a request with
+    // no host at all (400; HTTP/1.0: 426, Envoy's answer when it would need a default host).
+    if matches!(parts.version, Version::HTTP_10 | Version::HTTP_11) {
+        let refused = match parts.uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("https") && !down.tls => Some((
+                StatusCode::FORBIDDEN,
+                "https url on a plaintext connection\n",
+            )),
+            Some(s) if !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https") => {
+                Some((StatusCode::BAD_REQUEST, "unsupported url scheme\n"))
+            }
+            _ if parts.uri.authority().is_none() && !parts.headers.contains_key(HOST) => {
+                Some(match parts.version {
+                    Version::HTTP_10 => (StatusCode::UPGRADE_REQUIRED, ""),
+                    _ => (StatusCode::BAD_REQUEST, "missing host header\n"),
+                })
+            }
+            _ => None,
+        };
+        if let Some((status, msg)) = refused {
+            let mut r = local(status, msg);
+            close_after(&mut r);
+            return r;
+        }
+    }
     // An HTTP/2 `:authority`, or an absolute-form target's, is the request's host: it replaces a
     // `Host` the client sent too (as Envoy replaces it), before routing, so header matchers see
     // the host the virtual host was picked by, and upstream.

@@ -1069,9 +1069,26 @@ async fn routes_redirect_as_envoy() {
     )
     .await;
     assert!(got.starts_with("HTTP/1.1 403"), "{got}");
-    // No host to redirect to: the client's error.
+    // No host at all: refused before routing, as Envoy's codec refuses it (HTTP/1.1: 400;
+    // HTTP/1.0: 426).
     let got = raw(p, b"GET /https HTTP/1.0\r\n\r\n").await;
-    assert!(got.contains(" 400 "), "{got}");
+    assert!(got.contains(" 426 "), "{got}");
+    let got = raw(p, b"GET /https HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    // An absolute-form target: `https` on this plaintext listener is refused (403), a scheme
+    // other than http(s) too (400), as by Envoy.
+    let got = raw(
+        p,
+        b"GET https://a.test/other HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+    let got = raw(
+        p,
+        b"GET ftp://a.test/other HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
     let hits = a.hits.load(Ordering::SeqCst);
     assert_eq!(hits, 3, "only the three requests to /other went upstream");
     // What cannot become a location is refused by name, and the previous config serves on.

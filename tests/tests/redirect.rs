@@ -159,6 +159,23 @@ async fn envoy_and_gw_proxy_redirect_alike() {
             )
             .await;
             assert!(got.starts_with("http/1.1 403"), "{who}: {got}");
+            // Refused before routing by both: an `https` URL on this plaintext listener (403),
+            // another scheme (400), no host (400; HTTP/1.0: 426).
+            for (request, status) in [
+                (
+                    "GET https://a.test/https HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                    "http/1.1 403",
+                ),
+                (
+                    "GET ftp://a.test/https HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                    "http/1.1 400",
+                ),
+                ("GET /https HTTP/1.1\r\nConnection: close\r\n\r\n", "http/1.1 400"),
+                ("GET /https HTTP/1.0\r\n\r\n", " 426 "),
+            ] {
+                let got = raw(addr, request).await;
+                assert!(got.contains(status), "{who}: {request:?}: {got}");
+            }
         },
     )
     .await;
