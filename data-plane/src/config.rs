@@ -29,6 +29,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The first of `fields` that is set: something gw-proxy would otherwise ignore, which changes
+/// what a request gets (a proxy NACKs it by name rather than serve it otherwise than Envoy).
+pub(crate) fn first_set(fields: &[(&'static str, bool)]) -> Option<&'static str> {
+    fields.iter().find(|(_, set)| *set).map(|(name, _)| *name)
+}
+
 /// Why a candidate config cannot be served (the NACK `error_detail` is its text).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -291,8 +291,7 @@ pub async fn handle(
     };
     // A route's prefix rewrite: the path sent upstream, the original in
     // `x-envoy-original-path`, as Envoy's (which drops one the client sent, rewritten or not).
-    headers::sanitize_envoy_headers(&mut parts.headers, &down.peer_ip);
-    parts.headers.remove(&headers::X_FORWARDED_CLIENT_CERT);
+    headers::sanitize_client_headers(&mut parts.headers, &down.peer_ip);
     let original = original_uri.path_and_query().map_or("/", |p| p.as_str());
     if let Some(to) = route.rewritten(original) {
         let Ok(uri) = Uri::try_from(to) else {

@@ -202,15 +202,9 @@ impl Redirect {
     }
 }
 
-/// The first of `fields` that is set: something gw-proxy would otherwise ignore, which changes
-/// what a request gets (a proxy NACKs it by name rather than serve it otherwise than Envoy).
-pub(crate) fn first_set(fields: &[(&'static str, bool)]) -> Option<&'static str> {
-    fields.iter().find(|(_, set)| *set).map(|(name, _)| *name)
-}
-
 /// What of a route and its match gw-proxy does not follow.
 fn unfollowed_in_route(r: &rt::Route, m: &rt::RouteMatch) -> Option<&'static str> {
-    first_set(&[
+    crate::config::first_set(&[
         (
             "typed_per_filter_config",
             !r.typed_per_filter_config.is_empty(),
@@ -234,7 +228,7 @@ fn unfollowed_in_route(r: &rt::Route, m: &rt::RouteMatch) -> Option<&'static str
 /// follows them).
 #[allow(deprecated)]
 fn unfollowed_in_action(a: &rt::RouteAction) -> Option<&'static str> {
-    first_set(&[
+    crate::config::first_set(&[
         (
             "cluster_not_found_response_code",
             a.cluster_not_found_response_code != 0,
@@ -269,7 +263,7 @@ fn unfollowed_in_action(a: &rt::RouteAction) -> Option<&'static str> {
 /// What of a virtual host gw-proxy does not follow.
 #[allow(deprecated)]
 fn unfollowed_in_host(vh: &rt::VirtualHost) -> Option<&'static str> {
-    first_set(&[
+    crate::config::first_set(&[
         ("matcher", vh.matcher.is_some()),
         (
             "typed_per_filter_config",
@@ -303,7 +297,7 @@ fn unfollowed_in_host(vh: &rt::VirtualHost) -> Option<&'static str> {
 
 /// What of a route configuration gw-proxy does not follow.
 fn unfollowed_in_config(rc: &rt::RouteConfiguration) -> Option<&'static str> {
-    first_set(&[
+    crate::config::first_set(&[
         ("vhds", rc.vhds.is_some()),
         (
             "internal_only_headers",

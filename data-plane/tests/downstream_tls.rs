@@ -478,18 +478,11 @@ async fn require_tls_is_met_by_a_tls_listener() {
     }
     // The same routes on a plaintext listener: every request to https.
     p.shared().apply(with_require_tls(None, "2")).unwrap();
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(
-        &mut s,
+    let text = common::raw(
+        addr,
         b"GET /hello HTTP/1.1\r\nHost: a.example.test\r\nConnection: close\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut s, &mut buf)
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf);
+    .await;
     assert!(text.starts_with("HTTP/1.1 301"), "{text}");
     assert!(
         text.to_ascii_lowercase()

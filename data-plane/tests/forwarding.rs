@@ -4,7 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use bytes::Bytes;
+use common::raw;
 use gw_proto::envoy::pb::envoy::config::route::v3 as rt;
 use gw_proxy::config::fixture::{self, ClusterDef};
 use gw_proxy::server::{Proxy, ProxyConfig};
@@ -239,16 +242,6 @@ async fn statuses_weights_h2c_and_headers() {
         "the authority becomes Host upstream"
     );
     proxy.shutdown().await;
-}
-
-/// `request` over a connection of its own (`Connection: close` in it); the response.
-async fn raw(p: SocketAddr, request: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(p).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut got = Vec::new();
-    s.read_to_end(&mut got).await.unwrap();
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 /// [`raw`]: the response's status.
@@ -833,18 +826,12 @@ async fn routes_change_request_and_response_headers_as_envoy() {
     assert_eq!(h["x-upstream"], "a");
     assert_eq!(h["x-frame-options"], "SAMEORIGIN");
     // Names in any case, on the native path.
-    let mut s = tokio::net::TcpStream::connect(p).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(
-        &mut s,
+    let got = raw(
+        p,
         b"GET /h HTTP/1.1\r\nHost: a\r\nX-SET: 0\r\nX-Gone: 0\r\nConnection: close\r\n\r\n",
     )
     .await
-    .unwrap();
-    let mut got = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut s, &mut got)
-        .await
-        .unwrap();
-    let got = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    .to_ascii_lowercase();
     assert!(got.contains("x-seen-x-set: 1\r\n"), "{got}");
     assert!(!got.contains("x-seen-x-gone"), "{got}");
     // What gw-proxy cannot follow is refused by name: a substitution, a header it sets itself.

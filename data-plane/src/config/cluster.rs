@@ -168,7 +168,7 @@ fn unfollowed_in_cluster(c: &Cluster) -> Option<&'static str> {
         .circuit_breakers
         .as_ref()
         .map_or(&[][..], |b| &b.thresholds[..]);
-    crate::router::first_set(&[
+    crate::config::first_set(&[
         (
             "lb_policy other than ROUND_ROBIN, LEAST_REQUEST, RING_HASH and MAGLEV",
             !lb_known,

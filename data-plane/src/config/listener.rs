@@ -72,7 +72,7 @@ fn unfollowed_in_hcm(h: &HttpConnectionManager) -> Option<String> {
         if let Some(Filter::TypedConfig(any)) = &f.config_type {
             use gw_proto::envoy::pb::envoy::extensions::filters::http::router::v3::Router;
             let r = Router::decode(any.value.as_slice()).unwrap_or_default();
-            let what = crate::router::first_set(&[
+            let what = crate::config::first_set(&[
                 ("suppress_envoy_headers", r.suppress_envoy_headers),
                 ("strict_check_headers", !r.strict_check_headers.is_empty()),
                 ("respect_expected_rq_timeout", r.respect_expected_rq_timeout),
@@ -84,7 +84,7 @@ fn unfollowed_in_hcm(h: &HttpConnectionManager) -> Option<String> {
         }
     }
     let o = h.common_http_protocol_options.unwrap_or_default();
-    crate::router::first_set(&[
+    crate::config::first_set(&[
         ("codec_type other than AUTO", h.codec_type != 0),
         (
             "add_user_agent",

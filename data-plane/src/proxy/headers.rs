@@ -90,10 +90,6 @@ pub fn peer_ip(peer: SocketAddr) -> HeaderValue {
 /// The path a route's rewrite replaced (Envoy's header).
 pub static X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
 
-/// `x-forwarded-client-cert`: a client's is dropped (Envoy's default `SANITIZE`; gw-proxy asks
-/// clients for no certificate, so there is never one of its own to put in).
-pub static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
-
 /// `x-forwarded-proto`.
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
@@ -136,26 +132,29 @@ const CLIENTS_ENVOY_HEADERS: [&str; 21] = [
     "external-address",
 ];
 
-/// Whether `name` (any case) is one of Envoy's own that a client's is dropped of, as an edge
-/// Envoy drops it ([`CLIENTS_ENVOY_HEADERS`]).
+/// Whether a client's header `name` (any case) is dropped, as an edge Envoy drops it: one of
+/// Envoy's own ([`CLIENTS_ENVOY_HEADERS`]), or `x-forwarded-client-cert` (Envoy's default
+/// `SANITIZE`; gw-proxy asks clients for no certificate, so there is never one of its own to
+/// put in). Both of gw-proxy's paths ask this.
 #[inline]
-pub fn is_envoy_header(name: &[u8]) -> bool {
-    name.len() > 8
-        && name[..8].eq_ignore_ascii_case(b"x-envoy-")
-        && CLIENTS_ENVOY_HEADERS
-            .iter()
-            .any(|h| h.as_bytes().eq_ignore_ascii_case(&name[8..]))
+pub fn dropped_from_client(name: &[u8]) -> bool {
+    if name.len() <= 8 || !name[..8].eq_ignore_ascii_case(b"x-envoy-") {
+        return name.eq_ignore_ascii_case(b"x-forwarded-client-cert");
+    }
+    CLIENTS_ENVOY_HEADERS
+        .iter()
+        .any(|h| h.as_bytes().eq_ignore_ascii_case(&name[8..]))
 }
 
 /// `x-envoy-original-host`: the host a client asked for, when a route rewrote it (Envoy's).
 pub static X_ENVOY_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-envoy-original-host");
 
-/// Drops the `x-envoy-*` headers an edge Envoy drops from a client ([`is_envoy_header`]) and
-/// says who the client is in `x-envoy-external-address`.
-pub fn sanitize_envoy_headers(h: &mut HeaderMap, ip: &HeaderValue) {
-    let envoy = |k: &HeaderName| is_envoy_header(k.as_str().as_bytes());
-    if h.keys().any(envoy) {
-        let names: Vec<HeaderName> = h.keys().filter(|k| envoy(k)).cloned().collect();
+/// Drops the headers an edge Envoy drops from a client ([`dropped_from_client`]) and says who
+/// the client is in `x-envoy-external-address`.
+pub fn sanitize_client_headers(h: &mut HeaderMap, ip: &HeaderValue) {
+    let dropped = |k: &HeaderName| dropped_from_client(k.as_str().as_bytes());
+    if h.keys().any(dropped) {
+        let names: Vec<HeaderName> = h.keys().filter(|k| dropped(k)).cloned().collect();
         for k in names {
             h.remove(k);
         }

@@ -416,10 +416,11 @@ async fn exchange(
         up,
         rewritten.as_deref().map(str::as_bytes),
         |name, value| {
-            // The `x-envoy-*` headers an edge Envoy drops from a client are dropped, so none
-            // reaches an Envoy behind that would act on it (`headers::is_envoy_header`).
+            // What an edge Envoy drops from a client is dropped (`x-envoy-*` headers that would
+            // steer an Envoy behind, `x-forwarded-client-cert`): `headers::dropped_from_client`,
+            // which hyper's path asks too.
             if h1::is_hop_by_hop(name)
-                || headers::is_envoy_header(name)
+                || headers::dropped_from_client(name)
                 || ops.is_some_and(|o| o.drops(name))
             {
                 return false;
@@ -435,8 +436,6 @@ async fn exchange(
                 // Replaced by the connection's scheme (this path serves plaintext only), as an
                 // edge Envoy (`use_remote_address`) replaces it: a client cannot claim HTTPS.
                 17 if name.eq_ignore_ascii_case(b"x-forwarded-proto") => return false,
-                // A client's is dropped, as by Envoy's default (`SANITIZE`).
-                23 if name.eq_ignore_ascii_case(b"x-forwarded-client-cert") => return false,
                 _ => {}
             }
             true

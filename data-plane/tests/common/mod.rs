@@ -353,6 +353,17 @@ pub async fn stack_on(
     (cp, proxy)
 }
 
+/// `request` over a connection of its own (it says `Connection: close`, or is HTTP/1.0):
+/// everything that comes back until the proxy closes.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 /// `request` on `s` (keep-alive); the response head and body.
 pub async fn exchange(s: &mut tokio::net::TcpStream, request: &str) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -7,6 +7,11 @@ use gw_proto::gateway::v1 as pb;
 use gw_proto::model::{format_duration as d, Kind, Object, Spec};
 use std::fmt::Write;
 
+/// The parts that are there, joined by `, `.
+fn joined<const N: usize>(parts: [Option<String>; N]) -> String {
+    parts.into_iter().flatten().collect::<Vec<_>>().join(", ")
+}
+
 /// `Label:` padded so values line up.
 fn field(out: &mut String, label: &str, value: impl std::fmt::Display) {
     let _ = writeln!(out, "{:<15}{value}", format!("{label}:"));
@@ -76,11 +81,7 @@ pub fn report(r: &Report, color: bool) -> String {
                     (!w.prefix.is_empty()).then(|| format!("{matched} -> {}", w.prefix)),
                     w.host.as_ref().map(|h| format!("host {h}")),
                 ];
-                field(
-                    &mut out,
-                    "Rewrite",
-                    parts.into_iter().flatten().collect::<Vec<_>>().join(", "),
-                );
+                field(&mut out, "Rewrite", joined(parts));
             }
             if let Some(x) = &s.redirect {
                 let parts = [
@@ -91,11 +92,10 @@ pub fn report(r: &Report, color: bool) -> String {
                     x.prefix.as_ref().map(|v| format!("{matched} -> {v}")),
                     x.strip_query.then(|| "query dropped".to_owned()),
                 ];
-                let parts: Vec<String> = parts.into_iter().flatten().collect();
                 field(
                     &mut out,
                     "Redirect",
-                    format!("{}: {}", x.code, parts.join(", ")),
+                    format!("{}: {}", x.code, joined(parts)),
                 );
             }
             if let Some(x) = &s.retry {
